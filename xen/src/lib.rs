@@ -1,0 +1,2 @@
+//! Everything that talks to the Xen hypervisor.
+#![no_std]
