@@ -1,0 +1,31 @@
+//! Xen's public ABI, as laid out in `xen/include/public`.
+//!
+//! Hypercall numbers and sub-operation constants come from `xen-sys`; the
+//! structures it lacks are defined here with `#[repr(C)]`, and every one is
+//! pinned by a size-and-offset test against the C headers.
+
+pub mod console;
+pub mod event_channel;
+pub mod hvm;
+pub mod sched;
+pub mod start_info;
+
+/// A domain identifier (`domid_t`).
+pub type DomId = u16;
+
+/// The calling domain, wherever a `domid_t` is expected (`DOMID_SELF`).
+pub const DOMID_SELF: DomId = 0x7ff0;
+
+/// An event channel port (`evtchn_port_t`).
+pub type Port = u32;
+
+/// Hypercall numbers (`__HYPERVISOR_*`), re-exported from `xen-sys`.
+pub mod op {
+    pub use xen_sys::{
+        __HYPERVISOR_event_channel_op as EVENT_CHANNEL_OP,
+        __HYPERVISOR_grant_table_op as GRANT_TABLE_OP, __HYPERVISOR_hvm_op as HVM_OP,
+        __HYPERVISOR_memory_op as MEMORY_OP, __HYPERVISOR_sched_op as SCHED_OP,
+        __HYPERVISOR_set_timer_op as SET_TIMER_OP, __HYPERVISOR_vcpu_op as VCPU_OP,
+        __HYPERVISOR_xen_version as XEN_VERSION,
+    };
+}

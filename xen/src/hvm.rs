@@ -1,0 +1,18 @@
+//! HVM operations: parameters.
+
+use crate::abi::DOMID_SELF;
+use crate::abi::hvm::{HVMOP_GET_PARAM, HvmParam};
+use crate::abi::op::HVM_OP;
+use crate::hypercall::{self, XenErrno};
+
+/// Reads HVM parameter `index` of this domain (`HVMOP_get_param`).
+pub fn get_param(index: u32) -> Result<u64, XenErrno> {
+    let mut arg = HvmParam {
+        domid: DOMID_SELF,
+        index,
+        ..Default::default()
+    };
+    // SAFETY: `arg` is a valid `xen_hvm_param` for the whole call.
+    XenErrno::check(unsafe { hypercall::op_arg(HVM_OP, HVMOP_GET_PARAM, &raw mut arg) })?;
+    Ok(arg.value)
+}
