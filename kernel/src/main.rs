@@ -1,8 +1,99 @@
 //! The PVH guest kernel.
+//!
+//! Boot order: the 32-bit stub (`arch::boot`) enters [`kernel_main`] in
+//! long mode on the boot stack; we load our GDT and IDT, find Xen through
+//! CPUID and install the hypercall page, find the console ring, copy the
+//! start info, print the banner, run the selected scenario and power off.
 #![no_std]
 #![no_main]
 
+mod arch;
+mod boot_info;
+mod cmdline;
+mod console;
+mod scenario;
+
+use core::fmt;
+
+use xen::abi::sched::ShutdownReason;
+use xen::cpuid::XenLeaves;
+
+/// Entered from `arch::boot` with the physical address of `hvm_start_info`.
+#[unsafe(no_mangle)]
+extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
+    arch::gdt::init();
+    arch::trap::init();
+    let Some(leaves) = XenLeaves::find() else {
+        // Without Xen there is no console and no way to stop: say so on
+        // the debug port and halt.
+        xen::console::debug_port_write(b"xenguest: not running on Xen\n");
+        loop {
+            x86_64::instructions::hlt();
+        }
+    };
+    // SAFETY: the hypercall page is part of our image, identity-mapped, so
+    // its virtual address is its physical address; nothing else runs yet.
+    unsafe { xen::hypercall::install(&leaves, xen::hypercall::page_address() as u64) };
+    if let Err(e) = console::init() {
+        fatal(format_args!("no PV console: {e:?}"));
+    }
+    // SAFETY: `ebx` held this address at entry and nothing has been
+    // allocated past our image since, so the start info is intact.
+    let boot = match unsafe { boot_info::BootInfo::copy_from(u64::from(start_info_paddr)) } {
+        Ok(b) => b,
+        Err(e) => fatal(format_args!("bad start info: {e}")),
+    };
+    let opts = cmdline::Options::parse(boot.cmdline());
+    console::init_log(opts.log_level);
+    let (major, minor) = leaves.version();
+    let domid = leaves.domid();
+    kprintln!(
+        "xenguest: domain {} on Xen {major}.{minor}, {} KiB RAM in {} memory map entries, cmdline \"{}\"",
+        DomainId(domid),
+        boot.ram_bytes() / 1024,
+        boot.memmap().len(),
+        boot.cmdline(),
+    );
+    for e in boot.memmap() {
+        log::debug!("memmap {:#012x}-{:#012x} type {}", e.addr, e.addr + e.size, e.kind);
+    }
+    for m in boot.modules() {
+        log::debug!("module at {:#x}, {} bytes", m.paddr, m.size);
+    }
+    for word in opts.unknown.iter().flatten() {
+        log::warn!("ignoring unknown command-line word {word:?}");
+    }
+    let outcome = scenario::run(opts.scenario.unwrap_or(scenario::DEFAULT), &boot);
+    log::info!("powering off");
+    console::flush();
+    xen::sched::shutdown(match outcome {
+        Ok(()) => ShutdownReason::Poweroff,
+        Err(_) => ShutdownReason::Crash,
+    })
+}
+
+/// Formats a domain id that CPUID may not report.
+struct DomainId(Option<u16>);
+
+impl fmt::Display for DomainId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(id) => write!(f, "{id}"),
+            None => f.write_str("(unknown)"),
+        }
+    }
+}
+
+/// Prints `msg` and a RESULT line for the running scenario, then crashes
+/// the domain (`SCHEDOP_shutdown`, reason crash).
+pub fn fatal(msg: fmt::Arguments<'_>) -> ! {
+    let name = scenario::CURRENT.get().copied().unwrap_or("boot");
+    console::print_fatal(format_args!("FATAL: {msg}\nRESULT {name} CRASH\n"));
+    console::flush();
+    xen::sched::shutdown(ShutdownReason::Crash)
+}
+
 #[panic_handler]
-fn panic(_: &core::panic::PanicInfo) -> ! {
-    loop {}
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    fatal(format_args!("kernel panic: {info}"))
 }

@@ -1,0 +1,182 @@
+//! Exception entry: the IDT, the assembly stubs that save a full register
+//! frame, and the dispatcher.
+//!
+//! Every vector below 32 enters `trap_common` with the vector number and an
+//! error code (a zero is pushed for exceptions without one), so the
+//! dispatcher always sees one [`TrapFrame`] layout. An exception the kernel
+//! cannot handle prints a register dump and crashes the domain cleanly
+//! (`SCHEDOP_shutdown` with reason crash), so the toolstack sees a crash
+//! rather than a hang or a triple fault.
+
+use core::arch::global_asm;
+use core::fmt;
+
+use spin::Once;
+use x86_64::VirtAddr;
+use x86_64::registers::control::{Cr2, Cr3};
+use x86_64::structures::idt::InterruptDescriptorTable;
+
+use super::gdt::DOUBLE_FAULT_IST;
+
+/// The registers saved on exception entry, lowest address first.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+#[allow(missing_docs)] // register names
+pub struct TrapFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    /// Exception vector.
+    pub vector: u64,
+    /// The CPU's error code, or 0 for exceptions without one.
+    pub error: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+/// Exceptions for which the CPU pushes an error code.
+macro_rules! stub {
+    (err $n:literal) => {
+        concat!(".globl trap_stub_", $n, "\ntrap_stub_", $n, ":\npush ", $n, "\njmp trap_common\n")
+    };
+    ($n:literal) => {
+        concat!(".globl trap_stub_", $n, "\ntrap_stub_", $n, ":\npush 0\npush ", $n, "\njmp trap_common\n")
+    };
+}
+
+global_asm!(
+    ".pushsection .text.trap, \"ax\", @progbits",
+    "trap_common:",
+    "push rax", "push rbx", "push rcx", "push rdx", "push rsi", "push rdi", "push rbp",
+    "push r8", "push r9", "push r10", "push r11", "push r12", "push r13", "push r14", "push r15",
+    "mov rdi, rsp",
+    "cld",
+    // 7 words from the CPU and the stub plus 15 saved registers keep rsp
+    // 16-byte aligned here, as the call below requires.
+    "call trap_dispatch",
+    "pop r15", "pop r14", "pop r13", "pop r12", "pop r11", "pop r10", "pop r9", "pop r8",
+    "pop rbp", "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rbx", "pop rax",
+    "add rsp, 16",
+    "iretq",
+    stub!(0), stub!(1), stub!(2), stub!(3), stub!(4), stub!(5), stub!(6), stub!(7),
+    stub!(err 8), stub!(9), stub!(err 10), stub!(err 11), stub!(err 12), stub!(err 13),
+    stub!(err 14), stub!(15), stub!(16), stub!(err 17), stub!(18), stub!(19), stub!(20),
+    stub!(err 21), stub!(22), stub!(23), stub!(24), stub!(25), stub!(26), stub!(27),
+    stub!(28), stub!(err 29), stub!(err 30), stub!(31),
+    ".popsection",
+    ".pushsection .rodata.trap_stubs, \"a\", @progbits",
+    ".balign 8",
+    ".globl trap_stubs",
+    "trap_stubs:",
+    ".quad trap_stub_0, trap_stub_1, trap_stub_2, trap_stub_3",
+    ".quad trap_stub_4, trap_stub_5, trap_stub_6, trap_stub_7",
+    ".quad trap_stub_8, trap_stub_9, trap_stub_10, trap_stub_11",
+    ".quad trap_stub_12, trap_stub_13, trap_stub_14, trap_stub_15",
+    ".quad trap_stub_16, trap_stub_17, trap_stub_18, trap_stub_19",
+    ".quad trap_stub_20, trap_stub_21, trap_stub_22, trap_stub_23",
+    ".quad trap_stub_24, trap_stub_25, trap_stub_26, trap_stub_27",
+    ".quad trap_stub_28, trap_stub_29, trap_stub_30, trap_stub_31",
+    ".popsection",
+);
+
+unsafe extern "C" {
+    static trap_stubs: [u64; 32];
+}
+
+static IDT: Once<InterruptDescriptorTable> = Once::new();
+
+/// Builds and loads the IDT.
+pub fn init() {
+    let idt = IDT.call_once(|| {
+        let mut idt = InterruptDescriptorTable::new();
+        // SAFETY: `trap_stubs` is the constant table assembled above.
+        let stubs = unsafe { &*(&raw const trap_stubs) };
+        let addr = |v: usize| VirtAddr::new(stubs[v]);
+        // SAFETY (for each entry below): the address is an assembly stub
+        // that saves a `TrapFrame`, calls `trap_dispatch` and returns with
+        // `iretq`, as an IDT handler must; stubs of exceptions with an
+        // error code do not push a dummy one.
+        unsafe {
+            idt.divide_error.set_handler_addr(addr(0));
+            idt.debug.set_handler_addr(addr(1));
+            idt.non_maskable_interrupt.set_handler_addr(addr(2));
+            idt.breakpoint.set_handler_addr(addr(3));
+            idt.overflow.set_handler_addr(addr(4));
+            idt.bound_range_exceeded.set_handler_addr(addr(5));
+            idt.invalid_opcode.set_handler_addr(addr(6));
+            idt.device_not_available.set_handler_addr(addr(7));
+            idt.double_fault
+                .set_handler_addr(addr(8))
+                .set_stack_index(DOUBLE_FAULT_IST);
+            idt.invalid_tss.set_handler_addr(addr(10));
+            idt.segment_not_present.set_handler_addr(addr(11));
+            idt.stack_segment_fault.set_handler_addr(addr(12));
+            idt.general_protection_fault.set_handler_addr(addr(13));
+            idt.page_fault.set_handler_addr(addr(14));
+            idt.x87_floating_point.set_handler_addr(addr(16));
+            idt.alignment_check.set_handler_addr(addr(17));
+            idt.machine_check.set_handler_addr(addr(18));
+            idt.simd_floating_point.set_handler_addr(addr(19));
+            idt.virtualization.set_handler_addr(addr(20));
+            idt.cp_protection_exception.set_handler_addr(addr(21));
+            idt.hv_injection_exception.set_handler_addr(addr(28));
+            idt.vmm_communication_exception.set_handler_addr(addr(29));
+            idt.security_exception.set_handler_addr(addr(30));
+        }
+        idt
+    });
+    idt.load();
+}
+
+/// The name of exception `vector`.
+fn name(vector: u64) -> &'static str {
+    const NAMES: [&str; 32] = [
+        "divide error (#DE)", "debug (#DB)", "NMI", "breakpoint (#BP)", "overflow (#OF)",
+        "bound range (#BR)", "invalid opcode (#UD)", "device not available (#NM)",
+        "double fault (#DF)", "coprocessor segment overrun", "invalid TSS (#TS)",
+        "segment not present (#NP)", "stack fault (#SS)", "general protection (#GP)",
+        "page fault (#PF)", "reserved", "x87 error (#MF)", "alignment check (#AC)",
+        "machine check (#MC)", "SIMD error (#XM)", "virtualization (#VE)",
+        "control protection (#CP)", "reserved", "reserved", "reserved", "reserved",
+        "reserved", "reserved", "hypervisor injection (#HV)", "VMM communication (#VC)",
+        "security (#SX)", "reserved",
+    ];
+    NAMES.get(vector as usize).copied().unwrap_or("interrupt")
+}
+
+impl fmt::Display for TrapFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = if self.cs & 3 == 0 { "kernel" } else { "user" };
+        writeln!(f, "{} (vector {}), error code {:#x}, {} mode", name(self.vector), self.vector, self.error, mode)?;
+        writeln!(f, "  rip {:#018x}  cs {:#06x}  rflags {:#010x}", self.rip, self.cs, self.rflags)?;
+        writeln!(f, "  rsp {:#018x}  ss {:#06x}", self.rsp, self.ss)?;
+        writeln!(f, "  rax {:#018x}  rbx {:#018x}  rcx {:#018x}", self.rax, self.rbx, self.rcx)?;
+        writeln!(f, "  rdx {:#018x}  rsi {:#018x}  rdi {:#018x}", self.rdx, self.rsi, self.rdi)?;
+        writeln!(f, "  rbp {:#018x}  r8  {:#018x}  r9  {:#018x}", self.rbp, self.r8, self.r9)?;
+        writeln!(f, "  r10 {:#018x}  r11 {:#018x}  r12 {:#018x}", self.r10, self.r11, self.r12)?;
+        writeln!(f, "  r13 {:#018x}  r14 {:#018x}  r15 {:#018x}", self.r13, self.r14, self.r15)?;
+        let (cr3, _) = Cr3::read_raw();
+        write!(f, "  cr2 {:#018x}  cr3 {:#018x}", Cr2::read_raw(), cr3.start_address().as_u64())
+    }
+}
+
+/// Called by `trap_common` with the saved frame.
+#[unsafe(no_mangle)]
+extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    crate::fatal(format_args!("unhandled exception: {frame}"));
+}

@@ -1,0 +1,117 @@
+//! Kernel console: the `log` backend and the crash path's output.
+//!
+//! Until [`init`] finds the PV console ring (HVM params 17/18), output goes
+//! to Xen's debug port 0xE9; afterwards to the ring, which xenconsoled logs
+//! and `xl console` shows. Fatal messages go to both, so a crash dump is in
+//! the guest's console log and in Xen's own log.
+
+use core::fmt::{self, Write};
+
+use log::{LevelFilter, Log, Metadata, Record};
+use spin::Mutex;
+use xen::abi::console::XenconsInterface;
+use xen::abi::hvm::{PARAM_CONSOLE_EVTCHN, PARAM_CONSOLE_PFN};
+use xen::console::{ConsoleRing, debug_port_write};
+
+/// The console ring, once found. The lock serialises writers so lines from
+/// different contexts do not interleave.
+static RING: Mutex<Option<ConsoleRing>> = Mutex::new(None);
+
+/// Scheduler yields to wait for xenconsoled to drain the ring at shutdown.
+const FLUSH_YIELDS: u32 = 200_000;
+
+/// Finds the PV console ring. Its page lies inside the boot identity map.
+pub fn init() -> Result<(), xen::hypercall::XenErrno> {
+    let pfn = xen::hvm::get_param(PARAM_CONSOLE_PFN)?;
+    let port = xen::hvm::get_param(PARAM_CONSOLE_EVTCHN)?;
+    let ring = (pfn << 12) as *mut XenconsInterface;
+    // SAFETY: Xen names this frame as our console page; it is below 4 GiB
+    // and so identity-mapped writable by the boot page tables, and this is
+    // the only producer we create.
+    let ring = unsafe { ConsoleRing::new(ring, port as u32) };
+    *RING.lock() = Some(ring);
+    Ok(())
+}
+
+struct RingWriter<'a>(&'a mut Option<ConsoleRing>);
+
+impl Write for RingWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        match self.0 {
+            Some(ring) => ring.write(s.as_bytes()),
+            None => debug_port_write(s.as_bytes()),
+        }
+        Ok(())
+    }
+}
+
+/// Writes formatted text to the console.
+pub fn print(args: fmt::Arguments<'_>) {
+    let mut ring = RING.lock();
+    let _ = RingWriter(&mut ring).write_fmt(args);
+}
+
+/// Writes a fatal message to both the ring and port 0xE9, even if the
+/// ring's lock is held by the code that crashed, then waits for the ring
+/// to drain so the message reaches the log before the domain goes away.
+pub fn print_fatal(args: fmt::Arguments<'_>) {
+    struct Port;
+    impl Write for Port {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            debug_port_write(s.as_bytes());
+            Ok(())
+        }
+    }
+    let _ = Port.write_fmt(args);
+    if RING.is_locked() {
+        // SAFETY: we are on the way to shutting the domain down from the
+        // only vCPU; whoever held the lock will never run again, and a
+        // torn line is better than a lost crash dump.
+        unsafe { RING.force_unlock() };
+    }
+    print(args);
+}
+
+/// Waits (bounded) until xenconsoled has read everything written.
+pub fn flush() {
+    if let Some(ring) = RING.lock().as_mut() {
+        ring.flush(FLUSH_YIELDS);
+    }
+}
+
+/// Prints to the console, like `print!`.
+#[macro_export]
+macro_rules! kprint {
+    ($($arg:tt)*) => { $crate::console::print(format_args!($($arg)*)) };
+}
+
+/// Prints a line to the console, like `println!`.
+#[macro_export]
+macro_rules! kprintln {
+    ($($arg:tt)*) => { $crate::console::print(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+struct Logger;
+
+impl Log for Logger {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if self.enabled(record.metadata()) {
+            print(format_args!("[{:5}] {}\n", record.level(), record.args()));
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: Logger = Logger;
+
+/// Installs the `log` backend at `level`.
+pub fn init_log(level: LevelFilter) {
+    // Only fails when called twice, which boot never does.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(level);
+}

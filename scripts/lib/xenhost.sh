@@ -1,0 +1,79 @@
+# Boot the emulated Xen host (Xen 4.17 + Debian's Linux dom0 in QEMU under
+# software emulation) and run one command in dom0.
+# Source after common.sh, host-packages.sh and initramfs.sh.
+# shellcheck shell=bash
+
+XEN_CMDLINE="console=com1 com1=115200,8n1 dom0_mem=512M,max:512M dom0_max_vcpus=1 loglvl=all guest_loglvl=all console_timestamps=boot"
+DOM0_CMDLINE="console=hvc0 earlyprintk=xen loglevel=1 rdinit=/init"
+# Seconds one boot may take before it is killed and counted as failed.
+XENHOST_TIMEOUT=${XENHOST_TIMEOUT:-600}
+
+xen_binary() {
+    local xen=$CACHE/xen-4.17.elf
+    if [[ ! -e $xen ]]; then
+        zcat "$HOSTROOT/boot/xen-4.17-amd64.gz" > "$xen.tmp" && mv "$xen.tmp" "$xen"
+    fi
+    echo "$xen"
+}
+
+# xenhost_run NAME RUN_SCRIPT [EXTRA_FILE...]
+# Prints dom0's output (the lines of RUN_SCRIPT) on stdout, progress on
+# stderr, keeps the whole serial log in $CACHE/runs/NAME/serial.log and
+# returns RUN_SCRIPT's status; 124 when the time limit passed, 125 when dom0
+# never reported an exit status (Xen or dom0 died).
+xenhost_run() {
+    local name=$1 run=$2
+    shift 2
+    ensure_host_packages
+    build_base_initramfs
+    local dir=$CACHE/runs/$name
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    build_overlay "$dir/overlay.cpio.gz" "$run" "$@"
+    cat "$CACHE/dom0-base.cpio.gz" "$dir/overlay.cpio.gz" > "$dir/initrd"
+    local xen kernel
+    xen=$(xen_binary)
+    kernel=$(dom0_kernel)
+    progress "booting Xen 4.17 and dom0 in QEMU (software emulation) for '$name'"
+    local start=$SECONDS
+    echo 125 > "$dir/rc"
+    set +e
+    timeout --kill-after=5 "$XENHOST_TIMEOUT" env \
+        LD_LIBRARY_PATH="$HOSTROOT/usr/lib/x86_64-linux-gnu:$HOSTROOT/lib/x86_64-linux-gnu" \
+        "$HOSTROOT/usr/bin/qemu-system-x86_64" \
+        -L "$HOSTROOT/usr/share/qemu" -L "$HOSTROOT/usr/share/seabios" \
+        -machine pc -accel tcg,thread=multi -cpu qemu64,+svm,+npt,+rdrand \
+        -smp 2 -m 2048 -display none -vga none -net none -no-reboot \
+        -serial stdio -monitor none \
+        -kernel "$xen" -append "$XEN_CMDLINE" \
+        -initrd "$kernel $DOM0_CMDLINE,$dir/initrd" </dev/null 2>"$dir/qemu.err" |
+        tee "$dir/serial.log" | _xenhost_filter "$dir/rc" "$start"
+    local qemu_status=${PIPESTATUS[0]}
+    set -e
+    local rc
+    rc=$(cat "$dir/rc")
+    if ((qemu_status == 124)); then
+        progress "time limit of ${XENHOST_TIMEOUT}s passed; serial log: $dir/serial.log"
+        rc=124
+    elif ((rc == 125)); then
+        progress "dom0 gave no exit status (QEMU status $qemu_status); serial log: $dir/serial.log"
+        grep -E '\(XEN\).*(Panic|FATAL)|Kernel panic' "$dir/serial.log" >&2 || true
+        [[ -s $dir/qemu.err ]] && cat "$dir/qemu.err" >&2
+    fi
+    progress "'$name' finished in $((SECONDS - start)) s with status $rc"
+    return "$rc"
+}
+
+# Reads the serial line: "@@ " lines are dom0's command output, "@@XENHOST"
+# lines are milestones; everything else (Xen's log) stays in the log file.
+_xenhost_filter() {
+    local rcfile=$1 start=$2 line
+    while IFS= read -r line; do
+        line=${line//$'\r'/}
+        case $line in
+            "@@ "*) printf '%s\n' "${line#@@ }" ;;
+            "@@XENHOST exit "*) echo "${line#@@XENHOST exit }" > "$rcfile" ;;
+            "@@XENHOST "*) progress "${line#@@XENHOST } ($((SECONDS - start)) s)" ;;
+        esac
+    done
+}

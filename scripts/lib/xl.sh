@@ -1,0 +1,108 @@
+# Helpers for the xl scenario scripts in scripts/scenarios/.
+#
+# Plain POSIX sh: the emulated host's dom0 runs busybox sh, and a user with
+# a real Xen host runs the same scripts from the project root:
+#     sh scripts/scenarios/demo.sh
+# Each case prints one line, "PASS name" or "FAIL name: reason"; `finish`
+# prints "N passed, N failed" and sets the exit status.
+# shellcheck shell=sh
+
+: "${GUEST_TIMEOUT:=60}"
+XENGUEST_LOGS=${XENGUEST_LOGS:-/tmp/xenguest-logs}
+mkdir -p "$XENGUEST_LOGS"
+PASSED=0
+FAILED=0
+
+# guest_log NAME: the file holding NAME's console output.
+guest_log() {
+    echo "$XENGUEST_LOGS/$1.log"
+}
+
+# guest_create NAME CONFIG [KEY=VALUE...]: creates the domain paused and
+# starts capturing its console. Extra arguments override config keys, e.g.
+# 'cmdline="scenario=fault"'.
+guest_create() {
+    _name=$1
+    _cfg=$2
+    shift 2
+    rm -f "$(guest_log "$_name")"
+    if ! xl create -p "$_cfg" "name=\"$_name\"" "$@" >"$XENGUEST_LOGS/$_name.xl" 2>&1; then
+        sed 's/^/  xl: /' "$XENGUEST_LOGS/$_name.xl"
+        return 1
+    fi
+    xl console "$_name" </dev/null >"$(guest_log "$_name")" 2>&1 &
+    echo $! >"$XENGUEST_LOGS/$_name.console-pid"
+}
+
+# guest_domid NAME: prints NAME's domain id.
+guest_domid() {
+    xl domid "$1" 2>/dev/null
+}
+
+# guest_unpause NAME
+guest_unpause() {
+    xl unpause "$1"
+}
+
+# guest_wait NAME [SECONDS]: waits until NAME is gone (powered off or
+# crashed and destroyed); after SECONDS it is destroyed and 1 returned.
+guest_wait() {
+    _name=$1
+    _limit=$((${2:-$GUEST_TIMEOUT} * 10))
+    _i=0
+    _rc=0
+    while xl domid "$_name" >/dev/null 2>&1; do
+        _i=$((_i + 1))
+        if [ "$_i" -gt "$_limit" ]; then
+            echo "  $_name still running after ${2:-$GUEST_TIMEOUT} s: destroyed"
+            xl destroy "$_name" >/dev/null 2>&1
+            _rc=1
+            break
+        fi
+        sleep 0.1
+    done
+    # The console client exits when the domain goes; give it a moment to
+    # write the last bytes.
+    _pid=$(cat "$XENGUEST_LOGS/$_name.console-pid" 2>/dev/null)
+    _i=0
+    while [ -n "$_pid" ] && kill -0 "$_pid" 2>/dev/null && [ "$_i" -lt 30 ]; do
+        sleep 0.1
+        _i=$((_i + 1))
+    done
+    [ -n "$_pid" ] && kill "$_pid" 2>/dev/null
+    return $_rc
+}
+
+# guest_result NAME SCENARIO: succeeds when NAME's console shows
+# "RESULT SCENARIO PASS"; otherwise prints why and fails.
+guest_result() {
+    _log=$(guest_log "$1")
+    if grep -q "^RESULT $2 PASS" "$_log"; then
+        return 0
+    fi
+    _line=$(grep "^RESULT $2 " "$_log" | tail -n 1)
+    echo "${_line:-no RESULT line from $1}"
+    return 1
+}
+
+# show_log NAME: prints NAME's console output, indented.
+show_log() {
+    sed -e 's/\r$//' -e "s/^/  $1 | /" "$(guest_log "$1")"
+}
+
+# pass CASE / fail CASE REASON: one result line, counted.
+pass() {
+    echo "PASS $1"
+    PASSED=$((PASSED + 1))
+}
+
+fail() {
+    echo "FAIL $1: $2"
+    FAILED=$((FAILED + 1))
+}
+
+# finish: the closing count; the exit status says whether all passed.
+finish() {
+    echo "$PASSED passed, $FAILED failed"
+    [ "$FAILED" -eq 0 ]
+}
