@@ -94,4 +94,19 @@ impl ConsoleRing {
             bytes = &bytes[n..];
         }
     }
+
+    /// Waits until the backend has consumed everything written, giving up
+    /// after `max_yields` scheduler yields. Returns whether the ring drained.
+    /// Used before shutting down, so the last lines reach the log.
+    pub fn flush(&mut self, max_yields: u32) -> bool {
+        for _ in 0..max_yields {
+            let (cons, prod) = self.out_indices();
+            if cons == prod {
+                return true;
+            }
+            self.kick();
+            sched::yield_now();
+        }
+        false
+    }
 }
