@@ -79,6 +79,11 @@ impl ConsoleRings {
     pub fn input_pending(&self) -> usize {
         self.input.used()
     }
+
+    /// Output bytes the backend has not consumed yet.
+    pub fn output_pending(&self) -> usize {
+        self.output.used()
+    }
 }
 
 /// The guest side of the PV console ring.
@@ -123,6 +128,20 @@ impl ConsoleRing {
             self.kick();
             bytes = &bytes[n..];
         }
+    }
+
+    /// Waits until the backend has consumed everything written, giving up
+    /// after `max_yields` scheduler yields. Returns whether the ring drained.
+    /// Used before shutting down, so the last lines reach the log.
+    pub fn flush(&mut self, max_yields: u32) -> bool {
+        for _ in 0..max_yields {
+            if self.rings.output_pending() == 0 {
+                return true;
+            }
+            self.kick();
+            sched::yield_now();
+        }
+        false
     }
 
     /// Reads up to `buf.len()` typed bytes without waiting; 0 when none.
@@ -170,6 +189,7 @@ mod tests {
         let n = r.write_some(&data);
         assert_eq!(n, OUT_RING_SIZE);
         assert_eq!(r.write_some(&data[n..]), 0, "full");
+        assert_eq!(r.output_pending(), OUT_RING_SIZE);
         // The backend consumes 100 bytes, checking them.
         // SAFETY: no reference into the page is live.
         let (cons, prod) = unsafe { ((*raw).out_cons, (*raw).out_prod) };
