@@ -14,6 +14,7 @@
 //! Locking: `EventChannels` is `&mut self` (the kernel keeps one per vCPU
 //! or behind its own lock); the shared page is only touched atomically.
 
+#[cfg(any(test, feature = "alloc"))]
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
@@ -163,6 +164,7 @@ fn split(port: Port) -> (usize, usize) {
 }
 
 /// Counts of the upcall side.
+#[cfg(any(test, feature = "alloc"))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EventStats {
     /// Events handed to a handler.
@@ -174,6 +176,7 @@ pub struct EventStats {
 }
 
 /// The handler table and the 2-level scan.
+#[cfg(any(test, feature = "alloc"))]
 #[derive(Debug, Default)]
 pub struct EventChannels {
     handlers: Vec<Option<(Handler, usize)>>,
@@ -184,6 +187,7 @@ pub struct EventChannels {
     stats: EventStats,
 }
 
+#[cfg(any(test, feature = "alloc"))]
 impl EventChannels {
     /// An empty table.
     pub fn new() -> Self {

@@ -13,8 +13,11 @@ use crate::abi::grant_table::{
     GnttabUnmapGrantRef,
 };
 use crate::abi::op::GRANT_TABLE_OP;
-use crate::grant::GrantError;
 use crate::hypercall::{self, XenErrno};
+
+mod status;
+
+pub use status::GrantError;
 
 /// Issues `cmd` over `count` consecutive structures at `ops`.
 ///

@@ -11,8 +11,14 @@
 //! [`event_channel::EventChannels`] over a [`abi::shared_info::SharedInfo`],
 //! [`xenstore::Xenstore`] and the console over their ring pages, and the
 //! simulated hypervisor `sim` (feature `sim`) behind the same traits.
+//!
+//! Features: `alloc` builds the services that need a heap ([`grant`],
+//! [`xenstore`], [`event_channel::EventChannels`]); `sim` (implies `alloc`)
+//! adds the simulated hypervisor. The ABI, the hypercall wrappers and the
+//! console need neither.
 #![no_std]
 
+#[cfg(any(test, feature = "alloc"))]
 extern crate alloc;
 
 pub mod abi;
@@ -20,6 +26,7 @@ pub mod console;
 pub mod cpuid;
 pub mod event_channel;
 pub mod gnttab;
+#[cfg(any(test, feature = "alloc"))]
 pub mod grant;
 pub mod hvm;
 pub mod hypercall;

@@ -12,14 +12,13 @@
 //! ([`submit_with_retry`]); each op reports its own result.
 
 mod entry;
-mod error;
 pub mod refs;
 mod table;
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-pub use error::GrantError;
+pub use crate::gnttab::GrantError;
 pub use table::{GrantFrameMemory, GrantTable, LinearFrames};
 
 use crate::abi::grant_table::{
