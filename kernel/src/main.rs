@@ -55,7 +55,12 @@ extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
         boot.cmdline(),
     );
     for e in boot.memmap() {
-        log::debug!("memmap {:#012x}-{:#012x} type {}", e.addr, e.addr + e.size, e.kind);
+        log::debug!(
+            "memmap {:#012x}-{:#012x} type {}",
+            e.addr,
+            e.addr + e.size,
+            e.kind
+        );
     }
     for m in boot.modules() {
         log::debug!("module at {:#x}, {} bytes", m.paddr, m.size);
