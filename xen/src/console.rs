@@ -1,16 +1,19 @@
-//! Console output: the PV console ring and Xen's debug I/O port.
+//! Console output and input: the PV console ring and Xen's debug I/O port.
 //!
 //! The ring (`io/console.h`) is what xenconsoled reads into
 //! `/var/log/xen/console/guest-NAME.log` and `xl console` shows. Port 0xE9
 //! costs one VM exit per byte and ends up in Xen's own log (`xl dmesg`,
 //! the serial line): good for early boot and crash dumps only.
+//!
+//! [`ConsoleRings`] is the ring logic on any memory (host-tested);
+//! [`ConsoleRing`] adds the event channel and waiting.
 
 use core::arch::asm;
-use core::ptr::{addr_of, addr_of_mut};
-use core::sync::atomic::{Ordering, fence};
+use core::ptr::addr_of_mut;
 
 use crate::abi::Port;
-use crate::abi::console::{OUT_RING_SIZE, XenconsInterface};
+use crate::abi::console::{IN_RING_SIZE, OUT_RING_SIZE, XenconsInterface};
+use crate::ring::ByteRing;
 use crate::{event_channel, sched};
 
 /// Writes bytes to Xen's debug port 0xE9.
@@ -24,15 +27,70 @@ pub fn debug_port_write(bytes: &[u8]) {
     }
 }
 
-/// The guest side of the PV console ring.
-pub struct ConsoleRing {
-    ring: *mut XenconsInterface,
-    port: Port,
+/// The guest's two directions of a console page, without signalling.
+#[derive(Debug)]
+pub struct ConsoleRings {
+    output: ByteRing,
+    input: ByteRing,
 }
 
-// SAFETY: the ring is a page shared with the backend only; callers
-// serialise writers (the kernel keeps the ring behind a lock).
-unsafe impl Send for ConsoleRing {}
+// SAFETY: the page is shared with the backend only; the owner serialises
+// access (`&mut self`).
+unsafe impl Send for ConsoleRings {}
+
+impl ConsoleRings {
+    /// The rings of the console page at `page`.
+    ///
+    /// # Safety
+    /// `page` must be valid for reads and writes for as long as this value
+    /// lives, and only this value may produce output or consume input.
+    pub unsafe fn new(page: *mut XenconsInterface) -> Self {
+        // SAFETY: the caller guarantees `page`; the fields are inside it and
+        // both sizes are powers of two.
+        unsafe {
+            Self {
+                output: ByteRing::new(
+                    addr_of_mut!((*page).output).cast(),
+                    OUT_RING_SIZE,
+                    addr_of_mut!((*page).out_cons),
+                    addr_of_mut!((*page).out_prod),
+                ),
+                input: ByteRing::new(
+                    addr_of_mut!((*page).input).cast(),
+                    IN_RING_SIZE,
+                    addr_of_mut!((*page).in_cons),
+                    addr_of_mut!((*page).in_prod),
+                ),
+            }
+        }
+    }
+
+    /// Queues as much of `bytes` as fits; returns the count.
+    pub fn write_some(&mut self, bytes: &[u8]) -> usize {
+        self.output.produce(bytes)
+    }
+
+    /// Takes up to `buf.len()` input bytes; returns the count (0: none).
+    pub fn read(&mut self, buf: &mut [u8]) -> usize {
+        self.input.consume(buf)
+    }
+
+    /// Input bytes waiting.
+    pub fn input_pending(&self) -> usize {
+        self.input.used()
+    }
+
+    /// Output bytes the backend has not consumed yet.
+    pub fn output_pending(&self) -> usize {
+        self.output.used()
+    }
+}
+
+/// The guest side of the PV console ring.
+pub struct ConsoleRing {
+    rings: ConsoleRings,
+    port: Port,
+}
 
 impl ConsoleRing {
     /// Wraps the console page mapped at `ring`, signalled through `port`.
@@ -42,23 +100,16 @@ impl ConsoleRing {
     /// `HVM_PARAM_CONSOLE_PFN`, mapped writable for as long as this value
     /// lives, and only this value may produce on its output ring.
     pub unsafe fn new(ring: *mut XenconsInterface, port: Port) -> Self {
-        Self { ring, port }
-    }
-
-    fn out_indices(&self) -> (u32, u32) {
-        // SAFETY: `ring` is valid (see `new`); the backend updates
-        // `out_cons` concurrently, so it is read volatile.
-        unsafe {
-            (
-                addr_of!((*self.ring).out_cons).read_volatile(),
-                addr_of!((*self.ring).out_prod).read_volatile(),
-            )
+        Self {
+            // SAFETY: forwarded to the caller's contract.
+            rings: unsafe { ConsoleRings::new(ring) },
+            port,
         }
     }
 
-    /// Tells the backend there is output. A failed send cannot be reported
-    /// anywhere but this console; the backend still finds the bytes the next
-    /// time it looks.
+    /// Tells the backend there is output, or room for input. A failed send
+    /// cannot be reported anywhere but this console; the backend still
+    /// finds the bytes the next time it looks.
     fn kick(&self) {
         let _ = event_channel::send(self.port);
     }
@@ -67,29 +118,13 @@ impl ConsoleRing {
     /// (no byte is dropped).
     pub fn write(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
-            let (cons, prod) = self.out_indices();
-            fence(Ordering::Acquire);
-            let used = prod.wrapping_sub(cons) as usize;
-            let space = OUT_RING_SIZE.saturating_sub(used);
-            if space == 0 {
+            let n = self.rings.write_some(bytes);
+            if n == 0 {
                 // Full: kick the backend and let it run.
                 self.kick();
                 sched::yield_now();
                 continue;
             }
-            let n = space.min(bytes.len());
-            for (i, &b) in bytes[..n].iter().enumerate() {
-                let idx = (prod as usize + i) % OUT_RING_SIZE;
-                // SAFETY: `idx` is inside the output array of the valid
-                // ring, in the free part that only we write.
-                unsafe { addr_of_mut!((*self.ring).output[idx]).write_volatile(b) };
-            }
-            // The bytes must be visible before the producer index moves.
-            fence(Ordering::Release);
-            // SAFETY: as above; we are the only producer.
-            unsafe {
-                addr_of_mut!((*self.ring).out_prod).write_volatile(prod.wrapping_add(n as u32))
-            };
             self.kick();
             bytes = &bytes[n..];
         }
@@ -100,13 +135,97 @@ impl ConsoleRing {
     /// Used before shutting down, so the last lines reach the log.
     pub fn flush(&mut self, max_yields: u32) -> bool {
         for _ in 0..max_yields {
-            let (cons, prod) = self.out_indices();
-            if cons == prod {
+            if self.rings.output_pending() == 0 {
                 return true;
             }
             self.kick();
             sched::yield_now();
         }
         false
+    }
+
+    /// Reads up to `buf.len()` typed bytes without waiting; 0 when none.
+    /// The console's event channel fires when input arrives.
+    pub fn read(&mut self, buf: &mut [u8]) -> usize {
+        let n = self.rings.read(buf);
+        if n > 0 {
+            // The backend may wait for room.
+            self.kick();
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::boxed::Box;
+    use std::vec::Vec;
+
+    use super::*;
+
+    fn page() -> Box<XenconsInterface> {
+        Box::new(XenconsInterface {
+            input: [0; IN_RING_SIZE],
+            output: [0; OUT_RING_SIZE],
+            in_cons: 0,
+            in_prod: 0,
+            out_cons: 0,
+            out_prod: 0,
+        })
+    }
+
+    #[test]
+    fn output_wraps_and_stops_when_full() {
+        let mut p = page();
+        // Start near the end, and near u32 wrap, to cross both.
+        p.out_cons = u32::MAX - 10;
+        p.out_prod = u32::MAX - 10;
+        let raw: *mut XenconsInterface = &mut *p;
+        // SAFETY: the box outlives the rings; the test plays the backend
+        // through the same raw pointer only between calls.
+        let mut r = unsafe { ConsoleRings::new(raw) };
+        let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        let n = r.write_some(&data);
+        assert_eq!(n, OUT_RING_SIZE);
+        assert_eq!(r.write_some(&data[n..]), 0, "full");
+        assert_eq!(r.output_pending(), OUT_RING_SIZE);
+        // The backend consumes 100 bytes, checking them.
+        // SAFETY: no reference into the page is live.
+        let (cons, prod) = unsafe { ((*raw).out_cons, (*raw).out_prod) };
+        assert_eq!(prod.wrapping_sub(cons) as usize, OUT_RING_SIZE);
+        for i in 0..100u32 {
+            let at = (cons.wrapping_add(i) as usize) % OUT_RING_SIZE;
+            // SAFETY: as above.
+            assert_eq!(unsafe { (*raw).output[at] }, data[i as usize]);
+        }
+        // SAFETY: as above.
+        unsafe { (*raw).out_cons = cons.wrapping_add(100) };
+        assert_eq!(r.write_some(&data[n..]), 100);
+    }
+
+    #[test]
+    fn input_wraps() {
+        let mut p = page();
+        p.in_cons = 1000;
+        p.in_prod = 1000;
+        let raw: *mut XenconsInterface = &mut *p;
+        // SAFETY: as in the test above.
+        let mut r = unsafe { ConsoleRings::new(raw) };
+        let mut buf = [0u8; 64];
+        assert_eq!(r.read(&mut buf), 0);
+        // The backend types 50 bytes across the end of the 1024-byte ring.
+        for i in 0..50u32 {
+            // SAFETY: as above.
+            unsafe { (*raw).input[(1000 + i) as usize % IN_RING_SIZE] = b'a' + (i % 26) as u8 };
+        }
+        // SAFETY: as above.
+        unsafe { (*raw).in_prod = 1050 };
+        assert_eq!(r.input_pending(), 50);
+        assert_eq!(r.read(&mut buf[..30]), 30);
+        assert_eq!(r.read(&mut buf[30..]), 20);
+        assert!((0..50).all(|i| buf[i] == b'a' + (i % 26) as u8));
+        // SAFETY: as above.
+        assert_eq!(unsafe { (*raw).in_cons }, 1050);
     }
 }

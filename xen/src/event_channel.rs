@@ -1,14 +1,353 @@
-//! Event channel operations.
+//! Event channels: the hypercalls, and delivery with the 2-level ABI.
+//!
+//! [`EventOps`] is the set of channel operations drivers use (real Xen:
+//! [`Xen`]; simulated: `xen::sim`). [`EventChannels`] is the upcall side:
+//! the 2-level scan of a [`SharedInfo`] and a table of handlers, on any
+//! memory (the page placed with `XENMAPSPACE_shared_info`, or a test's).
+//!
+//! Scan (as Linux's `evtchn_2l_handle_events`): clear
+//! `evtchn_upcall_pending`, swap `evtchn_pending_sel` to 0, and for each
+//! selected word take `pending & !mask`, clearing each pending bit
+//! atomically before running its handler. The scan resumes after the last
+//! port it served, so a busy low port cannot starve higher ones.
+//!
+//! Locking: `EventChannels` is `&mut self` (the kernel keeps one per vCPU
+//! or behind its own lock); the shared page is only touched atomically.
 
-use crate::abi::Port;
-use crate::abi::event_channel::{EVTCHNOP_send, EvtchnSend};
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+
+use crate::abi::event_channel::{
+    EVTCHNOP_alloc_unbound, EVTCHNOP_bind_interdomain, EVTCHNOP_bind_virq, EVTCHNOP_close,
+    EVTCHNOP_send, EVTCHNOP_unmask, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindVirq,
+    EvtchnClose, EvtchnSend, EvtchnUnmask,
+};
 use crate::abi::op::EVENT_CHANNEL_OP;
+use crate::abi::shared_info::{BITS_PER_EVTCHN_WORD, EVTCHN_2L_NR_CHANNELS, SharedInfo};
+use crate::abi::{DOMID_SELF, DomId, Port};
 use crate::hypercall::{self, XenErrno};
+
+/// Issues event-channel op `cmd` on `arg`.
+fn op<T>(cmd: u32, arg: &mut T) -> Result<(), XenErrno> {
+    // SAFETY: every caller passes the structure `cmd` expects, valid for
+    // the call; none of these ops touches other memory.
+    XenErrno::check(unsafe { hypercall::op_arg(EVENT_CHANNEL_OP, cmd, arg as *mut T) }).map(drop)
+}
 
 /// Signals the remote end of local `port` (`EVTCHNOP_send`).
 pub fn send(port: Port) -> Result<(), XenErrno> {
-    let mut arg = EvtchnSend { port };
-    // SAFETY: `arg` is a valid `evtchn_send` for the whole call.
-    XenErrno::check(unsafe { hypercall::op_arg(EVENT_CHANNEL_OP, EVTCHNOP_send, &raw mut arg) })
-        .map(drop)
+    op(EVTCHNOP_send, &mut EvtchnSend { port })
+}
+
+/// A new port that `remote` may bind to (`EVTCHNOP_alloc_unbound`).
+pub fn alloc_unbound(remote: DomId) -> Result<Port, XenErrno> {
+    let mut arg = EvtchnAllocUnbound {
+        dom: DOMID_SELF,
+        remote_dom: remote,
+        port: 0,
+    };
+    op(EVTCHNOP_alloc_unbound, &mut arg)?;
+    Ok(arg.port)
+}
+
+/// Connects a new local port to `remote`'s unbound `remote_port`
+/// (`EVTCHNOP_bind_interdomain`).
+pub fn bind_interdomain(remote: DomId, remote_port: Port) -> Result<Port, XenErrno> {
+    let mut arg = EvtchnBindInterdomain {
+        remote_dom: remote,
+        remote_port,
+        local_port: 0,
+    };
+    op(EVTCHNOP_bind_interdomain, &mut arg)?;
+    Ok(arg.local_port)
+}
+
+/// A port for virtual IRQ `virq` (`VIRQ_*`) on `vcpu`
+/// (`EVTCHNOP_bind_virq`).
+pub fn bind_virq(virq: u32, vcpu: u32) -> Result<Port, XenErrno> {
+    let mut arg = EvtchnBindVirq {
+        virq,
+        vcpu,
+        port: 0,
+    };
+    op(EVTCHNOP_bind_virq, &mut arg)?;
+    Ok(arg.port)
+}
+
+/// Closes `port` (`EVTCHNOP_close`).
+pub fn close(port: Port) -> Result<(), XenErrno> {
+    op(EVTCHNOP_close, &mut EvtchnClose { port })
+}
+
+/// Unmasks `port`, re-raising it if it is pending (`EVTCHNOP_unmask`).
+pub fn unmask(port: Port) -> Result<(), XenErrno> {
+    op(EVTCHNOP_unmask, &mut EvtchnUnmask { port })
+}
+
+/// Event-channel operations, as drivers use them.
+pub trait EventOps {
+    /// See [`send`].
+    fn send(&self, port: Port) -> Result<(), XenErrno>;
+    /// See [`alloc_unbound`].
+    fn alloc_unbound(&self, remote: DomId) -> Result<Port, XenErrno>;
+    /// See [`bind_interdomain`].
+    fn bind_interdomain(&self, remote: DomId, remote_port: Port) -> Result<Port, XenErrno>;
+    /// See [`bind_virq`].
+    fn bind_virq(&self, virq: u32, vcpu: u32) -> Result<Port, XenErrno>;
+    /// See [`close`].
+    fn close(&self, port: Port) -> Result<(), XenErrno>;
+    /// See [`unmask`].
+    fn unmask(&self, port: Port) -> Result<(), XenErrno>;
+}
+
+/// Real Xen's event channels.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Xen;
+
+impl EventOps for Xen {
+    fn send(&self, port: Port) -> Result<(), XenErrno> {
+        send(port)
+    }
+    fn alloc_unbound(&self, remote: DomId) -> Result<Port, XenErrno> {
+        alloc_unbound(remote)
+    }
+    fn bind_interdomain(&self, remote: DomId, remote_port: Port) -> Result<Port, XenErrno> {
+        bind_interdomain(remote, remote_port)
+    }
+    fn bind_virq(&self, virq: u32, vcpu: u32) -> Result<Port, XenErrno> {
+        bind_virq(virq, vcpu)
+    }
+    fn close(&self, port: Port) -> Result<(), XenErrno> {
+        close(port)
+    }
+    fn unmask(&self, port: Port) -> Result<(), XenErrno> {
+        unmask(port)
+    }
+}
+
+/// A port's handler: called with the port and the context given at
+/// registration.
+pub type Handler = fn(Port, usize);
+
+/// Masks `port` in `shared` (no upcall while pending).
+pub fn mask(shared: &SharedInfo, port: Port) {
+    let (w, b) = split(port);
+    shared.evtchn_mask[w].fetch_or(1 << b, Ordering::AcqRel);
+}
+
+/// Clears `port`'s mask bit in `shared` without a hypercall. An event
+/// that arrived while masked is not re-raised: use [`unmask`] (or
+/// [`EventOps::unmask`]) for that.
+pub fn clear_mask(shared: &SharedInfo, port: Port) {
+    let (w, b) = split(port);
+    shared.evtchn_mask[w].fetch_and(!(1 << b), Ordering::AcqRel);
+}
+
+/// Marks `port` pending the way Xen does: the pending bit, then (unless
+/// masked) the selector bit and `evtchn_upcall_pending` of `vcpu`.
+/// Returns whether an upcall is due. Used by the simulator and tests.
+pub fn raise(shared: &SharedInfo, vcpu: usize, port: Port) -> bool {
+    let (w, b) = split(port);
+    let was = shared.evtchn_pending[w].fetch_or(1 << b, Ordering::AcqRel);
+    if was & (1 << b) != 0 || shared.evtchn_mask[w].load(Ordering::Acquire) & (1 << b) != 0 {
+        return false;
+    }
+    let vi = &shared.vcpu_info[vcpu];
+    let sel = vi.evtchn_pending_sel.fetch_or(1 << w, Ordering::AcqRel);
+    sel & (1 << w) == 0 && vi.evtchn_upcall_pending.swap(1, Ordering::AcqRel) == 0
+}
+
+fn split(port: Port) -> (usize, usize) {
+    let p = port as usize % EVTCHN_2L_NR_CHANNELS;
+    (p / BITS_PER_EVTCHN_WORD, p % BITS_PER_EVTCHN_WORD)
+}
+
+/// Counts of the upcall side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventStats {
+    /// Events handed to a handler.
+    pub dispatched: u64,
+    /// Events on a port with no handler (dropped).
+    pub spurious: u64,
+    /// Calls of [`EventChannels::handle_upcall`].
+    pub upcalls: u64,
+}
+
+/// The handler table and the 2-level scan.
+#[derive(Debug, Default)]
+pub struct EventChannels {
+    handlers: Vec<Option<(Handler, usize)>>,
+    /// Where the next scan starts: the word and bit after the last port
+    /// served.
+    next_word: usize,
+    next_bit: usize,
+    stats: EventStats,
+}
+
+impl EventChannels {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs `handler(port, ctx)` for each event on `port` from now on,
+    /// replacing any earlier handler.
+    pub fn register(&mut self, port: Port, handler: Handler, ctx: usize) {
+        let i = port as usize;
+        if self.handlers.len() <= i {
+            self.handlers.resize(i + 1, None);
+        }
+        self.handlers[i] = Some((handler, ctx));
+    }
+
+    /// Forgets `port`'s handler.
+    pub fn unregister(&mut self, port: Port) {
+        if let Some(h) = self.handlers.get_mut(port as usize) {
+            *h = None;
+        }
+    }
+
+    /// The counts so far.
+    pub fn stats(&self) -> EventStats {
+        self.stats
+    }
+
+    /// The upcall: scans `shared` for `vcpu`'s pending, unmasked events
+    /// and runs their handlers. Returns the number of events seen.
+    pub fn handle_upcall(&mut self, shared: &SharedInfo, vcpu: usize) -> usize {
+        self.stats.upcalls += 1;
+        let mut ports = Vec::new();
+        self.scan(shared, vcpu, |p| ports.push(p));
+        for &p in &ports {
+            match self.handlers.get(p as usize).copied().flatten() {
+                Some((h, ctx)) => {
+                    self.stats.dispatched += 1;
+                    h(p, ctx);
+                }
+                None => self.stats.spurious += 1,
+            }
+        }
+        ports.len()
+    }
+
+    /// The 2-level scan alone: calls `found(port)` for each pending,
+    /// unmasked port (its pending bit already cleared), fairly ordered.
+    pub fn scan(&mut self, shared: &SharedInfo, vcpu: usize, mut found: impl FnMut(Port)) {
+        let vi = &shared.vcpu_info[vcpu];
+        const W: usize = BITS_PER_EVTCHN_WORD;
+        while vi.evtchn_upcall_pending.swap(0, Ordering::AcqRel) != 0
+            || vi.evtchn_pending_sel.load(Ordering::Acquire) != 0
+        {
+            let sel = vi.evtchn_pending_sel.swap(0, Ordering::AcqRel);
+            let (start_word, start_bit) = (self.next_word, self.next_bit);
+            // Words from `next_word` on, then wrap (the start word twice:
+            // its bits before `next_bit` come last).
+            for k in 0..=W {
+                let w = (start_word + k) % W;
+                if sel & (1 << w) == 0 {
+                    continue;
+                }
+                let (lo, hi) = match k {
+                    0 => (start_bit, W),
+                    k if k == W => (0, start_bit),
+                    _ => (0, W),
+                };
+                let range = if hi == W { !0u64 } else { (1u64 << hi) - 1 } & !((1u64 << lo) - 1);
+                let mut bits = shared.evtchn_pending[w].load(Ordering::Acquire)
+                    & !shared.evtchn_mask[w].load(Ordering::Acquire)
+                    & range;
+                while bits != 0 {
+                    let b = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    // Clear before handling: an event raised while the
+                    // handler runs is seen by the next scan.
+                    shared.evtchn_pending[w].fetch_and(!(1 << b), Ordering::AcqRel);
+                    self.next_word = if b + 1 == W { (w + 1) % W } else { w };
+                    self.next_bit = (b + 1) % W;
+                    found((w * W + b) as Port);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::boxed::Box;
+    use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+    fn shared() -> Box<SharedInfo> {
+        Box::default()
+    }
+
+    fn drain(ev: &mut EventChannels, s: &SharedInfo) -> Vec<Port> {
+        let mut v = Vec::new();
+        ev.scan(s, 0, |p| v.push(p));
+        v
+    }
+
+    #[test]
+    fn two_level_scan_finds_and_clears() {
+        let s = shared();
+        let mut ev = EventChannels::new();
+        for p in [3, 64, 130, 4095] {
+            assert!(raise(&s, 0, p) || p != 3);
+        }
+        assert_eq!(drain(&mut ev, &s), [3, 64, 130, 4095]);
+        assert!(s.evtchn_pending.iter().all(|w| w.load(Relaxed) == 0));
+        assert_eq!(s.vcpu_info[0].evtchn_pending_sel.load(Relaxed), 0);
+        assert_eq!(s.vcpu_info[0].evtchn_upcall_pending.load(Relaxed), 0);
+        assert!(drain(&mut ev, &s).is_empty());
+    }
+
+    #[test]
+    fn masked_ports_stay_pending() {
+        let s = shared();
+        let mut ev = EventChannels::new();
+        mask(&s, 5);
+        assert!(!raise(&s, 0, 5), "masked: no upcall");
+        raise(&s, 0, 6);
+        assert_eq!(drain(&mut ev, &s), [6]);
+        assert_ne!(s.evtchn_pending[0].load(Relaxed) & (1 << 5), 0);
+        clear_mask(&s, 5);
+        // Unmasking in Xen re-raises; emulate its selector update.
+        s.vcpu_info[0].evtchn_pending_sel.fetch_or(1, Relaxed);
+        assert_eq!(drain(&mut ev, &s), [5]);
+    }
+
+    #[test]
+    fn scan_resumes_after_last_port() {
+        let s = shared();
+        let mut ev = EventChannels::new();
+        raise(&s, 0, 100);
+        assert_eq!(drain(&mut ev, &s), [100]);
+        for p in [1, 99, 101, 200] {
+            raise(&s, 0, p);
+        }
+        // After 100: 101 first, then 200, then wrap to 1 and 99.
+        assert_eq!(drain(&mut ev, &s), [101, 200, 1, 99]);
+    }
+
+    static HITS: AtomicUsize = AtomicUsize::new(0);
+    fn count(port: Port, ctx: usize) {
+        HITS.fetch_add(port as usize * ctx, Relaxed);
+    }
+
+    #[test]
+    fn handlers_get_port_and_context() {
+        let s = shared();
+        let mut ev = EventChannels::new();
+        ev.register(7, count, 10);
+        raise(&s, 0, 7);
+        raise(&s, 0, 8);
+        assert_eq!(ev.handle_upcall(&s, 0), 2);
+        assert_eq!(HITS.load(Relaxed), 70);
+        let st = ev.stats();
+        assert_eq!((st.dispatched, st.spurious, st.upcalls), (1, 1, 1));
+        ev.unregister(7);
+        raise(&s, 0, 7);
+        ev.handle_upcall(&s, 0);
+        assert_eq!(ev.stats().spurious, 2);
+    }
 }

@@ -48,8 +48,40 @@ impl XenErrno {
     pub const ENOENT: Self = Self(2);
     /// `EINVAL`.
     pub const EINVAL: Self = Self(22);
+    /// `ESRCH`: no such domain.
+    pub const ESRCH: Self = Self(3);
+    /// `EIO`.
+    pub const EIO: Self = Self(5);
+    /// `E2BIG`.
+    pub const E2BIG: Self = Self(7);
+    /// `EAGAIN`: try again.
+    pub const EAGAIN: Self = Self(11);
+    /// `ENOMEM`.
+    pub const ENOMEM: Self = Self(12);
+    /// `EACCES`.
+    pub const EACCES: Self = Self(13);
+    /// `EFAULT`: a bad address.
+    pub const EFAULT: Self = Self(14);
+    /// `EBUSY`.
+    pub const EBUSY: Self = Self(16);
+    /// `EEXIST`.
+    pub const EEXIST: Self = Self(17);
+    /// `EISDIR`.
+    pub const EISDIR: Self = Self(21);
+    /// `ENOSPC`.
+    pub const ENOSPC: Self = Self(28);
+    /// `EROFS`.
+    pub const EROFS: Self = Self(30);
     /// `ENOSYS`: no such hypercall.
     pub const ENOSYS: Self = Self(38);
+    /// `ENOTEMPTY`.
+    pub const ENOTEMPTY: Self = Self(39);
+    /// `ETIME`: a timer deadline already passed.
+    pub const ETIME: Self = Self(62);
+    /// `EPROTO`: the peer broke the protocol (a malformed xenstore reply).
+    pub const EPROTO: Self = Self(71);
+    /// `EISCONN`.
+    pub const EISCONN: Self = Self(106);
 
     /// Splits a raw hypercall return value into success or error.
     pub fn check(ret: i64) -> Result<u64, Self> {

@@ -5,12 +5,25 @@
 //! in the project; each block carries a `// SAFETY:` comment. The ABI types
 //! in [`abi`] are checked against Xen's own public headers by
 //! `tests/abi_layout.rs`.
+//!
+//! The services are written over traits or plain memory so that host tests
+//! run them: [`grant::GrantTable`] over [`grant::GrantHypercalls`],
+//! [`event_channel::EventChannels`] over a [`abi::shared_info::SharedInfo`],
+//! [`xenstore::Xenstore`] and the console over their ring pages, and the
+//! simulated hypervisor `sim` (feature `sim`) behind the same traits.
 #![no_std]
+
+extern crate alloc;
 
 pub mod abi;
 pub mod console;
 pub mod cpuid;
 pub mod event_channel;
+pub mod gnttab;
+pub mod grant;
 pub mod hvm;
 pub mod hypercall;
+pub mod memory;
+mod ring;
 pub mod sched;
+pub mod vcpu;

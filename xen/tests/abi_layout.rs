@@ -8,7 +8,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use xen::abi::{self, console, event_channel, hvm, op, sched, start_info};
+use xen::abi::{
+    self, console, event_channel, grant_table as gt, hvm, memory, op, sched, shared_info as si,
+    start_info, vcpu, xs_wire as xs,
+};
 
 /// One fact to compare: a C expression and the value Rust has for it.
 struct Fact {
@@ -32,7 +35,7 @@ macro_rules! layout {
 
 /// `constant!(facts, RUST_VALUE => "C_NAME", ...)`.
 macro_rules! constant {
-    ($facts:ident $(, $r:expr => $c:literal)* $(,)?) => {
+    ($facts:ident $(, $r:expr => $c:expr)* $(,)?) => {
         $( $facts.push(Fact { c: $c.to_string(), rust: $r as u64 }); )*
     };
 }
@@ -88,7 +91,233 @@ fn facts() -> Vec<Fact> {
         console::IN_RING_SIZE => "sizeof(((struct xencons_interface *)0)->in)",
         console::OUT_RING_SIZE => "sizeof(((struct xencons_interface *)0)->out)",
     );
+    grant_table(&mut f);
+    memory_vcpu_evtchn(&mut f);
+    shared_info(&mut f);
+    xenstore(&mut f);
     f
+}
+
+fn grant_table(f: &mut Vec<Fact>) {
+    layout!(f, gt::GrantEntryV1, "struct grant_entry_v1",
+        flags => "flags", domid => "domid", frame => "frame");
+    layout!(f, gt::GrantEntry, "struct grant_entry_v1",
+        flags => "flags", domid => "domid", frame => "frame");
+    layout!(f, gt::GnttabMapGrantRef, "struct gnttab_map_grant_ref",
+        host_addr => "host_addr", flags => "flags", ref_ => "ref", dom => "dom",
+        status => "status", handle => "handle", dev_bus_addr => "dev_bus_addr");
+    layout!(f, gt::GnttabUnmapGrantRef, "struct gnttab_unmap_grant_ref",
+        host_addr => "host_addr", dev_bus_addr => "dev_bus_addr", handle => "handle",
+        status => "status");
+    layout!(f, gt::GnttabSetupTable, "struct gnttab_setup_table",
+        dom => "dom", nr_frames => "nr_frames", status => "status", frame_list => "frame_list");
+    layout!(f, gt::GnttabQuerySize, "struct gnttab_query_size",
+        dom => "dom", nr_frames => "nr_frames", max_nr_frames => "max_nr_frames",
+        status => "status");
+    layout!(f, gt::GnttabCopyPtr, "struct gnttab_copy_ptr",
+        u => "u", domid => "domid", offset => "offset");
+    layout!(f, gt::GnttabCopy, "struct gnttab_copy",
+        source => "source", dest => "dest", len => "len", flags => "flags", status => "status");
+    constant!(f,
+        std::mem::size_of::<gt::GrantFrame>() => "4096",
+        gt::ENTRIES_PER_FRAME => "4096 / sizeof(grant_entry_v1_t)",
+        gt::GNTTAB_NR_RESERVED_ENTRIES => "GNTTAB_NR_RESERVED_ENTRIES",
+        gt::GNTTAB_RESERVED_CONSOLE => "GNTTAB_RESERVED_CONSOLE",
+        gt::GNTTAB_RESERVED_XENSTORE => "GNTTAB_RESERVED_XENSTORE",
+        gt::GTF_invalid => "GTF_invalid",
+        gt::GTF_permit_access => "GTF_permit_access",
+        gt::GTF_accept_transfer => "GTF_accept_transfer",
+        gt::GTF_transitive => "GTF_transitive",
+        gt::GTF_type_mask => "GTF_type_mask",
+        gt::GTF_readonly => "GTF_readonly",
+        gt::GTF_reading => "GTF_reading",
+        gt::GTF_writing => "GTF_writing",
+        gt::GTF_PWT => "GTF_PWT",
+        gt::GTF_PCD => "GTF_PCD",
+        gt::GTF_PAT => "GTF_PAT",
+        gt::GTF_sub_page => "GTF_sub_page",
+        gt::GTF_transfer_committed => "GTF_transfer_committed",
+        gt::GTF_transfer_completed => "GTF_transfer_completed",
+        gt::GNTTABOP_map_grant_ref => "GNTTABOP_map_grant_ref",
+        gt::GNTTABOP_unmap_grant_ref => "GNTTABOP_unmap_grant_ref",
+        gt::GNTTABOP_setup_table => "GNTTABOP_setup_table",
+        gt::GNTTABOP_dump_table => "GNTTABOP_dump_table",
+        gt::GNTTABOP_transfer => "GNTTABOP_transfer",
+        gt::GNTTABOP_copy => "GNTTABOP_copy",
+        gt::GNTTABOP_query_size => "GNTTABOP_query_size",
+        gt::GNTTABOP_unmap_and_replace => "GNTTABOP_unmap_and_replace",
+        gt::GNTTABOP_set_version => "GNTTABOP_set_version",
+        gt::GNTTABOP_get_status_frames => "GNTTABOP_get_status_frames",
+        gt::GNTTABOP_get_version => "GNTTABOP_get_version",
+        gt::GNTMAP_device_map => "GNTMAP_device_map",
+        gt::GNTMAP_host_map => "GNTMAP_host_map",
+        gt::GNTMAP_readonly => "GNTMAP_readonly",
+        gt::GNTMAP_application_map => "GNTMAP_application_map",
+        gt::GNTMAP_contains_pte => "GNTMAP_contains_pte",
+        gt::GNTCOPY_source_gref => "GNTCOPY_source_gref",
+        gt::GNTCOPY_dest_gref => "GNTCOPY_dest_gref",
+    );
+    // Statuses are negative: compare them as sign-extended 64-bit values.
+    let statuses = [
+        (gt::GNTST_okay, "GNTST_okay"),
+        (gt::GNTST_general_error, "GNTST_general_error"),
+        (gt::GNTST_bad_domain, "GNTST_bad_domain"),
+        (gt::GNTST_bad_gntref, "GNTST_bad_gntref"),
+        (gt::GNTST_bad_handle, "GNTST_bad_handle"),
+        (gt::GNTST_bad_virt_addr, "GNTST_bad_virt_addr"),
+        (gt::GNTST_bad_dev_addr, "GNTST_bad_dev_addr"),
+        (gt::GNTST_no_device_space, "GNTST_no_device_space"),
+        (gt::GNTST_permission_denied, "GNTST_permission_denied"),
+        (gt::GNTST_bad_page, "GNTST_bad_page"),
+        (gt::GNTST_bad_copy_arg, "GNTST_bad_copy_arg"),
+        (gt::GNTST_address_too_big, "GNTST_address_too_big"),
+        (gt::GNTST_eagain, "GNTST_eagain"),
+        (gt::GNTST_no_space, "GNTST_no_space"),
+    ];
+    for (v, c) in statuses {
+        f.push(Fact {
+            c: format!("(long long)({c})"),
+            rust: i64::from(v) as u64,
+        });
+    }
+    // Xen's message table, string by string (compared as equality flags).
+    for (i, msg) in gt::GNTTABOP_ERROR_MSGS.iter().enumerate() {
+        f.push(Fact {
+            c: format!("strcmp(gnttab_msgs[{i}], \"{msg}\") == 0"),
+            rust: 1,
+        });
+    }
+    constant!(f, gt::GNTTABOP_ERROR_MSGS.len() => "sizeof(gnttab_msgs) / sizeof(gnttab_msgs[0])");
+}
+
+fn memory_vcpu_evtchn(f: &mut Vec<Fact>) {
+    layout!(f, memory::XenAddToPhysmap, "struct xen_add_to_physmap",
+        domid => "domid", size => "size", space => "space", idx => "idx", gpfn => "gpfn");
+    layout!(f, memory::XenRemoveFromPhysmap, "struct xen_remove_from_physmap",
+        domid => "domid", gpfn => "gpfn");
+    layout!(f, vcpu::VcpuSetSingleshotTimer, "struct vcpu_set_singleshot_timer",
+        timeout_abs_ns => "timeout_abs_ns", flags => "flags");
+    layout!(f, event_channel::EvtchnAllocUnbound, "struct evtchn_alloc_unbound",
+        dom => "dom", remote_dom => "remote_dom", port => "port");
+    layout!(f, event_channel::EvtchnBindInterdomain, "struct evtchn_bind_interdomain",
+        remote_dom => "remote_dom", remote_port => "remote_port", local_port => "local_port");
+    layout!(f, event_channel::EvtchnBindVirq, "struct evtchn_bind_virq",
+        virq => "virq", vcpu => "vcpu", port => "port");
+    layout!(f, event_channel::EvtchnClose, "struct evtchn_close", port => "port");
+    layout!(f, event_channel::EvtchnUnmask, "struct evtchn_unmask", port => "port");
+    constant!(f,
+        abi::DOMID_FIRST_RESERVED => "DOMID_FIRST_RESERVED",
+        memory::XENMEM_increase_reservation => "XENMEM_increase_reservation",
+        memory::XENMEM_decrease_reservation => "XENMEM_decrease_reservation",
+        memory::XENMEM_populate_physmap => "XENMEM_populate_physmap",
+        memory::XENMEM_add_to_physmap => "XENMEM_add_to_physmap",
+        memory::XENMEM_remove_from_physmap => "XENMEM_remove_from_physmap",
+        memory::XENMAPSPACE_shared_info => "XENMAPSPACE_shared_info",
+        memory::XENMAPSPACE_grant_table => "XENMAPSPACE_grant_table",
+        memory::XENMAPSPACE_gmfn => "XENMAPSPACE_gmfn",
+        memory::XENMAPSPACE_gmfn_range => "XENMAPSPACE_gmfn_range",
+        memory::XENMAPIDX_grant_table_status => "XENMAPIDX_grant_table_status",
+        vcpu::VCPUOP_initialise => "VCPUOP_initialise",
+        vcpu::VCPUOP_up => "VCPUOP_up",
+        vcpu::VCPUOP_down => "VCPUOP_down",
+        vcpu::VCPUOP_is_up => "VCPUOP_is_up",
+        vcpu::VCPUOP_set_periodic_timer => "VCPUOP_set_periodic_timer",
+        vcpu::VCPUOP_stop_periodic_timer => "VCPUOP_stop_periodic_timer",
+        vcpu::VCPUOP_set_singleshot_timer => "VCPUOP_set_singleshot_timer",
+        vcpu::VCPUOP_stop_singleshot_timer => "VCPUOP_stop_singleshot_timer",
+        vcpu::VCPUOP_register_vcpu_info => "VCPUOP_register_vcpu_info",
+        vcpu::VCPU_SSHOTTMR_future => "VCPU_SSHOTTMR_future",
+        event_channel::EVTCHNOP_alloc_unbound => "EVTCHNOP_alloc_unbound",
+        event_channel::EVTCHNOP_bind_interdomain => "EVTCHNOP_bind_interdomain",
+        event_channel::EVTCHNOP_bind_virq => "EVTCHNOP_bind_virq",
+        event_channel::EVTCHNOP_close => "EVTCHNOP_close",
+        event_channel::EVTCHNOP_unmask => "EVTCHNOP_unmask",
+        event_channel::NR_VIRQS => "NR_VIRQS",
+        event_channel::VIRQ_TIMER => "VIRQ_TIMER",
+        event_channel::VIRQ_DEBUG => "VIRQ_DEBUG",
+        event_channel::VIRQ_CONSOLE => "VIRQ_CONSOLE",
+        event_channel::VIRQ_DOM_EXC => "VIRQ_DOM_EXC",
+    );
+}
+
+fn shared_info(f: &mut Vec<Fact>) {
+    layout!(f, si::VcpuTimeInfo, "struct vcpu_time_info",
+        version => "version", pad0 => "pad0", tsc_timestamp => "tsc_timestamp",
+        system_time => "system_time", tsc_to_system_mul => "tsc_to_system_mul",
+        tsc_shift => "tsc_shift", flags => "flags", pad1 => "pad1");
+    layout!(f, si::ArchVcpuInfo, "struct arch_vcpu_info", cr2 => "cr2", pad => "pad");
+    layout!(f, si::VcpuInfo, "struct vcpu_info",
+        evtchn_upcall_pending => "evtchn_upcall_pending",
+        evtchn_upcall_mask => "evtchn_upcall_mask",
+        evtchn_pending_sel => "evtchn_pending_sel", arch => "arch", time => "time");
+    layout!(f, si::ArchSharedInfo, "struct arch_shared_info",
+        max_pfn => "max_pfn", pfn_to_mfn_frame_list_list => "pfn_to_mfn_frame_list_list",
+        nmi_reason => "nmi_reason", p2m_cr3 => "p2m_cr3", p2m_vaddr => "p2m_vaddr",
+        p2m_generation => "p2m_generation");
+    layout!(f, si::SharedInfo, "struct shared_info",
+        vcpu_info => "vcpu_info", evtchn_pending => "evtchn_pending",
+        evtchn_mask => "evtchn_mask", wc_version => "wc_version", wc_sec => "wc_sec",
+        wc_nsec => "wc_nsec", wc_sec_hi => "wc_sec_hi", arch => "arch");
+    constant!(f,
+        si::LEGACY_MAX_VCPUS => "XEN_LEGACY_MAX_VCPUS",
+        si::EVTCHN_WORDS => "sizeof(((struct shared_info *)0)->evtchn_pending) / sizeof(xen_ulong_t)",
+        si::BITS_PER_EVTCHN_WORD => "sizeof(xen_ulong_t) * 8",
+        si::EVTCHN_2L_NR_CHANNELS => "EVTCHN_2L_NR_CHANNELS",
+    );
+}
+
+fn xenstore(f: &mut Vec<Fact>) {
+    layout!(f, xs::XsdSockmsg, "struct xsd_sockmsg",
+        type_ => "type", req_id => "req_id", tx_id => "tx_id", len => "len");
+    layout!(f, xs::XenstoreDomainInterface, "struct xenstore_domain_interface",
+        req => "req", rsp => "rsp", req_cons => "req_cons", req_prod => "req_prod",
+        rsp_cons => "rsp_cons", rsp_prod => "rsp_prod", server_features => "server_features",
+        connection => "connection", error => "error");
+    constant!(f,
+        xs::msg::CONTROL => "XS_CONTROL",
+        xs::msg::DIRECTORY => "XS_DIRECTORY",
+        xs::msg::READ => "XS_READ",
+        xs::msg::GET_PERMS => "XS_GET_PERMS",
+        xs::msg::WATCH => "XS_WATCH",
+        xs::msg::UNWATCH => "XS_UNWATCH",
+        xs::msg::TRANSACTION_START => "XS_TRANSACTION_START",
+        xs::msg::TRANSACTION_END => "XS_TRANSACTION_END",
+        xs::msg::INTRODUCE => "XS_INTRODUCE",
+        xs::msg::RELEASE => "XS_RELEASE",
+        xs::msg::GET_DOMAIN_PATH => "XS_GET_DOMAIN_PATH",
+        xs::msg::WRITE => "XS_WRITE",
+        xs::msg::MKDIR => "XS_MKDIR",
+        xs::msg::RM => "XS_RM",
+        xs::msg::SET_PERMS => "XS_SET_PERMS",
+        xs::msg::WATCH_EVENT => "XS_WATCH_EVENT",
+        xs::msg::ERROR => "XS_ERROR",
+        xs::msg::IS_DOMAIN_INTRODUCED => "XS_IS_DOMAIN_INTRODUCED",
+        xs::msg::RESUME => "XS_RESUME",
+        xs::msg::SET_TARGET => "XS_SET_TARGET",
+        xs::msg::RESET_WATCHES => "XS_RESET_WATCHES",
+        xs::msg::DIRECTORY_PART => "XS_DIRECTORY_PART",
+        xs::msg::TYPE_COUNT => "XS_TYPE_COUNT",
+        xs::msg::INVALID => "XS_INVALID",
+        xs::XS_WATCH_PATH => "XS_WATCH_PATH",
+        xs::XS_WATCH_TOKEN => "XS_WATCH_TOKEN",
+        xs::XSD_SOCKMSG_SIZE => "sizeof(struct xsd_sockmsg)",
+        xs::XENSTORE_RING_SIZE => "XENSTORE_RING_SIZE",
+        xs::XENSTORE_PAYLOAD_MAX => "XENSTORE_PAYLOAD_MAX",
+        xs::XENSTORE_ABS_PATH_MAX => "XENSTORE_ABS_PATH_MAX",
+        xs::XENSTORE_REL_PATH_MAX => "XENSTORE_REL_PATH_MAX",
+        xs::XENSTORE_SERVER_FEATURE_RECONNECTION => "XENSTORE_SERVER_FEATURE_RECONNECTION",
+        xs::XENSTORE_SERVER_FEATURE_ERROR => "XENSTORE_SERVER_FEATURE_ERROR",
+        xs::XENSTORE_CONNECTED => "XENSTORE_CONNECTED",
+        xs::XENSTORE_RECONNECT => "XENSTORE_RECONNECT",
+        xs::XSD_ERRORS.len() => "sizeof(xsd_errors) / sizeof(xsd_errors[0])",
+    );
+    for (i, (errno, name)) in xs::XSD_ERRORS.iter().enumerate() {
+        constant!(f, *errno => format!("xsd_errors[{i}].errnum"));
+        f.push(Fact {
+            c: format!("strcmp(xsd_errors[{i}].errstring, \"{name}\") == 0"),
+            rust: 1,
+        });
+    }
 }
 
 const HEADERS: &[&str] = &[
@@ -103,7 +332,12 @@ const HEADERS: &[&str] = &[
     "xen/arch-x86/hvm/start_info.h",
     "xen/arch-x86/cpuid.h",
     "xen/io/console.h",
+    "xen/io/xs_wire.h",
+    "xen/event_channel.h",
 ];
+
+/// C definitions the facts refer to (after the headers).
+const PRELUDE: &str = "static const char *gnttab_msgs[] = GNTTABOP_error_msgs;\n";
 
 fn include_dir() -> PathBuf {
     let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/xenhost/root/usr/include");
@@ -127,10 +361,14 @@ fn abi_matches_xen_public_headers() {
     let facts = facts();
     let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("abi_layout");
     std::fs::create_dir_all(&out_dir).unwrap();
-    let mut src = String::from("#include <stddef.h>\n#include <stdint.h>\n#include <stdio.h>\n");
+    let mut src = String::from(
+        "#include <errno.h>\n#include <stddef.h>\n#include <stdint.h>\n#include <stdio.h>\n\
+         #include <string.h>\n",
+    );
     for h in HEADERS {
         src += &format!("#include <{h}>\n");
     }
+    src += PRELUDE;
     src += "int main(void) {\n";
     for fact in &facts {
         src += &format!(

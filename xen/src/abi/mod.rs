@@ -1,23 +1,36 @@
 //! Xen's public ABI, as laid out in `xen/include/public`.
 //!
-//! Hypercall numbers and sub-operation constants come from `xen-sys`; the
-//! structures it lacks are defined here with `#[repr(C)]`, and every one is
-//! pinned by a size-and-offset test against the C headers.
+//! Hypercall numbers and sub-operation constants come from `xen-sys` where
+//! it has them; the structures (and the constants of headers it lacks) are
+//! defined here with `#[repr(C)]`, and every one is pinned by a
+//! size-and-offset test against the C headers (`tests/abi_layout.rs`).
 
 pub mod console;
 pub mod event_channel;
+pub mod grant_table;
 pub mod hvm;
+pub mod memory;
 pub mod sched;
+pub mod shared_info;
 pub mod start_info;
+pub mod vcpu;
+pub mod xs_wire;
 
 /// A domain identifier (`domid_t`).
 pub type DomId = u16;
 
 /// The calling domain, wherever a `domid_t` is expected (`DOMID_SELF`).
 pub const DOMID_SELF: DomId = 0x7ff0;
+/// `DOMID_FIRST_RESERVED`: ids from here on name no ordinary domain.
+pub const DOMID_FIRST_RESERVED: DomId = 0x7ff0;
 
 /// An event channel port (`evtchn_port_t`).
 pub type Port = u32;
+
+/// Bytes in a page (and a frame).
+pub const PAGE_SIZE: usize = 4096;
+/// log2 of [`PAGE_SIZE`].
+pub const PAGE_SHIFT: u32 = 12;
 
 /// Hypercall numbers (`__HYPERVISOR_*`), re-exported from `xen-sys`.
 pub mod op {

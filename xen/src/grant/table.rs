@@ -1,0 +1,379 @@
+//! [`GrantTable`]: our grant table, over any hypercall backend and any
+//! frame memory.
+//!
+//! Locking: `state` (a spin lock) covers the reference allocator, the
+//! frame list and every change of our entries; the entries' flags are also
+//! changed by Xen, hence atomics. Map, unmap and copy touch only the
+//! counters (atomics) and the caller's batch, so they run unlocked.
+
+use alloc::vec::Vec;
+use core::ptr::NonNull;
+use core::sync::atomic::Ordering;
+
+use spin::Mutex;
+
+use super::refs::RefAllocator;
+use super::{
+    CopyOp, CopySide, Counters, EndAccess, GrantError, GrantHandle, GrantHypercalls, GrantOps,
+    GrantRef, GrantStats, Hole, MapRequest, Reaped, RetryPolicy, TableSize, UnmapRequest,
+    submit_with_retry,
+};
+use crate::abi::DomId;
+use crate::abi::grant_table::{
+    ENTRIES_PER_FRAME, GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTMAP_host_map, GNTMAP_readonly,
+    GnttabCopy, GnttabCopyPtr, GnttabMapGrantRef, GnttabUnmapGrantRef, GrantEntry, GrantFrame,
+};
+use crate::gnttab::QuerySizeError;
+
+/// Where the table's frames live in our guest-physical space, and how the
+/// kernel reaches them.
+///
+/// # Safety
+/// For every `index < max_frames()`: `gfn(index)` is a frame reserved for
+/// grant-table frame `index` (a hole, used by nothing else), and once
+/// [`GrantHypercalls::add_grant_frame`] placed the frame there,
+/// `frame(index)` points to it, mapped writable, for as long as the
+/// implementor lives.
+pub unsafe trait GrantFrameMemory {
+    /// Frames the kernel reserved room for.
+    fn max_frames(&self) -> u32;
+    /// The guest frame for table frame `index`.
+    fn gfn(&self, index: u32) -> u64;
+    /// Our mapping of table frame `index`.
+    fn frame(&self, index: u32) -> NonNull<GrantFrame>;
+}
+
+/// The usual kernel layout: `count` consecutive frames from `base_gfn`,
+/// mapped contiguously at `base`.
+#[derive(Debug)]
+pub struct LinearFrames {
+    base_gfn: u64,
+    base: NonNull<GrantFrame>,
+    count: u32,
+}
+
+impl LinearFrames {
+    /// `count` frames from `base_gfn`, the first mapped at `base`.
+    ///
+    /// # Safety
+    /// The frames must be a hole reserved for the grant table, and
+    /// `base .. base + count` pages must map them writable for as long as
+    /// this value lives.
+    pub unsafe fn new(base_gfn: u64, base: NonNull<GrantFrame>, count: u32) -> Self {
+        Self {
+            base_gfn,
+            base,
+            count,
+        }
+    }
+}
+
+// SAFETY: the caller of `new` guarantees the layout; indices are bounded
+// by `max_frames` by `GrantTable`.
+unsafe impl GrantFrameMemory for LinearFrames {
+    fn max_frames(&self) -> u32 {
+        self.count
+    }
+
+    fn gfn(&self, index: u32) -> u64 {
+        self.base_gfn + u64::from(index)
+    }
+
+    fn frame(&self, index: u32) -> NonNull<GrantFrame> {
+        // SAFETY: `index < count` (checked by the table), so the result
+        // stays inside the mapping `new` was given.
+        unsafe { self.base.add(index as usize) }
+    }
+}
+
+struct State {
+    refs: RefAllocator,
+    /// Our mapping of each placed frame.
+    frames: Vec<NonNull<GrantFrame>>,
+    /// Frames Xen allows (`max_nr_frames`), bounded by the memory's room.
+    max_frames: u32,
+}
+
+/// Our grant table (version 1).
+pub struct GrantTable<H, M> {
+    hv: H,
+    mem: M,
+    policy: RetryPolicy,
+    state: Mutex<State>, // (s) spin lock
+    counters: Counters,  // (a) atomics
+}
+
+// SAFETY: the frame pointers are only dereferenced as shared references to
+// atomics (`GrantEntry`), valid for the table's life (`GrantFrameMemory`);
+// the rest is behind the lock or atomic.
+unsafe impl<H: Send, M: Send> Send for GrantTable<H, M> {}
+// SAFETY: as for `Send`; all mutation goes through the lock or atomics.
+unsafe impl<H: Sync, M: Sync> Sync for GrantTable<H, M> {}
+
+impl<H: GrantHypercalls, M: GrantFrameMemory> GrantTable<H, M> {
+    /// Sets up our table: asks Xen its size and places frame 0. More
+    /// frames are placed on demand when references run out.
+    pub fn new(hv: H, mem: M) -> Result<Self, QuerySizeError> {
+        let size = hv.query_size()?;
+        let max_frames = size.max_nr_frames.min(mem.max_frames());
+        let table = Self {
+            hv,
+            mem,
+            policy: RetryPolicy::default(),
+            state: Mutex::new(State {
+                refs: RefAllocator::new(),
+                frames: Vec::new(),
+                max_frames,
+            }),
+            counters: Counters::default(),
+        };
+        table.grow(&mut table.state.lock()).map_err(|e| match e {
+            GrantError::Hypercall(x) => QuerySizeError::Hypercall(x),
+            other => QuerySizeError::Status(other),
+        })?;
+        Ok(table)
+    }
+
+    /// Replaces the `GNTST_eagain` retry policy.
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The hypercall backend.
+    pub fn hypercalls(&self) -> &H {
+        &self.hv
+    }
+
+    /// Places one more frame.
+    fn grow(&self, st: &mut State) -> Result<(), GrantError> {
+        let index = st.frames.len() as u32;
+        if index >= st.max_frames {
+            return Err(GrantError::NoSpace);
+        }
+        // SAFETY: `gfn(index)` is reserved for this frame
+        // (`GrantFrameMemory`'s contract).
+        unsafe { self.hv.add_grant_frame(index, self.mem.gfn(index)) }
+            .map_err(GrantError::Hypercall)?;
+        st.frames.push(self.mem.frame(index));
+        st.refs.grow((index + 1) * ENTRIES_PER_FRAME as u32);
+        Ok(())
+    }
+
+    fn entry(frames: &[NonNull<GrantFrame>], gref: GrantRef) -> &GrantEntry {
+        let (f, i) = (
+            gref as usize / ENTRIES_PER_FRAME,
+            gref as usize % ENTRIES_PER_FRAME,
+        );
+        // SAFETY: callers pass references below the allocator's capacity,
+        // so frame `f` is placed, and its mapping is valid for the table's
+        // life (`GrantFrameMemory`); entries are atomics, so a shared
+        // reference is sound while Xen changes them.
+        unsafe { &frames[f].as_ref().entries[i] }
+    }
+
+    fn map_ops(hole: &Hole, reqs: &[MapRequest]) -> Vec<GnttabMapGrantRef> {
+        reqs.iter()
+            .map(|r| GnttabMapGrantRef {
+                // Out of the hole: an address Xen refuses (and the op is
+                // not submitted, see `map`).
+                host_addr: hole.gpa(r.slot).unwrap_or(u64::MAX),
+                flags: GNTMAP_host_map | if r.readonly { GNTMAP_readonly } else { 0 },
+                ref_: r.gref,
+                dom: r.dom,
+                ..Default::default()
+            })
+            .collect()
+    }
+}
+
+fn copy_ptr(side: CopySide, gref_flag: u16) -> (GnttabCopyPtr, u16) {
+    match side {
+        CopySide::Grant { dom, gref, offset } => (
+            GnttabCopyPtr {
+                u: u64::from(gref),
+                domid: dom,
+                offset,
+            },
+            gref_flag,
+        ),
+        CopySide::Local { gfn, offset } => (
+            GnttabCopyPtr {
+                u: gfn,
+                domid: crate::abi::DOMID_SELF,
+                offset,
+            },
+            0,
+        ),
+    }
+}
+
+impl<H: GrantHypercalls, M: GrantFrameMemory> GrantOps for GrantTable<H, M> {
+    fn grant_access(&self, peer: DomId, gfn: u64, readonly: bool) -> Result<GrantRef, GrantError> {
+        let frame = u32::try_from(gfn).map_err(|_| GrantError::AddressTooBig)?;
+        let mut st = self.state.lock();
+        let gref = match st.refs.alloc() {
+            Some(r) => r,
+            None => {
+                self.grow(&mut st)?;
+                st.refs.alloc().ok_or(GrantError::NoSpace)?
+            }
+        };
+        Self::entry(&st.frames, gref).grant(peer, frame, readonly);
+        Ok(gref)
+    }
+
+    fn end_access(&self, gref: GrantRef) -> Result<EndAccess, GrantError> {
+        let mut st = self.state.lock();
+        if st.refs.state(gref) != Some(super::refs::RefState::Live) {
+            return Err(GrantError::BadGntref);
+        }
+        if Self::entry(&st.frames, gref).try_end() {
+            st.refs.free(gref);
+            Ok(EndAccess::Ended)
+        } else {
+            st.refs.defer(gref);
+            Ok(EndAccess::Deferred)
+        }
+    }
+
+    fn in_use(&self, gref: GrantRef) -> bool {
+        let st = self.state.lock();
+        st.refs.state(gref).is_some() && Self::entry(&st.frames, gref).in_use()
+    }
+
+    fn reap(&self) -> Vec<Reaped> {
+        let mut st = self.state.lock();
+        let State { refs, frames, .. } = &mut *st;
+        refs.reap(|r| Self::entry(frames, r).try_end())
+            .into_iter()
+            .map(|gref| Reaped {
+                gref,
+                // The frame field outlives the flags: it is the page the
+                // owner may now free.
+                gfn: u64::from(Self::entry(frames, gref).frame.load(Ordering::Relaxed)),
+            })
+            .collect()
+    }
+
+    fn map(&self, hole: &Hole, reqs: &[MapRequest]) -> Vec<Result<GrantHandle, GrantError>> {
+        let mut ops = Self::map_ops(hole, reqs);
+        // Only the ops inside the hole reach Xen.
+        let inside: Vec<usize> = (0..reqs.len())
+            .filter(|&i| hole.gfn(reqs[i].slot).is_some())
+            .collect();
+        let mut sub: Vec<GnttabMapGrantRef> = inside.iter().map(|&i| ops[i]).collect();
+        let out = submit_with_retry(
+            &mut sub,
+            self.policy,
+            |r| self.hv.backoff(r),
+            // SAFETY: every address is inside `hole`, which its creator
+            // guarantees is ours and unused (`Hole::new`).
+            |batch| unsafe { self.hv.map_grant_ref(batch) },
+        );
+        self.counters
+            .record(&self.counters.map_ops, sub.len(), &out);
+        for (&i, op) in inside.iter().zip(&sub) {
+            ops[i] = *op;
+        }
+        (0..reqs.len())
+            .map(|i| {
+                if hole.gfn(reqs[i].slot).is_none() {
+                    return Err(GrantError::BadVirtAddr);
+                }
+                out.result(ops[i].status).map(|()| ops[i].handle)
+            })
+            .collect()
+    }
+
+    fn unmap(&self, hole: &Hole, reqs: &[UnmapRequest]) -> Vec<Result<(), GrantError>> {
+        let inside: Vec<usize> = (0..reqs.len())
+            .filter(|&i| hole.gfn(reqs[i].slot).is_some())
+            .collect();
+        let mut sub: Vec<GnttabUnmapGrantRef> = inside
+            .iter()
+            .map(|&i| GnttabUnmapGrantRef {
+                host_addr: hole.gpa(reqs[i].slot).unwrap_or(u64::MAX),
+                handle: reqs[i].handle,
+                ..Default::default()
+            })
+            .collect();
+        let out = submit_with_retry(
+            &mut sub,
+            self.policy,
+            |r| self.hv.backoff(r),
+            // SAFETY: the addresses are inside `hole`; what is mapped there
+            // is foreign memory the kernel reaches only through the hole's
+            // owner, who asked for the unmap.
+            |batch| unsafe { self.hv.unmap_grant_ref(batch) },
+        );
+        self.counters
+            .record(&self.counters.unmap_ops, sub.len(), &out);
+        let mut res: Vec<Result<(), GrantError>> = Vec::with_capacity(reqs.len());
+        res.resize(reqs.len(), Err(GrantError::BadVirtAddr));
+        for (&i, op) in inside.iter().zip(&sub) {
+            res[i] = out.result(op.status);
+        }
+        res
+    }
+
+    unsafe fn copy(&self, ops: &[CopyOp]) -> Vec<Result<(), GrantError>> {
+        let mut sub: Vec<GnttabCopy> = ops
+            .iter()
+            .map(|op| {
+                let (source, f1) = copy_ptr(op.src, GNTCOPY_source_gref);
+                let (dest, f2) = copy_ptr(op.dst, GNTCOPY_dest_gref);
+                GnttabCopy {
+                    source,
+                    dest,
+                    len: op.len,
+                    flags: f1 | f2,
+                    status: 0,
+                }
+            })
+            .collect();
+        let out = submit_with_retry(
+            &mut sub,
+            self.policy,
+            |r| self.hv.backoff(r),
+            // SAFETY: the caller guarantees the local destinations.
+            |batch| unsafe { self.hv.copy(batch) },
+        );
+        self.counters
+            .record(&self.counters.copy_ops, sub.len(), &out);
+        sub.iter().map(|op| out.result(op.status)).collect()
+    }
+
+    fn query_size(&self) -> Result<TableSize, GrantError> {
+        let q = self.hv.query_size().map_err(|e| match e {
+            QuerySizeError::Hypercall(x) => GrantError::Hypercall(x),
+            QuerySizeError::Status(s) => s,
+        })?;
+        Ok(TableSize {
+            frames: q.nr_frames,
+            max_frames: q.max_nr_frames,
+        })
+    }
+
+    fn stats(&self) -> GrantStats {
+        let st = self.state.lock();
+        let c = &self.counters;
+        GrantStats {
+            live_refs: st.refs.live(),
+            pending_refs: st.refs.pending(),
+            frames: st.frames.len() as u32,
+            map_ops: c.map_ops.load(Ordering::Relaxed),
+            unmap_ops: c.unmap_ops.load(Ordering::Relaxed),
+            copy_ops: c.copy_ops.load(Ordering::Relaxed),
+            hypercalls: c.hypercalls.load(Ordering::Relaxed),
+            eagain_retries: c.eagain_retries.load(Ordering::Relaxed),
+            eagain_gave_up: c.eagain_gave_up.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl<H, M> core::fmt::Debug for GrantTable<H, M> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("GrantTable").finish_non_exhaustive()
+    }
+}
