@@ -174,12 +174,12 @@ pub fn init() {
     let idt = IDT.call_once(|| {
         let mut idt = InterruptDescriptorTable::new();
         // SAFETY: `trap_stubs` is the constant table assembled above.
-        let stubs = unsafe { &*(&raw const trap_stubs) };
+        let stubs = unsafe { trap_stubs };
         let addr = |v: usize| VirtAddr::new(stubs[v]);
-        // SAFETY (for each entry below): the address is an assembly stub
-        // that saves a `TrapFrame`, calls `trap_dispatch` and returns with
-        // `iretq`, as an IDT handler must; stubs of exceptions with an
-        // error code do not push a dummy one.
+        // SAFETY: each address is an assembly stub that saves a
+        // `TrapFrame`, calls `trap_dispatch` and returns with `iretq`, as an
+        // IDT handler must; stubs of exceptions with an error code do not
+        // push a dummy one.
         unsafe {
             idt.divide_error.set_handler_addr(addr(0));
             idt.debug.set_handler_addr(addr(1));
