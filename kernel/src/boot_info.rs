@@ -26,7 +26,9 @@ pub enum BootInfoError {
 impl fmt::Display for BootInfoError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::BadMagic(m) => write!(f, "hvm_start_info magic {m:#x}, expected {START_MAGIC:#x}"),
+            Self::BadMagic(m) => {
+                write!(f, "hvm_start_info magic {m:#x}, expected {START_MAGIC:#x}")
+            }
             Self::NoMemoryMap(v) => write!(f, "hvm_start_info version {v} has no memory map"),
         }
     }
@@ -58,12 +60,21 @@ impl BootInfo {
             return Err(BootInfoError::NoMemoryMap(si.version));
         }
         let mut info = Self {
-            memmap: [HvmMemmapEntry { addr: 0, size: 0, kind: 0, reserved: 0 }; MAX_MEMMAP],
+            memmap: [HvmMemmapEntry {
+                addr: 0,
+                size: 0,
+                kind: 0,
+                reserved: 0,
+            }; MAX_MEMMAP],
             memmap_len: (si.memmap_entries as usize).min(MAX_MEMMAP),
             cmdline: [0; MAX_CMDLINE],
             cmdline_len: 0,
-            modules: [HvmModlistEntry { paddr: 0, size: 0, cmdline_paddr: 0, reserved: 0 };
-                MAX_MODULES],
+            modules: [HvmModlistEntry {
+                paddr: 0,
+                size: 0,
+                cmdline_paddr: 0,
+                reserved: 0,
+            }; MAX_MODULES],
             modules_len: (si.nr_modules as usize).min(MAX_MODULES),
         };
         for i in 0..info.memmap_len {
@@ -102,7 +113,11 @@ impl BootInfo {
 
     /// Total bytes of RAM in the memory map.
     pub fn ram_bytes(&self) -> u64 {
-        self.memmap().iter().filter(|e| e.kind == MEMMAP_TYPE_RAM).map(|e| e.size).sum()
+        self.memmap()
+            .iter()
+            .filter(|e| e.kind == MEMMAP_TYPE_RAM)
+            .map(|e| e.size)
+            .sum()
     }
 
     /// The kernel command line (invalid UTF-8 is cut at the first bad byte).

@@ -19,7 +19,11 @@ pub struct Options<'a> {
 impl<'a> Options<'a> {
     /// Parses `cmdline`.
     pub fn parse(cmdline: &'a str) -> Self {
-        let mut opts = Options { log_level: LevelFilter::Info, scenario: None, unknown: [None; 8] };
+        let mut opts = Options {
+            log_level: LevelFilter::Info,
+            scenario: None,
+            unknown: [None; 8],
+        };
         let mut n_unknown = 0;
         for word in cmdline.split_ascii_whitespace() {
             let parsed = match word.split_once('=') {

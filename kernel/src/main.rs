@@ -11,6 +11,7 @@ mod arch;
 mod boot_info;
 mod cmdline;
 mod console;
+mod heap;
 mod scenario;
 
 use core::fmt;
@@ -23,6 +24,7 @@ use xen::cpuid::XenLeaves;
 extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
     arch::gdt::init();
     arch::trap::init();
+    heap::init();
     let Some(leaves) = XenLeaves::find() else {
         // Without Xen there is no console and no way to stop: say so on
         // the debug port and halt.
@@ -55,7 +57,12 @@ extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
         boot.cmdline(),
     );
     for e in boot.memmap() {
-        log::debug!("memmap {:#012x}-{:#012x} type {}", e.addr, e.addr + e.size, e.kind);
+        log::debug!(
+            "memmap {:#012x}-{:#012x} type {}",
+            e.addr,
+            e.addr + e.size,
+            e.kind
+        );
     }
     for m in boot.modules() {
         log::debug!("module at {:#x}, {} bytes", m.paddr, m.size);

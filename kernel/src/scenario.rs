@@ -19,10 +19,19 @@ struct Scenario {
 }
 
 const SCENARIOS: &[Scenario] = &[
-    Scenario { name: "banner", run: |_| Ok(()) },
+    Scenario {
+        name: "banner",
+        run: |_| Ok(()),
+    },
     // Harness self-tests: each must be reported as a failure.
-    Scenario { name: "fault", run: |_| fault() },
-    Scenario { name: "panic", run: |_| panic!("panic requested by scenario=panic") },
+    Scenario {
+        name: "fault",
+        run: |_| fault(),
+    },
+    Scenario {
+        name: "panic",
+        run: |_| panic!("panic requested by scenario=panic"),
+    },
 ];
 
 /// Touches an address the boot page tables do not map: a page fault in

@@ -22,3 +22,18 @@ die() {
     printf 'error: %s\n' "$*" >&2
     exit 2
 }
+
+# ensure_rust_target: the guest target, added with rustup when missing.
+ensure_rust_target() {
+    if ! rustup target list --installed 2>/dev/null | grep -qx "$GUEST_TARGET"; then
+        progress "adding the $GUEST_TARGET target with rustup"
+        rustup target add "$GUEST_TARGET" >&2
+    fi
+}
+
+# build_guest: the guest kernel, release build, at $ROOT/$KERNEL_REL.
+build_guest() {
+    ensure_rust_target
+    progress "building the guest kernel"
+    (cd "$ROOT" && cargo build --quiet --release -p kernel --target "$GUEST_TARGET")
+}

@@ -3,7 +3,8 @@
 //! `offsetof` and constant values, and each must equal the Rust side.
 //!
 //! The headers are looked up in `$XEN_INCLUDE`, then in the project's
-//! emulated-host cache (which `scripts/test` fills), then in `/usr/include`.
+//! emulated-host cache (`$XENHOST_CACHE`, by default `.cache/xenhost`, which
+//! `scripts/test` fills), then in `/usr/include`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -340,7 +341,12 @@ const HEADERS: &[&str] = &[
 const PRELUDE: &str = "static const char *gnttab_msgs[] = GNTTABOP_error_msgs;\n";
 
 fn include_dir() -> PathBuf {
-    let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/xenhost/root/usr/include");
+    let cache = std::env::var_os("XENHOST_CACHE")
+        .map_or_else(
+            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/xenhost"),
+            PathBuf::from,
+        )
+        .join("root/usr/include");
     let candidates = std::env::var_os("XEN_INCLUDE")
         .map(PathBuf::from)
         .into_iter()

@@ -52,32 +52,101 @@ pub struct TrapFrame {
 /// Exceptions for which the CPU pushes an error code.
 macro_rules! stub {
     (err $n:literal) => {
-        concat!(".globl trap_stub_", $n, "\ntrap_stub_", $n, ":\npush ", $n, "\njmp trap_common\n")
+        concat!(
+            ".globl trap_stub_",
+            $n,
+            "\ntrap_stub_",
+            $n,
+            ":\npush ",
+            $n,
+            "\njmp trap_common\n"
+        )
     };
     ($n:literal) => {
-        concat!(".globl trap_stub_", $n, "\ntrap_stub_", $n, ":\npush 0\npush ", $n, "\njmp trap_common\n")
+        concat!(
+            ".globl trap_stub_",
+            $n,
+            "\ntrap_stub_",
+            $n,
+            ":\npush 0\npush ",
+            $n,
+            "\njmp trap_common\n"
+        )
     };
 }
 
 global_asm!(
     ".pushsection .text.trap, \"ax\", @progbits",
     "trap_common:",
-    "push rax", "push rbx", "push rcx", "push rdx", "push rsi", "push rdi", "push rbp",
-    "push r8", "push r9", "push r10", "push r11", "push r12", "push r13", "push r14", "push r15",
+    "push rax",
+    "push rbx",
+    "push rcx",
+    "push rdx",
+    "push rsi",
+    "push rdi",
+    "push rbp",
+    "push r8",
+    "push r9",
+    "push r10",
+    "push r11",
+    "push r12",
+    "push r13",
+    "push r14",
+    "push r15",
     "mov rdi, rsp",
     "cld",
     // 7 words from the CPU and the stub plus 15 saved registers keep rsp
     // 16-byte aligned here, as the call below requires.
     "call trap_dispatch",
-    "pop r15", "pop r14", "pop r13", "pop r12", "pop r11", "pop r10", "pop r9", "pop r8",
-    "pop rbp", "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rbx", "pop rax",
+    "pop r15",
+    "pop r14",
+    "pop r13",
+    "pop r12",
+    "pop r11",
+    "pop r10",
+    "pop r9",
+    "pop r8",
+    "pop rbp",
+    "pop rdi",
+    "pop rsi",
+    "pop rdx",
+    "pop rcx",
+    "pop rbx",
+    "pop rax",
     "add rsp, 16",
     "iretq",
-    stub!(0), stub!(1), stub!(2), stub!(3), stub!(4), stub!(5), stub!(6), stub!(7),
-    stub!(err 8), stub!(9), stub!(err 10), stub!(err 11), stub!(err 12), stub!(err 13),
-    stub!(err 14), stub!(15), stub!(16), stub!(err 17), stub!(18), stub!(19), stub!(20),
-    stub!(err 21), stub!(22), stub!(23), stub!(24), stub!(25), stub!(26), stub!(27),
-    stub!(28), stub!(err 29), stub!(err 30), stub!(31),
+    stub!(0),
+    stub!(1),
+    stub!(2),
+    stub!(3),
+    stub!(4),
+    stub!(5),
+    stub!(6),
+    stub!(7),
+    stub!(err 8),
+    stub!(9),
+    stub!(err 10),
+    stub!(err 11),
+    stub!(err 12),
+    stub!(err 13),
+    stub!(err 14),
+    stub!(15),
+    stub!(16),
+    stub!(err 17),
+    stub!(18),
+    stub!(19),
+    stub!(20),
+    stub!(err 21),
+    stub!(22),
+    stub!(23),
+    stub!(24),
+    stub!(25),
+    stub!(26),
+    stub!(27),
+    stub!(28),
+    stub!(err 29),
+    stub!(err 30),
+    stub!(31),
     ".popsection",
     ".pushsection .rodata.trap_stubs, \"a\", @progbits",
     ".balign 8",
@@ -105,12 +174,12 @@ pub fn init() {
     let idt = IDT.call_once(|| {
         let mut idt = InterruptDescriptorTable::new();
         // SAFETY: `trap_stubs` is the constant table assembled above.
-        let stubs = unsafe { &*(&raw const trap_stubs) };
+        let stubs = unsafe { trap_stubs };
         let addr = |v: usize| VirtAddr::new(stubs[v]);
-        // SAFETY (for each entry below): the address is an assembly stub
-        // that saves a `TrapFrame`, calls `trap_dispatch` and returns with
-        // `iretq`, as an IDT handler must; stubs of exceptions with an
-        // error code do not push a dummy one.
+        // SAFETY: each address is an assembly stub that saves a
+        // `TrapFrame`, calls `trap_dispatch` and returns with `iretq`, as an
+        // IDT handler must; stubs of exceptions with an error code do not
+        // push a dummy one.
         unsafe {
             idt.divide_error.set_handler_addr(addr(0));
             idt.debug.set_handler_addr(addr(1));
@@ -146,15 +215,38 @@ pub fn init() {
 /// The name of exception `vector`.
 fn name(vector: u64) -> &'static str {
     const NAMES: [&str; 32] = [
-        "divide error (#DE)", "debug (#DB)", "NMI", "breakpoint (#BP)", "overflow (#OF)",
-        "bound range (#BR)", "invalid opcode (#UD)", "device not available (#NM)",
-        "double fault (#DF)", "coprocessor segment overrun", "invalid TSS (#TS)",
-        "segment not present (#NP)", "stack fault (#SS)", "general protection (#GP)",
-        "page fault (#PF)", "reserved", "x87 error (#MF)", "alignment check (#AC)",
-        "machine check (#MC)", "SIMD error (#XM)", "virtualization (#VE)",
-        "control protection (#CP)", "reserved", "reserved", "reserved", "reserved",
-        "reserved", "reserved", "hypervisor injection (#HV)", "VMM communication (#VC)",
-        "security (#SX)", "reserved",
+        "divide error (#DE)",
+        "debug (#DB)",
+        "NMI",
+        "breakpoint (#BP)",
+        "overflow (#OF)",
+        "bound range (#BR)",
+        "invalid opcode (#UD)",
+        "device not available (#NM)",
+        "double fault (#DF)",
+        "coprocessor segment overrun",
+        "invalid TSS (#TS)",
+        "segment not present (#NP)",
+        "stack fault (#SS)",
+        "general protection (#GP)",
+        "page fault (#PF)",
+        "reserved",
+        "x87 error (#MF)",
+        "alignment check (#AC)",
+        "machine check (#MC)",
+        "SIMD error (#XM)",
+        "virtualization (#VE)",
+        "control protection (#CP)",
+        "reserved",
+        "reserved",
+        "reserved",
+        "reserved",
+        "reserved",
+        "reserved",
+        "hypervisor injection (#HV)",
+        "VMM communication (#VC)",
+        "security (#SX)",
+        "reserved",
     ];
     NAMES.get(vector as usize).copied().unwrap_or("interrupt")
 }
@@ -162,16 +254,52 @@ fn name(vector: u64) -> &'static str {
 impl fmt::Display for TrapFrame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mode = if self.cs & 3 == 0 { "kernel" } else { "user" };
-        writeln!(f, "{} (vector {}), error code {:#x}, {} mode", name(self.vector), self.vector, self.error, mode)?;
-        writeln!(f, "  rip {:#018x}  cs {:#06x}  rflags {:#010x}", self.rip, self.cs, self.rflags)?;
+        writeln!(
+            f,
+            "{} (vector {}), error code {:#x}, {} mode",
+            name(self.vector),
+            self.vector,
+            self.error,
+            mode
+        )?;
+        writeln!(
+            f,
+            "  rip {:#018x}  cs {:#06x}  rflags {:#010x}",
+            self.rip, self.cs, self.rflags
+        )?;
         writeln!(f, "  rsp {:#018x}  ss {:#06x}", self.rsp, self.ss)?;
-        writeln!(f, "  rax {:#018x}  rbx {:#018x}  rcx {:#018x}", self.rax, self.rbx, self.rcx)?;
-        writeln!(f, "  rdx {:#018x}  rsi {:#018x}  rdi {:#018x}", self.rdx, self.rsi, self.rdi)?;
-        writeln!(f, "  rbp {:#018x}  r8  {:#018x}  r9  {:#018x}", self.rbp, self.r8, self.r9)?;
-        writeln!(f, "  r10 {:#018x}  r11 {:#018x}  r12 {:#018x}", self.r10, self.r11, self.r12)?;
-        writeln!(f, "  r13 {:#018x}  r14 {:#018x}  r15 {:#018x}", self.r13, self.r14, self.r15)?;
+        writeln!(
+            f,
+            "  rax {:#018x}  rbx {:#018x}  rcx {:#018x}",
+            self.rax, self.rbx, self.rcx
+        )?;
+        writeln!(
+            f,
+            "  rdx {:#018x}  rsi {:#018x}  rdi {:#018x}",
+            self.rdx, self.rsi, self.rdi
+        )?;
+        writeln!(
+            f,
+            "  rbp {:#018x}  r8  {:#018x}  r9  {:#018x}",
+            self.rbp, self.r8, self.r9
+        )?;
+        writeln!(
+            f,
+            "  r10 {:#018x}  r11 {:#018x}  r12 {:#018x}",
+            self.r10, self.r11, self.r12
+        )?;
+        writeln!(
+            f,
+            "  r13 {:#018x}  r14 {:#018x}  r15 {:#018x}",
+            self.r13, self.r14, self.r15
+        )?;
         let (cr3, _) = Cr3::read_raw();
-        write!(f, "  cr2 {:#018x}  cr3 {:#018x}", Cr2::read_raw(), cr3.start_address().as_u64())
+        write!(
+            f,
+            "  cr2 {:#018x}  cr3 {:#018x}",
+            Cr2::read_raw(),
+            cr3.start_address().as_u64()
+        )
     }
 }
 
