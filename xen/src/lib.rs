@@ -33,4 +33,6 @@ pub mod hypercall;
 pub mod memory;
 mod ring;
 pub mod sched;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
 pub mod vcpu;
