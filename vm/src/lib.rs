@@ -3,3 +3,5 @@
 #![deny(unsafe_code)]
 
 extern crate alloc;
+
+pub mod extent;

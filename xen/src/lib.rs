@@ -33,6 +33,7 @@ pub mod hypercall;
 pub mod memory;
 mod ring;
 pub mod sched;
+pub mod time;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod vcpu;

@@ -165,7 +165,12 @@ global_asm!(
 
 unsafe extern "C" {
     static trap_stubs: [u64; 32];
+    fn trap_stub_243();
 }
+
+/// The vector Xen raises for event-channel upcalls
+/// (`HVM_PARAM_CALLBACK_IRQ`, vector type).
+pub const UPCALL_VECTOR: u8 = 243;
 
 static IDT: Once<InterruptDescriptorTable> = Once::new();
 
@@ -206,6 +211,7 @@ pub fn init() {
             idt.hv_injection_exception.set_handler_addr(addr(28));
             idt.vmm_communication_exception.set_handler_addr(addr(29));
             idt.security_exception.set_handler_addr(addr(30));
+            idt[UPCALL_VECTOR].set_handler_addr(VirtAddr::new(trap_stub_243 as usize as u64));
         }
         idt
     });
@@ -306,5 +312,9 @@ impl fmt::Display for TrapFrame {
 /// Called by `trap_common` with the saved frame.
 #[unsafe(no_mangle)]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    if frame.vector == u64::from(UPCALL_VECTOR) {
+        crate::events::upcall();
+        return;
+    }
     crate::fatal(format_args!("unhandled exception: {frame}"));
 }

@@ -1,0 +1,92 @@
+//! Xen system time from the per-vCPU pvclock (`vcpu_time_info`).
+//!
+//! Xen publishes, per vCPU, a system time in nanoseconds at a TSC stamp and
+//! the scale from TSC ticks to nanoseconds; the guest extrapolates with its
+//! own TSC. The record is versioned like a seqlock: an odd or changed
+//! version means Xen was updating it, so read again.
+
+use core::arch::x86_64::_rdtsc;
+use core::sync::atomic::{Ordering, fence};
+
+use crate::abi::shared_info::VcpuTimeInfo;
+
+/// The TSC-to-nanoseconds conversion of one `vcpu_time_info` snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pvclock {
+    /// TSC value at which `system_time` was taken.
+    pub tsc_timestamp: u64,
+    /// Xen system time, ns, at `tsc_timestamp`.
+    pub system_time: u64,
+    /// Multiplier, a 32.32 fixed-point fraction.
+    pub mul: u32,
+    /// Power of two applied to the TSC delta before multiplying.
+    pub shift: i8,
+}
+
+impl Pvclock {
+    /// Reads a consistent snapshot of `info`.
+    pub fn read(info: &VcpuTimeInfo) -> Self {
+        loop {
+            let v1 = info.version.load(Ordering::Acquire);
+            fence(Ordering::Acquire);
+            let snap = Self {
+                tsc_timestamp: info.tsc_timestamp.load(Ordering::Relaxed),
+                system_time: info.system_time.load(Ordering::Relaxed),
+                mul: info.tsc_to_system_mul.load(Ordering::Relaxed),
+                shift: info.tsc_shift.load(Ordering::Relaxed) as i8,
+            };
+            fence(Ordering::Acquire);
+            let v2 = info.version.load(Ordering::Acquire);
+            if v1 & 1 == 0 && v1 == v2 {
+                return snap;
+            }
+        }
+    }
+
+    /// System time, ns, at TSC value `tsc`.
+    pub fn at(&self, tsc: u64) -> u64 {
+        let mut delta = tsc.wrapping_sub(self.tsc_timestamp);
+        if self.shift < 0 {
+            delta >>= -self.shift;
+        } else {
+            delta <<= self.shift;
+        }
+        let scaled = ((u128::from(delta) * u128::from(self.mul)) >> 32) as u64;
+        self.system_time.wrapping_add(scaled)
+    }
+}
+
+/// Xen system time now, ns since the domain's time base.
+pub fn now(info: &VcpuTimeInfo) -> u64 {
+    let clock = Pvclock::read(info);
+    // SAFETY: RDTSC has no memory effects; PVH guests may execute it.
+    let tsc = unsafe { _rdtsc() };
+    clock.at(tsc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scales_with_shift_and_fraction() {
+        // 2 GHz TSC: 0.5 ns per tick = mul 0x8000_0000, shift 0.
+        let c = Pvclock { tsc_timestamp: 1000, system_time: 5_000, mul: 0x8000_0000, shift: 0 };
+        assert_eq!(c.at(1000), 5_000);
+        assert_eq!(c.at(3000), 6_000);
+        // The same clock expressed with shift 1 and mul 0.25.
+        let d = Pvclock { mul: 0x4000_0000, shift: 1, ..c };
+        assert_eq!(d.at(3000), 6_000);
+        // Negative shift: 4 GHz as delta >> 1 times 0.5.
+        let e = Pvclock { mul: 0x8000_0000, shift: -1, ..c };
+        assert_eq!(e.at(5000), 6_000);
+    }
+
+    #[test]
+    fn odd_version_is_not_returned() {
+        let info = VcpuTimeInfo::default();
+        info.version.store(2, Ordering::Relaxed);
+        info.system_time.store(42, Ordering::Relaxed);
+        assert_eq!(Pvclock::read(&info).system_time, 42);
+    }
+}
