@@ -36,3 +36,5 @@ pub mod sched;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod vcpu;
+#[cfg(any(test, feature = "alloc"))]
+pub mod xenstore;
