@@ -17,7 +17,8 @@ pub fn get_param(index: u32) -> Result<u64, XenErrno> {
     Ok(arg.value)
 }
 
-/// Writes HVM parameter `index` of this domain (`HVMOP_set_param`).
+/// Sets HVM parameter `index` of this domain (`HVMOP_set_param`), e.g.
+/// `PARAM_CALLBACK_IRQ` to `(2 << 56) | vector` for the event upcall.
 pub fn set_param(index: u32, value: u64) -> Result<(), XenErrno> {
     let mut arg = HvmParam {
         domid: DOMID_SELF,

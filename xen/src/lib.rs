@@ -37,3 +37,5 @@ pub mod time;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod vcpu;
+#[cfg(any(test, feature = "alloc"))]
+pub mod xenstore;
