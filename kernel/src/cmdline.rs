@@ -1,44 +1,53 @@
 //! The kernel command line: `key=value` words separated by spaces.
 //!
-//! Known keys: `loglevel=off|error|warn|info|debug|trace` and
-//! `scenario=NAME` (see [`crate::scenario`]). Unknown words are reported
-//! and ignored, so a config written for a newer kernel still boots.
+//! The kernel itself reads `loglevel=off|error|warn|info|debug|trace` and
+//! `scenario=NAME` (see [`crate::scenario`]); scenarios read their own keys
+//! (`peer=`, `pages=`, ...) with [`Options::get`].
 
 use log::LevelFilter;
 
-/// The options the kernel understands.
+/// Most words kept.
+const MAX_WORDS: usize = 32;
+
+/// The parsed command line.
 pub struct Options<'a> {
     /// Maximum level of log messages printed.
     pub log_level: LevelFilter,
     /// The scenario to run, if any was named.
     pub scenario: Option<&'a str>,
-    /// Words that were not understood, for a warning once logging works.
-    pub unknown: [Option<&'a str>; 8],
+    words: [Option<(&'a str, &'a str)>; MAX_WORDS],
 }
 
 impl<'a> Options<'a> {
-    /// Parses `cmdline`.
+    /// Parses `cmdline`. Words without `=` are kept with an empty value.
     pub fn parse(cmdline: &'a str) -> Self {
         let mut opts = Options {
             log_level: LevelFilter::Info,
             scenario: None,
-            unknown: [None; 8],
+            words: [None; MAX_WORDS],
         };
-        let mut n_unknown = 0;
-        for word in cmdline.split_ascii_whitespace() {
-            let parsed = match word.split_once('=') {
-                Some(("loglevel", v)) => v.parse().map(|l| opts.log_level = l).is_ok(),
-                Some(("scenario", v)) if !v.is_empty() => {
-                    opts.scenario = Some(v);
-                    true
-                }
-                _ => false,
-            };
-            if !parsed && n_unknown < opts.unknown.len() {
-                opts.unknown[n_unknown] = Some(word);
-                n_unknown += 1;
-            }
+        for (slot, word) in opts.words.iter_mut().zip(cmdline.split_ascii_whitespace()) {
+            *slot = Some(word.split_once('=').unwrap_or((word, "")));
         }
+        if let Some(l) = opts.get("loglevel").and_then(|v| v.parse().ok()) {
+            opts.log_level = l;
+        }
+        opts.scenario = opts.get("scenario").filter(|s| !s.is_empty());
         opts
+    }
+
+    /// The value of the last `key=value` word.
+    pub fn get(&self, key: &str) -> Option<&'a str> {
+        self.words
+            .iter()
+            .flatten()
+            .rev()
+            .find(|(k, _)| *k == key)
+            .map(|&(_, v)| v)
+    }
+
+    /// The value of `key` as a number.
+    pub fn get_u64(&self, key: &str) -> Option<u64> {
+        self.get(key).and_then(|v| v.parse().ok())
     }
 }

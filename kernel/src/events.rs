@@ -37,12 +37,20 @@ static FIRED: [AtomicU64; EVTCHN_2L_NR_CHANNELS / 64] =
 static TIMER_PORT: Once<Port> = Once::new();
 
 /// Why event channels could not be set up.
-#[derive(Debug)]
 pub enum InitError {
     /// No hole frame for the shared info page.
     NoHoleFrame,
     /// A hypercall failed.
     Xen(&'static str, XenErrno),
+}
+
+impl core::fmt::Display for InitError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NoHoleFrame => f.write_str("no hole frame for the shared info page"),
+            Self::Xen(what, e) => write!(f, "{what}: Xen error {}", e.0),
+        }
+    }
 }
 
 /// Maps the shared info page, asks for upcalls on [`UPCALL_VECTOR`], binds
@@ -61,7 +69,9 @@ pub fn init() -> Result<(), InitError> {
     *CHANNELS.lock() = Some(EventChannels::new());
     xen::hvm::set_param(PARAM_CALLBACK_IRQ, xen::hvm::callback_vector(UPCALL_VECTOR))
         .map_err(|e| InitError::Xen("set callback vector", e))?;
-    shared.vcpu_info[0].evtchn_upcall_mask.store(0, Ordering::Release);
+    shared.vcpu_info[0]
+        .evtchn_upcall_mask
+        .store(0, Ordering::Release);
     let timer = xen::event_channel::bind_virq(VIRQ_TIMER, 0)
         .map_err(|e| InitError::Xen("bind VIRQ_TIMER", e))?;
     TIMER_PORT.call_once(|| timer);
@@ -137,23 +147,7 @@ pub fn wait(port: Port, timeout_ns: u64) -> bool {
         // deadline. A deadline already passed fires at once.
         let _ = xen::vcpu::set_singleshot_timer(0, deadline, 0);
         interrupts::disable();
-        if FIRED_ANY.check(port, timer) {
-            interrupts::enable();
-        } else {
-            interrupts::enable_and_hlt();
-        }
-        let _ = take(timer);
-    }
-}
-
-/// Sleeps for `ns` nanoseconds.
-pub fn sleep(ns: u64) {
-    let deadline = now_ns().saturating_add(ns);
-    let timer = *TIMER_PORT.get().expect("events::init ran");
-    while now_ns() < deadline {
-        let _ = xen::vcpu::set_singleshot_timer(0, deadline, 0);
-        interrupts::disable();
-        if peek(timer) {
+        if peek(port) || peek(timer) {
             interrupts::enable();
         } else {
             interrupts::enable_and_hlt();
@@ -167,17 +161,13 @@ fn peek(port: Port) -> bool {
     FIRED[p / 64].load(Ordering::Acquire) & (1 << (p % 64)) != 0
 }
 
-/// Either of two ports fired (without clearing).
-struct FiredAny;
-static FIRED_ANY: FiredAny = FiredAny;
-
-impl FiredAny {
-    fn check(&self, a: Port, b: Port) -> bool {
-        peek(a) || peek(b)
-    }
-}
-
 /// Upcall statistics.
 pub fn stats() -> EventStats {
-    interrupts::without_interrupts(|| CHANNELS.lock().as_ref().map(|c| c.stats()).unwrap_or_default())
+    interrupts::without_interrupts(|| {
+        CHANNELS
+            .lock()
+            .as_ref()
+            .map(|c| c.stats())
+            .unwrap_or_default()
+    })
 }

@@ -34,7 +34,6 @@ pub struct HoleRun {
 /// The hole allocator (locks: its own mutex; taken with interrupts on,
 /// never from the upcall).
 static HOLE: Once<Mutex<ExtentAllocator>> = Once::new();
-static HOLE_RANGE: Once<HoleRun> = Once::new();
 
 /// Finds the hole in `boot`'s memory map.
 pub fn init(boot: &BootInfo) -> HoleRun {
@@ -54,17 +53,14 @@ pub fn init(boot: &BootInfo) -> HoleRun {
         .map(|e| e.addr)
         .filter(|&a| a >= start)
         .fold(HOLE_CEILING, u64::min);
-    let run = HoleRun { gfn: start / PAGE_SIZE, frames: ceiling.saturating_sub(start) / PAGE_SIZE };
-    HOLE_RANGE.call_once(|| run);
+    let run = HoleRun {
+        gfn: start / PAGE_SIZE,
+        frames: ceiling.saturating_sub(start) / PAGE_SIZE,
+    };
     HOLE.call_once(|| {
         Mutex::new(ExtentAllocator::new(run.gfn, run.frames).expect("hole within the u64 space"))
     });
     run
-}
-
-/// The whole hole.
-pub fn hole() -> HoleRun {
-    *HOLE_RANGE.get().expect("layout::init ran")
 }
 
 /// Takes `frames` contiguous hole frames.
@@ -76,7 +72,10 @@ pub fn alloc_hole(frames: u64) -> Result<HoleRun, ExtentError> {
 /// Returns frames taken with [`alloc_hole`]; Xen must no longer map
 /// anything there.
 pub fn free_hole(run: HoleRun) -> Result<(), ExtentError> {
-    HOLE.get().expect("layout::init ran").lock().free(run.gfn, run.frames)
+    HOLE.get()
+        .expect("layout::init ran")
+        .lock()
+        .free(run.gfn, run.frames)
 }
 
 /// Hole frames currently handed out.

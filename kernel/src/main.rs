@@ -7,12 +7,19 @@
 #![no_std]
 #![no_main]
 
+extern crate alloc;
+
 mod arch;
 mod boot_info;
 mod cmdline;
 mod console;
+mod events;
+mod grants;
 mod heap;
+mod layout;
+mod mem;
 mod scenario;
+mod xenstore;
 
 use core::fmt;
 
@@ -47,6 +54,18 @@ extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
     };
     let opts = cmdline::Options::parse(boot.cmdline());
     console::init_log(opts.log_level);
+    mem::init(&boot);
+    let hole = layout::init(&boot);
+    log::debug!("hole: {} frames at gfn {:#x}", hole.frames, hole.gfn);
+    if let Err(e) = events::init() {
+        fatal(format_args!("event channels: {e}"));
+    }
+    if let Err(e) = xenstore::init() {
+        fatal(format_args!("xenstore: {e:?}"));
+    }
+    if let Err(e) = grants::init() {
+        fatal(format_args!("grant table: {e}"));
+    }
     let (major, minor) = leaves.version();
     let domid = leaves.domid();
     kprintln!(
@@ -67,11 +86,15 @@ extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
     for m in boot.modules() {
         log::debug!("module at {:#x}, {} bytes", m.paddr, m.size);
     }
-    for word in opts.unknown.iter().flatten() {
-        log::warn!("ignoring unknown command-line word {word:?}");
-    }
-    let outcome = scenario::run(opts.scenario.unwrap_or(scenario::DEFAULT), &boot);
-    log::info!("powering off");
+    let outcome = scenario::run(opts.scenario.unwrap_or(scenario::DEFAULT), &boot, &opts);
+    let ev = events::stats();
+    log::info!(
+        "powering off: {} upcalls, {} events dispatched, {} spurious; {} hypercalls",
+        ev.upcalls,
+        ev.dispatched,
+        ev.spurious,
+        xen::hypercall::counts().iter().sum::<u64>()
+    );
     console::flush();
     xen::sched::shutdown(match outcome {
         Ok(()) => ShutdownReason::Poweroff,

@@ -39,7 +39,12 @@ impl ExtentAllocator {
         if size > 0 {
             free.insert(base, size);
         }
-        Ok(Self { base, end, free, allocated: 0 })
+        Ok(Self {
+            base,
+            end,
+            free,
+            allocated: 0,
+        })
     }
 
     /// The first free run of `len` units.
@@ -68,18 +73,18 @@ impl ExtentAllocator {
         }
         // No free run may overlap the range.
         let before = self.free.range(..end).next_back();
-        if let Some((&s, &l)) = before {
-            if s + l > start {
-                return Err(ExtentError::NotAllocated);
-            }
+        if let Some((&s, &l)) = before
+            && s + l > start
+        {
+            return Err(ExtentError::NotAllocated);
         }
         let (mut new_start, mut new_len) = (start, len);
-        if let Some((&s, &l)) = before {
-            if s + l == start {
-                self.free.remove(&s);
-                new_start = s;
-                new_len += l;
-            }
+        if let Some((&s, &l)) = before
+            && s + l == start
+        {
+            self.free.remove(&s);
+            new_start = s;
+            new_len += l;
         }
         if let Some(l) = self.free.remove(&end) {
             new_len += l;
@@ -124,7 +129,10 @@ mod tests {
 
     #[test]
     fn rejects_bad_ranges() {
-        assert_eq!(ExtentAllocator::new(u64::MAX, 2).unwrap_err(), ExtentError::Invalid);
+        assert_eq!(
+            ExtentAllocator::new(u64::MAX, 2).unwrap_err(),
+            ExtentError::Invalid
+        );
         let mut a = ExtentAllocator::new(0, u64::MAX).unwrap();
         assert_eq!(a.alloc(0), Err(ExtentError::Invalid));
         assert_eq!(a.free(u64::MAX - 1, 5), Err(ExtentError::Invalid));

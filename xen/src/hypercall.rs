@@ -78,6 +78,8 @@ impl XenErrno {
     pub const ENOTEMPTY: Self = Self(39);
     /// `ETIME`: a timer deadline already passed.
     pub const ETIME: Self = Self(62);
+    /// `ETIMEDOUT`: a wait for the peer ran out of time.
+    pub const ETIMEDOUT: Self = Self(110);
     /// `EPROTO`: the peer broke the protocol (a malformed xenstore reply).
     pub const EPROTO: Self = Self(71);
     /// `EISCONN`.

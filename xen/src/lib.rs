@@ -33,9 +33,9 @@ pub mod hypercall;
 pub mod memory;
 mod ring;
 pub mod sched;
-pub mod time;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
+pub mod time;
 pub mod vcpu;
 #[cfg(any(test, feature = "alloc"))]
 pub mod xenstore;

@@ -71,14 +71,27 @@ mod tests {
     #[test]
     fn scales_with_shift_and_fraction() {
         // 2 GHz TSC: 0.5 ns per tick = mul 0x8000_0000, shift 0.
-        let c = Pvclock { tsc_timestamp: 1000, system_time: 5_000, mul: 0x8000_0000, shift: 0 };
+        let c = Pvclock {
+            tsc_timestamp: 1000,
+            system_time: 5_000,
+            mul: 0x8000_0000,
+            shift: 0,
+        };
         assert_eq!(c.at(1000), 5_000);
         assert_eq!(c.at(3000), 6_000);
         // The same clock expressed with shift 1 and mul 0.25.
-        let d = Pvclock { mul: 0x4000_0000, shift: 1, ..c };
+        let d = Pvclock {
+            mul: 0x4000_0000,
+            shift: 1,
+            ..c
+        };
         assert_eq!(d.at(3000), 6_000);
         // Negative shift: 4 GHz as delta >> 1 times 0.5.
-        let e = Pvclock { mul: 0x8000_0000, shift: -1, ..c };
+        let e = Pvclock {
+            mul: 0x8000_0000,
+            shift: -1,
+            ..c
+        };
         assert_eq!(e.at(5000), 6_000);
     }
 

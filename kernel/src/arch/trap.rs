@@ -147,6 +147,7 @@ global_asm!(
     stub!(err 29),
     stub!(err 30),
     stub!(31),
+    stub!(243),
     ".popsection",
     ".pushsection .rodata.trap_stubs, \"a\", @progbits",
     ".balign 8",
@@ -211,7 +212,7 @@ pub fn init() {
             idt.hv_injection_exception.set_handler_addr(addr(28));
             idt.vmm_communication_exception.set_handler_addr(addr(29));
             idt.security_exception.set_handler_addr(addr(30));
-            idt[UPCALL_VECTOR].set_handler_addr(VirtAddr::new(trap_stub_243 as usize as u64));
+            idt[UPCALL_VECTOR].set_handler_addr(VirtAddr::new(trap_stub_243 as *const () as u64));
         }
         idt
     });

@@ -68,6 +68,13 @@ impl LinearFrames {
     }
 }
 
+// SAFETY: `LinearFrames` only computes frame addresses; the memory behind
+// them belongs to the grant table for this value's life (the contract of
+// `new`), and the table accesses entries only through atomics.
+unsafe impl Send for LinearFrames {}
+// SAFETY: as for `Send`: shared use only reads `base_gfn`, `base`, `count`.
+unsafe impl Sync for LinearFrames {}
+
 // SAFETY: the caller of `new` guarantees the layout; indices are bounded
 // by `max_frames` by `GrantTable`.
 unsafe impl GrantFrameMemory for LinearFrames {

@@ -1,10 +1,13 @@
 //! Scenarios selected with `scenario=NAME` on the command line.
 //!
-//! Each one prints `RESULT NAME PASS` (or `FAIL` with a reason) as its last
-//! line; the `xl` scenario scripts look for that line in the guest's
-//! console log. A crash prints `RESULT NAME CRASH` from the fatal path.
+//! Each one ends by printing `RESULT NAME PASS` (or `FAIL` with a reason);
+//! the `xl` scenario scripts look for that line in the guest's console
+//! log. A crash prints `RESULT NAME CRASH` from the fatal path.
+
+mod share;
 
 use crate::boot_info::BootInfo;
+use crate::cmdline::Options;
 
 /// The scenario that runs when none is named: the banner only.
 pub const DEFAULT: &str = "banner";
@@ -15,22 +18,38 @@ pub type Outcome = Result<(), &'static str>;
 /// A named scenario.
 struct Scenario {
     name: &'static str,
-    run: fn(&BootInfo) -> Outcome,
+    run: fn(&BootInfo, &Options<'_>) -> Outcome,
 }
 
 const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "banner",
-        run: |_| Ok(()),
+        run: |_, _| Ok(()),
+    },
+    Scenario {
+        name: "share-sharer",
+        run: |_, o| share::sharer(o, false),
+    },
+    Scenario {
+        name: "share-mapper",
+        run: |_, o| share::mapper(o, false),
+    },
+    Scenario {
+        name: "revoke-sharer",
+        run: |_, o| share::sharer(o, true),
+    },
+    Scenario {
+        name: "revoke-mapper",
+        run: |_, o| share::mapper(o, true),
     },
     // Harness self-tests: each must be reported as a failure.
     Scenario {
         name: "fault",
-        run: |_| fault(),
+        run: |_, _| fault(),
     },
     Scenario {
         name: "panic",
-        run: |_| panic!("panic requested by scenario=panic"),
+        run: |_, _| panic!("panic requested by scenario=panic"),
     },
 ];
 
@@ -49,13 +68,13 @@ fn fault() -> Outcome {
 pub static CURRENT: spin::Once<&'static str> = spin::Once::new();
 
 /// Runs scenario `name`, printing its result line.
-pub fn run(name: &str, boot: &BootInfo) -> Outcome {
+pub fn run(name: &str, boot: &BootInfo, opts: &Options<'_>) -> Outcome {
     let Some(s) = SCENARIOS.iter().find(|s| s.name == name) else {
         crate::kprintln!("RESULT {name} FAIL unknown scenario");
         return Err("unknown scenario");
     };
     CURRENT.call_once(|| s.name);
-    let outcome = (s.run)(boot);
+    let outcome = (s.run)(boot, opts);
     match outcome {
         Ok(()) => crate::kprintln!("RESULT {} PASS", s.name),
         Err(why) => crate::kprintln!("RESULT {} FAIL {why}", s.name),

@@ -1,0 +1,94 @@
+//! Physical memory: the RAM of the memory map, less the kernel image and
+//! the first megabyte, handed to the VM's buddy allocator
+//! (`vm::phys::PhysAllocator`). Pages are reached through the boot
+//! identity map (all RAM is below 4 GiB in the domains we run).
+
+use spin::Once;
+use vm::page::PageId;
+use vm::phys::{FreePool, PhysAllocator};
+use xen::abi::start_info::MEMMAP_TYPE_RAM;
+
+use crate::boot_info::BootInfo;
+use crate::layout::PAGE_SIZE;
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+}
+
+/// RAM below this is left alone (real-mode leftovers, the zero page).
+const LOW_RESERVED: u64 = 1 << 20;
+/// Highest RAM address the identity map reaches.
+const MAPPED_END: u64 = 1 << 32;
+/// Most RAM segments kept from the memory map.
+const MAX_SEGMENTS: usize = 16;
+
+static PHYS: Once<PhysAllocator> = Once::new();
+
+/// A page of RAM owned by its holder until [`free_page`].
+#[derive(Debug)]
+pub struct Frame(PageId);
+
+impl Frame {
+    /// Its guest-physical address.
+    pub fn gpa(&self) -> u64 {
+        phys().page(self.0).phys_addr()
+    }
+
+    /// Its guest frame number.
+    pub fn gfn(&self) -> u64 {
+        self.gpa() / PAGE_SIZE
+    }
+
+    /// Its 1024 words, through the identity map.
+    pub fn words(&self) -> &'static mut [u32; 1024] {
+        // SAFETY: the frame is RAM below 4 GiB (identity-mapped), owned by
+        // this `Frame` alone until freed, and page-aligned.
+        unsafe { &mut *(self.gpa() as *mut [u32; 1024]) }
+    }
+}
+
+/// Builds the allocator from the RAM segments of `boot`'s memory map.
+pub fn init(boot: &BootInfo) {
+    // Linker-script symbols: only their addresses are used.
+    let (img_start, img_end) = (
+        (&raw const __image_start) as u64,
+        (&raw const __image_end) as u64,
+    );
+    let mut segs = [(0u64, 0u64); MAX_SEGMENTS];
+    let mut n = 0;
+    for e in boot.memmap().iter().filter(|e| e.kind == MEMMAP_TYPE_RAM) {
+        let (start, end) = (e.addr.max(LOW_RESERVED), (e.addr + e.size).min(MAPPED_END));
+        // Cut the image out of the segment: what lies on either side stays.
+        for (s, t) in [(start, end.min(img_start)), (start.max(img_end), end)] {
+            if s < t && n < MAX_SEGMENTS {
+                segs[n] = (s, t);
+                n += 1;
+            }
+        }
+    }
+    let phys = PhysAllocator::new(&segs[..n], 0).expect("memory map segments are sane");
+    PHYS.call_once(|| phys);
+}
+
+/// The allocator; [`init`] must have run.
+pub fn phys() -> &'static PhysAllocator {
+    PHYS.get().expect("mem::init ran")
+}
+
+/// A zeroed page, or `None` when memory is exhausted.
+pub fn alloc_page() -> Option<Frame> {
+    let f = Frame(phys().alloc_page(FreePool::Default)?);
+    f.words().fill(0);
+    Some(f)
+}
+
+/// Returns a page to the allocator.
+pub fn free_page(frame: Frame) {
+    phys().free_page(frame.0);
+}
+
+/// Free pages now.
+pub fn free_pages() -> u64 {
+    phys().free_count()
+}
