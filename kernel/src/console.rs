@@ -17,6 +17,9 @@ use xen::console::{ConsoleRing, debug_port_write};
 /// different contexts do not interleave.
 static RING: Mutex<Option<ConsoleRing>> = Mutex::new(None);
 
+/// The console's event channel, once found.
+static PORT: spin::Once<u32> = spin::Once::new();
+
 /// Scheduler yields to wait for xenconsoled to drain the ring at shutdown.
 const FLUSH_YIELDS: u32 = 200_000;
 
@@ -30,6 +33,7 @@ pub fn init() -> Result<(), xen::hypercall::XenErrno> {
     // the only producer we create.
     let ring = unsafe { ConsoleRing::new(ring, port as u32) };
     *RING.lock() = Some(ring);
+    PORT.call_once(|| port as u32);
     Ok(())
 }
 
@@ -43,6 +47,12 @@ impl Write for RingWriter<'_> {
         }
         Ok(())
     }
+}
+
+/// The console ring's event channel (xenconsoled signals it when it has
+/// consumed output or produced input).
+pub fn port() -> Option<u32> {
+    PORT.get().copied()
 }
 
 /// Writes formatted text to the console.

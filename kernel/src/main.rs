@@ -60,6 +60,9 @@ extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
     if let Err(e) = events::init() {
         fatal(format_args!("event channels: {e}"));
     }
+    if let Some(port) = console::port() {
+        events::bind(port, events::mark);
+    }
     if let Err(e) = xenstore::init() {
         fatal(format_args!("xenstore: {e:?}"));
     }
