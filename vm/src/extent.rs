@@ -107,7 +107,6 @@ impl ExtentAllocator {
 
 #[cfg(test)]
 mod tests {
-    extern crate std;
     use super::*;
     use proptest::prelude::*;
 

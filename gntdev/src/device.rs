@@ -1,0 +1,813 @@
+//! The device ([`Gntdev`], one per kernel) and its per-open state
+//! ([`GntdevFile`]).
+//!
+//! # Regions
+//!
+//! Every successful `ALLOC_GREF` or `MAP_GRANT_REF` takes a run of the
+//! file's offset space (first fit, `extent`) and records a region: a
+//! [`GrefRun`] (our pages, granted) or a [`GrantMap`] (foreign grants, not
+//! mapped yet). `mmap` of a region's offset returns its managed device
+//! object (`pager`), made on the first `mmap` and shared by the later ones
+//! while it lives. The file keeps only a `Weak` to it: the object lives as
+//! long as the process maps it, and its pager's `dtor` tears the mapping
+//! down (notify, then ONE batched unmap) when the last mapping goes.
+//! `DEALLOC_GREF`/`UNMAP_GRANT_REF` remove the record and free the offsets
+//! at once; a region still mapped lives on in its pager.
+//!
+//! Allocated grants end when they are deallocated AND no longer mapped by
+//! us (whichever comes last destroys them: notify, `end_access`); if the
+//! peer still maps one, its end is deferred and the page kept on the
+//! device's pending list until [`Gntdev::reap`] sees the peer let go.
+//!
+//! # Locking
+//!
+//! | state | protection |
+//! |---|---|
+//! | [`Gntdev`]'s services | constant |
+//! | [`Gntdev`]'s pending list | (p) `pending` spin lock |
+//! | [`Gntdev`]'s counters | (a) atomic |
+//! | a file's regions, offsets, limit, use | (f) `GntdevFile::inner` |
+//! | a region's object, notify, writability, dealloc/mapped state | (r) the region's `state` lock |
+//! | a mapping's handles and hole | (m) its pager's `state` lock (`pager`) |
+//!
+//! Lock order: (f) before (r); (m) before (r); (r) and (m) before the
+//! object lock, the grant table's, and (p). A pager's `dtor` runs from the
+//! object's drop and takes (m), (r) and (p), never (f); so no Arc of an
+//! object is ever dropped with (r) or (m) held.
+
+use alloc::collections::BTreeMap;
+use alloc::sync::{Arc, Weak};
+use alloc::vec;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use spin::Mutex;
+use vm::domain::VmDomain;
+use vm::object::{ObjectType, VmObject};
+use vm::page::{MemAttr, PageId};
+use vm::pager::device::device_pager_allocate;
+use vm::{Errno, PAGE_SHIFT, PAGE_SIZE, Prot};
+use xen::abi::{DomId, Port};
+use xen::event_channel::EventOps;
+use xen::grant::{EndAccess, GrantError, GrantOps, GrantRef, Reaped};
+
+use crate::abi::*;
+use crate::errno::{E2BIG, EACCES, ENOSPC, ENOSYS};
+use crate::extent::Extents;
+use crate::pager::{GrefPager, MapPager};
+use crate::{GrantCopier, HoleSource, MapLookup, PageSource, PhysMemory, UserMemory};
+
+/// What the device needs from the kernel and from Xen.
+#[derive(Clone)]
+pub struct Services {
+    /// The VM domain whose objects and fictitious pages the mappings use.
+    pub vm: Arc<VmDomain>,
+    /// Our grant table.
+    pub grants: Arc<dyn GrantOps + Send + Sync>,
+    /// Event channels, for `UNMAP_NOTIFY_SEND_EVENT`.
+    pub events: Arc<dyn EventOps + Send + Sync>,
+    /// Pages to grant.
+    pub pages: Arc<dyn PageSource>,
+    /// Holes to map foreign grants in.
+    pub holes: Arc<dyn HoleSource>,
+    /// Guest-physical memory, for the notify byte and copy bounce pages.
+    pub phys: Arc<dyn PhysMemory>,
+    /// Grant copies into bounce pages, for `GRANT_COPY`.
+    pub copier: Arc<dyn GrantCopier>,
+}
+
+/// The device's counters ([`Gntdev::stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GntdevStats {
+    /// Mappings whose grants were mapped (one batched map each).
+    pub mappings: u64,
+    /// Grant-table hypercalls issued by those maps, `GNTST_eagain` retry
+    /// rounds included.
+    pub map_hypercalls: u64,
+    /// Ops re-submitted after `GNTST_eagain` by those maps.
+    pub eagain_retries: u64,
+    /// Maps that failed (every op already mapped was unmapped again).
+    pub map_failures: u64,
+    /// Calls to a pager's populate (each is one fault of the process).
+    pub populates: u64,
+    /// Calls to a pager's single-page fault routine (normal faults).
+    pub faults: u64,
+    /// Unmap hypercalls (teardowns and rollbacks).
+    pub unmap_hypercalls: u64,
+    /// Unmap ops that failed; their hole is kept, never reused.
+    pub unmap_errors: u64,
+    /// Pages from the [`PageSource`] held now (granted or pending).
+    pub live_pages: u64,
+    /// Holes from the [`HoleSource`] held now.
+    pub live_holes: u64,
+    /// Frames of those holes.
+    pub live_hole_frames: u64,
+    /// Grants whose end waits for the peer to unmap.
+    pub pending_grants: u64,
+    /// Notify bytes cleared.
+    pub bytes_cleared: u64,
+    /// Notify events sent.
+    pub events_sent: u64,
+}
+
+/// Counters behind [`GntdevStats`], each (a) atomic.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub mappings: AtomicU64,
+    pub map_hypercalls: AtomicU64,
+    pub eagain_retries: AtomicU64,
+    pub map_failures: AtomicU64,
+    pub populates: AtomicU64,
+    pub faults: AtomicU64,
+    pub unmap_hypercalls: AtomicU64,
+    pub unmap_errors: AtomicU64,
+    pub live_pages: AtomicU64,
+    pub live_holes: AtomicU64,
+    pub live_hole_frames: AtomicU64,
+    pub bytes_cleared: AtomicU64,
+    pub events_sent: AtomicU64,
+}
+
+/// Adds `n` to a counter.
+pub(crate) fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Subtracts `n` from a counter.
+pub(crate) fn sub(c: &AtomicU64, n: u64) {
+    c.fetch_sub(n, Ordering::Relaxed);
+}
+
+/// An unmap notification (`SET_UNMAP_NOTIFY`); the last one set wins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Notify {
+    /// File offset of the byte to clear.
+    pub index: u64,
+    /// `UNMAP_NOTIFY_*` bits.
+    pub action: u32,
+    /// Local port to signal.
+    pub port: Port,
+}
+
+/// The grant device: services, the deferred grants of every open, and
+/// counters. One per kernel, shared by its opens.
+pub struct Gntdev {
+    pub(crate) svc: Services,
+    /// (p) grants whose end waits for the peer: reference -> page.
+    pending: Mutex<BTreeMap<GrantRef, PageId>>,
+    pub(crate) counters: Counters,
+}
+
+impl core::fmt::Debug for Gntdev {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Gntdev")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gntdev {
+    /// The device over `svc`.
+    pub fn new(svc: Services) -> Arc<Self> {
+        Arc::new(Self {
+            svc,
+            pending: Mutex::new(BTreeMap::new()),
+            counters: Counters::default(),
+        })
+    }
+
+    /// A new open of the device (`gntdev_open`), with the default limit of
+    /// [`DEFAULT_MAX_GRANTS`] grants.
+    pub fn open(self: &Arc<Self>) -> GntdevFile {
+        GntdevFile {
+            dev: self.clone(),
+            inner: Mutex::new(FileInner {
+                extents: Extents::default(),
+                grefs: BTreeMap::new(),
+                maps: BTreeMap::new(),
+                limit: DEFAULT_MAX_GRANTS,
+                used: 0,
+            }),
+        }
+    }
+
+    /// Retries the deferred ends of access of the grant table: pages of
+    /// gntdev's grants that completed go back to the [`PageSource`]; the
+    /// grants that are not gntdev's are returned for their owners. The
+    /// kernel calls it from its deferred-grant timer.
+    pub fn reap(&self) -> Vec<Reaped> {
+        let mut others = Vec::new();
+        for r in self.svc.grants.reap() {
+            let page = self.pending.lock().remove(&r.gref);
+            match page {
+                Some(p) => self.free_page(p),
+                None => others.push(r),
+            }
+        }
+        others
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> GntdevStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        GntdevStats {
+            mappings: get(&c.mappings),
+            map_hypercalls: get(&c.map_hypercalls),
+            eagain_retries: get(&c.eagain_retries),
+            map_failures: get(&c.map_failures),
+            populates: get(&c.populates),
+            faults: get(&c.faults),
+            unmap_hypercalls: get(&c.unmap_hypercalls),
+            unmap_errors: get(&c.unmap_errors),
+            live_pages: get(&c.live_pages),
+            live_holes: get(&c.live_holes),
+            live_hole_frames: get(&c.live_hole_frames),
+            pending_grants: self.pending.lock().len() as u64,
+            bytes_cleared: get(&c.bytes_cleared),
+            events_sent: get(&c.events_sent),
+        }
+    }
+
+    fn alloc_page(&self) -> Result<PageId, Errno> {
+        let p = self.svc.pages.alloc_zeroed()?;
+        add(&self.counters.live_pages, 1);
+        Ok(p)
+    }
+
+    fn free_page(&self, page: PageId) {
+        self.svc.pages.free(page);
+        sub(&self.counters.live_pages, 1);
+    }
+
+    /// The guest frame of page `page`.
+    pub(crate) fn gfn(&self, page: PageId) -> u64 {
+        self.svc.vm.page(page).phys_addr() >> PAGE_SHIFT
+    }
+
+    /// Ends our grant `gref` of `page`: the page is freed now, or kept on
+    /// the pending list while the peer maps it.
+    fn end_grant(&self, gref: GrantRef, page: PageId) {
+        match self.svc.grants.end_access(gref) {
+            Ok(EndAccess::Deferred) => {
+                self.pending.lock().insert(gref, page);
+            }
+            // `Err`: the reference is not live, so nothing grants the page.
+            Ok(EndAccess::Ended) | Err(_) => self.free_page(page),
+        }
+    }
+
+    /// Runs notification `n`: clears its byte at guest-physical `byte_gpa`
+    /// (when given), then signals its port. As FreeBSD's `notify()`.
+    pub(crate) fn fire(&self, n: &Notify, byte_gpa: Option<u64>) {
+        if n.action & UNMAP_NOTIFY_CLEAR_BYTE != 0
+            && let Some(gpa) = byte_gpa
+            && self.svc.phys.write(gpa, &[0]).is_ok()
+        {
+            add(&self.counters.bytes_cleared, 1);
+        }
+        if n.action & UNMAP_NOTIFY_SEND_EVENT != 0 && self.svc.events.send(n.port).is_ok() {
+            add(&self.counters.events_sent, 1);
+        }
+    }
+
+    /// Destroys allocated grants that are deallocated and unmapped:
+    /// notify, then end each grant.
+    pub(crate) fn destroy_grefs(&self, run: &GrefRun, notify: Option<Notify>) {
+        if let Some(n) = notify {
+            let page = run.page_of(n.index);
+            self.fire(
+                &n,
+                page.map(|p| self.gfn(p) << PAGE_SHIFT | (n.index & (PAGE_SIZE - 1))),
+            );
+        }
+        for &(page, gref) in &run.grants {
+            self.end_grant(gref, page);
+        }
+    }
+}
+
+/// Allocated grants of one `ALLOC_GREF`.
+pub(crate) struct GrefRun {
+    /// File offset (constant).
+    pub index: u64,
+    /// `(page, reference)` of each page, in order (constant).
+    pub grants: Vec<(PageId, GrantRef)>,
+    /// (r) object, notify, lifetime.
+    pub state: Mutex<GrefState>,
+}
+
+/// The mutable state of a [`GrefRun`].
+pub(crate) struct GrefState {
+    /// The mmap object while it lives.
+    pub object: Weak<VmObject>,
+    /// Objects alive (one more at each `mmap` that makes one, one less
+    /// in its pager's `dtor`: an old object may still be dying when a new
+    /// one is made).
+    pub objects: u32,
+    /// `DEALLOC_GREF` (or close) happened.
+    pub deallocated: bool,
+    /// The notification to run on destruction.
+    pub notify: Option<Notify>,
+}
+
+impl GrefRun {
+    /// The page holding file offset `index`, if in this run.
+    fn page_of(&self, index: u64) -> Option<PageId> {
+        let i = index.checked_sub(self.index)? >> PAGE_SHIFT;
+        self.grants.get(usize::try_from(i).ok()?).map(|g| g.0)
+    }
+
+    /// Pages in the run.
+    pub fn count(&self) -> u64 {
+        self.grants.len() as u64
+    }
+
+    /// Marks the run unmapped (its object died); returns the notify to run
+    /// if the grants must be destroyed now.
+    pub fn unmapped(&self) -> Option<Option<Notify>> {
+        let mut st = self.state.lock();
+        st.objects -= 1;
+        (st.deallocated && st.objects == 0).then(|| st.notify.take())
+    }
+
+    /// Marks the run deallocated; returns the notify to run if the grants
+    /// must be destroyed now.
+    fn deallocated(&self) -> Option<Option<Notify>> {
+        let mut st = self.state.lock();
+        st.deallocated = true;
+        (st.objects == 0).then(|| st.notify.take())
+    }
+}
+
+/// Foreign grants of one `MAP_GRANT_REF`.
+pub(crate) struct GrantMap {
+    /// File offset (constant).
+    pub index: u64,
+    /// `(domain, reference)` of each grant (constant).
+    pub refs: Vec<(DomId, GrantRef)>,
+    /// (r) object, notify, writability.
+    pub state: Mutex<MapState>,
+}
+
+/// The mutable state of a [`GrantMap`].
+pub(crate) struct MapState {
+    /// The mmap object while it lives.
+    pub object: Weak<VmObject>,
+    /// Whether the last object made maps the grants writable (true until
+    /// the first `mmap`, as Linux's `map->flags`).
+    pub writable: bool,
+    /// The notification to run when the mapping is torn down.
+    pub notify: Option<Notify>,
+}
+
+impl GrantMap {
+    /// Grants in the map.
+    pub fn count(&self) -> u64 {
+        self.refs.len() as u64
+    }
+}
+
+/// Per-open state behind (f).
+struct FileInner {
+    extents: Extents,
+    grefs: BTreeMap<u64, Arc<GrefRun>>,
+    maps: BTreeMap<u64, Arc<GrantMap>>,
+    /// Grants (allocated plus mapped) this open may hold.
+    limit: u32,
+    /// Grants it holds.
+    used: u64,
+}
+
+impl FileInner {
+    /// Takes `count` grants' worth of offsets, within the limit.
+    fn reserve(&mut self, count: u32) -> Result<u64, Errno> {
+        if count == 0 {
+            return Err(Errno::EINVAL);
+        }
+        if self.used + u64::from(count) > u64::from(self.limit) {
+            return Err(ENOSPC);
+        }
+        let index = self.extents.alloc(u64::from(count))?;
+        self.used += u64::from(count);
+        Ok(index)
+    }
+
+    fn unreserve(&mut self, index: u64, count: u64) {
+        self.extents.free(index, count);
+        self.used -= count;
+    }
+}
+
+/// Checks that `count` pages from `index` do not wrap the offset space.
+fn check_range(index: u64, count: u32) -> Result<(), Errno> {
+    u64::from(count)
+        .checked_mul(PAGE_SIZE)
+        .and_then(|len| index.checked_add(len))
+        .map(drop)
+        .ok_or(Errno::EINVAL)
+}
+
+/// A grant error as the errno user space sees.
+pub(crate) fn grant_errno(e: GrantError) -> Errno {
+    Errno(e.errno().0)
+}
+
+/// One open of `/dev/xen/gntdev`. Dropping it is `close`: records go,
+/// allocated grants not mapped are destroyed, mappings still in the
+/// process live until their `munmap`.
+pub struct GntdevFile {
+    dev: Arc<Gntdev>,
+    /// (f) regions, offsets, limit.
+    inner: Mutex<FileInner>,
+}
+
+impl core::fmt::Debug for GntdevFile {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("GntdevFile").finish_non_exhaustive()
+    }
+}
+
+fn copy_in_arg<T: IoctlArg>(user: &dyn UserMemory, arg: u64) -> Result<T, Errno> {
+    let mut buf = [0u8; 32];
+    user.copy_in(arg, &mut buf[..T::SIZE])?;
+    Ok(T::decode(&buf[..T::SIZE]))
+}
+
+fn copy_out_arg<T: IoctlArg>(user: &dyn UserMemory, arg: u64, v: &T) -> Result<(), Errno> {
+    let mut buf = [0u8; 32];
+    // Keep user space's padding bytes as they were.
+    user.copy_in(arg, &mut buf[..T::SIZE])?;
+    v.encode(&mut buf[..T::SIZE]);
+    user.copy_out(arg, &buf[..T::SIZE])
+}
+
+impl GntdevFile {
+    /// The device this file is an open of.
+    pub fn device(&self) -> &Arc<Gntdev> {
+        &self.dev
+    }
+
+    /// The ioctl `cmd` with argument pointer `arg` (`gntdev_ioctl`): the
+    /// struct is copied in and out through `user` as the number's
+    /// direction bits say (what FreeBSD's `sys_ioctl` does before and
+    /// after a driver), arrays through `user` by the driver; `maps` is the
+    /// caller's address space. `ENOSYS` for an unknown command.
+    pub fn ioctl(
+        &self,
+        user: &dyn UserMemory,
+        maps: &dyn MapLookup,
+        cmd: u32,
+        arg: u64,
+    ) -> Result<(), Errno> {
+        match cmd {
+            IOCTL_GNTDEV_SET_UNMAP_NOTIFY => self.set_unmap_notify(&copy_in_arg(user, arg)?),
+            IOCTL_GNTDEV_ALLOC_GREF => {
+                let mut a: AllocGref = copy_in_arg(user, arg)?;
+                self.alloc_gref(user, &mut a)?;
+                copy_out_arg(user, arg, &a).inspect_err(|_| {
+                    let _ = self.dealloc_gref(&DeallocGref {
+                        index: a.index,
+                        count: a.count,
+                    });
+                })
+            }
+            IOCTL_GNTDEV_DEALLOC_GREF => self.dealloc_gref(&copy_in_arg(user, arg)?),
+            IOCTL_GNTDEV_MAP_GRANT_REF => {
+                let mut a: MapGrantRef = copy_in_arg(user, arg)?;
+                self.map_grant_ref(user, &mut a)?;
+                copy_out_arg(user, arg, &a).inspect_err(|_| {
+                    let _ = self.unmap_grant_ref(&UnmapGrantRef {
+                        index: a.index,
+                        count: a.count,
+                    });
+                })
+            }
+            IOCTL_GNTDEV_UNMAP_GRANT_REF => self.unmap_grant_ref(&copy_in_arg(user, arg)?),
+            IOCTL_GNTDEV_GET_OFFSET_FOR_VADDR => {
+                let mut a: GetOffsetForVaddr = copy_in_arg(user, arg)?;
+                self.get_offset_for_vaddr(maps, &mut a)?;
+                copy_out_arg(user, arg, &a)
+            }
+            IOCTL_GNTDEV_GRANT_COPY => {
+                let a: GrantCopy = copy_in_arg(user, arg)?;
+                crate::copy::grant_copy(&self.dev, user, &a)
+            }
+            IOCTL_GNTDEV_SET_MAX_GRANTS => {
+                let a: SetMaxGrants = copy_in_arg(user, arg)?;
+                if a.count > DEFAULT_MAX_GRANTS {
+                    return Err(E2BIG);
+                }
+                self.inner.lock().limit = a.count;
+                Ok(())
+            }
+            _ => Err(ENOSYS),
+        }
+    }
+
+    /// `ALLOC_GREF`: `count` zeroed pages granted to `domid`, ids copied
+    /// out to `gref_ids`; everything undone on any failure.
+    fn alloc_gref(&self, user: &dyn UserMemory, a: &mut AllocGref) -> Result<(), Errno> {
+        if a.flags & !GNTDEV_ALLOC_FLAG_WRITABLE != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let readonly = a.flags & GNTDEV_ALLOC_FLAG_WRITABLE == 0;
+        let mut inner = self.inner.lock();
+        let index = inner.reserve(a.count)?;
+        let mut grants: Vec<(PageId, GrantRef)> = Vec::with_capacity(a.count as usize);
+        let mut res = Ok(());
+        for _ in 0..a.count {
+            let page = match self.dev.alloc_page() {
+                Ok(p) => p,
+                Err(e) => {
+                    res = Err(e);
+                    break;
+                }
+            };
+            match self
+                .dev
+                .svc
+                .grants
+                .grant_access(a.domid, self.dev.gfn(page), readonly)
+            {
+                Ok(gref) => grants.push((page, gref)),
+                Err(e) => {
+                    self.dev.free_page(page);
+                    res = Err(grant_errno(e));
+                    break;
+                }
+            }
+        }
+        if res.is_ok() {
+            let mut ids = vec![0u8; grants.len() * 4];
+            for (chunk, &(_, gref)) in ids.chunks_exact_mut(4).zip(&grants) {
+                chunk.copy_from_slice(&gref.to_ne_bytes());
+            }
+            res = user.copy_out(a.gref_ids, &ids);
+        }
+        if let Err(e) = res {
+            for &(page, gref) in &grants {
+                self.dev.end_grant(gref, page);
+            }
+            inner.unreserve(index, u64::from(a.count));
+            return Err(e);
+        }
+        inner.grefs.insert(
+            index,
+            Arc::new(GrefRun {
+                index,
+                grants,
+                state: Mutex::new(GrefState {
+                    object: Weak::new(),
+                    objects: 0,
+                    deallocated: false,
+                    notify: None,
+                }),
+            }),
+        );
+        a.index = index;
+        Ok(())
+    }
+
+    /// `DEALLOC_GREF`: forget the run at `index` of exactly `count` pages;
+    /// its grants end now if not mapped, else when the mapping goes.
+    fn dealloc_gref(&self, a: &DeallocGref) -> Result<(), Errno> {
+        check_range(a.index, a.count)?;
+        let run = {
+            let mut inner = self.inner.lock();
+            match inner.grefs.get(&a.index) {
+                Some(r) if r.count() == u64::from(a.count) => {}
+                _ => return Err(Errno::EINVAL),
+            }
+            let run = inner.grefs.remove(&a.index).expect("checked");
+            inner.unreserve(a.index, run.count());
+            run
+        };
+        if let Some(notify) = run.deallocated() {
+            self.dev.destroy_grefs(&run, notify);
+        }
+        Ok(())
+    }
+
+    /// `MAP_GRANT_REF`: copy in and record the references; no hypercall.
+    fn map_grant_ref(&self, user: &dyn UserMemory, a: &mut MapGrantRef) -> Result<(), Errno> {
+        let mut inner = self.inner.lock();
+        let index = inner.reserve(a.count)?;
+        let mut raw = vec![0u8; a.count as usize * GrantRefArg::SIZE];
+        let refs: Result<Vec<(DomId, GrantRef)>, Errno> =
+            user.copy_in(a.refs, &mut raw).and_then(|()| {
+                raw.chunks_exact(GrantRefArg::SIZE)
+                    .map(|c| {
+                        let r = GrantRefArg::decode(c);
+                        let dom = DomId::try_from(r.domid).map_err(|_| Errno::EINVAL)?;
+                        Ok((dom, r.gref))
+                    })
+                    .collect()
+            });
+        let refs = match refs {
+            Ok(r) => r,
+            Err(e) => {
+                inner.unreserve(index, u64::from(a.count));
+                return Err(e);
+            }
+        };
+        inner.maps.insert(
+            index,
+            Arc::new(GrantMap {
+                index,
+                refs,
+                state: Mutex::new(MapState {
+                    object: Weak::new(),
+                    writable: true,
+                    notify: None,
+                }),
+            }),
+        );
+        a.index = index;
+        Ok(())
+    }
+
+    /// `UNMAP_GRANT_REF`: forget the map at `index` of exactly `count`
+    /// grants. A mapping still in the process stays until its `munmap`.
+    fn unmap_grant_ref(&self, a: &UnmapGrantRef) -> Result<(), Errno> {
+        check_range(a.index, a.count)?;
+        let mut inner = self.inner.lock();
+        match inner.maps.get(&a.index) {
+            Some(m) if m.count() == u64::from(a.count) => {}
+            _ => return Err(Errno::EINVAL),
+        }
+        inner.maps.remove(&a.index);
+        inner.unreserve(a.index, u64::from(a.count));
+        Ok(())
+    }
+
+    /// `GET_OFFSET_FOR_VADDR`: the offset and count of the map whose
+    /// mapping contains `vaddr`; the entry must map all of it.
+    fn get_offset_for_vaddr(
+        &self,
+        maps: &dyn MapLookup,
+        a: &mut GetOffsetForVaddr,
+    ) -> Result<(), Errno> {
+        let entry = maps.lookup(a.vaddr).ok_or(Errno::EINVAL)?;
+        let inner = self.inner.lock();
+        let map = inner
+            .maps
+            .values()
+            .find(|m| core::ptr::eq(m.state.lock().object.as_ptr(), Arc::as_ptr(&entry.object)))
+            .ok_or(Errno::EINVAL)?;
+        if entry.offset != map.index || entry.size != map.count() * PAGE_SIZE {
+            return Err(Errno::EINVAL);
+        }
+        a.offset = map.index;
+        a.count = map.count() as u32;
+        drop(inner);
+        // `entry` holds an object reference: dropped with no lock held.
+        drop(entry);
+        Ok(())
+    }
+
+    /// `SET_UNMAP_NOTIFY` on the region holding offset `index`.
+    fn set_unmap_notify(&self, a: &UnmapNotify) -> Result<(), Errno> {
+        if a.action & !(UNMAP_NOTIFY_CLEAR_BYTE | UNMAP_NOTIFY_SEND_EVENT) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let n = Notify {
+            index: a.index,
+            action: a.action,
+            port: a.event_channel_port,
+        };
+        let inner = self.inner.lock();
+        let within = |start: u64, count: u64| a.index - start < count * PAGE_SIZE;
+        if let Some((&start, run)) = inner.grefs.range(..=a.index).next_back()
+            && within(start, run.count())
+        {
+            run.state.lock().notify = Some(n);
+            return Ok(());
+        }
+        if let Some((&start, map)) = inner.maps.range(..=a.index).next_back()
+            && within(start, map.count())
+        {
+            let mut st = map.state.lock();
+            if a.action & UNMAP_NOTIFY_CLEAR_BYTE != 0 && !st.writable {
+                return Err(Errno::EINVAL);
+            }
+            st.notify = Some(n);
+            return Ok(());
+        }
+        Err(Errno::EINVAL)
+    }
+
+    /// The `mmap` of `size` bytes at file offset `offset` with protection
+    /// `prot` (`d_mmap_single`): the region's managed device object, new
+    /// or the one its other mappings share. `offset` must be a region's
+    /// start and `size` at most the region. A map region is mapped
+    /// read-only unless `prot` has `WRITE`; a writable `mmap` of a region
+    /// whose live object is read-only fails with `EACCES`. `munmap` is
+    /// dropping the returned reference.
+    pub fn mmap(&self, offset: u64, size: u64, prot: Prot) -> Result<Arc<VmObject>, Errno> {
+        if !offset.is_multiple_of(PAGE_SIZE) || size == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let pages = size.div_ceil(PAGE_SIZE);
+        let inner = self.inner.lock();
+        if let Some(run) = inner.grefs.get(&offset) {
+            if pages > run.count() {
+                return Err(Errno::EINVAL);
+            }
+            let mut st = run.state.lock();
+            if let Some(o) = st.object.upgrade() {
+                return Ok(o);
+            }
+            let ops = Arc::new(GrefPager::new(self.dev.clone(), run.clone()));
+            let o = self.allocate(ops, run.count(), offset)?;
+            st.object = Arc::downgrade(&o);
+            st.objects += 1;
+            return Ok(o);
+        }
+        let map = inner.maps.get(&offset).ok_or(Errno::EINVAL)?;
+        if pages > map.count() {
+            return Err(Errno::EINVAL);
+        }
+        let mut st = map.state.lock();
+        let writable = prot.contains(Prot::WRITE);
+        if let Some(o) = st.object.upgrade() {
+            if writable && !st.writable {
+                // Dropped after the locks: it may be the last reference.
+                drop(st);
+                drop(inner);
+                drop(o);
+                return Err(EACCES);
+            }
+            return Ok(o);
+        }
+        let n = map.count();
+        let hole = self.dev.svc.holes.alloc(n)?;
+        let frames = u32::try_from(n).map_err(|_| Errno::ENOMEM);
+        let range = frames.and_then(|f| {
+            let gpa = hole.gpa(0).ok_or(Errno::ENOMEM)?;
+            self.dev
+                .svc
+                .vm
+                .phys
+                .register_fictitious(gpa, f, MemAttr::WriteBack)
+        });
+        let range = match range {
+            Ok(r) => r,
+            Err(e) => {
+                self.dev.svc.holes.free(hole);
+                return Err(e);
+            }
+        };
+        add(&self.dev.counters.live_holes, 1);
+        add(&self.dev.counters.live_hole_frames, n);
+        let ops = Arc::new(MapPager::new(
+            self.dev.clone(),
+            map.clone(),
+            hole,
+            range,
+            !writable,
+        ));
+        let o = self
+            .allocate(ops.clone(), n, offset)
+            .inspect_err(|_| ops.teardown())?;
+        st.object = Arc::downgrade(&o);
+        st.writable = writable;
+        Ok(o)
+    }
+
+    /// A managed device object of `count` pages at `offset` served by `ops`.
+    fn allocate(
+        &self,
+        ops: Arc<dyn vm::pager::device::DeviceOps>,
+        count: u64,
+        offset: u64,
+    ) -> Result<Arc<VmObject>, Errno> {
+        device_pager_allocate(
+            self.dev.svc.vm.clone(),
+            ObjectType::MgtDevice,
+            ops,
+            count * PAGE_SIZE,
+            Prot::all(),
+            offset,
+        )
+    }
+
+    /// Grants allocated plus mapped that this open holds.
+    pub fn grants_held(&self) -> u64 {
+        self.inner.lock().used
+    }
+}
+
+impl Drop for GntdevFile {
+    /// `close` (and process exit, after the address space went): every
+    /// record goes as with `DEALLOC_GREF`/`UNMAP_GRANT_REF`.
+    fn drop(&mut self) {
+        let inner = self.inner.get_mut();
+        inner.maps.clear();
+        for (_, run) in core::mem::take(&mut inner.grefs) {
+            if let Some(notify) = run.deallocated() {
+                self.dev.destroy_grefs(&run, notify);
+            }
+        }
+    }
+}

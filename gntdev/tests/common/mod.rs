@@ -1,0 +1,501 @@
+//! Test harness: two (or more) simulated domains, each running a gntdev
+//! over `xen::sim` and a `vm` domain, and a fake process per open with a
+//! user address space (holes: null page, unmapped gaps, kernel half) and
+//! an address space of mappings whose faults call the object's pager the
+//! way `vm_fault_populate` does.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use gntdev::abi::*;
+use gntdev::{
+    Errno, Gntdev, GntdevFile, GrantCopier, HoleSource, MapEntry, MapLookup, PageSource,
+    PhysMemory, Services, UserMemory,
+};
+use vm::Prot;
+use vm::domain::{PhysAccess, VmDomain};
+use vm::object::VmObject;
+use vm::page::{MemAttr, PageId, PageQueue, SpinWait};
+use vm::pager::PagerResult;
+use vm::phys::PhysAllocator;
+use xen::abi::grant_table::GNTTABOP_map_grant_ref;
+use xen::abi::grant_table::GNTTABOP_unmap_grant_ref;
+use xen::grant::{CopyOp, GrantError, GrantOps, Hole};
+use xen::sim::{Sim, SimDomain};
+
+pub const PAGE: u64 = 4096;
+
+fn xerr(e: xen::hypercall::XenErrno) -> Errno {
+    Errno(e.0)
+}
+
+/// Guest-physical memory of a simulated domain.
+pub struct SimPhys(pub SimDomain);
+
+impl PhysMemory for SimPhys {
+    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        self.0.read(gpa, buf).map_err(xerr)
+    }
+    fn write(&self, gpa: u64, bytes: &[u8]) -> Result<(), Errno> {
+        self.0.write(gpa, bytes).map_err(xerr)
+    }
+}
+
+impl PhysAccess for SimPhys {
+    fn zero_page(&self, pa: u64) {
+        self.0.write(pa, &[0; PAGE as usize]).unwrap();
+    }
+    fn copy_page(&self, src: u64, dst: u64) {
+        let mut b = [0; PAGE as usize];
+        self.0.read(src, &mut b).unwrap();
+        self.0.write(dst, &b).unwrap();
+    }
+}
+
+/// A fixed pool of the domain's RAM pages, seen by its `vm` as one
+/// fictitious range (the sim hands out RAM frames itself).
+pub struct PagePool {
+    vm: Arc<VmDomain>,
+    free: Mutex<Vec<PageId>>,
+}
+
+impl PagePool {
+    fn new(dom: &SimDomain, vm: &Arc<VmDomain>, npages: u32) -> Self {
+        let base = dom.alloc_page();
+        for i in 1..u64::from(npages) {
+            assert_eq!(dom.alloc_page(), base + i, "sim RAM is handed out in order");
+        }
+        let range = vm
+            .phys
+            .register_fictitious(base * PAGE, npages, MemAttr::WriteBack)
+            .unwrap();
+        let free = (0..npages).rev().map(|i| range.first + i).collect();
+        Self {
+            vm: vm.clone(),
+            free: Mutex::new(free),
+        }
+    }
+
+    pub fn free_count(&self) -> usize {
+        self.free.lock().unwrap().len()
+    }
+}
+
+impl PageSource for PagePool {
+    fn alloc_zeroed(&self) -> Result<PageId, Errno> {
+        let id = self.free.lock().unwrap().pop().ok_or(Errno::ENOMEM)?;
+        self.vm.zero_page(id);
+        self.vm.wire(id);
+        Ok(id)
+    }
+    fn free(&self, page: PageId) {
+        assert!(
+            self.vm.unwire(page, PageQueue::None),
+            "freed page still referenced"
+        );
+        self.free.lock().unwrap().push(page);
+    }
+}
+
+/// Holes from the sim, counted.
+pub struct SimHoles {
+    dom: SimDomain,
+    pub live_frames: Mutex<u64>,
+}
+
+impl HoleSource for SimHoles {
+    fn alloc(&self, frames: u64) -> Result<Hole, Errno> {
+        *self.live_frames.lock().unwrap() += frames;
+        Ok(self.dom.alloc_hole(frames))
+    }
+    fn free(&self, hole: Hole) {
+        *self.live_frames.lock().unwrap() -= hole.frames();
+    }
+}
+
+/// Grant copies on the simulator.
+pub struct SimCopier(pub SimDomain);
+
+impl GrantCopier for SimCopier {
+    fn copy(&self, ops: &[CopyOp]) -> Vec<Result<(), GrantError>> {
+        // SAFETY: the simulator's memory is atomics behind `Arc`s: Xen's
+        // writes to a local destination alias no Rust reference.
+        unsafe { self.0.grants().copy(ops) }
+    }
+}
+
+/// One domain running our kernel's gntdev.
+pub struct Side {
+    pub dom: SimDomain,
+    pub vm: Arc<VmDomain>,
+    pub dev: Arc<Gntdev>,
+    pub pool: Arc<PagePool>,
+    pub holes: Arc<SimHoles>,
+    pub pool_size: usize,
+}
+
+impl Side {
+    /// A domain with a grant table of up to `frames` frames and a pool of
+    /// `pages` pages.
+    pub fn new(sim: &Sim, frames: u32, pages: u32) -> Self {
+        let dom = sim.create_domain_with(frames);
+        let phys = PhysAllocator::new(&[], pages + 70_000).unwrap();
+        let vm = Arc::new(VmDomain::new(
+            phys,
+            Arc::new(SimPhys(dom.clone())),
+            Arc::new(SpinWait),
+        ));
+        let pool = Arc::new(PagePool::new(&dom, &vm, pages));
+        let holes = Arc::new(SimHoles {
+            dom: dom.clone(),
+            live_frames: Mutex::new(0),
+        });
+        let dev = Gntdev::new(Services {
+            vm: vm.clone(),
+            grants: dom.grants_arc(),
+            events: Arc::new(dom.clone()),
+            pages: pool.clone(),
+            holes: holes.clone(),
+            phys: Arc::new(SimPhys(dom.clone())),
+            copier: Arc::new(SimCopier(dom.clone())),
+        });
+        Self {
+            dom,
+            vm,
+            dev,
+            pool,
+            holes,
+            pool_size: pages as usize,
+        }
+    }
+
+    pub fn id(&self) -> u16 {
+        self.dom.id()
+    }
+
+    pub fn map_hypercalls(&self) -> u64 {
+        self.dom.gnttab_hypercalls(GNTTABOP_map_grant_ref)
+    }
+
+    pub fn unmap_hypercalls(&self) -> u64 {
+        self.dom.gnttab_hypercalls(GNTTABOP_unmap_grant_ref)
+    }
+
+    /// Everything back to baseline: pool pages, grant references, hole
+    /// frames, foreign mappings, fictitious pages referenced.
+    pub fn assert_baseline(&self) {
+        self.dev.reap();
+        assert_eq!(self.pool.free_count(), self.pool_size, "pages leaked");
+        let st = self.dom.grants().stats();
+        assert_eq!(
+            (st.live_refs, st.pending_refs),
+            (0, 0),
+            "grant references leaked"
+        );
+        assert_eq!(
+            *self.holes.live_frames.lock().unwrap(),
+            0,
+            "hole frames leaked"
+        );
+        assert_eq!(self.dom.mappings(), 0, "foreign mappings leaked");
+        let s = self.dev.stats();
+        assert_eq!(
+            (
+                s.live_pages,
+                s.live_holes,
+                s.live_hole_frames,
+                s.pending_grants
+            ),
+            (0, 0, 0, 0)
+        );
+        assert_eq!(self.vm.counters.wired.get(), 0, "wired pages leaked");
+    }
+}
+
+/// User memory: mapped regions of bytes; everything else faults.
+#[derive(Default)]
+pub struct FakeUser {
+    regions: Mutex<BTreeMap<u64, Vec<u8>>>,
+    next: Mutex<u64>,
+}
+
+/// Where the kernel half starts.
+pub const KERNEL_BASE: u64 = 0xffff_8000_0000_0000;
+
+impl FakeUser {
+    /// Maps `len` bytes of zeroes (with an unmapped guard gap after).
+    pub fn alloc(&self, len: usize) -> u64 {
+        let mut next = self.next.lock().unwrap();
+        if *next == 0 {
+            *next = 0x10_0000;
+        }
+        let at = *next;
+        *next += (len as u64).div_ceil(PAGE) * PAGE + PAGE;
+        self.regions.lock().unwrap().insert(at, vec![0; len]);
+        at
+    }
+
+    fn region<R>(&self, addr: u64, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> Result<R, Errno> {
+        let end = addr.checked_add(len as u64).ok_or(Errno::EFAULT)?;
+        if addr == 0 || end > KERNEL_BASE {
+            return Err(Errno::EFAULT);
+        }
+        let mut regions = self.regions.lock().unwrap();
+        let (&start, bytes) = regions
+            .range_mut(..=addr)
+            .next_back()
+            .ok_or(Errno::EFAULT)?;
+        if end > start + bytes.len() as u64 {
+            return Err(Errno::EFAULT);
+        }
+        let off = (addr - start) as usize;
+        Ok(f(&mut bytes[off..off + len]))
+    }
+
+    pub fn put(&self, addr: u64, bytes: &[u8]) {
+        self.copy_out(addr, bytes).unwrap();
+    }
+
+    pub fn get(&self, addr: u64, len: usize) -> Vec<u8> {
+        let mut b = vec![0; len];
+        self.copy_in(addr, &mut b).unwrap();
+        b
+    }
+
+    pub fn put_arg<T: IoctlArg>(&self, v: &T) -> u64 {
+        let at = self.alloc(T::SIZE);
+        let mut b = vec![0; T::SIZE];
+        v.encode(&mut b);
+        self.put(at, &b);
+        at
+    }
+
+    pub fn get_arg<T: IoctlArg>(&self, at: u64) -> T {
+        T::decode(&self.get(at, T::SIZE))
+    }
+}
+
+impl UserMemory for FakeUser {
+    fn copy_in(&self, uaddr: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        self.region(uaddr, buf.len(), |m| buf.copy_from_slice(m))
+    }
+    fn copy_out(&self, uaddr: u64, buf: &[u8]) -> Result<(), Errno> {
+        self.region(uaddr, buf.len(), |m| m.copy_from_slice(buf))
+    }
+}
+
+/// A process: user memory, one open of gntdev, and its gntdev mappings.
+pub struct Proc {
+    pub user: FakeUser,
+    pub file: Option<GntdevFile>,
+    pub vm: Arc<VmDomain>,
+    pub dom: SimDomain,
+    maps: Mutex<BTreeMap<u64, (MapEntry, Prot)>>,
+    next_va: Mutex<u64>,
+}
+
+impl MapLookup for Proc {
+    fn lookup(&self, vaddr: u64) -> Option<MapEntry> {
+        let maps = self.maps.lock().unwrap();
+        let (&start, (e, _)) = maps.range(..=vaddr).next_back()?;
+        (vaddr < start + e.size).then(|| e.clone())
+    }
+}
+
+impl Proc {
+    pub fn new(side: &Side) -> Self {
+        Self {
+            user: FakeUser::default(),
+            file: Some(side.dev.open()),
+            vm: side.vm.clone(),
+            dom: side.dom.clone(),
+            maps: Mutex::new(BTreeMap::new()),
+            next_va: Mutex::new(0x7000_0000_0000),
+        }
+    }
+
+    pub fn file(&self) -> &GntdevFile {
+        self.file.as_ref().unwrap()
+    }
+
+    /// The raw ioctl.
+    pub fn ioctl(&self, cmd: u32, arg: u64) -> Result<(), Errno> {
+        self.file().ioctl(&self.user, self, cmd, arg)
+    }
+
+    /// An ioctl on struct `v` placed in user memory; returns it as the
+    /// kernel left it.
+    pub fn ioctl_arg<T: IoctlArg>(&self, cmd: u32, v: &T) -> Result<T, Errno> {
+        let at = self.user.put_arg(v);
+        self.ioctl(cmd, at)?;
+        Ok(self.user.get_arg(at))
+    }
+
+    /// `ALLOC_GREF` of `count` pages for `domid`; returns (index, refs).
+    pub fn alloc_gref(
+        &self,
+        domid: u16,
+        count: u32,
+        writable: bool,
+    ) -> Result<(u64, Vec<u32>), Errno> {
+        let ids = self.user.alloc(count as usize * 4);
+        let a = AllocGref {
+            domid,
+            flags: if writable {
+                GNTDEV_ALLOC_FLAG_WRITABLE
+            } else {
+                0
+            },
+            count,
+            index: 0,
+            gref_ids: ids,
+        };
+        let a = self.ioctl_arg(IOCTL_GNTDEV_ALLOC_GREF, &a)?;
+        let raw = self.user.get(ids, count as usize * 4);
+        Ok((
+            a.index,
+            raw.chunks(4)
+                .map(|c| u32::from_ne_bytes(c.try_into().unwrap()))
+                .collect(),
+        ))
+    }
+
+    pub fn dealloc_gref(&self, index: u64, count: u32) -> Result<(), Errno> {
+        self.ioctl_arg(IOCTL_GNTDEV_DEALLOC_GREF, &DeallocGref { index, count })
+            .map(drop)
+    }
+
+    /// `MAP_GRANT_REF` of `refs` of `domid`; returns the index.
+    pub fn map_grant_ref(&self, domid: u16, refs: &[u32]) -> Result<u64, Errno> {
+        let arr = self.user.alloc(refs.len() * 8);
+        let mut raw = Vec::new();
+        for &r in refs {
+            raw.extend_from_slice(&u32::from(domid).to_ne_bytes());
+            raw.extend_from_slice(&r.to_ne_bytes());
+        }
+        self.user.put(arr, &raw);
+        let a = MapGrantRef {
+            count: refs.len() as u32,
+            pad0: 0,
+            index: 0,
+            refs: arr,
+        };
+        Ok(self.ioctl_arg(IOCTL_GNTDEV_MAP_GRANT_REF, &a)?.index)
+    }
+
+    pub fn unmap_grant_ref(&self, index: u64, count: u32) -> Result<(), Errno> {
+        self.ioctl_arg(
+            IOCTL_GNTDEV_UNMAP_GRANT_REF,
+            &UnmapGrantRef { index, count },
+        )
+        .map(drop)
+    }
+
+    pub fn set_notify(&self, index: u64, action: u32, port: u32) -> Result<(), Errno> {
+        let a = UnmapNotify {
+            index,
+            action,
+            event_channel_port: port,
+        };
+        self.ioctl_arg(IOCTL_GNTDEV_SET_UNMAP_NOTIFY, &a).map(drop)
+    }
+
+    pub fn get_offset(&self, vaddr: u64) -> Result<(u64, u32), Errno> {
+        let a = self.ioctl_arg(
+            IOCTL_GNTDEV_GET_OFFSET_FOR_VADDR,
+            &GetOffsetForVaddr {
+                vaddr,
+                ..Default::default()
+            },
+        )?;
+        Ok((a.offset, a.count))
+    }
+
+    /// `mmap(len, prot, MAP_SHARED, fd, offset)`; returns the address.
+    pub fn mmap(&self, offset: u64, len: u64, prot: Prot) -> Result<u64, Errno> {
+        let object = self.file().mmap(offset, len, prot)?;
+        let size = len.div_ceil(PAGE) * PAGE;
+        let mut va = self.next_va.lock().unwrap();
+        let at = *va;
+        *va += size + PAGE;
+        self.maps.lock().unwrap().insert(
+            at,
+            (
+                MapEntry {
+                    object,
+                    offset,
+                    size,
+                },
+                prot,
+            ),
+        );
+        Ok(at)
+    }
+
+    pub fn munmap(&self, vaddr: u64) {
+        let e = self.maps.lock().unwrap().remove(&vaddr).expect("mapped");
+        drop(e);
+    }
+
+    /// Drops every mapping (process exit), then the file (close).
+    pub fn exit(mut self) {
+        let maps = std::mem::take(&mut *self.maps.lock().unwrap());
+        drop(maps);
+        self.file = None;
+    }
+
+    /// The page at `vaddr`, faulting it in (`vm_fault` with populate)
+    /// when not resident.
+    pub fn touch(&self, vaddr: u64, write: bool) -> Result<PageId, PagerResult> {
+        let (start, e, prot) = {
+            let maps = self.maps.lock().unwrap();
+            let (&s, (e, p)) = maps.range(..=vaddr).next_back().ok_or(PagerResult::Bad)?;
+            assert!(vaddr < s + e.size, "touch outside a mapping");
+            (s, e.clone(), *p)
+        };
+        if write && !prot.contains(Prot::WRITE) {
+            return Err(PagerResult::Error);
+        }
+        let pindex = (e.offset + (vaddr - start)) / PAGE;
+        if let Some(id) = e.object.lock().lookup(pindex) {
+            return Ok(id);
+        }
+        let bounds = (e.offset / PAGE, (e.offset + e.size) / PAGE - 1);
+        let ft = if write { Prot::WRITE } else { Prot::READ };
+        let r = e
+            .object
+            .pager()
+            .populate(&e.object, pindex, ft, prot, bounds)?;
+        let d = e.object.domain();
+        for i in r.0..=r.1 {
+            let id = e.object.lock().lookup(i).unwrap();
+            let m = d.page(id);
+            assert!(m.all_valid() && m.is_xbusied(), "populate contract");
+            m.xunbusy(d.wait());
+        }
+        Ok(e.object.lock().lookup(pindex).unwrap())
+    }
+
+    /// Reads through the mapping (faulting as needed).
+    pub fn read(&self, vaddr: u64, buf: &mut [u8]) -> Result<(), PagerResult> {
+        let id = self.touch(vaddr, false)?;
+        let gpa = self.vm.page(id).phys_addr() + vaddr % PAGE;
+        self.dom.read(gpa, buf).map_err(|_| PagerResult::Error)
+    }
+
+    /// Writes through the mapping (faulting as needed).
+    pub fn write(&self, vaddr: u64, bytes: &[u8]) -> Result<(), PagerResult> {
+        let id = self.touch(vaddr, true)?;
+        let gpa = self.vm.page(id).phys_addr() + vaddr % PAGE;
+        self.dom.write(gpa, bytes).map_err(|_| PagerResult::Error)
+    }
+
+    pub fn object_of(&self, vaddr: u64) -> Arc<VmObject> {
+        self.lookup(vaddr).unwrap().object
+    }
+}
+
+/// Word `k` of page `i` of the share protocol.
+pub fn word(seed: u32, i: usize, k: usize) -> u32 {
+    seed.wrapping_add((i * 1024 + k) as u32)
+}

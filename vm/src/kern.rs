@@ -1,0 +1,116 @@
+//! Contiguous kernel memory with a memory attribute (FreeBSD `vm_kern.c`,
+//! `kmem_alloc_contig` and `kmem_free`): DMA buffers, rings shared with
+//! Xen, anything the kernel maps with a cache mode other than write-back.
+//! The kernel maps the returned pages (its direct map with the attribute);
+//! the VM only allocates, wires and tags them.
+
+use crate::Errno;
+use crate::domain::VmDomain;
+use crate::page::{MemAttr, PageId};
+
+/// A contiguous run of wired kernel pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KmemRange {
+    /// The first page; the others follow it in the page array.
+    pub first: PageId,
+    /// Number of pages.
+    pub npages: u64,
+    /// Physical address of the first page.
+    pub phys_addr: u64,
+    /// Cache mode of every page.
+    pub memattr: MemAttr,
+}
+
+/// Allocate `npages` physically contiguous pages within `[low, high)`,
+/// `alignment`-aligned and not crossing a multiple of `boundary` (0: none),
+/// wired, tagged with `memattr`, zeroed if `zero` (`kmem_alloc_contig`).
+/// `ENOMEM` when no such run is free.
+#[allow(clippy::too_many_arguments)]
+pub fn kmem_alloc_contig(
+    domain: &VmDomain,
+    npages: u64,
+    low: u64,
+    high: u64,
+    alignment: u64,
+    boundary: u64,
+    memattr: MemAttr,
+    zero: bool,
+) -> Result<KmemRange, Errno> {
+    let first = domain
+        .phys
+        .alloc_contig(npages, low, high, alignment, boundary)
+        .ok_or(Errno::ENOMEM)?;
+    for id in first..first + npages as PageId {
+        domain.wire(id);
+        domain.page(id).set_memattr(memattr);
+        if zero {
+            domain.zero_page(id);
+        }
+    }
+    domain.counters.kmem.add(npages);
+    Ok(KmemRange {
+        first,
+        npages,
+        phys_addr: domain.page(first).phys_addr(),
+        memattr,
+    })
+}
+
+/// Free a range from [`kmem_alloc_contig`] (`kmem_free`).
+pub fn kmem_free(domain: &VmDomain, range: KmemRange) {
+    for id in range.first..range.first + range.npages as PageId {
+        let m = domain.page(id);
+        let last = m.unwire_noq();
+        assert!(last, "kmem page still referenced");
+        domain.counters.wired.sub(1);
+        m.set_memattr(MemAttr::WriteBack);
+    }
+    domain.counters.kmem.sub(range.npages);
+    domain.phys.free_contig(range.first, range.npages);
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::PAGE_SIZE;
+    use crate::testutil::domain_with;
+
+    #[test]
+    fn contig_with_attribute() {
+        let (d, mem) = domain_with(256);
+        for id in 0..256 {
+            mem.fill(d.page(id).phys_addr(), 0x11);
+        }
+        let r = kmem_alloc_contig(
+            &d,
+            5,
+            PAGE_SIZE,
+            1 << 20,
+            8 * PAGE_SIZE,
+            0,
+            MemAttr::Uncacheable,
+            true,
+        )
+        .unwrap();
+        assert_eq!(r.phys_addr % (8 * PAGE_SIZE), 0);
+        assert!(r.phys_addr >= PAGE_SIZE);
+        for id in r.first..r.first + 5 {
+            let m = d.page(id);
+            assert_eq!(m.memattr(), MemAttr::Uncacheable);
+            assert_eq!(m.wire_count(), 1);
+            assert_eq!(mem.byte(m.phys_addr() + 4095), 0);
+        }
+        assert_eq!(d.counters.wired.get(), 5);
+        assert_eq!(d.counters.kmem.get(), 5);
+        assert_eq!(d.phys.free_count(), 251);
+        assert_eq!(
+            kmem_alloc_contig(&d, 300, 0, 1 << 20, PAGE_SIZE, 0, MemAttr::WriteBack, false),
+            Err(Errno::ENOMEM)
+        );
+        kmem_free(&d, r);
+        assert_eq!(d.phys.free_count(), 256);
+        assert_eq!(d.counters.wired.get(), 0);
+        assert_eq!(d.page(r.first).memattr(), MemAttr::WriteBack);
+        assert_eq!(d.phys.free_blocks(), [(0, 8)]);
+    }
+}

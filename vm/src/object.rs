@@ -1,0 +1,573 @@
+//! VM objects (FreeBSD `vm_object.c`): a pager-backed array of pages.
+//!
+//! # Locking
+//!
+//! | field | protection |
+//! |---|---|
+//! | `domain`, `otype`, `pager` | constant |
+//! | `pip` (paging in progress) | (a) atomic |
+//! | size, flags, page index, backing object, shadow list | (o) the object lock ([`VmObject::lock`]) |
+//! | the pages' `pindex` | (o) plus the page's exclusive busy lock |
+//!
+//! Lock order: a shadow's lock before its backing object's; the object lock
+//! before the allocator's free lock and the busy wait queue. Never sleep on
+//! a busy page with an object lock held: drop it, sleep, look up again.
+//!
+//! # References
+//!
+//! The object's reference count is the `Arc`'s: `vm_object_reference` is
+//! `Arc::clone`, `vm_object_deallocate` is dropping it. The last reference
+//! frees the pages, calls the pager's `dealloc`, and drops the backing
+//! object; if that leaves the backing object referenced by a single shadow
+//! and nothing else, that shadow absorbs it ([`VmObject::collapse`]).
+
+use alloc::boxed::Box;
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use hashbrown::HashMap;
+use spin::{Mutex, MutexGuard};
+
+use crate::domain::VmDomain;
+use crate::page::{BusyMode, PageId};
+use crate::pager::PagerOps;
+use crate::{Errno, PAGE_SHIFT, PAGE_SIZE};
+
+/// Object type (`objtype_t`), which decides the pager.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectType {
+    /// Anonymous memory, zero-filled on demand (`OBJT_DEFAULT`/`OBJT_SWAP`).
+    Default,
+    /// Anonymous, unpageable, populated in clusters (`OBJT_PHYS`).
+    Phys,
+    /// Device memory through unmanaged fictitious pages (`OBJT_DEVICE`).
+    Device,
+    /// Device memory through managed fictitious pages (`OBJT_MGTDEVICE`).
+    MgtDevice,
+}
+
+bitflags::bitflags! {
+    /// Object flags (`OBJ_*`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct ObjectFlags: u16 {
+        /// The pager implements populate and faults use it (`OBJ_POPULATE`).
+        const POPULATE = 1 << 0;
+        /// The pages are fictitious (`OBJ_FICTITIOUS`).
+        const FICTITIOUS = 1 << 1;
+    }
+}
+
+/// The backing (shadowed) object of a copy-on-write shadow.
+#[derive(Debug)]
+struct Backing {
+    object: Arc<VmObject>,
+    /// Our pindex 0 is the backing object's pindex `offset`.
+    offset: u64,
+}
+
+/// Object state behind the object lock (o).
+struct ObjectInner {
+    size: u64,
+    flags: ObjectFlags,
+    pages: HashMap<u64, PageId>,
+    backing: Option<Backing>,
+    shadows: Vec<Weak<VmObject>>,
+}
+
+/// A VM object (`vm_object`).
+pub struct VmObject {
+    domain: Arc<VmDomain>,
+    otype: ObjectType,
+    pager: Box<dyn PagerOps>,
+    pip: AtomicU32,
+    inner: Mutex<ObjectInner>,
+}
+
+impl core::fmt::Debug for VmObject {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("VmObject")
+            .field("otype", &self.otype)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Convert a byte range of an object to pages, rejecting ranges that wrap
+/// (`ERANGE`) or are not page-aligned or empty (`EINVAL`). Returns
+/// `(first pindex, number of pages)`; `len` is rounded up to pages.
+pub fn offset_range_to_pages(offset: u64, len: u64) -> Result<(u64, u64), Errno> {
+    if !offset.is_multiple_of(PAGE_SIZE) || len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let end = offset.checked_add(len).ok_or(Errno::ERANGE)?;
+    let end = end
+        .checked_next_multiple_of(PAGE_SIZE)
+        .ok_or(Errno::ERANGE)?;
+    Ok((offset >> PAGE_SHIFT, (end - offset) >> PAGE_SHIFT))
+}
+
+impl VmObject {
+    /// A new object of `size` pages served by `pager` (`vm_object_allocate`).
+    pub(crate) fn new(
+        domain: Arc<VmDomain>,
+        otype: ObjectType,
+        size: u64,
+        flags: ObjectFlags,
+        pager: Box<dyn PagerOps>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            domain,
+            otype,
+            pager,
+            pip: AtomicU32::new(0),
+            inner: Mutex::new(ObjectInner {
+                size,
+                flags,
+                pages: HashMap::new(),
+                backing: None,
+                shadows: Vec::new(),
+            }),
+        })
+    }
+
+    /// A new anonymous object of `size` pages (`vm_object_allocate(OBJT_DEFAULT)`).
+    pub fn allocate_default(domain: Arc<VmDomain>, size: u64) -> Arc<Self> {
+        Self::new(
+            domain,
+            ObjectType::Default,
+            size,
+            ObjectFlags::empty(),
+            Box::new(crate::pager::DefaultPager),
+        )
+    }
+
+    /// A shadow of `backing` for copy-on-write (`vm_object_shadow`): `size`
+    /// pages whose pindex 0 is `backing`'s pindex `offset`. `ERANGE` if the
+    /// window wraps.
+    pub fn shadow(backing: &Arc<Self>, offset: u64, size: u64) -> Result<Arc<Self>, Errno> {
+        offset.checked_add(size).ok_or(Errno::ERANGE)?;
+        let s = Self::allocate_default(backing.domain.clone(), size);
+        s.inner.lock().backing = Some(Backing {
+            object: backing.clone(),
+            offset,
+        });
+        let mut b = backing.inner.lock();
+        b.shadows.retain(|w| w.strong_count() > 0);
+        b.shadows.push(Arc::downgrade(&s));
+        Ok(s)
+    }
+
+    /// The object's domain.
+    pub fn domain(&self) -> &Arc<VmDomain> {
+        &self.domain
+    }
+
+    /// Object type.
+    pub fn otype(&self) -> ObjectType {
+        self.otype
+    }
+
+    /// The pager.
+    pub fn pager(&self) -> &dyn PagerOps {
+        &*self.pager
+    }
+
+    /// Take the object lock (`VM_OBJECT_WLOCK`).
+    pub fn lock(&self) -> ObjectGuard<'_> {
+        ObjectGuard {
+            object: self,
+            inner: self.inner.lock(),
+        }
+    }
+
+    /// Number of paging operations in progress.
+    pub fn paging_in_progress(&self) -> u32 {
+        self.pip.load(Ordering::Acquire)
+    }
+
+    /// Count a paging operation until the guard drops
+    /// (`vm_object_pip_add`/`vm_object_pip_wakeup`): the object is not
+    /// collapsed meanwhile.
+    pub fn pip_guard(&self) -> PipGuard<'_> {
+        self.pip.fetch_add(1, Ordering::Acquire);
+        PipGuard(self)
+    }
+
+    /// The backing object and offset, if this is a shadow.
+    pub fn backing(&self) -> Option<(Arc<VmObject>, u64)> {
+        self.inner
+            .lock()
+            .backing
+            .as_ref()
+            .map(|b| (b.object.clone(), b.offset))
+    }
+
+    /// Absorb the backing object while nothing but this shadow references
+    /// it (`vm_object_collapse`): its pages that this object lacks move
+    /// here, the others are freed, and its own backing becomes ours.
+    /// Repeats down the chain; returns how many objects were absorbed.
+    pub fn collapse(self: &Arc<Self>) -> usize {
+        let mut n = 0;
+        while self.collapse_once() {
+            n += 1;
+        }
+        n
+    }
+
+    fn collapse_once(self: &Arc<Self>) -> bool {
+        let mut inner = self.inner.lock();
+        let Some(b) = inner.backing.as_ref() else {
+            return false;
+        };
+        // Only we can reach it, and we hold our lock: the count stays 1.
+        if Arc::strong_count(&b.object) != 1
+            || b.object.paging_in_progress() != 0
+            || b.object.otype != ObjectType::Default
+        {
+            return false;
+        }
+        let (off, bobj) = (b.offset, b.object.clone());
+        let mut binner = bobj.inner.lock();
+        let new_backing = match binner.backing.as_ref() {
+            Some(bb) => match bb.offset.checked_add(off) {
+                Some(o) => Some((bb.object.clone(), o)),
+                None => return false,
+            },
+            None => None,
+        };
+        let wait = self.domain.wait();
+        let size = inner.size;
+        for (bp, id) in core::mem::take(&mut binner.pages) {
+            let m = self.domain.page(id);
+            let busied = m.try_xbusy();
+            debug_assert!(busied, "page of an unreachable object is busy");
+            let pindex = bp.wrapping_sub(off);
+            if bp >= off && pindex < size && !inner.pages.contains_key(&pindex) {
+                m.set_pindex(pindex);
+                inner.pages.insert(pindex, id);
+                m.xunbusy(wait);
+            } else {
+                m.xunbusy(wait);
+                if m.drop_objref() {
+                    self.domain.release(id);
+                }
+            }
+        }
+        binner.backing = None;
+        drop(binner);
+        let old = inner.backing.take().map(|b| b.object);
+        if let Some((gp, o)) = new_backing {
+            let mut g = gp.inner.lock();
+            g.shadows.retain(|w| w.strong_count() > 0);
+            g.shadows.push(Arc::downgrade(self));
+            drop(g);
+            inner.backing = Some(Backing {
+                object: gp,
+                offset: o,
+            });
+        }
+        drop(inner);
+        drop(bobj);
+        drop(old);
+        true
+    }
+}
+
+impl Drop for VmObject {
+    /// `vm_object_terminate`: free the pages, then let the pager go.
+    fn drop(&mut self) {
+        let domain = self.domain.clone();
+        let inner = self.inner.get_mut();
+        for (_, id) in inner.pages.drain() {
+            let m = domain.page(id);
+            m.busy_lock(BusyMode::Exclusive, domain.wait());
+            m.xunbusy(domain.wait());
+            if m.drop_objref() {
+                domain.release(id);
+            }
+        }
+        let backing = inner.backing.take();
+        self.pager.dealloc(self);
+        let Some(Backing { object: b, .. }) = backing else {
+            return;
+        };
+        // If a single shadow of `b` is all that references it now, collapse.
+        let survivor = {
+            let mut bi = b.inner.lock();
+            bi.shadows.retain(|w| w.strong_count() > 0);
+            match bi.shadows.as_slice() {
+                [only] => only.upgrade(),
+                _ => None,
+            }
+        };
+        drop(b);
+        if let Some(s) = survivor {
+            s.collapse();
+        }
+    }
+}
+
+/// A paging operation in progress ([`VmObject::pip_guard`]).
+#[derive(Debug)]
+pub struct PipGuard<'a>(&'a VmObject);
+
+impl Drop for PipGuard<'_> {
+    fn drop(&mut self) {
+        self.0.pip.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// The object lock held: access to the fields it protects.
+pub struct ObjectGuard<'a> {
+    object: &'a VmObject,
+    inner: MutexGuard<'a, ObjectInner>,
+}
+
+impl ObjectGuard<'_> {
+    /// Size in pages.
+    pub fn size(&self) -> u64 {
+        self.inner.size
+    }
+
+    /// Change the size (`vm_object_resize`); pages beyond it stay until removed.
+    pub fn set_size(&mut self, size: u64) {
+        self.inner.size = size;
+    }
+
+    /// Flags.
+    pub fn flags(&self) -> ObjectFlags {
+        self.inner.flags
+    }
+
+    /// Set flags (`vm_object_set_flag`).
+    pub fn set_flags(&mut self, f: ObjectFlags) {
+        self.inner.flags |= f;
+    }
+
+    /// Number of resident pages.
+    pub fn resident_count(&self) -> usize {
+        self.inner.pages.len()
+    }
+
+    /// Number of shadows still alive (`shadow_count`).
+    pub fn shadow_count(&self) -> usize {
+        self.inner
+            .shadows
+            .iter()
+            .filter(|w| w.strong_count() > 0)
+            .count()
+    }
+
+    /// The page at `pindex` (`vm_page_lookup`).
+    pub fn lookup(&self, pindex: u64) -> Option<PageId> {
+        self.inner.pages.get(&pindex).copied()
+    }
+
+    /// Resident pages in `[first, last]` as `(pindex, page)`, unsorted.
+    pub fn pages_in(&self, first: u64, last: u64) -> Vec<(u64, PageId)> {
+        self.inner
+            .pages
+            .iter()
+            .filter(|(p, _)| (first..=last).contains(*p))
+            .map(|(&p, &id)| (p, id))
+            .collect()
+    }
+
+    /// Insert page `id`, exclusively busied by the caller and in no object,
+    /// at `pindex` (`vm_page_insert`). `EINVAL` beyond the object's size,
+    /// `EEXIST` if the index is taken.
+    pub fn insert(&mut self, pindex: u64, id: PageId) -> Result<(), Errno> {
+        let m = self.object.domain.page(id);
+        debug_assert!(m.is_xbusied(), "inserting a page not xbusied");
+        if pindex >= self.inner.size {
+            return Err(Errno::EINVAL);
+        }
+        match self.inner.pages.entry(pindex) {
+            hashbrown::hash_map::Entry::Occupied(_) => Err(Errno::EEXIST),
+            hashbrown::hash_map::Entry::Vacant(v) => {
+                m.set_pindex(pindex);
+                m.set_objref();
+                v.insert(id);
+                Ok(())
+            }
+        }
+    }
+
+    /// Remove the page at `pindex`, which the caller has exclusively busied
+    /// (`vm_page_remove` + `vm_page_free`): it is unbusied, waking waiters,
+    /// and freed unless still wired. Returns the page removed.
+    pub fn remove(&mut self, pindex: u64) -> Option<PageId> {
+        let id = self.inner.pages.remove(&pindex)?;
+        let domain = &self.object.domain;
+        let m = domain.page(id);
+        debug_assert!(m.is_xbusied(), "removing a page not xbusied");
+        m.xunbusy(domain.wait());
+        if m.drop_objref() {
+            domain.release(id);
+        }
+        Some(id)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::testutil::domain;
+
+    fn new_page(d: &VmDomain) -> PageId {
+        let id = d.alloc_page(crate::phys::FreePool::Default).unwrap();
+        assert!(d.page(id).try_xbusy());
+        id
+    }
+
+    #[test]
+    fn offsets_reject_wrap() {
+        assert_eq!(offset_range_to_pages(0x1000, 0x2001), Ok((1, 3)));
+        assert_eq!(
+            offset_range_to_pages(u64::MAX - 0x1fff, 0x1000),
+            Ok(((u64::MAX >> 12) - 1, 1))
+        );
+        assert_eq!(
+            offset_range_to_pages(u64::MAX - 0xfff, 0x1000),
+            Err(Errno::ERANGE),
+            "end past 2^64"
+        );
+        assert_eq!(
+            offset_range_to_pages(u64::MAX - 0xfff, 0x1001),
+            Err(Errno::ERANGE)
+        );
+        assert_eq!(
+            offset_range_to_pages(u64::MAX - 0xfff, 1),
+            Err(Errno::ERANGE),
+            "rounding up wraps"
+        );
+        assert_eq!(offset_range_to_pages(0x10, 1), Err(Errno::EINVAL));
+        assert_eq!(offset_range_to_pages(0, 0), Err(Errno::EINVAL));
+        let d = domain(16);
+        let o = VmObject::allocate_default(d, 4);
+        assert_eq!(VmObject::shadow(&o, u64::MAX, 2).err(), Some(Errno::ERANGE));
+    }
+
+    #[test]
+    fn insert_lookup_remove() {
+        let d = domain(16);
+        let o = VmObject::allocate_default(d.clone(), 4);
+        let id = new_page(&d);
+        let mut g = o.lock();
+        g.insert(2, id).unwrap();
+        assert_eq!(g.lookup(2), Some(id));
+        assert_eq!(d.page(id).pindex(), 2);
+        let id2 = new_page(&d);
+        assert_eq!(g.insert(2, id2), Err(Errno::EEXIST));
+        assert_eq!(g.insert(4, id2), Err(Errno::EINVAL));
+        assert_eq!(g.resident_count(), 1);
+        assert_eq!(d.phys.free_count(), 14);
+        assert_eq!(g.remove(2), Some(id));
+        assert_eq!(g.lookup(2), None);
+        assert_eq!(d.phys.free_count(), 15, "removed page freed");
+        assert!(!d.page(id).is_busied());
+        d.page(id2).xunbusy(d.wait());
+        d.phys.free_page(id2);
+    }
+
+    #[test]
+    fn wired_page_outlives_its_object() {
+        let d = domain(16);
+        let o = VmObject::allocate_default(d.clone(), 4);
+        let id = new_page(&d);
+        o.lock().insert(0, id).unwrap();
+        d.wire(id);
+        d.page(id).xunbusy(d.wait());
+        assert_eq!(d.counters.wired.get(), 1);
+        drop(o);
+        assert_eq!(d.phys.free_count(), 15);
+        assert!(
+            d.unwire(id, crate::page::PageQueue::Active),
+            "last reference frees"
+        );
+        assert_eq!(d.phys.free_count(), 16);
+        assert_eq!(d.counters.wired.get(), 0);
+    }
+
+    #[test]
+    fn unwire_queues_page_still_in_object() {
+        let d = domain(16);
+        let o = VmObject::allocate_default(d.clone(), 4);
+        let id = new_page(&d);
+        o.lock().insert(0, id).unwrap();
+        d.wire(id);
+        d.page(id).xunbusy(d.wait());
+        assert!(!d.unwire(id, crate::page::PageQueue::Inactive));
+        assert_eq!(d.page(id).queue(), crate::page::PageQueue::Inactive);
+        drop(o);
+        assert_eq!(d.phys.free_count(), 16);
+    }
+
+    #[test]
+    fn pip_guard_counts() {
+        let d = domain(4);
+        let o = VmObject::allocate_default(d, 4);
+        let g = o.pip_guard();
+        assert_eq!(o.paging_in_progress(), 1);
+        drop(g);
+        assert_eq!(o.paging_in_progress(), 0);
+    }
+
+    fn put(d: &VmDomain, o: &VmObject, pindex: u64) -> PageId {
+        let id = new_page(d);
+        o.lock().insert(pindex, id).unwrap();
+        d.page(id).xunbusy(d.wait());
+        id
+    }
+
+    #[test]
+    fn last_shadow_collapses_into_survivor() {
+        let d = domain(64);
+        let a = VmObject::allocate_default(d.clone(), 8);
+        let a0 = put(&d, &a, 0);
+        let a1 = put(&d, &a, 1);
+        let a5 = put(&d, &a, 5);
+        // Parent and child shadows after a fork; then the map drops `a`.
+        let s1 = VmObject::shadow(&a, 1, 4).unwrap();
+        let s2 = VmObject::shadow(&a, 0, 8).unwrap();
+        assert_eq!(a.lock().shadow_count(), 2);
+        let s1_0 = put(&d, &s1, 0); // s1 has its own copy of a's pindex 1
+        drop(a);
+        assert_eq!(s1.collapse(), 0, "a still has two shadows");
+        let before = d.phys.free_count();
+        drop(s2); // the child exits: s1 absorbs a
+        assert!(s1.backing().is_none(), "collapsed");
+        let g = s1.lock();
+        assert_eq!(g.lookup(0), Some(s1_0), "own page kept");
+        assert_eq!(g.lookup(3), None);
+        assert_eq!(g.resident_count(), 1);
+        drop(g);
+        // a0 (before the window), a1 (shadowed) and a5 (after it) were freed.
+        assert_eq!(d.phys.free_count(), before + 3);
+        let _ = (a0, a1, a5);
+    }
+
+    #[test]
+    fn collapse_moves_pages_and_relinks_chain() {
+        let d = domain(64);
+        let a = VmObject::allocate_default(d.clone(), 8);
+        let a3 = put(&d, &a, 3);
+        let b = VmObject::shadow(&a, 2, 6).unwrap();
+        let b2 = put(&d, &b, 2);
+        let c = VmObject::shadow(&b, 1, 4).unwrap();
+        let bp = d.page(b2);
+        drop(b);
+        // a is still referenced here, so only b collapses into c.
+        assert_eq!(c.collapse(), 1);
+        assert_eq!(c.lock().lookup(1), Some(b2));
+        assert_eq!(bp.pindex(), 1);
+        let (back, off) = c.backing().unwrap();
+        assert!(Arc::ptr_eq(&back, &a));
+        assert_eq!(off, 3);
+        drop(back);
+        assert_eq!(a.lock().shadow_count(), 1);
+        drop(a);
+        assert_eq!(c.collapse(), 1);
+        assert_eq!(c.lock().lookup(0), Some(a3));
+    }
+}
