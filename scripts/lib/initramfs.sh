@@ -6,7 +6,7 @@
 # shellcheck shell=bash
 
 # Bump when the base's contents or /init change.
-BASE_STAMP=v2
+BASE_STAMP=v3
 DOM0_KERNEL_MODULES=(xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs)
 XEN_TOOLS=(xl xenstored xenconsoled xen-init-dom0 xenconsole)
 
@@ -43,6 +43,11 @@ build_base_initramfs() {
         copy_with_libs "$xbin/$t" "$tree"
     done
     copy_with_libs "$HOSTROOT/usr/bin/xenstore" "$tree"
+    # Xen's user libraries for the dom0 tools (target/dom0-tools, tools.sh).
+    for t in libxengnttab.so.1 libxenevtchn.so.1 libxenstore.so.4; do
+        install -D -m 755 "$(readlink -f "$HOSTROOT/usr/lib/x86_64-linux-gnu/$t")" \
+            "$tree/usr/lib/x86_64-linux-gnu/$t"
+    done
     for t in read write ls list rm chmod exists watch; do
         ln -sf xenstore "$tree/usr/bin/xenstore-$t"
     done
@@ -74,6 +79,10 @@ build_overlay() {
     if [[ -d $ROOT/target/user ]]; then
         mkdir -p "$tree/project/target"
         cp -r "$ROOT/target/user" "$tree/project/target/"
+    fi
+    if [[ -d $ROOT/target/dom0-tools ]]; then
+        mkdir -p "$tree/project/target"
+        cp -r "$ROOT/target/dom0-tools" "$tree/project/target/"
     fi
     if (($# > 0)); then
         mkdir -p "$tree/project/extra"

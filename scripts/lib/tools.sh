@@ -1,0 +1,33 @@
+# Build dom0's user programs (tools/xen-interop) on the host, against the
+# Xen headers and libraries of the unpacked Debian packages, into
+# target/dom0-tools/. The dom0 overlay copies that folder to
+# /project/target/dom0-tools/ (see build_overlay in initramfs.sh).
+# Source after common.sh and host-packages.sh; call build_dom0_tools.
+# shellcheck shell=bash
+
+DOM0_TOOLS_OUT=$ROOT/target/dom0-tools
+
+# build_dom0_tools: compiles each tool when its source or the Xen headers
+# are newer than the binary.
+build_dom0_tools() {
+    ensure_host_packages
+    local src=$ROOT/tools/xen-interop/xen-interop.c
+    local out=$DOM0_TOOLS_OUT/xen-interop
+    local inc=$HOSTROOT/usr/include
+    local lib=$HOSTROOT/usr/lib/x86_64-linux-gnu
+    [[ -e $src ]] || return 0
+    if [[ -e $out && $out -nt $src && $out -nt $inc/xengnttab.h && $out -nt $BASH_SOURCE ]]; then
+        return 0
+    fi
+    command -v gcc >/dev/null || die "gcc is needed to build the dom0 tools"
+    progress "building the dom0 tool xen-interop"
+    mkdir -p "$DOM0_TOOLS_OUT"
+    # The .so links of libxen-dev point into the same folder; -rpath-link
+    # lets ld find their own dependencies (libxentoolcore, libxencall, ...)
+    # there too. At run time dom0's LD_LIBRARY_PATH finds them.
+    gcc -std=c11 -O2 -g -Wall -Wextra -Werror \
+        -isystem "$inc" -o "$out.tmp" "$src" \
+        -L"$lib" -Wl,-rpath-link,"$lib" -Wl,-rpath-link,"$HOSTROOT/lib/x86_64-linux-gnu" \
+        -lxengnttab -lxenevtchn -lxenstore
+    mv "$out.tmp" "$out"
+}
