@@ -1,10 +1,9 @@
 #!/bin/sh
-# DRAFT (rename to interop.sh once the guest speaks the share protocol):
-# our kernel against a peer none of us wrote. dom0's tools/xen-interop,
+# interop: our kernel against a peer none of us wrote. dom0's tools/xen-interop,
 # built on Xen's libxengnttab/libxenevtchn/libxenstore, runs the share
 # protocol of docs/share-protocol.md with one guest, in both roles:
-#   dom0-shares: dom0 grants 16 pages, the guest (scenario=interop-map) maps;
-#   dom0-maps:   the guest (scenario=interop-share) grants, dom0 maps.
+#   dom0-shares: dom0 grants 16 pages, the guest (scenario=share-mapper) maps;
+#   dom0-maps:   the guest (scenario=share-sharer) grants 16 pages, dom0 maps.
 # Each case passes when both dom0's tool and the guest report PASS.
 # Run from the project root on a Xen host (or via scripts/test).
 . scripts/lib/xl.sh
@@ -16,16 +15,17 @@ PAGES=16
 # Each wait of the tool; the guest gets longer to come and go.
 TOOL_TIMEOUT=${INTEROP_TIMEOUT:-30}
 
-# interop_case CASE GUEST_SCENARIO TOOL_ARGS...: creates xenguest-a paused
-# with GUEST_SCENARIO and peer=0, starts the tool (TOOL_ARGS, with DOMID
+# interop_case CASE GUEST_SCENARIO GUEST_ARGS TOOL_ARGS...: creates
+# xenguest-a paused with GUEST_SCENARIO, GUEST_ARGS and peer=0, starts the tool (TOOL_ARGS, with DOMID
 # replaced by the guest's id), unpauses the guest and judges both.
 interop_case() {
     _case=$1
     _scn=$2
-    shift 2
+    _gargs=$3
+    shift 3
     _out=$XENGUEST_LOGS/$_case.tool
     if ! guest_create xenguest-a configs/xenguest-a.cfg \
-        "cmdline=\"scenario=$_scn peer=0 loglevel=info\""; then
+        "cmdline=\"scenario=$_scn $_gargs peer=0 loglevel=info\""; then
         fail "$_case" "xl create failed"
         return
     fi
@@ -44,12 +44,14 @@ interop_case() {
     _trc=$?
     guest_wait xenguest-a
     sed 's/^/  dom0 | /' "$_out"
-    show_log xenguest-a
+    grep -h '^sharer:\|^mapper:' "$(guest_log xenguest-a)" | sed 's/^/  guest | /'
     _role=$(sed -n 's/^RESULT \(interop-[a-z]*\) .*/\1/p' "$_out" | tail -n 1)
     if [ "$_trc" -ne 0 ]; then
         fail "$_case" "dom0: $(grep '^RESULT ' "$_out" | tail -n 1 || echo "no RESULT, status $_trc")"
+        show_log xenguest-a
     elif ! _why=$(guest_result xenguest-a "$_scn"); then
         fail "$_case" "guest: $_why"
+        show_log xenguest-a
     else
         pass "$_case (domain $_id, $PAGES pages, dom0 ${_role:-?} and guest $_scn)"
     fi
@@ -60,6 +62,6 @@ if [ ! -x "$TOOL" ]; then
     finish
     exit
 fi
-interop_case interop-dom0-shares interop-map share DOMID "$PAGES" "$SEED"
-interop_case interop-dom0-maps interop-share map DOMID
+interop_case interop-dom0-shares share-mapper "" share DOMID "$PAGES" "$SEED"
+interop_case interop-dom0-maps share-sharer "pages=$PAGES seed=$SEED" map DOMID
 finish
