@@ -77,10 +77,10 @@ pub fn wait_for_value(path: &str, wanted: &[&str], timeout_ns: u64) -> Result<St
     let result = loop {
         // The watch fires once at registration, so a value already there
         // is seen without waiting.
-        if let Ok(v) = read_string(path) {
-            if wanted.contains(&v.as_str()) {
-                break Ok(v);
-            }
+        if let Ok(v) = read_string(path)
+            && wanted.contains(&v.as_str())
+        {
+            break Ok(v);
         }
         if events::now_ns() >= deadline {
             break Err(XenErrno::ETIMEDOUT);

@@ -222,10 +222,10 @@ fn wait_state(
 ) -> Result<String, &'static str> {
     let deadline = events::now_ns().saturating_add(STEP_TIMEOUT_NS);
     loop {
-        if let Ok(v) = xenstore::read_string(path) {
-            if wanted.contains(&v.as_str()) || v.starts_with(failure) {
-                return Ok(v);
-            }
+        if let Ok(v) = xenstore::read_string(path)
+            && (wanted.contains(&v.as_str()) || v.starts_with(failure))
+        {
+            return Ok(v);
         }
         let now = events::now_ns();
         if now >= deadline {
