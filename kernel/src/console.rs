@@ -55,10 +55,51 @@ pub fn port() -> Option<u32> {
     PORT.get().copied()
 }
 
+/// Gathers formatted fragments so a line reaches the ring (and signals
+/// xenconsoled) once, not once per fragment: xenconsoled rate-limits
+/// domains that signal too often.
+struct LineBuffer<'a, 'b> {
+    out: &'a mut RingWriter<'b>,
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl LineBuffer<'_, '_> {
+    fn flush(&mut self) {
+        if self.len > 0 {
+            // The buffer only ever holds whole UTF-8 fragments.
+            let text = core::str::from_utf8(&self.buf[..self.len]).unwrap_or("");
+            let _ = self.out.write_str(text);
+            self.len = 0;
+        }
+    }
+}
+
+impl Write for LineBuffer<'_, '_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if self.len + s.len() > self.buf.len() {
+            self.flush();
+        }
+        if s.len() > self.buf.len() {
+            return self.out.write_str(s);
+        }
+        self.buf[self.len..self.len + s.len()].copy_from_slice(s.as_bytes());
+        self.len += s.len();
+        Ok(())
+    }
+}
+
 /// Writes formatted text to the console.
 pub fn print(args: fmt::Arguments<'_>) {
     let mut ring = RING.lock();
-    let _ = RingWriter(&mut ring).write_fmt(args);
+    let mut out = RingWriter(&mut ring);
+    let mut line = LineBuffer {
+        out: &mut out,
+        buf: [0; 256],
+        len: 0,
+    };
+    let _ = line.write_fmt(args);
+    line.flush();
 }
 
 /// Writes a fatal message to both the ring and port 0xE9, even if the

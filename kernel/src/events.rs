@@ -156,6 +156,26 @@ pub fn wait(port: Port, timeout_ns: u64) -> bool {
     }
 }
 
+/// Idles the vCPU until an event arrives or `deadline` (Xen system time,
+/// ns) passes, unless `ready()`, checked with interrupts off, already
+/// holds (the scheduler's idle loop; the same `sti; hlt` as [`wait`]).
+pub fn idle(deadline: u64, ready: &dyn Fn() -> bool) {
+    let timer = *TIMER_PORT.get().expect("events::init ran");
+    let _ = xen::vcpu::set_singleshot_timer(0, deadline, 0);
+    interrupts::disable();
+    if ready() || peek(timer) {
+        interrupts::enable();
+    } else {
+        interrupts::enable_and_hlt();
+    }
+    let _ = take(timer);
+}
+
+/// Whether `port` fired and was not yet taken.
+pub fn pending(port: Port) -> bool {
+    peek(port)
+}
+
 fn peek(port: Port) -> bool {
     let p = port as usize % EVTCHN_2L_NR_CHANNELS;
     FIRED[p / 64].load(Ordering::Acquire) & (1 << (p % 64)) != 0

@@ -13,12 +13,18 @@ mod arch;
 mod boot_info;
 mod cmdline;
 mod console;
+mod dev;
+mod elf;
 mod events;
 mod grants;
 mod heap;
 mod layout;
 mod mem;
+mod proc;
 mod scenario;
+mod sched;
+mod syscall;
+mod usercopy;
 mod xenstore;
 
 use core::fmt;
@@ -31,6 +37,7 @@ use xen::cpuid::XenLeaves;
 extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
     arch::gdt::init();
     arch::trap::init();
+    arch::syscall::init();
     heap::init();
     let Some(leaves) = XenLeaves::find() else {
         // Without Xen there is no console and no way to stop: say so on
@@ -55,6 +62,9 @@ extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
     let opts = cmdline::Options::parse(boot.cmdline());
     console::init_log(opts.log_level);
     mem::init(&boot);
+    arch::pmap::init();
+    sched::init();
+    proc::programs::init(&boot);
     let hole = layout::init(&boot);
     log::debug!("hole: {} frames at gfn {:#x}", hole.frames, hole.gfn);
     if let Err(e) = events::init() {

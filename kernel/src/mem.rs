@@ -1,10 +1,15 @@
-//! Physical memory: the RAM of the memory map, less the kernel image and
-//! the first megabyte, handed to the VM's buddy allocator
-//! (`vm::phys::PhysAllocator`). Pages are reached through the boot
-//! identity map (all RAM is below 4 GiB in the domains we run).
+//! Physical memory: the RAM of the memory map, less the kernel image, the
+//! boot modules (xl's `ramdisk=`, see [`crate::proc::programs`]) and the
+//! first megabyte, handed to the VM's buddy allocator
+//! (`vm::phys::PhysAllocator`) inside the kernel's `vm::domain::VmDomain`.
+//! Pages are reached through the boot identity map (all RAM is below 4 GiB
+//! in the domains we run), which is also the kernel's direct map.
+
+use alloc::sync::Arc;
 
 use spin::Once;
-use vm::page::PageId;
+use vm::domain::{PhysAccess, VmDomain};
+use vm::page::{PageId, SpinWait};
 use vm::phys::{FreePool, PhysAllocator};
 use xen::abi::start_info::MEMMAP_TYPE_RAM;
 
@@ -23,7 +28,25 @@ const MAPPED_END: u64 = 1 << 32;
 /// Most RAM segments kept from the memory map.
 const MAX_SEGMENTS: usize = 16;
 
-static PHYS: Once<PhysAllocator> = Once::new();
+static DOMAIN: Once<Arc<VmDomain>> = Once::new();
+
+/// Page contents through the identity map.
+struct DirectMap;
+
+impl PhysAccess for DirectMap {
+    fn zero_page(&self, pa: u64) {
+        // SAFETY: the VM passes the address of a page of RAM below 4 GiB
+        // (identity-mapped) that it owns while it asks for this.
+        unsafe { core::ptr::write_bytes(pa as *mut u8, 0, PAGE_SIZE as usize) };
+    }
+
+    fn copy_page(&self, src: u64, dst: u64) {
+        // SAFETY: as for `zero_page`; two distinct whole pages.
+        unsafe {
+            core::ptr::copy_nonoverlapping(src as *const u8, dst as *mut u8, PAGE_SIZE as usize)
+        };
+    }
+}
 
 /// A page of RAM owned by its holder until [`free_page`].
 #[derive(Debug)]
@@ -68,12 +91,25 @@ pub fn init(boot: &BootInfo) {
         }
     }
     let phys = PhysAllocator::new(&segs[..n], 0).expect("memory map segments are sane");
-    PHYS.call_once(|| phys);
+    // The modules stay where Xen put them, for the kernel's life.
+    for m in boot.modules() {
+        let start = m.paddr & !(PAGE_SIZE - 1);
+        let end = (m.paddr + m.size).next_multiple_of(PAGE_SIZE);
+        if phys.reserve_range(start, end).is_err() {
+            log::warn!("module at {:#x} not in allocatable RAM", m.paddr);
+        }
+    }
+    DOMAIN.call_once(|| Arc::new(VmDomain::new(phys, Arc::new(DirectMap), Arc::new(SpinWait))));
+}
+
+/// The VM domain (page array, allocator, counters); [`init`] must have run.
+pub fn domain() -> &'static Arc<VmDomain> {
+    DOMAIN.get().expect("mem::init ran")
 }
 
 /// The allocator; [`init`] must have run.
 pub fn phys() -> &'static PhysAllocator {
-    PHYS.get().expect("mem::init ran")
+    &domain().phys
 }
 
 /// A zeroed page, or `None` when memory is exhausted.

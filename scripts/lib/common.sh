@@ -31,9 +31,28 @@ ensure_rust_target() {
     fi
 }
 
-# build_guest: the guest kernel, release build, at $ROOT/$KERNEL_REL.
+# The user programs' archive, the guests' boot module (configs' ramdisk=).
+USER_ARCHIVE_REL=target/user/programs.tar
+# User programs are linked at the bottom of user space (0x80_0000_0000),
+# beyond the reach of the target's 32-bit absolute addressing: they are
+# compiled position-independent (rip-relative) and linked static, no PIE,
+# without debug info to keep the archive small.
+USER_RUSTFLAGS="-C relocation-model=pic -C strip=debuginfo"
+
+# build_guest: the guest kernel, release build, at $ROOT/$KERNEL_REL, and
+# the user programs of tools/utest packed into $ROOT/$USER_ARCHIVE_REL.
 build_guest() {
     ensure_rust_target
-    progress "building the guest kernel"
+    progress "building the guest kernel and user programs"
     (cd "$ROOT" && cargo build --quiet --release -p kernel --target "$GUEST_TARGET")
+    (cd "$ROOT" && RUSTFLAGS=$USER_RUSTFLAGS \
+        cargo build --quiet --release -p utest --bins --target "$GUEST_TARGET")
+    local out=$ROOT/target/$GUEST_TARGET/release programs=()
+    local src
+    for src in "$ROOT"/tools/utest/src/bin/*.rs; do
+        programs+=("$(basename "$src" .rs)")
+    done
+    mkdir -p "$ROOT/target/user"
+    tar --format=ustar -C "$out" -cf "$ROOT/$USER_ARCHIVE_REL.tmp" "${programs[@]}"
+    mv "$ROOT/$USER_ARCHIVE_REL.tmp" "$ROOT/$USER_ARCHIVE_REL"
 }

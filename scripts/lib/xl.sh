@@ -58,7 +58,11 @@ guest_wait() {
     while xl domid "$_name" >/dev/null 2>&1; do
         _i=$((_i + 1))
         if [ "$_i" -gt "$_limit" ]; then
-            echo "  $_name still running after ${2:-$GUEST_TIMEOUT} s: destroyed"
+            echo "  $_name still running after ${2:-$GUEST_TIMEOUT} s: destroyed; its vCPU was at:"
+            # Xen's 'd' debug key dumps every vCPU's registers into its log.
+            _id=$(xl domid "$_name" 2>/dev/null)
+            xl debug-keys d >/dev/null 2>&1
+            xl dmesg 2>/dev/null | grep -A 3 "d${_id}v0" | grep -m 2 -i "rip" | sed 's/^/    /'
             xl destroy "$_name" >/dev/null 2>&1
             _rc=1
             break

@@ -98,6 +98,10 @@ global_asm!(
     // 7 words from the CPU and the stub plus 15 saved registers keep rsp
     // 16-byte aligned here, as the call below requires.
     "call trap_dispatch",
+    // Threads start here too (`sched`), and system calls return through
+    // it, with a `TrapFrame` at rsp.
+    ".globl trap_return",
+    "trap_return:",
     "pop r15",
     "pop r14",
     "pop r13",
@@ -220,7 +224,7 @@ pub fn init() {
 }
 
 /// The name of exception `vector`.
-fn name(vector: u64) -> &'static str {
+pub fn vector_name(vector: u64) -> &'static str {
     const NAMES: [&str; 32] = [
         "divide error (#DE)",
         "debug (#DB)",
@@ -264,7 +268,7 @@ impl fmt::Display for TrapFrame {
         writeln!(
             f,
             "{} (vector {}), error code {:#x}, {} mode",
-            name(self.vector),
+            vector_name(self.vector),
             self.vector,
             self.error,
             mode
@@ -310,11 +314,31 @@ impl fmt::Display for TrapFrame {
     }
 }
 
+impl TrapFrame {
+    /// Whether the trap came from user mode.
+    pub fn is_user_mode(&self) -> bool {
+        self.cs & 3 == 3
+    }
+}
+
+/// Page-fault error code bit: the access was a write.
+pub const PF_WRITE: u64 = 1 << 1;
+/// Page-fault error code bit: the access was an instruction fetch.
+pub const PF_INSN: u64 = 1 << 4;
+
 /// Called by `trap_common` with the saved frame.
 #[unsafe(no_mangle)]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     if frame.vector == u64::from(UPCALL_VECTOR) {
         crate::events::upcall();
+        return;
+    }
+    if frame.is_user_mode() {
+        // Faults of user programs are theirs to resolve or die of.
+        crate::proc::user_trap(frame, Cr2::read_raw());
+        return;
+    }
+    if frame.vector == 14 && crate::usercopy::recover(frame, Cr2::read_raw()) {
         return;
     }
     crate::fatal(format_args!("unhandled exception: {frame}"));

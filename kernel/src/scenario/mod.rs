@@ -4,6 +4,8 @@
 //! the `xl` scenario scripts look for that line in the guest's console
 //! log. A crash prints `RESULT NAME CRASH` from the fatal path.
 
+mod pmap;
+mod process;
 mod share;
 
 use crate::boot_info::BootInfo;
@@ -41,6 +43,38 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "revoke-mapper",
         run: |_, o| share::mapper(o, true),
+    },
+    Scenario {
+        name: "pmap",
+        run: |_, _| pmap::run(),
+    },
+    Scenario {
+        name: "user-hello",
+        run: |_, _| process::run_program("hello", 0),
+    },
+    Scenario {
+        name: "user-anon",
+        run: |_, _| process::run_program("anon", 0),
+    },
+    Scenario {
+        name: "user-cow",
+        run: |_, _| process::run_program("cow", 0),
+    },
+    Scenario {
+        name: "user-munmap",
+        run: |_, _| process::run_all(&[("munmap", process::KILLED_SEGV), ("hello", 0)]),
+    },
+    Scenario {
+        name: "user-mprotect",
+        run: |_, _| process::run_all(&[("mprotect", process::KILLED_SEGV), ("hello", 0)]),
+    },
+    Scenario {
+        name: "user-efault",
+        run: |_, _| process::run_program("efault", 0),
+    },
+    Scenario {
+        name: "user-populate",
+        run: |_, _| process::run_program("populate", 0),
     },
     // Harness self-tests: each must be reported as a failure.
     Scenario {

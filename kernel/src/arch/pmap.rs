@@ -1,0 +1,635 @@
+//! The machine-dependent half of the VM (FreeBSD's `pmap`): x86-64 4-level
+//! page tables, one set per address space.
+//!
+//! # Layout
+//!
+//! | PML4 slots | addresses | what |
+//! |---|---|---|
+//! | 0 | `0 .. 0x80_0000_0000` | kernel: the boot identity map of 0-4 GiB (2 MiB pages), which is also the direct map of guest-physical memory; supervisor-only, shared by every address space |
+//! | 1..=255 | [`USER_MIN`] `..` [`USER_END`] | user space, private to each address space |
+//! | 256..=511 | upper half | unused |
+//!
+//! Every address space's PML4 copies slot 0 from the boot PML4, so the
+//! kernel half is the same page-directory-pointer table everywhere and a
+//! change to it (none happens after boot) would be seen by all. The last
+//! page below the canonical hole is left out of user space, as in
+//! FreeBSD, so no user instruction ends next to a non-canonical address.
+//!
+//! # Mapping lists
+//!
+//! Each managed page (`PmapFlags::MANAGED`: pages of objects the VM owns,
+//! including managed device pages) has a list of the (pmap, va) pairs that
+//! map it, in [`PV`], so [`remove_all`] can take every mapping of a page
+//! away (`pmap_remove_all`). A 2 MiB mapping lists each of its 512 pages at
+//! its own va; removing one of them demotes the 2 MiB entry to a page table
+//! first (`pmap_demote_pde`).
+//!
+//! # Locking
+//!
+//! | state | protection |
+//! |---|---|
+//! | a pmap's page tables and page-table page list | (l) its [`Pmap`] lock |
+//! | [`PV`] | (v) its own lock |
+//! | counters | (a) atomic |
+//!
+//! Order: pmap lock before [`PV`]; [`remove_all`] drains a page's list
+//! under (v), drops it, then takes each pmap lock in turn.
+//!
+//! # TLB
+//!
+//! One vCPU: only the active address space (CR3) can have TLB entries that
+//! matter, since loading CR3 flushes every non-global entry. A change of up
+//! to [`INVLPG_MAX`] pages of the active pmap is invalidated page by page
+//! with `invlpg`, a larger one with a reload of CR3; both are counted.
+
+use alloc::collections::BTreeMap;
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use spin::{Mutex, Once};
+use vm::page::PageId;
+use vm::phys::FreePool;
+use vm::{Errno, Prot};
+use x86_64::registers::control::{Cr3, Cr3Flags};
+use x86_64::structures::paging::PhysFrame;
+use x86_64::{PhysAddr, VirtAddr};
+
+use crate::mem;
+
+/// Lowest user address (PML4 slot 1).
+pub const USER_MIN: u64 = 0x0000_0080_0000_0000;
+/// End of user space (exclusive): the last page below the canonical hole
+/// is never mapped.
+pub const USER_END: u64 = 0x0000_7fff_ffff_f000;
+/// Page size.
+pub const PAGE: u64 = 4096;
+/// Size of a large (PDE) mapping.
+pub const LARGE: u64 = 2 << 20;
+/// Pages in a large mapping.
+pub const LARGE_PAGES: u64 = LARGE / PAGE;
+/// Largest change invalidated page by page; above it the whole TLB goes.
+pub const INVLPG_MAX: u64 = 32;
+
+const PTE_P: u64 = 1;
+const PTE_W: u64 = 1 << 1;
+const PTE_U: u64 = 1 << 2;
+const PTE_PWT: u64 = 1 << 3;
+const PTE_PCD: u64 = 1 << 4;
+const PTE_PS: u64 = 1 << 7;
+const PTE_NX: u64 = 1 << 63;
+const PTE_ADDR: u64 = 0x000f_ffff_ffff_f000;
+const PDE_LARGE_ADDR: u64 = 0x000f_ffff_ffe0_0000;
+
+bitflags::bitflags! {
+    /// How [`Pmap::enter`] maps a page.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct PmapFlags: u8 {
+        /// The page is managed: record the mapping in its mapping list.
+        const MANAGED = 1;
+        /// Uncacheable (PCD|PWT), for device memory.
+        const UNCACHED = 2;
+    }
+}
+
+/// TLB shootdown statistics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TlbStats {
+    /// Pages invalidated one by one with `invlpg`.
+    pub invlpg: u64,
+    /// Full flushes (CR3 reloads).
+    pub full_flushes: u64,
+    /// 2 MiB mappings made.
+    pub large_mappings: u64,
+    /// 2 MiB mappings split into page tables.
+    pub demotions: u64,
+}
+
+static INVLPG: AtomicU64 = AtomicU64::new(0);
+static FULL_FLUSHES: AtomicU64 = AtomicU64::new(0);
+static LARGE_MAPPINGS: AtomicU64 = AtomicU64::new(0);
+static DEMOTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// The counters so far.
+pub fn tlb_stats() -> TlbStats {
+    TlbStats {
+        invlpg: INVLPG.load(Ordering::Relaxed),
+        full_flushes: FULL_FLUSHES.load(Ordering::Relaxed),
+        large_mappings: LARGE_MAPPINGS.load(Ordering::Relaxed),
+        demotions: DEMOTIONS.load(Ordering::Relaxed),
+    }
+}
+
+/// The boot PML4's physical address and its slot 0 (the kernel half).
+static KERNEL: Once<(u64, u64)> = Once::new();
+
+/// One mapping of a managed page.
+struct PvEntry {
+    pmap: Weak<Pmap>,
+    va: u64,
+}
+
+/// Mapping lists of managed pages (v).
+static PV: Mutex<BTreeMap<PageId, Vec<PvEntry>>> = Mutex::new(BTreeMap::new());
+
+/// Records the boot page tables as the kernel half. Called once at boot.
+pub fn init() {
+    let (frame, _) = Cr3::read();
+    let pml4 = frame.start_address().as_u64();
+    // SAFETY: CR3 names the boot PML4, identity-mapped and never freed.
+    let slot0 = unsafe { *(pml4 as *const u64) };
+    KERNEL.call_once(|| (pml4, slot0));
+}
+
+/// Switches to the kernel's own page tables (no user space).
+pub fn activate_kernel() {
+    load_cr3(KERNEL.get().expect("pmap::init ran").0);
+}
+
+fn load_cr3(pa: u64) {
+    if Cr3::read().0.start_address().as_u64() != pa {
+        // SAFETY: `pa` is a PML4 whose slot 0 is the kernel half, so the
+        // code and data running now stay mapped at the same addresses.
+        unsafe {
+            Cr3::write(
+                PhysFrame::from_start_address_unchecked(PhysAddr::new(pa)),
+                Cr3Flags::empty(),
+            )
+        };
+    }
+}
+
+/// The table entry at `index` of the table at physical address `table`.
+fn entry(table: u64, index: u64) -> *mut u64 {
+    (table + index * 8) as *mut u64
+}
+
+fn read(p: *mut u64) -> u64 {
+    // SAFETY: `p` points into a page-table page of a live pmap, whose
+    // memory is identity-mapped RAM; the caller holds that pmap's lock.
+    unsafe { p.read_volatile() }
+}
+
+fn write(p: *mut u64, v: u64) {
+    // SAFETY: as for `read`.
+    unsafe { p.write_volatile(v) }
+}
+
+fn index(va: u64, level: u32) -> u64 {
+    (va >> (12 + 9 * level)) & 511
+}
+
+fn leaf_bits(prot: Prot, flags: PmapFlags) -> u64 {
+    let mut bits = PTE_P | PTE_U;
+    if prot.contains(Prot::WRITE) {
+        bits |= PTE_W;
+    }
+    if !prot.contains(Prot::EXECUTE) {
+        bits |= PTE_NX;
+    }
+    if flags.contains(PmapFlags::UNCACHED) {
+        bits |= PTE_PCD | PTE_PWT;
+    }
+    bits
+}
+
+/// A page table reached by a walk: the slot of a 4 KiB entry, or of a
+/// 2 MiB entry in the page directory.
+enum Slot {
+    Small(*mut u64),
+    Large(*mut u64),
+}
+
+/// Page tables of one address space (`struct pmap`).
+pub struct Pmap {
+    inner: Mutex<PmapInner>, // (l)
+    /// Ourselves, for the mapping lists.
+    this: Weak<Pmap>,
+}
+
+struct PmapInner {
+    /// Physical address of the PML4.
+    pml4: u64,
+    /// Every page-table page, the PML4 first; freed with the pmap.
+    tables: Vec<PageId>,
+    /// Pages mapped (4 KiB units).
+    resident: u64,
+}
+
+/// Invalidations collected during one operation.
+struct Shootdown {
+    active: bool,
+    pages: Vec<u64>,
+    overflow: bool,
+}
+
+impl Shootdown {
+    fn new(pml4: u64) -> Self {
+        Self {
+            active: Cr3::read().0.start_address().as_u64() == pml4,
+            pages: Vec::new(),
+            overflow: false,
+        }
+    }
+
+    fn add(&mut self, va: u64, npages: u64) {
+        if !self.active || self.overflow {
+            return;
+        }
+        if self.pages.len() as u64 + npages > INVLPG_MAX {
+            self.overflow = true;
+            self.pages.clear();
+        } else {
+            self.pages.extend((0..npages).map(|i| va + i * PAGE));
+        }
+    }
+
+    fn finish(self) {
+        if self.overflow {
+            let (frame, flags) = Cr3::read();
+            // SAFETY: reloading the current CR3 value only flushes the TLB.
+            unsafe { Cr3::write(frame, flags) };
+            FULL_FLUSHES.fetch_add(1, Ordering::Relaxed);
+        } else {
+            for &va in &self.pages {
+                x86_64::instructions::tlb::flush(VirtAddr::new(va));
+            }
+            INVLPG.fetch_add(self.pages.len() as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Pmap {
+    /// A new address space: the kernel half and an empty user half
+    /// (`pmap_pinit`). `ENOMEM` when no page is free for the PML4.
+    pub fn new() -> Result<Arc<Self>, Errno> {
+        let (_, slot0) = *KERNEL.get().expect("pmap::init ran");
+        let (id, pml4) = alloc_table()?;
+        write(entry(pml4, 0), slot0);
+        Ok(Arc::new_cyclic(|this| Self {
+            inner: Mutex::new(PmapInner {
+                pml4,
+                tables: alloc::vec![id],
+                resident: 0,
+            }),
+            this: this.clone(),
+        }))
+    }
+
+    /// Makes this the address space of the CPU (`pmap_activate`).
+    pub fn activate(&self) {
+        load_cr3(self.inner.lock().pml4);
+    }
+
+    /// Pages mapped now, in 4 KiB units.
+    pub fn resident(&self) -> u64 {
+        self.inner.lock().resident
+    }
+
+    /// Maps `va` to page `page` at physical address `pa` with `prot`
+    /// (`pmap_enter`), replacing any mapping there. `ENOMEM` when a
+    /// page-table page cannot be allocated.
+    pub fn enter(
+        &self,
+        va: u64,
+        page: PageId,
+        pa: u64,
+        prot: Prot,
+        flags: PmapFlags,
+    ) -> Result<(), Errno> {
+        debug_assert!((USER_MIN..USER_END).contains(&va) && va.is_multiple_of(PAGE));
+        let mut g = self.inner.lock();
+        let mut sd = Shootdown::new(g.pml4);
+        let slot = match g.walk(va, true, &mut sd)? {
+            Some(Slot::Small(p)) => p,
+            _ => unreachable!("a creating walk ends at a page table"),
+        };
+        let old = read(slot);
+        if old & PTE_P != 0 {
+            if old & PTE_ADDR == pa {
+                // Same page: only the rights change.
+                write(slot, pa | leaf_bits(prot, flags));
+                sd.add(va, 1);
+                sd.finish();
+                return Ok(());
+            }
+            write(slot, 0);
+            g.resident -= 1;
+            pv_remove(old & PTE_ADDR, &self.this, va);
+            sd.add(va, 1);
+        }
+        write(slot, pa | leaf_bits(prot, flags));
+        g.resident += 1;
+        if flags.contains(PmapFlags::MANAGED) {
+            pv_insert(page, &self.this, va);
+        }
+        sd.finish();
+        Ok(())
+    }
+
+    /// Maps the 2 MiB at `va` (aligned) to the 512 pages starting at
+    /// `first` (physically contiguous from `pa`, aligned) with one
+    /// page-directory entry. Returns false, changing nothing, when the
+    /// range already has a page table there; the caller then maps the
+    /// pages one by one.
+    pub fn enter_large(
+        &self,
+        va: u64,
+        first: PageId,
+        pa: u64,
+        prot: Prot,
+        flags: PmapFlags,
+    ) -> Result<bool, Errno> {
+        debug_assert!(va.is_multiple_of(LARGE) && pa.is_multiple_of(LARGE));
+        let mut g = self.inner.lock();
+        let pd = g.table_at(va, 2, true)?.expect("created");
+        let slot = entry(pd, index(va, 1));
+        if read(slot) & PTE_P != 0 {
+            return Ok(false);
+        }
+        write(slot, pa | leaf_bits(prot, flags) | PTE_PS);
+        g.resident += LARGE_PAGES;
+        if flags.contains(PmapFlags::MANAGED) {
+            for i in 0..LARGE_PAGES {
+                pv_insert(first + i as PageId, &self.this, va + i * PAGE);
+            }
+        }
+        LARGE_MAPPINGS.fetch_add(1, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// Removes the mappings of `[sva, eva)` (`pmap_remove`).
+    pub fn remove(&self, sva: u64, eva: u64) {
+        self.for_each_mapping(sva, eva, |_, _| None);
+    }
+
+    /// Lowers the rights of the mappings of `[sva, eva)` to `prot`
+    /// (`pmap_protect`); without read access they are removed.
+    pub fn protect(&self, sva: u64, eva: u64, prot: Prot) {
+        if !prot.contains(Prot::READ) {
+            self.remove(sva, eva);
+            return;
+        }
+        self.for_each_mapping(sva, eva, |pte, _| {
+            let mut v = pte;
+            if !prot.contains(Prot::WRITE) {
+                v &= !PTE_W;
+            }
+            if !prot.contains(Prot::EXECUTE) {
+                v |= PTE_NX;
+            }
+            Some(v)
+        });
+    }
+
+    /// The physical address `va` maps to (`pmap_extract`).
+    pub fn extract(&self, va: u64) -> Option<u64> {
+        let mut g = self.inner.lock();
+        let mut sd = Shootdown::new(g.pml4);
+        let pa = match g.walk(va, false, &mut sd).ok()?? {
+            Slot::Small(p) => Some(read(p)).filter(|v| v & PTE_P != 0)? & PTE_ADDR | (va % PAGE),
+            Slot::Large(p) => (read(p) & PDE_LARGE_ADDR) | (va % LARGE),
+        };
+        Some(pa)
+    }
+
+    /// The page `va` maps with at least `prot`, wired so it cannot go away
+    /// (`pmap_extract_and_hold`). `None` when not mapped so, or when the
+    /// page's new references are blocked (`VmPage::wire_mapped`): the
+    /// caller then takes a fault instead.
+    pub fn extract_and_hold(&self, va: u64, prot: Prot) -> Option<PageId> {
+        let mut g = self.inner.lock();
+        let mut sd = Shootdown::new(g.pml4);
+        let (pte, base) = match g.walk(va, false, &mut sd).ok()?? {
+            Slot::Small(p) => (read(p), read(p) & PTE_ADDR),
+            Slot::Large(p) => (
+                read(p),
+                (read(p) & PDE_LARGE_ADDR) + ((va % LARGE) & !(PAGE - 1)),
+            ),
+        };
+        if pte & PTE_P == 0 || (prot.contains(Prot::WRITE) && pte & PTE_W == 0) {
+            return None;
+        }
+        let d = mem::domain();
+        let id = d.phys.phys_to_page(base)?;
+        if d.page(id).wire_mapped()? {
+            d.counters.wired.add(1);
+        }
+        Some(id)
+    }
+
+    /// Runs `f` on every present leaf of `[sva, eva)`; `Some(v)` replaces
+    /// it with `v`, `None` removes it. Large entries not wholly inside the
+    /// range are demoted first.
+    fn for_each_mapping(&self, sva: u64, eva: u64, mut f: impl FnMut(u64, u64) -> Option<u64>) {
+        let mut g = self.inner.lock();
+        let mut sd = Shootdown::new(g.pml4);
+        let mut va = sva.max(USER_MIN) & !(PAGE - 1);
+        let eva = eva.min(USER_END);
+        while va < eva {
+            // Skip unmapped tables quickly.
+            if read(entry(g.pml4, index(va, 3))) & PTE_P == 0 {
+                va = (va | ((1 << 39) - 1)) + 1;
+                continue;
+            }
+            let Some(pd) = g.table_at(va, 2, false).ok().flatten() else {
+                va = (va | ((1 << 30) - 1)) + 1;
+                continue;
+            };
+            let pde_slot = entry(pd, index(va, 1));
+            let pde = read(pde_slot);
+            if pde & PTE_P == 0 {
+                va = (va | (LARGE - 1)) + 1;
+                continue;
+            }
+            if pde & PTE_PS != 0 {
+                let base = va & !(LARGE - 1);
+                if va == base && base + LARGE <= eva {
+                    let pa = pde & PDE_LARGE_ADDR;
+                    match f(pde, base) {
+                        Some(v) => write(pde_slot, v),
+                        None => {
+                            write(pde_slot, 0);
+                            g.resident -= LARGE_PAGES;
+                            for i in 0..LARGE_PAGES {
+                                pv_remove(pa + i * PAGE, &self.this, base + i * PAGE);
+                            }
+                        }
+                    }
+                    sd.add(base, LARGE_PAGES);
+                    va = base + LARGE;
+                    continue;
+                }
+                if g.demote(pde_slot, &mut sd).is_err() {
+                    // No page for the table: drop the whole 2 MiB instead,
+                    // which a fault can bring back page by page.
+                    write(pde_slot, 0);
+                    g.resident -= LARGE_PAGES;
+                    let pa = pde & PDE_LARGE_ADDR;
+                    for i in 0..LARGE_PAGES {
+                        pv_remove(pa + i * PAGE, &self.this, base + i * PAGE);
+                    }
+                    sd.add(base, LARGE_PAGES);
+                    va = base + LARGE;
+                    continue;
+                }
+            }
+            let pt = read(pde_slot) & PTE_ADDR;
+            let slot = entry(pt, index(va, 0));
+            let pte = read(slot);
+            if pte & PTE_P != 0 {
+                match f(pte, va) {
+                    Some(v) => write(slot, v),
+                    None => {
+                        write(slot, 0);
+                        g.resident -= 1;
+                        pv_remove(pte & PTE_ADDR, &self.this, va);
+                    }
+                }
+                sd.add(va, 1);
+            }
+            va += PAGE;
+        }
+        sd.finish();
+    }
+}
+
+impl PmapInner {
+    /// The table of `level` (3 = PDPT, 2 = PD, 1 = PT) covering `va`,
+    /// creating missing ones if `create`. `None` when missing, or when a
+    /// large entry stands in the way.
+    fn table_at(&mut self, va: u64, level: u32, create: bool) -> Result<Option<u64>, Errno> {
+        let mut table = self.pml4;
+        for l in (level..4).rev() {
+            let slot = entry(table, index(va, l));
+            let e = read(slot);
+            if e & PTE_P == 0 {
+                if !create {
+                    return Ok(None);
+                }
+                let (id, pa) = alloc_table()?;
+                self.tables.push(id);
+                write(slot, pa | PTE_P | PTE_W | PTE_U);
+            } else if e & PTE_PS != 0 {
+                return Ok(None);
+            }
+            table = read(slot) & PTE_ADDR;
+        }
+        Ok(Some(table))
+    }
+
+    /// The leaf slot for `va`: a page-table entry, or a large entry (which
+    /// a creating walk demotes).
+    fn walk(&mut self, va: u64, create: bool, sd: &mut Shootdown) -> Result<Option<Slot>, Errno> {
+        let Some(pd) = self.table_at(va, 2, create)? else {
+            return Ok(None);
+        };
+        let pde_slot = entry(pd, index(va, 1));
+        let pde = read(pde_slot);
+        if pde & PTE_P != 0 && pde & PTE_PS != 0 {
+            if !create {
+                return Ok(Some(Slot::Large(pde_slot)));
+            }
+            self.demote(pde_slot, sd)?;
+        }
+        let Some(pt) = self.table_at(va, 1, create)? else {
+            return Ok(None);
+        };
+        Ok(Some(Slot::Small(entry(pt, index(va, 0)))))
+    }
+
+    /// Splits the large entry at `pde_slot` into a page table of 512
+    /// entries with the same rights (`pmap_demote_pde`).
+    fn demote(&mut self, pde_slot: *mut u64, sd: &mut Shootdown) -> Result<(), Errno> {
+        let pde = read(pde_slot);
+        let (id, pt) = alloc_table()?;
+        self.tables.push(id);
+        let bits = pde & !PDE_LARGE_ADDR & !PTE_PS;
+        let pa = pde & PDE_LARGE_ADDR;
+        for i in 0..LARGE_PAGES {
+            write(entry(pt, i), (pa + i * PAGE) | bits);
+        }
+        write(pde_slot, pt | PTE_P | PTE_W | PTE_U);
+        // The old large TLB entry must go; any va inside it names it.
+        sd.overflow = sd.active;
+        DEMOTIONS.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl Drop for Pmap {
+    /// Removes any user mapping left and frees the page tables
+    /// (`pmap_remove` of the user range, then `pmap_release`). The pmap
+    /// must not be active.
+    fn drop(&mut self) {
+        if self.inner.get_mut().resident != 0 {
+            self.remove(USER_MIN, USER_END);
+        }
+        let phys = &mem::domain().phys;
+        for id in self.inner.get_mut().tables.drain(..) {
+            phys.free_page(id);
+        }
+    }
+}
+
+/// A zeroed page-table page from the direct pool.
+fn alloc_table() -> Result<(PageId, u64), Errno> {
+    let d = mem::domain();
+    let id = d.phys.alloc_page(FreePool::Direct).ok_or(Errno::ENOMEM)?;
+    let pa = d.page(id).phys_addr();
+    d.mem().zero_page(pa);
+    Ok((id, pa))
+}
+
+fn pv_insert(page: PageId, pmap: &Weak<Pmap>, va: u64) {
+    PV.lock().entry(page).or_default().push(PvEntry {
+        pmap: pmap.clone(),
+        va,
+    });
+}
+
+fn pv_remove(pa: u64, pmap: &Weak<Pmap>, va: u64) {
+    let Some(id) = mem::phys().phys_to_page(pa) else {
+        return;
+    };
+    let mut pv = PV.lock();
+    if let Some(list) = pv.get_mut(&id) {
+        if let Some(i) = list
+            .iter()
+            .position(|e| e.va == va && Weak::ptr_eq(&e.pmap, pmap))
+        {
+            list.swap_remove(i);
+        }
+        if list.is_empty() {
+            pv.remove(&id);
+        }
+    }
+}
+
+/// Number of mappings of managed page `page`.
+pub fn mapping_count(page: PageId) -> usize {
+    PV.lock().get(&page).map_or(0, Vec::len)
+}
+
+/// Removes every mapping of managed page `page`, in every address space
+/// (`pmap_remove_all`).
+pub fn remove_all(page: PageId) {
+    let entries = PV.lock().remove(&page).unwrap_or_default();
+    let pa = mem::domain().page(page).phys_addr();
+    for e in entries {
+        let Some(pmap) = e.pmap.upgrade() else {
+            continue;
+        };
+        let mut g = pmap.inner.lock();
+        let mut sd = Shootdown::new(g.pml4);
+        if let Ok(Some(Slot::Small(p))) = g.walk(e.va, true, &mut sd)
+            && read(p) & PTE_P != 0
+            && read(p) & PTE_ADDR == pa
+        {
+            write(p, 0);
+            g.resident -= 1;
+            sd.add(e.va, 1);
+        }
+        sd.finish();
+    }
+}

@@ -1,0 +1,110 @@
+//! The `syscall` instruction's entry path.
+//!
+//! `syscall` leaves the user stack in place and interrupts masked (SFMASK),
+//! so the entry saves the user rsp in a scratch word, switches to the
+//! running thread's kernel stack ([`set_kernel_stack`]; one vCPU, so plain
+//! globals stand in for per-CPU data and `swapgs`), and builds the same
+//! [`TrapFrame`] an exception from user mode would have, with vector
+//! [`SYSCALL_VECTOR`]. It returns through `trap_return`'s `iretq` rather
+//! than `sysretq`: one exit path for every entry, and no `sysret` with a
+//! non-canonical user rip to worry about.
+//!
+//! ABI (as Linux's): number in rax, arguments in rdi, rsi, rdx, r10, r8, r9;
+//! result in rax, a negative errno on failure; rcx and r11 are clobbered.
+
+use core::arch::global_asm;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use x86_64::VirtAddr;
+use x86_64::registers::model_specific::{Efer, EferFlags, LStar, Msr};
+
+use super::gdt::{self, KERNEL_CS, USER_CS, USER_DS};
+use super::trap::TrapFrame;
+
+/// The `vector` of a [`TrapFrame`] built by a system call.
+pub const SYSCALL_VECTOR: u64 = 0x100;
+
+const MSR_STAR: u32 = 0xc000_0081;
+const MSR_SFMASK: u32 = 0xc000_0084;
+/// RFLAGS bits cleared on entry: TF, IF, DF, NT, AC.
+const SFMASK: u64 = (1 << 8) | (1 << 9) | (1 << 10) | (1 << 14) | (1 << 18);
+
+/// Top of the running thread's kernel stack, loaded by the entry (a).
+#[unsafe(no_mangle)]
+static SYSCALL_KERNEL_RSP: AtomicU64 = AtomicU64::new(0);
+/// The user rsp between entry and the frame push; interrupts are masked
+/// meanwhile (a).
+#[unsafe(no_mangle)]
+static SYSCALL_USER_RSP: AtomicU64 = AtomicU64::new(0);
+
+global_asm!(
+    ".pushsection .text.syscall, \"ax\", @progbits",
+    ".globl syscall_entry",
+    "syscall_entry:",
+    "mov [rip + SYSCALL_USER_RSP], rsp",
+    "mov rsp, [rip + SYSCALL_KERNEL_RSP]",
+    "push {uds}",
+    "push qword ptr [rip + SYSCALL_USER_RSP]",
+    "push r11",
+    "push {ucs}",
+    "push rcx",
+    "push 0",
+    "push {vector}",
+    "push rax",
+    "push rbx",
+    "push rcx",
+    "push rdx",
+    "push rsi",
+    "push rdi",
+    "push rbp",
+    "push r8",
+    "push r9",
+    "push r10",
+    "push r11",
+    "push r12",
+    "push r13",
+    "push r14",
+    "push r15",
+    "mov rdi, rsp",
+    "cld",
+    "call syscall_dispatch",
+    "cli",
+    "jmp trap_return",
+    ".popsection",
+    uds = const USER_DS,
+    ucs = const USER_CS,
+    vector = const SYSCALL_VECTOR,
+);
+
+unsafe extern "C" {
+    fn syscall_entry();
+}
+
+/// Enables `syscall` (EFER.SCE) and points it at the entry path.
+pub fn init() {
+    // SAFETY: STAR names our GDT's selectors (kernel code/data at 0x08/0x10,
+    // user data/code at 0x18/0x20 with RPL 3, the order `gdt` keeps);
+    // LSTAR is the entry above; SFMASK masks interrupts until the entry
+    // has switched stacks.
+    unsafe {
+        Msr::new(MSR_STAR).write((u64::from(USER_DS & !3) - 8) << 48 | u64::from(KERNEL_CS) << 32);
+        LStar::write(VirtAddr::new(syscall_entry as *const () as u64));
+        Msr::new(MSR_SFMASK).write(SFMASK);
+        Efer::update(|f| f.insert(EferFlags::SYSTEM_CALL_EXTENSIONS));
+    }
+}
+
+/// Makes `top` the kernel stack of entries from user mode: system calls,
+/// and interrupts and exceptions (the TSS's rsp0).
+pub fn set_kernel_stack(top: u64) {
+    SYSCALL_KERNEL_RSP.store(top, Ordering::Relaxed);
+    gdt::set_kernel_stack(top);
+}
+
+/// Called by the entry path with interrupts masked.
+#[unsafe(no_mangle)]
+extern "C" fn syscall_dispatch(frame: &mut TrapFrame) {
+    x86_64::instructions::interrupts::enable();
+    crate::syscall::dispatch(frame);
+    x86_64::instructions::interrupts::disable();
+}

@@ -1,0 +1,184 @@
+//! The device switch: the namespace `open` looks paths up in, and the
+//! operations a device gives each open of it (FreeBSD's `cdevsw`).
+//!
+//! A device is a [`DevSw`]: a path and an `open` that returns the per-open
+//! state, a [`DevFile`]. The system call layer does the user copies: `read`
+//! and `write` get kernel buffers, `ioctl` gets the argument struct already
+//! copied in (and copies it back out) by the size and direction encoded in
+//! the command, as FreeBSD's `ioctl` does ([`ioc`]); a driver copies any
+//! array the struct points to itself with `usercopy`. `mmap_single`
+//! returns the VM object and page the mapping starts at, as FreeBSD's
+//! `d_mmap_single`; the VM maps it and faults pages in through the
+//! object's pager (populate first, if the object has `POPULATE`). `close`
+//! runs when the last descriptor of the open goes; mappings made from it
+//! keep their object alive past that.
+
+mod physobj;
+
+use alloc::sync::Arc;
+
+use vm::object::VmObject;
+use vm::{Errno, Prot};
+
+use crate::syscall::errno;
+
+/// Open for reading only.
+pub const O_RDONLY: u32 = 0;
+/// Open for writing only.
+pub const O_WRONLY: u32 = 1;
+/// Mask of the access mode.
+pub const O_ACCMODE: u32 = 3;
+
+/// FreeBSD's ioctl command encoding: direction, argument size, group, number.
+pub mod ioc {
+    /// The kernel copies the argument out to the caller.
+    pub const OUT: u32 = 0x4000_0000;
+    /// The kernel copies the argument in from the caller.
+    pub const IN: u32 = 0x8000_0000;
+    /// Mask of the argument size (after shifting by 16).
+    pub const PARM_MASK: u32 = 0x1fff;
+
+    /// `_IOC(dir, group, num, len)`.
+    pub const fn ioc(dir: u32, group: u8, num: u8, len: usize) -> u32 {
+        dir | ((len as u32 & PARM_MASK) << 16) | (group as u32) << 8 | num as u32
+    }
+
+    /// Size of the argument of `cmd`.
+    pub const fn size(cmd: u32) -> usize {
+        ((cmd >> 16) & PARM_MASK) as usize
+    }
+}
+
+/// What a mapping of a device maps.
+pub struct DevMapping {
+    /// The object.
+    pub object: Arc<VmObject>,
+    /// The object page at the mapping's start.
+    pub pindex: u64,
+}
+
+/// The operations of one open of a device.
+pub trait DevFile: Send + Sync {
+    /// Reads into `buf`; returns the bytes read (0: end of file).
+    fn read(&self, _buf: &mut [u8]) -> Result<usize, Errno> {
+        Err(errno::ENODEV)
+    }
+
+    /// Writes `buf`; returns the bytes taken.
+    fn write(&self, _buf: &[u8]) -> Result<usize, Errno> {
+        Err(errno::ENODEV)
+    }
+
+    /// Runs ioctl `cmd` on `data`, its argument, already copied in if the
+    /// command says `IN`, and copied out afterwards if it says `OUT`.
+    fn ioctl(&self, _cmd: u32, _data: &mut [u8]) -> Result<(), Errno> {
+        Err(errno::ENOTTY)
+    }
+
+    /// The object and first page for a mapping of `size` bytes at `offset`
+    /// with at most `prot`; `EINVAL` for a range outside the device.
+    fn mmap_single(&self, _offset: u64, _size: u64, _prot: Prot) -> Result<DevMapping, Errno> {
+        Err(errno::ENODEV)
+    }
+
+    /// The last descriptor of this open is gone.
+    fn close(&self) {}
+}
+
+/// A device in the namespace.
+pub struct DevSw {
+    /// Its path, e.g. `/dev/null`.
+    pub path: &'static str,
+    /// Makes the per-open state; `flags` are `open`'s.
+    pub open: fn(flags: u32) -> Result<Arc<dyn DevFile>, Errno>,
+}
+
+/// Every device.
+static DEVICES: &[DevSw] = &[
+    DevSw {
+        path: "/dev/console",
+        open: |_| Ok(Arc::new(Console)),
+    },
+    DevSw {
+        path: "/dev/null",
+        open: |_| Ok(Arc::new(Null)),
+    },
+    DevSw {
+        path: "/dev/zero",
+        open: |_| Ok(Arc::new(Zero)),
+    },
+    DevSw {
+        path: "/dev/physobj",
+        open: physobj::open,
+    },
+];
+
+/// An open file: a device's per-open state and the open mode.
+pub struct File {
+    /// The device's state.
+    pub dev: Arc<dyn DevFile>,
+    /// `open`'s flags.
+    pub flags: u32,
+}
+
+impl Drop for File {
+    fn drop(&mut self) {
+        self.dev.close();
+    }
+}
+
+/// Opens `path` (`ENOENT` when no device has it).
+pub fn open(path: &str, flags: u32) -> Result<File, Errno> {
+    let sw = DEVICES
+        .iter()
+        .find(|d| d.path == path)
+        .ok_or(Errno::ENOENT)?;
+    Ok(File {
+        dev: (sw.open)(flags)?,
+        flags,
+    })
+}
+
+/// `/dev/console`: writes go to the console; reads see end of file.
+struct Console;
+
+impl DevFile for Console {
+    fn read(&self, _buf: &mut [u8]) -> Result<usize, Errno> {
+        Ok(0)
+    }
+
+    fn write(&self, buf: &[u8]) -> Result<usize, Errno> {
+        crate::console::print(format_args!(
+            "{}",
+            alloc::string::String::from_utf8_lossy(buf)
+        ));
+        Ok(buf.len())
+    }
+}
+
+/// `/dev/null`: writes vanish; reads see end of file.
+struct Null;
+
+impl DevFile for Null {
+    fn read(&self, _buf: &mut [u8]) -> Result<usize, Errno> {
+        Ok(0)
+    }
+
+    fn write(&self, buf: &[u8]) -> Result<usize, Errno> {
+        Ok(buf.len())
+    }
+}
+
+/// `/dev/zero`: reads see zeroes; writes vanish.
+struct Zero;
+
+impl DevFile for Zero {
+    fn read(&self, buf: &mut [u8]) -> Result<usize, Errno> {
+        buf.fill(0);
+        Ok(buf.len())
+    }
+
+    fn write(&self, buf: &[u8]) -> Result<usize, Errno> {
+        Ok(buf.len())
+    }
+}

@@ -1,0 +1,258 @@
+//! Processes: an address space, a descriptor table, one thread.
+//!
+//! A process is created from an ELF program of the archive ([`programs`]),
+//! runs in user mode until it exits or is killed, and is then torn down at
+//! once (descriptors closed, address space freed); [`wait`] collects its
+//! status. A user fault the VM cannot resolve kills the process with a
+//! message, and the kernel goes on.
+//!
+//! Locking: `vm` is the map lock; `files` the descriptor table lock; never
+//! both at once, and neither is taken by the upcall.
+
+pub mod programs;
+pub mod vmspace;
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use spin::Mutex;
+use vm::object::VmObject;
+use vm::{Errno, Prot};
+
+use crate::arch::pmap::{self, PAGE, USER_END};
+use crate::arch::trap::{PF_INSN, PF_WRITE, TrapFrame};
+use crate::dev::File;
+use crate::elf;
+use crate::sched::{self, Tid};
+use vmspace::{Mapping, VmSpace};
+
+/// User stack size.
+const STACK_SIZE: u64 = 256 * 1024;
+/// Most descriptors per process.
+pub const MAX_FILES: usize = 64;
+
+/// Exit status of a process killed by signal `sig` (as a shell shows it).
+const fn killed(sig: i32) -> i32 {
+    128 + sig
+}
+const SIGILL: i32 = 4;
+const SIGTRAP: i32 = 5;
+const SIGBUS: i32 = 7;
+const SIGFPE: i32 = 8;
+const SIGSEGV: i32 = 11;
+
+/// A process.
+pub struct Process {
+    /// Process id.
+    pub pid: u32,
+    /// Program name.
+    pub name: String,
+    /// The address space; `None` once torn down (the map lock).
+    pub vm: Mutex<Option<VmSpace>>,
+    /// Descriptors (the descriptor table lock).
+    pub files: Mutex<Vec<Option<Arc<File>>>>,
+    /// Page faults taken (user and copy routines).
+    pub faults: AtomicU64,
+    /// Exit status, once exited (a).
+    status: Mutex<Option<i32>>,
+    /// The thread that waits for it.
+    parent: Tid,
+}
+
+static NEXT_PID: AtomicU32 = AtomicU32::new(1);
+
+/// Why a program could not be started.
+#[derive(Debug)]
+pub enum SpawnError {
+    /// No such program in the archive.
+    NotFound,
+    /// Not an executable we can run.
+    BadExecutable(elf::ElfError),
+    /// A segment outside user space or overlapping another.
+    BadLayout,
+    /// The VM failed.
+    Vm(Errno),
+}
+
+impl core::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NotFound => f.write_str("no such program in the archive"),
+            Self::BadExecutable(e) => write!(f, "not an executable: {e:?}"),
+            Self::BadLayout => f.write_str("a segment outside user space or overlapping another"),
+            Self::Vm(e) => write!(f, "VM error {e:?}"),
+        }
+    }
+}
+
+impl From<Errno> for SpawnError {
+    fn from(e: Errno) -> Self {
+        Self::Vm(e)
+    }
+}
+
+impl Process {
+    /// Makes its address space the CPU's.
+    pub fn activate(&self) {
+        match self.vm.lock().as_ref() {
+            Some(vm) => vm.pmap.activate(),
+            None => pmap::activate_kernel(),
+        }
+    }
+
+    /// Runs `f` on the address space (`EFAULT` once torn down).
+    pub fn with_vm<R>(&self, f: impl FnOnce(&mut VmSpace) -> Result<R, Errno>) -> Result<R, Errno> {
+        f(self.vm.lock().as_mut().ok_or(Errno::EFAULT)?)
+    }
+}
+
+/// Loads `exe`'s segments into `vm`: each into an anonymous object of its
+/// own, filled now from the file.
+fn load(vm: &mut VmSpace, file: &[u8], exe: &elf::Executable) -> Result<(), SpawnError> {
+    let d = crate::mem::domain();
+    for seg in &exe.segments {
+        let start = seg.vaddr & !(PAGE - 1);
+        let end = seg
+            .vaddr
+            .checked_add(seg.memsz)
+            .and_then(|e| e.checked_next_multiple_of(PAGE))
+            .ok_or(SpawnError::BadLayout)?;
+        crate::usercopy::check_range(start, end - start).map_err(|_| SpawnError::BadLayout)?;
+        let npages = (end - start) / PAGE;
+        let obj = VmObject::allocate_default(d.clone(), npages);
+        for i in 0..npages {
+            let id = vm::grab::grab(&obj, i, vm::grab::GrabFlags::ZERO)?.expect("grab creates");
+            let page_va = start + i * PAGE;
+            let pa = d.page(id).phys_addr();
+            // File bytes that land in this page.
+            let lo = page_va.max(seg.vaddr);
+            let hi = (page_va + PAGE).min(seg.vaddr + seg.filesz);
+            if lo < hi {
+                let src = &file[(seg.offset + lo - seg.vaddr) as usize..][..(hi - lo) as usize];
+                // SAFETY: `pa` is a page we just allocated, identity-mapped,
+                // and `lo - page_va + len <= PAGE`.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        src.as_ptr(),
+                        (pa + lo - page_va) as *mut u8,
+                        src.len(),
+                    )
+                };
+            }
+            d.page(id).xunbusy(d.wait());
+        }
+        if vm.overlaps(start, end) {
+            return Err(SpawnError::BadLayout);
+        }
+        let m = Mapping {
+            prot: seg.prot,
+            max_prot: Prot::all(),
+            object: obj,
+            pindex: 0,
+        };
+        vm.map(start, end - start, true, m)?;
+    }
+    Ok(())
+}
+
+/// Starts program `name` of the archive with `arg` in its first argument
+/// register; the running thread is its parent.
+pub fn spawn(name: &str, arg: u64) -> Result<Arc<Process>, SpawnError> {
+    let file = programs::find(name).ok_or(SpawnError::NotFound)?;
+    let exe = elf::parse(file).map_err(SpawnError::BadExecutable)?;
+    let mut vm = VmSpace::new()?;
+    load(&mut vm, file, &exe)?;
+    let d = crate::mem::domain();
+    let stack = VmObject::allocate_default(d.clone(), STACK_SIZE / PAGE);
+    let m = Mapping {
+        prot: Prot::READ | Prot::WRITE,
+        max_prot: Prot::all(),
+        object: stack,
+        pindex: 0,
+    };
+    vm.map(USER_END - STACK_SIZE, STACK_SIZE, true, m)?;
+    let p = Arc::new(Process {
+        pid: NEXT_PID.fetch_add(1, Ordering::Relaxed),
+        name: name.into(),
+        vm: Mutex::new(Some(vm)),
+        files: Mutex::new(Vec::new()),
+        faults: AtomicU64::new(0),
+        status: Mutex::new(None),
+        parent: sched::current(),
+    });
+    // As if entered by a call: rsp + 8 is 16-byte aligned.
+    sched::spawn_user(p.clone(), exe.entry, USER_END - 8, arg);
+    Ok(p)
+}
+
+/// Waits until `p` has exited; returns its status.
+pub fn wait(p: &Process) -> i32 {
+    loop {
+        if let Some(s) = *p.status.lock() {
+            sched::reap();
+            return s;
+        }
+        sched::block(sched::Wait::default());
+    }
+}
+
+/// Ends the running process with `status`: closes its descriptors, frees
+/// its address space and wakes its parent.
+pub fn exit(status: i32) -> ! {
+    let p = sched::current_process().expect("a process thread");
+    let files = core::mem::take(&mut *p.files.lock());
+    drop(files);
+    // Off its page tables before they go.
+    pmap::activate_kernel();
+    let vm = p.vm.lock().take();
+    if let Some(mut vm) = vm {
+        vm.clear();
+    }
+    *p.status.lock() = Some(status);
+    sched::wake(p.parent);
+    drop(p);
+    sched::exit_current()
+}
+
+/// Resolves a fault of the running process at user address `va`.
+pub fn resolve_fault(va: u64, access: Prot) -> Result<(), Errno> {
+    let p = sched::current_process().ok_or(Errno::EFAULT)?;
+    p.faults.fetch_add(1, Ordering::Relaxed);
+    p.with_vm(|vm| vm.fault(va, access))
+}
+
+/// An exception in user mode: a page fault the VM resolves returns to the
+/// program; anything else kills it.
+pub fn user_trap(frame: &mut TrapFrame, cr2: u64) {
+    let sig = match frame.vector {
+        14 => {
+            let access = if frame.error & PF_WRITE != 0 {
+                Prot::WRITE
+            } else if frame.error & PF_INSN != 0 {
+                Prot::EXECUTE
+            } else {
+                Prot::READ
+            };
+            match resolve_fault(cr2, access) {
+                Ok(()) => return,
+                Err(_) => SIGSEGV,
+            }
+        }
+        0 | 16 | 19 => SIGFPE,
+        3 => SIGTRAP,
+        6 => SIGILL,
+        13 => SIGSEGV,
+        _ => SIGBUS,
+    };
+    let (pid, name) =
+        sched::current_process().map_or((0, String::new()), |p| (p.pid, p.name.clone()));
+    crate::kprintln!(
+        "process {pid} ({name}) killed: {} at rip {:#x}, address {cr2:#x}, error {:#x}",
+        crate::arch::trap::vector_name(frame.vector),
+        frame.rip,
+        frame.error
+    );
+    exit(killed(sig))
+}

@@ -1,0 +1,44 @@
+//! User-program scenarios: each runs programs of the archive as processes
+//! and checks their exit status, and that the free page count is back to
+//! its starting value once they are gone.
+//!
+//! Command line: `scenario=user-NAME`; the program archive is the boot
+//! module (`ramdisk=`).
+
+use crate::{kprintln, mem, proc};
+
+use super::Outcome;
+
+/// Exit status of a process killed by a page fault (128 + SIGSEGV).
+pub const KILLED_SEGV: i32 = 139;
+
+/// Runs program `name`, expecting exit status `want`; checks the free
+/// page count.
+pub fn run_program(name: &str, want: i32) -> Outcome {
+    let before = mem::free_pages();
+    let p = proc::spawn(name, 0).map_err(|e| {
+        log::error!("spawn {name}: {e}");
+        "cannot start the program"
+    })?;
+    let status = proc::wait(&p);
+    let pid = p.pid;
+    drop(p);
+    let after = mem::free_pages();
+    kprintln!(
+        "process {pid} ({name}) exited with status {status}; free pages {before} before, {after} after"
+    );
+    if status != want {
+        log::error!("{name}: status {status}, expected {want}");
+        return Err("unexpected exit status");
+    }
+    if after != before {
+        return Err("free page count did not return to its starting value");
+    }
+    Ok(())
+}
+
+/// Runs each `(program, expected status)` in turn.
+pub fn run_all(list: &[(&str, i32)]) -> Outcome {
+    list.iter()
+        .try_for_each(|&(name, want)| run_program(name, want))
+}

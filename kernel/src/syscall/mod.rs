@@ -1,0 +1,283 @@
+//! System calls: the table, argument checks, and each call.
+//!
+//! ABI (`arch::syscall`): number in rax, arguments in rdi, rsi, rdx, r10,
+//! r8, r9; the result in rax, `-errno` (Linux numbers) on failure. Every
+//! user pointer goes through `usercopy`, so a bad one is `EFAULT`.
+//!
+//! | nr | call | arguments | result |
+//! |---|---|---|---|
+//! | 0 | exit | status | does not return |
+//! | 1 | write | fd, buf, len | bytes written |
+//! | 2 | read | fd, buf, len | bytes read |
+//! | 3 | open | path (NUL-terminated), flags | fd |
+//! | 4 | close | fd | 0 |
+//! | 5 | ioctl | fd, cmd, arg | 0 |
+//! | 6 | mmap | addr, len, prot, flags, fd, offset (u64) | address |
+//! | 7 | munmap | addr, len | 0 |
+//! | 8 | mprotect | addr, len, prot | 0 |
+//! | 9 | getpid | | pid |
+//! | 10 | sleep | nanoseconds | 0 |
+//! | 11 | yield | | 0 |
+//! | 12 | sysctl | key, new value (`u64::MAX`: none) | old value |
+
+pub mod errno;
+
+use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
+
+use vm::object::VmObject;
+use vm::{Errno, Prot};
+
+use crate::arch::pmap;
+use crate::arch::trap::TrapFrame;
+use crate::dev::{self, File, ioc};
+use crate::proc::{self, MAX_FILES, Process, vmspace};
+use crate::{events, mem, sched, usercopy};
+
+/// System call numbers.
+pub mod nr {
+    /// `exit(status)`.
+    pub const EXIT: u64 = 0;
+    /// `write(fd, buf, len)`.
+    pub const WRITE: u64 = 1;
+    /// `read(fd, buf, len)`.
+    pub const READ: u64 = 2;
+    /// `open(path, flags)`.
+    pub const OPEN: u64 = 3;
+    /// `close(fd)`.
+    pub const CLOSE: u64 = 4;
+    /// `ioctl(fd, cmd, arg)`.
+    pub const IOCTL: u64 = 5;
+    /// `mmap(addr, len, prot, flags, fd, offset)`.
+    pub const MMAP: u64 = 6;
+    /// `munmap(addr, len)`.
+    pub const MUNMAP: u64 = 7;
+    /// `mprotect(addr, len, prot)`.
+    pub const MPROTECT: u64 = 8;
+    /// `getpid()`.
+    pub const GETPID: u64 = 9;
+    /// `sleep(ns)`.
+    pub const SLEEP: u64 = 10;
+    /// `yield()`.
+    pub const YIELD: u64 = 11;
+    /// `sysctl(key, new)`.
+    pub const SYSCTL: u64 = 12;
+}
+
+/// `mmap` flags (Linux values).
+pub mod map {
+    /// Changes are shared.
+    pub const SHARED: u64 = 0x01;
+    /// Changes are private (copy-on-write).
+    pub const PRIVATE: u64 = 0x02;
+    /// Exactly at `addr`.
+    pub const FIXED: u64 = 0x10;
+    /// Anonymous memory, no descriptor.
+    pub const ANON: u64 = 0x20;
+}
+
+/// `sysctl` keys.
+pub mod sysctl {
+    /// Whether faults use populate (read-write, 0 or 1).
+    pub const VM_POPULATE: u64 = 0;
+    /// Free pages.
+    pub const VM_FREE_PAGES: u64 = 1;
+    /// Page faults of the calling process.
+    pub const PROC_FAULTS: u64 = 2;
+    /// Pages invalidated with `invlpg`.
+    pub const TLB_INVLPG: u64 = 3;
+    /// Full TLB flushes.
+    pub const TLB_FULL: u64 = 4;
+    /// 2 MiB mappings made.
+    pub const PMAP_LARGE: u64 = 5;
+}
+
+/// Largest chunk copied per step of `read`/`write`.
+const CHUNK: usize = 512;
+/// Longest path.
+const PATH_MAX: usize = 256;
+
+/// Runs the system call in `frame` and stores its result there.
+pub fn dispatch(frame: &mut TrapFrame) {
+    let p = sched::current_process().expect("system call from a process");
+    let a = [
+        frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
+    ];
+    let r = match frame.rax {
+        nr::EXIT => proc::exit(a[0] as i32),
+        nr::WRITE => write(&p, a[0], a[1], a[2]),
+        nr::READ => read(&p, a[0], a[1], a[2]),
+        nr::OPEN => open(&p, a[0], a[1]),
+        nr::CLOSE => file(&p, a[0]).map(|_| {
+            p.files.lock()[a[0] as usize] = None;
+            0
+        }),
+        nr::IOCTL => ioctl(&p, a[0], a[1] as u32, a[2]),
+        nr::MMAP => mmap(&p, a),
+        nr::MUNMAP => p.with_vm(|vm| vm.unmap(a[0], a[1])).map(|()| 0),
+        nr::MPROTECT => {
+            prot(a[2]).and_then(|pr| p.with_vm(|vm| vm.protect(a[0], a[1], pr)).map(|()| 0))
+        }
+        nr::GETPID => Ok(u64::from(p.pid)),
+        nr::SLEEP => {
+            let deadline = events::now_ns().saturating_add(a[0]);
+            while events::now_ns() < deadline {
+                sched::block(sched::Wait {
+                    port: None,
+                    deadline: Some(deadline),
+                });
+            }
+            Ok(0)
+        }
+        nr::YIELD => {
+            sched::yield_now();
+            Ok(0)
+        }
+        nr::SYSCTL => sysctl(&p, a[0], a[1]),
+        _ => Err(errno::ENOSYS),
+    };
+    drop(p);
+    frame.rax = match r {
+        Ok(v) => v,
+        Err(e) => (-i64::from(e.0)) as u64,
+    };
+}
+
+fn file(p: &Process, fd: u64) -> Result<Arc<File>, Errno> {
+    p.files
+        .lock()
+        .get(fd as usize)
+        .cloned()
+        .flatten()
+        .ok_or(errno::EBADF)
+}
+
+fn write(p: &Process, fd: u64, buf: u64, len: u64) -> Result<u64, Errno> {
+    let f = file(p, fd)?;
+    if f.flags & dev::O_ACCMODE == dev::O_RDONLY {
+        return Err(errno::EBADF);
+    }
+    usercopy::check_range(buf, len)?;
+    let mut chunk = [0u8; CHUNK];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(CHUNK as u64) as usize;
+        usercopy::copyin(buf + done, &mut chunk[..n])?;
+        let w = f.dev.write(&chunk[..n])?;
+        done += w as u64;
+        if w < n {
+            break;
+        }
+    }
+    Ok(done)
+}
+
+fn read(p: &Process, fd: u64, buf: u64, len: u64) -> Result<u64, Errno> {
+    let f = file(p, fd)?;
+    if f.flags & dev::O_ACCMODE == dev::O_WRONLY {
+        return Err(errno::EBADF);
+    }
+    usercopy::check_range(buf, len)?;
+    let mut chunk = [0u8; CHUNK];
+    let n = (len as usize).min(CHUNK);
+    let got = f.dev.read(&mut chunk[..n])?;
+    usercopy::copyout(&chunk[..got], buf)?;
+    Ok(got as u64)
+}
+
+fn open(p: &Process, path: u64, flags: u64) -> Result<u64, Errno> {
+    let mut buf = [0u8; PATH_MAX];
+    let n = usercopy::copyinstr(path, &mut buf)?;
+    let path = core::str::from_utf8(&buf[..n]).map_err(|_| Errno::ENOENT)?;
+    let flags = u32::try_from(flags).map_err(|_| Errno::EINVAL)?;
+    let f = Arc::new(dev::open(path, flags)?);
+    let mut files = p.files.lock();
+    let fd = match files.iter().position(Option::is_none) {
+        Some(fd) => fd,
+        None if files.len() < MAX_FILES => {
+            files.push(None);
+            files.len() - 1
+        }
+        None => return Err(errno::EMFILE),
+    };
+    files[fd] = Some(f);
+    Ok(fd as u64)
+}
+
+fn ioctl(p: &Process, fd: u64, cmd: u32, arg: u64) -> Result<u64, Errno> {
+    let f = file(p, fd)?;
+    let mut data = alloc::vec![0u8; ioc::size(cmd)];
+    if cmd & ioc::IN != 0 {
+        usercopy::copyin(arg, &mut data)?;
+    }
+    f.dev.ioctl(cmd, &mut data)?;
+    if cmd & ioc::OUT != 0 {
+        usercopy::copyout(&data, arg)?;
+    }
+    Ok(0)
+}
+
+fn prot(bits: u64) -> Result<Prot, Errno> {
+    u8::try_from(bits)
+        .ok()
+        .and_then(Prot::from_bits)
+        .ok_or(Errno::EINVAL)
+}
+
+fn mmap(p: &Process, a: [u64; 6]) -> Result<u64, Errno> {
+    let [addr, len, prot_bits, flags, fd, offset] = a;
+    let prot = prot(prot_bits)?;
+    let shared = match flags & (map::SHARED | map::PRIVATE) {
+        map::SHARED => true,
+        map::PRIVATE => false,
+        _ => return Err(Errno::EINVAL),
+    };
+    if len == 0 || offset % pmap::PAGE != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let npages = len.div_ceil(pmap::PAGE);
+    let (object, pindex, max_prot) = if flags & map::ANON != 0 {
+        let o = VmObject::allocate_default(mem::domain().clone(), npages);
+        (o, 0, Prot::all())
+    } else {
+        let f = file(p, fd)?;
+        let m = f.dev.mmap_single(offset, npages * pmap::PAGE, prot)?;
+        let mut max = Prot::all();
+        if shared && f.flags & dev::O_ACCMODE == dev::O_RDONLY {
+            max -= Prot::WRITE;
+        }
+        if shared {
+            (m.object, m.pindex, max)
+        } else {
+            (VmObject::shadow(&m.object, m.pindex, npages)?, 0, max)
+        }
+    };
+    let fixed = flags & map::FIXED != 0;
+    let m = vmspace::Mapping {
+        prot,
+        max_prot,
+        object,
+        pindex,
+    };
+    p.with_vm(|vm| vm.map(addr, len, fixed, m))
+}
+
+fn sysctl(p: &Process, key: u64, new: u64) -> Result<u64, Errno> {
+    let tlb = pmap::tlb_stats();
+    let old = match key {
+        sysctl::VM_POPULATE => u64::from(vmspace::POPULATE_ENABLED.load(Ordering::Relaxed)),
+        sysctl::VM_FREE_PAGES => mem::free_pages(),
+        sysctl::PROC_FAULTS => p.faults.load(Ordering::Relaxed),
+        sysctl::TLB_INVLPG => tlb.invlpg,
+        sysctl::TLB_FULL => tlb.full_flushes,
+        sysctl::PMAP_LARGE => tlb.large_mappings,
+        _ => return Err(Errno::ENOENT),
+    };
+    if new != u64::MAX {
+        match key {
+            sysctl::VM_POPULATE => vmspace::POPULATE_ENABLED.store(new != 0, Ordering::Relaxed),
+            _ => return Err(Errno::EPERM),
+        }
+    }
+    Ok(old)
+}

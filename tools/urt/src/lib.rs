@@ -1,0 +1,244 @@
+//! The runtime of user programs for the xenguest kernel: the entry point
+//! ([`entry!`]), the system calls (ABI in the kernel's `syscall` module),
+//! printing to the console, and a panic handler that prints and exits 101.
+//!
+//! Programs are static executables for `x86_64-unknown-none`, linked by
+//! `user.ld` at the bottom of user space; `scripts/build` packs them into
+//! `target/user/programs.tar`, the domain's `ramdisk=` module.
+#![no_std]
+
+use core::arch::asm;
+use core::fmt;
+
+/// System call numbers.
+pub mod nr {
+    #![allow(missing_docs)]
+    pub const EXIT: u64 = 0;
+    pub const WRITE: u64 = 1;
+    pub const READ: u64 = 2;
+    pub const OPEN: u64 = 3;
+    pub const CLOSE: u64 = 4;
+    pub const IOCTL: u64 = 5;
+    pub const MMAP: u64 = 6;
+    pub const MUNMAP: u64 = 7;
+    pub const MPROTECT: u64 = 8;
+    pub const GETPID: u64 = 9;
+    pub const SLEEP: u64 = 10;
+    pub const YIELD: u64 = 11;
+    pub const SYSCTL: u64 = 12;
+}
+
+/// Error numbers (Linux values).
+pub mod errno {
+    #![allow(missing_docs)]
+    pub const ENOENT: i64 = 2;
+    pub const EBADF: i64 = 9;
+    pub const ENOMEM: i64 = 12;
+    pub const EACCES: i64 = 13;
+    pub const EFAULT: i64 = 14;
+    pub const EINVAL: i64 = 22;
+    pub const ENOTTY: i64 = 25;
+    pub const ENOSYS: i64 = 38;
+}
+
+/// `mmap` rights and flags.
+pub mod mman {
+    #![allow(missing_docs)]
+    pub const PROT_NONE: u64 = 0;
+    pub const PROT_READ: u64 = 1;
+    pub const PROT_WRITE: u64 = 2;
+    pub const PROT_EXEC: u64 = 4;
+    pub const MAP_SHARED: u64 = 0x01;
+    pub const MAP_PRIVATE: u64 = 0x02;
+    pub const MAP_FIXED: u64 = 0x10;
+    pub const MAP_ANON: u64 = 0x20;
+}
+
+/// `open` flags.
+pub mod fcntl {
+    #![allow(missing_docs)]
+    pub const O_RDONLY: u64 = 0;
+    pub const O_WRONLY: u64 = 1;
+    pub const O_RDWR: u64 = 2;
+}
+
+/// `sysctl` keys.
+pub mod sysctl {
+    #![allow(missing_docs)]
+    pub const VM_POPULATE: u64 = 0;
+    pub const VM_FREE_PAGES: u64 = 1;
+    pub const PROC_FAULTS: u64 = 2;
+    pub const TLB_INVLPG: u64 = 3;
+    pub const TLB_FULL: u64 = 4;
+    pub const PMAP_LARGE: u64 = 5;
+    /// "Do not change the value".
+    pub const READ_ONLY: u64 = u64::MAX;
+}
+
+/// The page size.
+pub const PAGE: usize = 4096;
+
+/// A raw system call with up to six arguments: the kernel's result, a
+/// negative errno on failure.
+#[inline]
+pub fn syscall(n: u64, a: [u64; 6]) -> i64 {
+    let r: i64;
+    // SAFETY: `syscall` enters the kernel, which checks every argument and
+    // touches our memory only through its checked copy routines; it
+    // clobbers rcx and r11, declared here.
+    unsafe {
+        asm!("syscall",
+            inlateout("rax") n as i64 => r,
+            in("rdi") a[0], in("rsi") a[1], in("rdx") a[2],
+            in("r10") a[3], in("r8") a[4], in("r9") a[5],
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack));
+    }
+    r
+}
+
+/// A result: the value, or the errno.
+pub type SysResult = Result<u64, i64>;
+
+fn check(r: i64) -> SysResult {
+    if r < 0 { Err(-r) } else { Ok(r as u64) }
+}
+
+/// Ends the process with `status`.
+pub fn exit(status: i32) -> ! {
+    syscall(nr::EXIT, [status as u64, 0, 0, 0, 0, 0]);
+    unreachable!("exit returned")
+}
+
+/// Writes `buf` to `fd`.
+pub fn write(fd: u64, buf: &[u8]) -> SysResult {
+    check(syscall(
+        nr::WRITE,
+        [fd, buf.as_ptr() as u64, buf.len() as u64, 0, 0, 0],
+    ))
+}
+
+/// Reads into `buf` from `fd`.
+pub fn read(fd: u64, buf: &mut [u8]) -> SysResult {
+    check(syscall(
+        nr::READ,
+        [fd, buf.as_mut_ptr() as u64, buf.len() as u64, 0, 0, 0],
+    ))
+}
+
+/// Opens `path`, which must end in a NUL byte.
+pub fn open(path: &[u8], flags: u64) -> SysResult {
+    check(syscall(nr::OPEN, [path.as_ptr() as u64, flags, 0, 0, 0, 0]))
+}
+
+/// Closes `fd`.
+pub fn close(fd: u64) -> SysResult {
+    check(syscall(nr::CLOSE, [fd, 0, 0, 0, 0, 0]))
+}
+
+/// Runs ioctl `cmd` on `fd` with argument address `arg`.
+pub fn ioctl(fd: u64, cmd: u32, arg: u64) -> SysResult {
+    check(syscall(nr::IOCTL, [fd, u64::from(cmd), arg, 0, 0, 0]))
+}
+
+/// Maps memory; returns its address.
+pub fn mmap(addr: u64, len: usize, prot: u64, flags: u64, fd: u64, offset: u64) -> SysResult {
+    check(syscall(
+        nr::MMAP,
+        [addr, len as u64, prot, flags, fd, offset],
+    ))
+}
+
+/// Unmaps memory.
+pub fn munmap(addr: u64, len: usize) -> SysResult {
+    check(syscall(nr::MUNMAP, [addr, len as u64, 0, 0, 0, 0]))
+}
+
+/// Changes the rights of mapped memory.
+pub fn mprotect(addr: u64, len: usize, prot: u64) -> SysResult {
+    check(syscall(nr::MPROTECT, [addr, len as u64, prot, 0, 0, 0]))
+}
+
+/// The process id.
+pub fn getpid() -> u64 {
+    syscall(nr::GETPID, [0; 6]) as u64
+}
+
+/// Sleeps for `ns` nanoseconds.
+pub fn sleep(ns: u64) -> SysResult {
+    check(syscall(nr::SLEEP, [ns, 0, 0, 0, 0, 0]))
+}
+
+/// Lets other processes run.
+pub fn yield_now() -> SysResult {
+    check(syscall(nr::YIELD, [0; 6]))
+}
+
+/// Reads kernel value `key`, setting it to `new` unless `sysctl::READ_ONLY`.
+pub fn sysctl(key: u64, new: u64) -> SysResult {
+    check(syscall(nr::SYSCTL, [key, new, 0, 0, 0, 0]))
+}
+
+/// Standard output: the console, opened by [`entry!`] as descriptors 0-2.
+pub struct Stdout;
+
+impl fmt::Write for Stdout {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        write(1, s.as_bytes()).map(drop).map_err(|_| fmt::Error)
+    }
+}
+
+/// Prints to the console.
+#[macro_export]
+macro_rules! print {
+    ($($a:tt)*) => {{
+        let _ = core::fmt::Write::write_fmt(&mut $crate::Stdout, format_args!($($a)*));
+    }};
+}
+
+/// Prints a line to the console.
+#[macro_export]
+macro_rules! println {
+    ($($a:tt)*) => {{
+        $crate::print!("{}\n", format_args!($($a)*));
+    }};
+}
+
+/// Opens the console as descriptors 0, 1 and 2; [`entry!`] calls it.
+pub fn init_stdio() {
+    for _ in 0..3 {
+        if open(b"/dev/console\0", fcntl::O_RDWR).is_err() {
+            exit(127);
+        }
+    }
+}
+
+/// Defines `_start`, which opens the console and exits with what
+/// `main(arg: u64) -> i32` returns (`arg` is the kernel's first argument).
+#[macro_export]
+macro_rules! entry {
+    ($main:path) => {
+        #[unsafe(no_mangle)]
+        extern "C" fn _start(arg: u64) -> ! {
+            $crate::init_stdio();
+            $crate::exit($main(arg))
+        }
+
+        #[panic_handler]
+        fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+            $crate::println!("panic: {}", info);
+            $crate::exit(101)
+        }
+    };
+}
+
+/// Fails the program with a message unless `cond`.
+#[macro_export]
+macro_rules! check {
+    ($cond:expr, $($a:tt)*) => {
+        if !$cond {
+            $crate::println!("FAIL {}: {}", stringify!($cond), format_args!($($a)*));
+            return 1;
+        }
+    };
+}

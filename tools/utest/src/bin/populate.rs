@@ -1,0 +1,87 @@
+//! The populate benchmark: a shared mapping of 1024 pages of a phys-pager
+//! object touched end to end takes 1 page fault with populate, 1024 with
+//! it switched off.
+#![no_std]
+#![no_main]
+
+use urt::mman::{MAP_SHARED, PROT_READ, PROT_WRITE};
+use urt::{PAGE, check, println, sysctl};
+
+urt::entry!(main);
+
+const PAGES: usize = 1024;
+/// `_IOW('P', 1, u64)` of `/dev/physobj`.
+const PHYSOBJ_SET_SIZE: u32 = 0x8000_0000 | (8 << 16) | (b'P' as u32) << 8 | 1;
+
+fn stat(key: u64) -> u64 {
+    urt::sysctl(key, sysctl::READ_ONLY).unwrap_or(u64::MAX)
+}
+
+/// Maps a fresh 1024-page object, writes every page, and returns the page
+/// faults that took.
+fn touch_all() -> Result<u64, &'static str> {
+    let fd = urt::open(b"/dev/physobj\0", urt::fcntl::O_RDWR).map_err(|_| "open")?;
+    let size = PAGES as u64;
+    urt::ioctl(fd, PHYSOBJ_SET_SIZE, &size as *const u64 as u64).map_err(|_| "set size")?;
+    let base = urt::mmap(0, PAGES * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        .map_err(|_| "mmap")?;
+    let before = stat(sysctl::PROC_FAULTS);
+    for i in 0..PAGES {
+        // SAFETY: inside the mapping, read-write.
+        unsafe { ((base as usize + i * PAGE) as *mut u64).write_volatile(i as u64) };
+    }
+    let faults = stat(sysctl::PROC_FAULTS) - before;
+    for i in 0..PAGES {
+        // SAFETY: as above.
+        if unsafe { ((base as usize + i * PAGE) as *const u64).read_volatile() } != i as u64 {
+            return Err("a page lost its word");
+        }
+    }
+    urt::munmap(base, PAGES * PAGE).map_err(|_| "munmap")?;
+    urt::close(fd).map_err(|_| "close")?;
+    Ok(faults)
+}
+
+fn main(_arg: u64) -> i32 {
+    let large0 = stat(sysctl::PMAP_LARGE);
+    let (inv0, full0) = (stat(sysctl::TLB_INVLPG), stat(sysctl::TLB_FULL));
+    check!(
+        urt::sysctl(sysctl::VM_POPULATE, 1).is_ok(),
+        "enable populate"
+    );
+    let with = match touch_all() {
+        Ok(n) => n,
+        Err(e) => {
+            println!("populate: {e}");
+            return 1;
+        }
+    };
+    check!(
+        urt::sysctl(sysctl::VM_POPULATE, 0).is_ok(),
+        "disable populate"
+    );
+    let without = touch_all();
+    let _ = urt::sysctl(sysctl::VM_POPULATE, 1);
+    let without = match without {
+        Ok(n) => n,
+        Err(e) => {
+            println!("populate: {e}");
+            return 1;
+        }
+    };
+    println!(
+        "populate: {PAGES} pages touched end to end: {with} page fault(s) with populate, {without} without"
+    );
+    println!(
+        "populate: 2 MiB mappings {}, TLB: {} invlpg, {} full flushes",
+        stat(sysctl::PMAP_LARGE) - large0,
+        stat(sysctl::TLB_INVLPG) - inv0,
+        stat(sysctl::TLB_FULL) - full0
+    );
+    check!(with == 1, "expected 1 fault with populate");
+    check!(
+        without == PAGES as u64,
+        "expected {PAGES} faults without populate"
+    );
+    0
+}

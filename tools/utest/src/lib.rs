@@ -1,0 +1,3 @@
+//! User test programs (`src/bin/`); each prints what it checks and exits 0
+//! when all held. The kernel's `scenario=user-NAME` runs them.
+#![no_std]
