@@ -1,0 +1,47 @@
+//! Our buddy allocator against `buddy_system_allocator`'s
+//! `LockedFrameAllocator` on the same workloads (see `common/workload.rs`).
+// criterion_group! makes an undocumented public function.
+#![allow(missing_docs)]
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use std::time::Duration;
+
+#[path = "common/workload.rs"]
+mod workload;
+use workload::{Frames, Rng, churn_contig, mixed, peer, single};
+
+fn run<A: Frames>(c: &mut Criterion, name: &str, a: &A) {
+    let mut g = c.benchmark_group(name);
+    g.bench_function("single_4k_alloc_free", |b| b.iter(|| single(a)));
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    g.bench_function("mixed_orders_64", |b| b.iter(|| mixed(a, &mut rng)));
+    g.sample_size(10);
+    let mut rng = Rng(42);
+    g.bench_function("churn_then_contig", |b| {
+        b.iter(|| churn_contig(a, &mut rng))
+    });
+    g.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    let ours = workload::ours();
+    let peer = peer();
+    run(c, "ours", &ours);
+    run(c, "buddy_system_allocator", &peer);
+    // Contiguous success rate over the same request streams.
+    let (mut got_ours, mut got_peer) = (0, 0);
+    for seed in 1..=20u64 {
+        got_ours += churn_contig(&ours, &mut Rng(seed * 7919));
+        got_peer += churn_contig(&peer, &mut Rng(seed * 7919));
+    }
+    println!("contig success: ours {got_ours}/1280, buddy_system_allocator {got_peer}/1280");
+}
+
+criterion_group! {
+    name = alloc;
+    config = Criterion::default()
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500));
+    targets = benches
+}
+criterion_main!(alloc);
