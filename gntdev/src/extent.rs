@@ -1,13 +1,11 @@
-//! First-fit allocator of file offsets (FreeBSD gntdev's `get_file_offset`
-//! / `put_file_offset`), private: `vm::extent::ExtentAllocator` has not
-//! landed on this branch.
+//! File offsets of one open (FreeBSD gntdev's `get_file_offset` /
+//! `put_file_offset`): page runs of `vm::extent::ExtentAllocator`, in bytes.
 //!
-//! The space is `[0, SPACE_END)` in bytes, in pages: the last page of the
-//! 2^64-byte space is left out so that `offset + size` of any extent fits
-//! in a `u64` (as `vm::object::offset_range_to_pages` requires).
+//! The space is `[0, SPACE_END)` in bytes: the last page of the 2^64-byte
+//! space is left out so that `offset + size` of any extent fits in a `u64`
+//! (as `vm::object::offset_range_to_pages` requires).
 
-use alloc::collections::BTreeMap;
-
+use vm::extent::{ExtentAllocator, ExtentError};
 use vm::{Errno, PAGE_SIZE};
 
 use crate::errno::ENOSPC;
@@ -15,43 +13,37 @@ use crate::errno::ENOSPC;
 /// End of the offset space (exclusive).
 const SPACE_END: u64 = u64::MAX - (PAGE_SIZE - 1);
 
-/// Allocated extents, `start -> len` in bytes, never overlapping.
-#[derive(Debug, Default)]
+/// Allocated extents of one open, in pages of the offset space.
+#[derive(Debug)]
 pub(crate) struct Extents {
-    used: BTreeMap<u64, u64>,
+    pages: ExtentAllocator,
+}
+
+impl Default for Extents {
+    fn default() -> Self {
+        let pages = ExtentAllocator::new(0, SPACE_END / PAGE_SIZE);
+        Self {
+            pages: pages.expect("the offset space fits in u64"),
+        }
+    }
 }
 
 impl Extents {
-    /// The first free extent of `pages` pages. `EINVAL` for 0 pages,
-    /// `ENOSPC` when no gap is large enough.
+    /// The first free extent of `pages` pages, as a byte offset. `EINVAL`
+    /// for 0 pages, `ENOSPC` when no gap is large enough.
     pub fn alloc(&mut self, pages: u64) -> Result<u64, Errno> {
-        if pages == 0 {
-            return Err(Errno::EINVAL);
+        match self.pages.alloc(pages) {
+            Ok(first) => Ok(first * PAGE_SIZE),
+            Err(ExtentError::NoSpace) => Err(ENOSPC),
+            Err(ExtentError::Invalid | ExtentError::NotAllocated) => Err(Errno::EINVAL),
         }
-        let len = pages.checked_mul(PAGE_SIZE).ok_or(ENOSPC)?;
-        let mut at = 0u64;
-        for (&start, &l) in &self.used {
-            if start - at >= len {
-                break;
-            }
-            at = start + l;
-        }
-        if SPACE_END - at < len {
-            return Err(ENOSPC);
-        }
-        self.used.insert(at, len);
-        Ok(at)
     }
 
-    /// Frees the extent at `start` of `pages` pages, which must be one
-    /// [`alloc`](Self::alloc) returned.
+    /// Frees the extent at byte offset `start` of `pages` pages, which must
+    /// be one [`alloc`](Self::alloc) returned.
     pub fn free(&mut self, start: u64, pages: u64) {
-        let len = self.used.remove(&start);
-        debug_assert_eq!(
-            len,
-            Some(pages * PAGE_SIZE),
-            "freeing an extent not allocated"
-        );
+        let freed = self.pages.free(start / PAGE_SIZE, pages);
+        debug_assert_eq!(freed, Ok(()), "freeing an extent not allocated");
     }
 }
 
