@@ -331,7 +331,20 @@ impl PhysAllocator {
             .filter(|&(s, e)| s < e)
             .collect();
         ranges.sort_unstable();
-        if ranges.windows(2).any(|w| w[0].1 > w[1].0) || ranges.len() > usize::from(u16::MAX) {
+        if ranges.windows(2).any(|w| w[0].1 > w[1].0) {
+            return Err(Errno::EINVAL);
+        }
+        // Touching segments become one: buddies never cross a segment
+        // boundary, so two halves of a memory map entry would otherwise
+        // never coalesce into the blocks that span them.
+        ranges.dedup_by(|next, prev| {
+            let touching = prev.1 == next.0;
+            if touching {
+                prev.1 = next.1;
+            }
+            touching
+        });
+        if ranges.len() > usize::from(u16::MAX) {
             return Err(Errno::EINVAL);
         }
         let total: u64 =
