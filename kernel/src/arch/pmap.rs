@@ -189,6 +189,13 @@ fn leaf_bits(prot: Prot, uncached: bool) -> u64 {
     bits
 }
 
+/// Whether two values of a leaf entry translate alike: they differ at
+/// most in the software wired bit, which the CPU ignores, so changing one
+/// into the other needs no invalidation (`pmap_unwire` flushes nothing).
+fn same_for_tlb(a: u64, b: u64) -> bool {
+    a & !PTE_WIRED == b & !PTE_WIRED
+}
+
 /// A page table reached by a walk: the slot of a 4 KiB entry, or of a
 /// 2 MiB entry in the page directory.
 enum Slot {
@@ -283,7 +290,8 @@ impl Pmap {
     }
 
     /// Runs `f` on every present leaf of `[sva, eva)`; `Some(v)` replaces
-    /// it with `v`, `None` removes it. Large entries not wholly inside the
+    /// it with `v`, `None` removes it; only changes the CPU sees are
+    /// invalidated. Large entries not wholly inside the
     /// range are demoted first.
     fn for_each_mapping(&self, sva: u64, eva: u64, mut f: impl FnMut(u64, u64) -> Option<u64>) {
         let mut g = self.inner.lock();
@@ -311,16 +319,20 @@ impl Pmap {
                 if va == base && base + LARGE <= eva {
                     let pa = pde & PDE_LARGE_ADDR;
                     match f(pde, base) {
-                        Some(v) => write(pde_slot, v),
+                        Some(v) if same_for_tlb(v, pde) => write(pde_slot, v),
+                        Some(v) => {
+                            write(pde_slot, v);
+                            sd.add(base, LARGE_PAGES);
+                        }
                         None => {
                             write(pde_slot, 0);
                             g.resident -= LARGE_PAGES;
                             for i in 0..LARGE_PAGES {
                                 pv_remove(pa + i * PAGE, &self.this, base + i * PAGE);
                             }
+                            sd.add(base, LARGE_PAGES);
                         }
                     }
-                    sd.add(base, LARGE_PAGES);
                     va = base + LARGE;
                     continue;
                 }
@@ -343,14 +355,18 @@ impl Pmap {
             let pte = read(slot);
             if pte & PTE_P != 0 {
                 match f(pte, va) {
-                    Some(v) => write(slot, v),
+                    Some(v) if same_for_tlb(v, pte) => write(slot, v),
+                    Some(v) => {
+                        write(slot, v);
+                        sd.add(va, 1);
+                    }
                     None => {
                         write(slot, 0);
                         g.resident -= 1;
                         pv_remove(pte & PTE_ADDR, &self.this, va);
+                        sd.add(va, 1);
                     }
                 }
-                sd.add(va, 1);
             }
             va += PAGE;
         }

@@ -6,8 +6,10 @@
 //! status. A user fault the VM cannot resolve kills the process with a
 //! message, and the kernel goes on.
 //!
-//! Locking: `vm` is the map lock; `files` the descriptor table lock; never
-//! both at once, and neither is taken by the upcall.
+//! Locking: `vm` guards the address-space pointer only (the map has its
+//! own lock, see [`vmspace`]), `files` the descriptor table; never both at
+//! once, neither held across a fault or a sleep, and neither taken by the
+//! upcall.
 
 pub mod programs;
 pub mod vmspace;

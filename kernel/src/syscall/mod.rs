@@ -234,13 +234,15 @@ fn mmap(p: &Process, a: [u64; 6]) -> Result<u64, Errno> {
     if len == 0 || offset % pmap::PAGE != 0 {
         return Err(Errno::EINVAL);
     }
-    let npages = len.div_ceil(pmap::PAGE);
+    let size = len
+        .checked_next_multiple_of(pmap::PAGE)
+        .ok_or(Errno::EINVAL)?;
     let (object, max_prot) = if flags & map::ANON != 0 {
         // The first fault makes the default object (`vm_map_lookup`).
         (None, Prot::all())
     } else {
         let f = file(p, fd)?;
-        let m = f.dev.mmap_single(offset, npages * pmap::PAGE, prot)?;
+        let m = f.dev.mmap_single(offset, size, prot)?;
         let mut max = Prot::all();
         if shared && f.flags & dev::O_ACCMODE == dev::O_RDONLY {
             max -= Prot::WRITE;
