@@ -9,7 +9,7 @@ use alloc::sync::Arc;
 
 use spin::Once;
 use vm::domain::{PhysAccess, VmDomain};
-use vm::page::{PageId, SpinWait};
+use vm::page::{BusyWait, PageId, VmPage};
 use vm::phys::{FreePool, PhysAllocator};
 use xen::abi::start_info::MEMMAP_TYPE_RAM;
 
@@ -46,6 +46,31 @@ impl PhysAccess for DirectMap {
             core::ptr::copy_nonoverlapping(src as *const u8, dst as *mut u8, PAGE_SIZE as usize)
         };
     }
+}
+
+/// Waiting for a busy page (`vm_page_sleep_if_busy`) on one vCPU without
+/// kernel preemption: the holder can only be a thread that is not
+/// running (it blocked, or yielded, while holding the busy lock), so
+/// spinning (`vm::page::SpinWait`) would never let it run to release the
+/// page. The waiter yields instead, once the scheduler runs; before that
+/// there is one thread and nothing can hold a page busy across a switch.
+/// The VM retries after every return, so no queue is needed, and
+/// `wakeup` has nothing to do.
+struct YieldWait;
+
+impl BusyWait for YieldWait {
+    fn sleep_if(&self, _page: &VmPage, cond: &mut dyn FnMut() -> bool) {
+        if !cond() {
+            return;
+        }
+        if crate::sched::started() {
+            crate::sched::yield_now();
+        } else {
+            core::hint::spin_loop();
+        }
+    }
+
+    fn wakeup(&self, _page: &VmPage) {}
 }
 
 /// A page of RAM owned by its holder until [`free_page`].
@@ -99,7 +124,13 @@ pub fn init(boot: &BootInfo) {
             log::warn!("module at {:#x} not in allocatable RAM", m.paddr);
         }
     }
-    DOMAIN.call_once(|| Arc::new(VmDomain::new(phys, Arc::new(DirectMap), Arc::new(SpinWait))));
+    DOMAIN.call_once(|| {
+        Arc::new(VmDomain::new(
+            phys,
+            Arc::new(DirectMap),
+            Arc::new(YieldWait),
+        ))
+    });
 }
 
 /// The VM domain (page array, allocator, counters); [`init`] must have run.

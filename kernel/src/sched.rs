@@ -106,6 +106,12 @@ pub fn init() {
     );
 }
 
+/// Whether [`init`] ran: there is a running thread that can yield.
+pub fn started() -> bool {
+    let s = SCHED.lock();
+    s.threads.contains_key(&s.current)
+}
+
 /// The running thread.
 pub fn current() -> Tid {
     SCHED.lock().current

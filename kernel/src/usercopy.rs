@@ -6,7 +6,8 @@
 //! address or a wrapping range is `EFAULT` without touching memory. The
 //! copy itself is `rep movsb` in [`copy_user`]'s assembly; a page fault
 //! there goes to [`recover`] from the trap handler: a fault the VM can
-//! resolve (a page not yet touched, copy-on-write) is resolved and the
+//! resolve (`vm::fault::vm_fault`: a page not yet touched, copy-on-write)
+//! is resolved and the
 //! copy resumes where it stopped; any other makes the routine return
 //! `EFAULT` through its fixup. Nothing the user passes is trusted.
 

@@ -17,7 +17,7 @@
 //!
 //! # Mapping lists
 //!
-//! Each managed page (`PmapFlags::MANAGED`: pages of objects the VM owns,
+//! Each managed page (`EnterFlags::MANAGED`: pages of objects the VM owns,
 //! including managed device pages) has a list of the (pmap, va) pairs that
 //! map it, in [`PV`], so [`remove_all`] can take every mapping of a page
 //! away (`pmap_remove_all`). A 2 MiB mapping lists each of its 512 pages at
@@ -48,8 +48,10 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::{Mutex, Once};
-use vm::page::PageId;
+use vm::map::KernResult;
+use vm::page::{MemAttr, PageId};
 use vm::phys::FreePool;
+use vm::pmap::{EnterFlags, Pmap as VmPmap};
 use vm::{Errno, Prot};
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::PhysFrame;
@@ -76,21 +78,15 @@ const PTE_W: u64 = 1 << 1;
 const PTE_U: u64 = 1 << 2;
 const PTE_PWT: u64 = 1 << 3;
 const PTE_PCD: u64 = 1 << 4;
+/// Accessed and dirty, set by the CPU.
+const PTE_AD: u64 = (1 << 5) | (1 << 6);
 const PTE_PS: u64 = 1 << 7;
+/// Software bit (available to the OS): the mapping holds one wiring of
+/// its page (`PG_W`).
+const PTE_WIRED: u64 = 1 << 9;
 const PTE_NX: u64 = 1 << 63;
 const PTE_ADDR: u64 = 0x000f_ffff_ffff_f000;
 const PDE_LARGE_ADDR: u64 = 0x000f_ffff_ffe0_0000;
-
-bitflags::bitflags! {
-    /// How [`Pmap::enter`] maps a page.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub struct PmapFlags: u8 {
-        /// The page is managed: record the mapping in its mapping list.
-        const MANAGED = 1;
-        /// Uncacheable (PCD|PWT), for device memory.
-        const UNCACHED = 2;
-    }
-}
 
 /// TLB shootdown statistics.
 #[derive(Clone, Copy, Debug, Default)]
@@ -179,7 +175,7 @@ fn index(va: u64, level: u32) -> u64 {
     (va >> (12 + 9 * level)) & 511
 }
 
-fn leaf_bits(prot: Prot, flags: PmapFlags) -> u64 {
+fn leaf_bits(prot: Prot, uncached: bool) -> u64 {
     let mut bits = PTE_P | PTE_U;
     if prot.contains(Prot::WRITE) {
         bits |= PTE_W;
@@ -187,10 +183,17 @@ fn leaf_bits(prot: Prot, flags: PmapFlags) -> u64 {
     if !prot.contains(Prot::EXECUTE) {
         bits |= PTE_NX;
     }
-    if flags.contains(PmapFlags::UNCACHED) {
+    if uncached {
         bits |= PTE_PCD | PTE_PWT;
     }
     bits
+}
+
+/// Whether two values of a leaf entry translate alike: they differ at
+/// most in the software wired bit, which the CPU ignores, so changing one
+/// into the other needs no invalidation (`pmap_unwire` flushes nothing).
+fn same_for_tlb(a: u64, b: u64) -> bool {
+    a & !PTE_WIRED == b & !PTE_WIRED
 }
 
 /// A page table reached by a walk: the slot of a 4 KiB entry, or of a
@@ -286,140 +289,9 @@ impl Pmap {
         self.inner.lock().resident
     }
 
-    /// Maps `va` to page `page` at physical address `pa` with `prot`
-    /// (`pmap_enter`), replacing any mapping there. `ENOMEM` when a
-    /// page-table page cannot be allocated.
-    pub fn enter(
-        &self,
-        va: u64,
-        page: PageId,
-        pa: u64,
-        prot: Prot,
-        flags: PmapFlags,
-    ) -> Result<(), Errno> {
-        debug_assert!((USER_MIN..USER_END).contains(&va) && va.is_multiple_of(PAGE));
-        let mut g = self.inner.lock();
-        let mut sd = Shootdown::new(g.pml4);
-        let slot = match g.walk(va, true, &mut sd)? {
-            Some(Slot::Small(p)) => p,
-            _ => unreachable!("a creating walk ends at a page table"),
-        };
-        let old = read(slot);
-        if old & PTE_P != 0 {
-            if old & PTE_ADDR == pa {
-                // Same page: only the rights change.
-                write(slot, pa | leaf_bits(prot, flags));
-                sd.add(va, 1);
-                sd.finish();
-                return Ok(());
-            }
-            write(slot, 0);
-            g.resident -= 1;
-            pv_remove(old & PTE_ADDR, &self.this, va);
-            sd.add(va, 1);
-        }
-        write(slot, pa | leaf_bits(prot, flags));
-        g.resident += 1;
-        if flags.contains(PmapFlags::MANAGED) {
-            pv_insert(page, &self.this, va);
-        }
-        sd.finish();
-        Ok(())
-    }
-
-    /// Maps the 2 MiB at `va` (aligned) to the 512 pages starting at
-    /// `first` (physically contiguous from `pa`, aligned) with one
-    /// page-directory entry. Returns false, changing nothing, when the
-    /// range already has a page table there; the caller then maps the
-    /// pages one by one.
-    pub fn enter_large(
-        &self,
-        va: u64,
-        first: PageId,
-        pa: u64,
-        prot: Prot,
-        flags: PmapFlags,
-    ) -> Result<bool, Errno> {
-        debug_assert!(va.is_multiple_of(LARGE) && pa.is_multiple_of(LARGE));
-        let mut g = self.inner.lock();
-        let pd = g.table_at(va, 2, true)?.expect("created");
-        let slot = entry(pd, index(va, 1));
-        if read(slot) & PTE_P != 0 {
-            return Ok(false);
-        }
-        write(slot, pa | leaf_bits(prot, flags) | PTE_PS);
-        g.resident += LARGE_PAGES;
-        if flags.contains(PmapFlags::MANAGED) {
-            for i in 0..LARGE_PAGES {
-                pv_insert(first + i as PageId, &self.this, va + i * PAGE);
-            }
-        }
-        LARGE_MAPPINGS.fetch_add(1, Ordering::Relaxed);
-        Ok(true)
-    }
-
-    /// Removes the mappings of `[sva, eva)` (`pmap_remove`).
-    pub fn remove(&self, sva: u64, eva: u64) {
-        self.for_each_mapping(sva, eva, |_, _| None);
-    }
-
-    /// Lowers the rights of the mappings of `[sva, eva)` to `prot`
-    /// (`pmap_protect`); without read access they are removed.
-    pub fn protect(&self, sva: u64, eva: u64, prot: Prot) {
-        if !prot.contains(Prot::READ) {
-            self.remove(sva, eva);
-            return;
-        }
-        self.for_each_mapping(sva, eva, |pte, _| {
-            let mut v = pte;
-            if !prot.contains(Prot::WRITE) {
-                v &= !PTE_W;
-            }
-            if !prot.contains(Prot::EXECUTE) {
-                v |= PTE_NX;
-            }
-            Some(v)
-        });
-    }
-
-    /// The physical address `va` maps to (`pmap_extract`).
-    pub fn extract(&self, va: u64) -> Option<u64> {
-        let mut g = self.inner.lock();
-        let mut sd = Shootdown::new(g.pml4);
-        let pa = match g.walk(va, false, &mut sd).ok()?? {
-            Slot::Small(p) => Some(read(p)).filter(|v| v & PTE_P != 0)? & PTE_ADDR | (va % PAGE),
-            Slot::Large(p) => (read(p) & PDE_LARGE_ADDR) | (va % LARGE),
-        };
-        Some(pa)
-    }
-
-    /// The page `va` maps with at least `prot`, wired so it cannot go away
-    /// (`pmap_extract_and_hold`). `None` when not mapped so, or when the
-    /// page's new references are blocked (`VmPage::wire_mapped`): the
-    /// caller then takes a fault instead.
-    pub fn extract_and_hold(&self, va: u64, prot: Prot) -> Option<PageId> {
-        let mut g = self.inner.lock();
-        let mut sd = Shootdown::new(g.pml4);
-        let (pte, base) = match g.walk(va, false, &mut sd).ok()?? {
-            Slot::Small(p) => (read(p), read(p) & PTE_ADDR),
-            Slot::Large(p) => (
-                read(p),
-                (read(p) & PDE_LARGE_ADDR) + ((va % LARGE) & !(PAGE - 1)),
-            ),
-        };
-        if pte & PTE_P == 0 || (prot.contains(Prot::WRITE) && pte & PTE_W == 0) {
-            return None;
-        }
-        let d = mem::domain();
-        let id = d.phys.phys_to_page(base)?;
-        if d.page(id).wire_mapped()? {
-            d.counters.wired.add(1);
-        }
-        Some(id)
-    }
-
     /// Runs `f` on every present leaf of `[sva, eva)`; `Some(v)` replaces
-    /// it with `v`, `None` removes it. Large entries not wholly inside the
+    /// it with `v`, `None` removes it; only changes the CPU sees are
+    /// invalidated. Large entries not wholly inside the
     /// range are demoted first.
     fn for_each_mapping(&self, sva: u64, eva: u64, mut f: impl FnMut(u64, u64) -> Option<u64>) {
         let mut g = self.inner.lock();
@@ -447,16 +319,20 @@ impl Pmap {
                 if va == base && base + LARGE <= eva {
                     let pa = pde & PDE_LARGE_ADDR;
                     match f(pde, base) {
-                        Some(v) => write(pde_slot, v),
+                        Some(v) if same_for_tlb(v, pde) => write(pde_slot, v),
+                        Some(v) => {
+                            write(pde_slot, v);
+                            sd.add(base, LARGE_PAGES);
+                        }
                         None => {
                             write(pde_slot, 0);
                             g.resident -= LARGE_PAGES;
                             for i in 0..LARGE_PAGES {
                                 pv_remove(pa + i * PAGE, &self.this, base + i * PAGE);
                             }
+                            sd.add(base, LARGE_PAGES);
                         }
                     }
-                    sd.add(base, LARGE_PAGES);
                     va = base + LARGE;
                     continue;
                 }
@@ -479,14 +355,18 @@ impl Pmap {
             let pte = read(slot);
             if pte & PTE_P != 0 {
                 match f(pte, va) {
-                    Some(v) => write(slot, v),
+                    Some(v) if same_for_tlb(v, pte) => write(slot, v),
+                    Some(v) => {
+                        write(slot, v);
+                        sd.add(va, 1);
+                    }
                     None => {
                         write(slot, 0);
                         g.resident -= 1;
                         pv_remove(pte & PTE_ADDR, &self.this, va);
+                        sd.add(va, 1);
                     }
                 }
-                sd.add(va, 1);
             }
             va += PAGE;
         }
@@ -494,7 +374,183 @@ impl Pmap {
     }
 }
 
+impl VmPmap for Pmap {
+    /// `pmap_enter`: replaces any mapping of `va`; a wired mapping stays
+    /// wired (and must map the same page). The cache mode is the page's
+    /// memory attribute. Promotes the page table to a 2 MiB entry when
+    /// this completes an aligned, physically contiguous run of 512 pages
+    /// with the same rights (`pmap_promote_pde`).
+    fn enter(
+        &self,
+        va: u64,
+        page: PageId,
+        pa: u64,
+        prot: Prot,
+        flags: EnterFlags,
+    ) -> Result<(), KernResult> {
+        debug_assert!((USER_MIN..USER_END).contains(&va) && va.is_multiple_of(PAGE));
+        let uncached = mem::domain().page(page).memattr() != MemAttr::WriteBack;
+        let mut bits = leaf_bits(prot, uncached);
+        if flags.contains(EnterFlags::WIRED) {
+            bits |= PTE_WIRED;
+        }
+        let mut g = self.inner.lock();
+        let mut sd = Shootdown::new(g.pml4);
+        let slot = match g
+            .walk(va, true, &mut sd)
+            .map_err(|_| KernResult::ResourceShortage)?
+        {
+            Some(Slot::Small(p)) => p,
+            _ => unreachable!("a creating walk ends at a page table"),
+        };
+        let old = read(slot);
+        if old & PTE_P != 0 {
+            if old & PTE_ADDR == pa {
+                // Same page: only the rights change; a wiring stays.
+                write(slot, pa | bits | (old & PTE_WIRED));
+                sd.add(va, 1);
+                g.promote(va, &mut sd);
+                sd.finish();
+                return Ok(());
+            }
+            debug_assert!(old & PTE_WIRED == 0, "replacing a wired mapping");
+            write(slot, 0);
+            g.resident -= 1;
+            pv_remove(old & PTE_ADDR, &self.this, va);
+            sd.add(va, 1);
+        }
+        write(slot, pa | bits);
+        g.resident += 1;
+        if flags.contains(EnterFlags::MANAGED) {
+            pv_insert(page, &self.this, va);
+        }
+        g.promote(va, &mut sd);
+        sd.finish();
+        Ok(())
+    }
+
+    fn remove(&self, start: u64, end: u64) {
+        self.for_each_mapping(start, end, |_, _| None);
+    }
+
+    fn protect(&self, start: u64, end: u64, prot: Prot) {
+        if !prot.contains(Prot::READ) {
+            self.remove(start, end);
+            return;
+        }
+        self.for_each_mapping(start, end, |pte, _| {
+            let mut v = pte;
+            if !prot.contains(Prot::WRITE) {
+                v &= !PTE_W;
+            }
+            if !prot.contains(Prot::EXECUTE) {
+                v |= PTE_NX;
+            }
+            Some(v)
+        });
+    }
+
+    /// `pmap_extract`, with the offset of `va` in its page kept in the
+    /// physical address.
+    fn extract(&self, va: u64) -> Option<(u64, Prot)> {
+        let mut g = self.inner.lock();
+        let mut sd = Shootdown::new(g.pml4);
+        let (pte, pa) = match g.walk(va, false, &mut sd).ok()?? {
+            Slot::Small(p) => {
+                let pte = Some(read(p)).filter(|v| v & PTE_P != 0)?;
+                (pte, (pte & PTE_ADDR) | (va % PAGE))
+            }
+            Slot::Large(p) => (read(p), (read(p) & PDE_LARGE_ADDR) | (va % LARGE)),
+        };
+        let mut prot = Prot::READ;
+        if pte & PTE_W != 0 {
+            prot |= Prot::WRITE;
+        }
+        if pte & PTE_NX == 0 {
+            prot |= Prot::EXECUTE;
+        }
+        Some((pa, prot))
+    }
+
+    fn remove_all(&self, page: PageId) {
+        remove_all(page);
+    }
+
+    fn extract_and_hold(&self, va: u64, prot: Prot) -> Option<PageId> {
+        let mut g = self.inner.lock();
+        let mut sd = Shootdown::new(g.pml4);
+        let (pte, base) = match g.walk(va, false, &mut sd).ok()?? {
+            Slot::Small(p) => (read(p), read(p) & PTE_ADDR),
+            Slot::Large(p) => (
+                read(p),
+                (read(p) & PDE_LARGE_ADDR) + ((va % LARGE) & !(PAGE - 1)),
+            ),
+        };
+        if pte & PTE_P == 0 || (prot.contains(Prot::WRITE) && pte & PTE_W == 0) {
+            return None;
+        }
+        let d = mem::domain();
+        let id = d.phys.phys_to_page(base)?;
+        if d.page(id).wire_mapped()? {
+            d.counters.wired.add(1);
+        }
+        Some(id)
+    }
+
+    /// `pmap_unwire`. Large entries are never wired (a wired page table is
+    /// not promoted), so only page-table entries carry the bit.
+    fn unwire(&self, start: u64, end: u64, unwired: &mut dyn FnMut(PageId)) {
+        let phys = mem::phys();
+        self.for_each_mapping(start, end, |pte, _| {
+            if pte & PTE_WIRED != 0
+                && let Some(id) = phys.phys_to_page(pte & PTE_ADDR)
+            {
+                unwired(id);
+            }
+            Some(pte & !PTE_WIRED)
+        });
+    }
+}
+
 impl PmapInner {
+    /// Replaces the page table covering `va` with one 2 MiB entry when its
+    /// 512 entries map an aligned, physically contiguous run with the same
+    /// bits, none wired (`pmap_promote_pde`), and frees the table. The
+    /// mapping lists stay as they are: they list each 4 KiB page of a
+    /// large entry at its own address already.
+    fn promote(&mut self, va: u64, sd: &mut Shootdown) {
+        let Ok(Some(pd)) = self.table_at(va, 2, false) else {
+            return;
+        };
+        let pde_slot = entry(pd, index(va, 1));
+        let pt = read(pde_slot) & PTE_ADDR;
+        let first = read(entry(pt, 0));
+        let pa = first & PTE_ADDR;
+        let bits = first & !PTE_ADDR & !PTE_AD;
+        let same = |i: u64| {
+            let e = read(entry(pt, i));
+            e & PTE_ADDR == pa + i * PAGE && e & !PTE_ADDR & !PTE_AD == bits
+        };
+        // The last entry first: a run filled in order is rejected at once
+        // until it is complete.
+        if first & PTE_P == 0
+            || bits & PTE_WIRED != 0
+            || !pa.is_multiple_of(LARGE)
+            || !same(LARGE_PAGES - 1)
+            || !(1..LARGE_PAGES - 1).all(same)
+        {
+            return;
+        }
+        let ad = (0..LARGE_PAGES).fold(0, |acc, i| acc | (read(entry(pt, i)) & PTE_AD));
+        write(pde_slot, pa | bits | ad | PTE_PS);
+        let phys = mem::phys();
+        let id = phys.phys_to_page(pt).expect("page tables are RAM");
+        self.tables.retain(|&t| t != id);
+        phys.free_page(id);
+        // The TLB and paging-structure caches may hold the old table.
+        sd.overflow = sd.active;
+        LARGE_MAPPINGS.fetch_add(1, Ordering::Relaxed);
+    }
     /// The table of `level` (3 = PDPT, 2 = PD, 1 = PT) covering `va`,
     /// creating missing ones if `create`. `None` when missing, or when a
     /// large entry stands in the way.

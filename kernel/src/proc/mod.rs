@@ -6,8 +6,10 @@
 //! status. A user fault the VM cannot resolve kills the process with a
 //! message, and the kernel goes on.
 //!
-//! Locking: `vm` is the map lock; `files` the descriptor table lock; never
-//! both at once, and neither is taken by the upcall.
+//! Locking: `vm` guards the address-space pointer only (the map has its
+//! own lock, see [`vmspace`]), `files` the descriptor table; never both at
+//! once, neither held across a fault or a sleep, and neither taken by the
+//! upcall.
 
 pub mod programs;
 pub mod vmspace;
@@ -18,6 +20,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use spin::Mutex;
+use vm::map::KernResult;
 use vm::object::VmObject;
 use vm::{Errno, Prot};
 
@@ -49,8 +52,9 @@ pub struct Process {
     pub pid: u32,
     /// Program name.
     pub name: String,
-    /// The address space; `None` once torn down (the map lock).
-    pub vm: Mutex<Option<VmSpace>>,
+    /// The address space; `None` once torn down. The lock guards only
+    /// the pointer: the map has its own lock, and no fault holds this one.
+    pub vm: Mutex<Option<Arc<VmSpace>>>,
     /// Descriptors (the descriptor table lock).
     pub files: Mutex<Vec<Option<Arc<File>>>>,
     /// Page faults taken (user and copy routines).
@@ -102,15 +106,17 @@ impl Process {
         }
     }
 
-    /// Runs `f` on the address space (`EFAULT` once torn down).
-    pub fn with_vm<R>(&self, f: impl FnOnce(&mut VmSpace) -> Result<R, Errno>) -> Result<R, Errno> {
-        f(self.vm.lock().as_mut().ok_or(Errno::EFAULT)?)
+    /// Runs `f` on the address space (`EFAULT` once torn down), without
+    /// the process's `vm` lock held.
+    pub fn with_vm<R>(&self, f: impl FnOnce(&VmSpace) -> Result<R, Errno>) -> Result<R, Errno> {
+        let vm = self.vm.lock().clone().ok_or(Errno::EFAULT)?;
+        f(&vm)
     }
 }
 
 /// Loads `exe`'s segments into `vm`: each into an anonymous object of its
 /// own, filled now from the file.
-fn load(vm: &mut VmSpace, file: &[u8], exe: &elf::Executable) -> Result<(), SpawnError> {
+fn load(vm: &VmSpace, file: &[u8], exe: &elf::Executable) -> Result<(), SpawnError> {
     let d = crate::mem::domain();
     for seg in &exe.segments {
         let start = seg.vaddr & !(PAGE - 1);
@@ -143,16 +149,16 @@ fn load(vm: &mut VmSpace, file: &[u8], exe: &elf::Executable) -> Result<(), Spaw
             }
             d.page(id).xunbusy(d.wait());
         }
-        if vm.overlaps(start, end) {
-            return Err(SpawnError::BadLayout);
-        }
         let m = Mapping {
             prot: seg.prot,
             max_prot: Prot::all(),
-            object: obj,
-            pindex: 0,
+            object: Some((obj, 0)),
+            private: false,
         };
-        vm.map(start, end - start, true, m)?;
+        vm.insert(start, end - start, m).map_err(|e| match e {
+            KernResult::NoSpace => SpawnError::BadLayout,
+            e => SpawnError::Vm(vmspace::errno(e)),
+        })?;
     }
     Ok(())
 }
@@ -162,21 +168,20 @@ fn load(vm: &mut VmSpace, file: &[u8], exe: &elf::Executable) -> Result<(), Spaw
 pub fn spawn(name: &str, arg: u64) -> Result<Arc<Process>, SpawnError> {
     let file = programs::find(name).ok_or(SpawnError::NotFound)?;
     let exe = elf::parse(file).map_err(SpawnError::BadExecutable)?;
-    let mut vm = VmSpace::new()?;
-    load(&mut vm, file, &exe)?;
-    let d = crate::mem::domain();
-    let stack = VmObject::allocate_default(d.clone(), STACK_SIZE / PAGE);
+    let vm = VmSpace::new()?;
+    load(&vm, file, &exe)?;
     let m = Mapping {
         prot: Prot::READ | Prot::WRITE,
         max_prot: Prot::all(),
-        object: stack,
-        pindex: 0,
+        object: None,
+        private: false,
     };
-    vm.map(USER_END - STACK_SIZE, STACK_SIZE, true, m)?;
+    vm.insert(USER_END - STACK_SIZE, STACK_SIZE, m)
+        .map_err(|_| SpawnError::BadLayout)?;
     let p = Arc::new(Process {
         pid: NEXT_PID.fetch_add(1, Ordering::Relaxed),
         name: name.into(),
-        vm: Mutex::new(Some(vm)),
+        vm: Mutex::new(Some(Arc::new(vm))),
         files: Mutex::new(Vec::new()),
         faults: AtomicU64::new(0),
         status: Mutex::new(None),
@@ -207,7 +212,7 @@ pub fn exit(status: i32) -> ! {
     // Off its page tables before they go.
     pmap::activate_kernel();
     let vm = p.vm.lock().take();
-    if let Some(mut vm) = vm {
+    if let Some(vm) = vm {
         vm.clear();
     }
     *p.status.lock() = Some(status);
@@ -216,11 +221,14 @@ pub fn exit(status: i32) -> ! {
     sched::exit_current()
 }
 
-/// Resolves a fault of the running process at user address `va`.
-pub fn resolve_fault(va: u64, access: Prot) -> Result<(), Errno> {
-    let p = sched::current_process().ok_or(Errno::EFAULT)?;
+/// Resolves a fault of the running process at user address `va`
+/// through the VM ([`VmSpace::fault`]).
+pub fn resolve_fault(va: u64, access: Prot) -> Result<(), KernResult> {
+    let p = sched::current_process().ok_or(KernResult::InvalidAddress)?;
     p.faults.fetch_add(1, Ordering::Relaxed);
-    p.with_vm(|vm| vm.fault(va, access))
+    let vm = p.vm.lock().clone().ok_or(KernResult::InvalidAddress)?;
+    drop(p);
+    vm.fault(va, access)
 }
 
 /// An exception in user mode: a page fault the VM resolves returns to the
@@ -237,6 +245,8 @@ pub fn user_trap(frame: &mut TrapFrame, cr2: u64) {
             };
             match resolve_fault(cr2, access) {
                 Ok(()) => return,
+                // Beyond what the object backs (`KernResult`'s docs).
+                Err(KernResult::OutOfBounds) => SIGBUS,
                 Err(_) => SIGSEGV,
             }
         }

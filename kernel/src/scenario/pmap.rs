@@ -1,16 +1,18 @@
 //! `scenario=pmap`: the page-table operations on address spaces that are
 //! not active: enter, extract, extract-and-hold (and its refusal without
 //! write access), protect, remove-all through the mapping lists of a page
-//! mapped in two address spaces, a 2 MiB mapping demoted by a partial
-//! remove; the free page count must come back.
+//! mapped in two address spaces, a page table of 512 contiguous pages
+//! promoted to a 2 MiB mapping and demoted by a partial remove; the free
+//! page count must come back.
 
 use vm::Prot;
 use vm::grab::{GrabFlags, grab};
 use vm::object::VmObject;
-use vm::page::PageQueue;
+use vm::page::{PageId, PageQueue};
+use vm::pmap::{EnterFlags, Pmap as _};
 
 use super::Outcome;
-use crate::arch::pmap::{self, LARGE, PAGE, Pmap, PmapFlags, USER_MIN};
+use crate::arch::pmap::{self, LARGE, LARGE_PAGES, PAGE, Pmap, USER_MIN};
 use crate::{kprintln, mem};
 
 fn ensure(cond: bool, what: &'static str) -> Outcome {
@@ -34,11 +36,11 @@ pub fn run() -> Outcome {
             .ok_or("no page")?;
         let pa = d.page(id).phys_addr();
         let (va, vb) = (USER_MIN + 0x5000, USER_MIN + (7 << 30));
-        a.enter(va, id, pa, rw, PmapFlags::MANAGED)
+        a.enter(va, id, pa, rw, EnterFlags::MANAGED)
             .map_err(|_| "enter")?;
-        b.enter(vb, id, pa, Prot::READ, PmapFlags::MANAGED)
+        b.enter(vb, id, pa, Prot::READ, EnterFlags::MANAGED)
             .map_err(|_| "enter")?;
-        ensure(a.extract(va + 0x123) == Some(pa + 0x123), "extract")?;
+        ensure(a.extract(va + 0x123) == Some((pa + 0x123, rw)), "extract")?;
         ensure(pmap::mapping_count(id) == 2, "two mappings listed")?;
         ensure(
             a.extract_and_hold(va, Prot::WRITE) == Some(id),
@@ -70,13 +72,26 @@ pub fn run() -> Outcome {
             .ok_or("no contiguous 2 MiB")?;
         let lpa = d.page(first).phys_addr();
         let lva = USER_MIN + 3 * LARGE;
-        let demotions = pmap::tlb_stats().demotions;
+        let (demotions, large) = (
+            pmap::tlb_stats().demotions,
+            pmap::tlb_stats().large_mappings,
+        );
+        for i in 0..LARGE_PAGES {
+            a.enter(
+                lva + i * PAGE,
+                first + i as PageId,
+                lpa + i * PAGE,
+                rw,
+                EnterFlags::empty(),
+            )
+            .map_err(|_| "enter")?;
+        }
         ensure(
-            a.enter_large(lva, first, lpa, rw, PmapFlags::empty()) == Ok(true),
-            "enter_large",
+            pmap::tlb_stats().large_mappings == large + 1,
+            "512 contiguous pages promoted",
         )?;
         ensure(
-            a.extract(lva + 5 * PAGE + 7) == Some(lpa + 5 * PAGE + 7),
+            a.extract(lva + 5 * PAGE + 7) == Some((lpa + 5 * PAGE + 7, rw)),
             "extract in a large page",
         )?;
         a.remove(lva + PAGE, lva + 2 * PAGE);
@@ -86,7 +101,7 @@ pub fn run() -> Outcome {
         )?;
         ensure(a.extract(lva + PAGE).is_none(), "removed page gone")?;
         ensure(
-            a.extract(lva + 2 * PAGE) == Some(lpa + 2 * PAGE),
+            a.extract(lva + 2 * PAGE) == Some((lpa + 2 * PAGE, rw)),
             "neighbour kept",
         )?;
         ensure(a.resident() == 511, "511 pages left")?;
@@ -94,7 +109,7 @@ pub fn run() -> Outcome {
         ensure(a.resident() == 0, "all removed")?;
         d.phys.free_contig(first, 512);
         kprintln!(
-            "pmap: enter/extract/hold/protect/remove_all over two address spaces, 2 MiB entry demoted by a partial remove"
+            "pmap: enter/extract/hold/protect/remove_all over two address spaces, 512 pages promoted to a 2 MiB entry, demoted by a partial remove"
         );
     }
     let after = mem::free_pages();

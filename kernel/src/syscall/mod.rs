@@ -25,7 +25,6 @@ pub mod errno;
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
-use vm::object::VmObject;
 use vm::{Errno, Prot};
 
 use crate::arch::pmap;
@@ -235,29 +234,27 @@ fn mmap(p: &Process, a: [u64; 6]) -> Result<u64, Errno> {
     if len == 0 || offset % pmap::PAGE != 0 {
         return Err(Errno::EINVAL);
     }
-    let npages = len.div_ceil(pmap::PAGE);
-    let (object, pindex, max_prot) = if flags & map::ANON != 0 {
-        let o = VmObject::allocate_default(mem::domain().clone(), npages);
-        (o, 0, Prot::all())
+    let size = len
+        .checked_next_multiple_of(pmap::PAGE)
+        .ok_or(Errno::EINVAL)?;
+    let (object, max_prot) = if flags & map::ANON != 0 {
+        // The first fault makes the default object (`vm_map_lookup`).
+        (None, Prot::all())
     } else {
         let f = file(p, fd)?;
-        let m = f.dev.mmap_single(offset, npages * pmap::PAGE, prot)?;
+        let m = f.dev.mmap_single(offset, size, prot)?;
         let mut max = Prot::all();
         if shared && f.flags & dev::O_ACCMODE == dev::O_RDONLY {
             max -= Prot::WRITE;
         }
-        if shared {
-            (m.object, m.pindex, max)
-        } else {
-            (VmObject::shadow(&m.object, m.pindex, npages)?, 0, max)
-        }
+        (Some((m.object, m.pindex)), max)
     };
     let fixed = flags & map::FIXED != 0;
     let m = vmspace::Mapping {
         prot,
         max_prot,
         object,
-        pindex,
+        private: !shared,
     };
     p.with_vm(|vm| vm.map(addr, len, fixed, m))
 }
