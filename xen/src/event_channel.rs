@@ -180,11 +180,16 @@ pub struct EventStats {
 #[derive(Debug, Default)]
 pub struct EventChannels {
     handlers: Vec<Option<(Handler, usize)>>,
-    /// Where the next scan starts: the word and bit after the last port
-    /// served.
+    cursor: ScanCursor,
+    stats: EventStats,
+}
+
+#[cfg(any(test, feature = "alloc"))]
+/// Where the next scan starts: the word and bit after the last port served.
+#[derive(Debug, Default)]
+struct ScanCursor {
     next_word: usize,
     next_bit: usize,
-    stats: EventStats,
 }
 
 #[cfg(any(test, feature = "alloc"))]
@@ -217,26 +222,39 @@ impl EventChannels {
     }
 
     /// The upcall: scans `shared` for `vcpu`'s pending, unmasked events
-    /// and runs their handlers. Returns the number of events seen.
+    /// and runs their handlers. Returns the number of events seen. It
+    /// does not allocate, so it may run in interrupt context.
     pub fn handle_upcall(&mut self, shared: &SharedInfo, vcpu: usize) -> usize {
-        self.stats.upcalls += 1;
-        let mut ports = Vec::new();
-        self.scan(shared, vcpu, |p| ports.push(p));
-        for &p in &ports {
-            match self.handlers.get(p as usize).copied().flatten() {
+        let Self {
+            handlers,
+            cursor,
+            stats,
+        } = self;
+        stats.upcalls += 1;
+        let mut seen = 0;
+        cursor.scan(shared, vcpu, |p| {
+            seen += 1;
+            match handlers.get(p as usize).copied().flatten() {
                 Some((h, ctx)) => {
-                    self.stats.dispatched += 1;
+                    stats.dispatched += 1;
                     h(p, ctx);
                 }
-                None => self.stats.spurious += 1,
+                None => stats.spurious += 1,
             }
-        }
-        ports.len()
+        });
+        seen
     }
 
     /// The 2-level scan alone: calls `found(port)` for each pending,
     /// unmasked port (its pending bit already cleared), fairly ordered.
-    pub fn scan(&mut self, shared: &SharedInfo, vcpu: usize, mut found: impl FnMut(Port)) {
+    pub fn scan(&mut self, shared: &SharedInfo, vcpu: usize, found: impl FnMut(Port)) {
+        self.cursor.scan(shared, vcpu, found);
+    }
+}
+
+#[cfg(any(test, feature = "alloc"))]
+impl ScanCursor {
+    fn scan(&mut self, shared: &SharedInfo, vcpu: usize, mut found: impl FnMut(Port)) {
         let vi = &shared.vcpu_info[vcpu];
         const W: usize = BITS_PER_EVTCHN_WORD;
         while vi.evtchn_upcall_pending.swap(0, Ordering::AcqRel) != 0
