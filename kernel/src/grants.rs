@@ -1,12 +1,16 @@
 //! The kernel's grant table: `xen::grant::GrantTable` with its frames in
 //! the guest-physical hole, placed by Xen on demand.
 
+use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::ptr::NonNull;
+
+use spin::Mutex;
 
 use spin::Once;
 use xen::abi::grant_table::GrantFrame;
 use xen::gnttab::QuerySizeError;
-use xen::grant::{GrantTable, LinearFrames};
+use xen::grant::{GrantTable, LinearFrames, Reaped};
 
 use crate::layout::{self, PAGE_SIZE};
 
@@ -18,7 +22,10 @@ pub const TABLE_FRAMES: u32 = 256;
 /// The grant table type the kernel uses.
 pub type Table = GrantTable<xen::grant::Xen, LinearFrames>;
 
-static TABLE: Once<Table> = Once::new();
+static TABLE: Once<Arc<Table>> = Once::new();
+/// Deferred grants that completed when another owner (gntdev) reaped the
+/// table: their owners collect them with [`take_reaped`].
+static REAPED: Mutex<Vec<Reaped>> = Mutex::new(Vec::new());
 
 /// Why the grant table could not be set up.
 pub enum InitError {
@@ -45,10 +52,29 @@ pub fn init() -> Result<&'static Table, InitError> {
     // places a grant frame at each of its GFNs before the table uses it.
     let frames = unsafe { LinearFrames::new(run.gfn, base, TABLE_FRAMES) };
     let table = GrantTable::new(xen::grant::Xen, frames).map_err(InitError::Xen)?;
-    Ok(TABLE.call_once(|| table))
+    Ok(TABLE.call_once(|| Arc::new(table)))
 }
 
 /// The grant table; [`init`] must have run.
 pub fn table() -> &'static Table {
     TABLE.get().expect("grants::init ran")
+}
+
+/// The grant table as a shared reference, for services that keep one
+/// (gntdev); [`init`] must have run.
+pub fn shared() -> Arc<Table> {
+    TABLE.get().expect("grants::init ran").clone()
+}
+
+/// Hands deferred grants that a reap completed to their owners: kept
+/// until [`take_reaped`].
+pub fn route_reaped(reaped: Vec<Reaped>) {
+    if !reaped.is_empty() {
+        REAPED.lock().extend(reaped);
+    }
+}
+
+/// Takes the deferred grants completed by someone else's reap.
+pub fn take_reaped() -> Vec<Reaped> {
+    core::mem::take(&mut *REAPED.lock())
 }

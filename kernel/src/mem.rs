@@ -27,6 +27,10 @@ const LOW_RESERVED: u64 = 1 << 20;
 const MAPPED_END: u64 = 1 << 32;
 /// Most RAM segments kept from the memory map.
 const MAX_SEGMENTS: usize = 16;
+/// Fictitious pages the page array has room for: the frames of foreign
+/// grants mapped through gntdev at one time (16 MiB; the page array lives
+/// in the fixed kernel heap until the VM provides kernel memory).
+const FICTITIOUS_PAGES: u32 = 4096;
 
 static DOMAIN: Once<Arc<VmDomain>> = Once::new();
 
@@ -115,7 +119,8 @@ pub fn init(boot: &BootInfo) {
             }
         }
     }
-    let phys = PhysAllocator::new(&segs[..n], 0).expect("memory map segments are sane");
+    let phys =
+        PhysAllocator::new(&segs[..n], FICTITIOUS_PAGES).expect("memory map segments are sane");
     // The modules stay where Xen put them, for the kernel's life.
     for m in boot.modules() {
         let start = m.paddr & !(PAGE_SIZE - 1);

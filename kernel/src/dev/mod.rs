@@ -12,8 +12,18 @@
 //! object's pager (populate first, if the object has `POPULATE`). `close`
 //! runs when the last descriptor of the open goes; mappings made from it
 //! keep their object alive past that.
+//!
+//! Extension: a device whose portable core copies its own ioctl arguments
+//! (gntdev) says so with [`DevFile::copies_ioctl_arg`] and gets the raw
+//! user pointer in [`DevFile::ioctl_user`]; the system call layer then
+//! copies nothing.
 
+mod evtchn;
+mod gntdev;
 mod physobj;
+mod xenstore;
+
+pub use gntdev::{grant_refs, reap as reap_gntdev, stats as gntdev_stats};
 
 use alloc::sync::Arc;
 
@@ -75,6 +85,21 @@ pub trait DevFile: Send + Sync {
         Err(errno::ENOTTY)
     }
 
+    /// Whether this device copies its ioctl arguments itself: then the
+    /// system call layer passes the raw user pointer to
+    /// [`ioctl_user`](Self::ioctl_user) instead of copying the struct in
+    /// and out around [`ioctl`](Self::ioctl) (a driver whose portable core
+    /// does the copies through the checked path, as gntdev's).
+    fn copies_ioctl_arg(&self) -> bool {
+        false
+    }
+
+    /// Runs ioctl `cmd` with the user address `arg` of its argument, for a
+    /// device whose [`copies_ioctl_arg`](Self::copies_ioctl_arg) is true.
+    fn ioctl_user(&self, _cmd: u32, _arg: u64) -> Result<(), Errno> {
+        Err(errno::ENOTTY)
+    }
+
     /// The object and first page for a mapping of `size` bytes at `offset`
     /// with at most `prot`; `EINVAL` for a range outside the device.
     fn mmap_single(&self, _offset: u64, _size: u64, _prot: Prot) -> Result<DevMapping, Errno> {
@@ -110,6 +135,18 @@ static DEVICES: &[DevSw] = &[
     DevSw {
         path: "/dev/physobj",
         open: physobj::open,
+    },
+    DevSw {
+        path: "/dev/xen/gntdev",
+        open: gntdev::open,
+    },
+    DevSw {
+        path: "/dev/xen/xenstore",
+        open: xenstore::open,
+    },
+    DevSw {
+        path: "/dev/xen/evtchn",
+        open: evtchn::open,
     },
 ];
 

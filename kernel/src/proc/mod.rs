@@ -203,18 +203,21 @@ pub fn wait(p: &Process) -> i32 {
     }
 }
 
-/// Ends the running process with `status`: closes its descriptors, frees
-/// its address space and wakes its parent.
+/// Ends the running process with `status`: frees its address space,
+/// closes its descriptors and wakes its parent.
 pub fn exit(status: i32) -> ! {
     let p = sched::current_process().expect("a process thread");
-    let files = core::mem::take(&mut *p.files.lock());
-    drop(files);
-    // Off its page tables before they go.
+    // The address space goes before the descriptors (as Linux's `exit_mm`
+    // before `exit_files`): a mapping's teardown may still use an open
+    // device, e.g. gntdev's unmap notify signals a port of
+    // `/dev/xen/evtchn`. Off its page tables before they go.
     pmap::activate_kernel();
     let vm = p.vm.lock().take();
     if let Some(vm) = vm {
         vm.clear();
     }
+    let files = core::mem::take(&mut *p.files.lock());
+    drop(files);
     *p.status.lock() = Some(status);
     sched::wake(p.parent);
     drop(p);

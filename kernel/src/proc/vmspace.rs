@@ -205,3 +205,25 @@ pub fn lookup_object(va: u64) -> Option<(Arc<VmObject>, u64, u64)> {
     let object = e.object?;
     Some((object, e.offset + (page - e.start), e.end - page))
 }
+
+// --- Stand-in until vm::map::VmMap lands (the w7 branch provides the real
+// one with this exact signature; keep it small so the merge is trivial).
+
+/// The map entry of the current process containing user address `va`:
+/// its object, the byte offset in the object of the entry's first page,
+/// and the entry's size in bytes (what `vm_map_lookup` finds; gntdev's
+/// `GET_OFFSET_FOR_VADDR` uses it). `None` outside any entry or without a
+/// current process.
+pub fn lookup_object(va: u64) -> Option<(Arc<VmObject>, u64, u64)> {
+    let p = crate::sched::current_process()?;
+    p.with_vm(|vm| {
+        let (&start, r) = vm
+            .regions
+            .range(..=va)
+            .next_back()
+            .filter(|(_, r)| va < r.end)
+            .ok_or(Errno::EFAULT)?;
+        Ok((r.object.clone(), r.pindex * PAGE, r.end - start))
+    })
+    .ok()
+}

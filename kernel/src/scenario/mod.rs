@@ -4,6 +4,7 @@
 //! the `xl` scenario scripts look for that line in the guest's console
 //! log. A crash prints `RESULT NAME CRASH` from the fatal path.
 
+mod gntdev;
 mod pmap;
 mod process;
 mod share;
@@ -43,6 +44,18 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "revoke-mapper",
         run: |_, o| share::mapper(o, true),
+    },
+    Scenario {
+        name: "gntdev-share",
+        run: |_, o| gntdev::share(o),
+    },
+    Scenario {
+        name: "gntdev-map",
+        run: |_, o| gntdev::map(o),
+    },
+    Scenario {
+        name: "gntdev-bad",
+        run: |_, _| process::run_program("gnt-bad", 0),
     },
     Scenario {
         name: "pmap",

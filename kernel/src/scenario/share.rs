@@ -36,7 +36,7 @@ fn word(seed: u32, i: usize, k: usize) -> u32 {
 /// The peer's domain id: `peer=` on the command line, else the toolstack's
 /// `data/xenguest-peer` node in our xenstore home (for a domain created
 /// before its peer existed).
-fn peer(opts: &Options<'_>) -> Result<DomId, &'static str> {
+pub(super) fn peer(opts: &Options<'_>) -> Result<DomId, &'static str> {
     opts.get_u64("peer")
         .or_else(|| xenstore::read_u64("data/xenguest-peer").ok())
         .and_then(|p| DomId::try_from(p).ok())
@@ -171,7 +171,8 @@ pub fn sharer(opts: &Options<'_>, revoke: bool) -> Outcome {
         return Err("mapper did not unmap");
     }
     if revoke {
-        let reaped = table.reap();
+        let mut reaped = table.reap();
+        reaped.extend(grants::take_reaped());
         crate::kprintln!(
             "sharer: reaped {} deferred grants after the unmap",
             reaped.len()

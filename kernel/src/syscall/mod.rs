@@ -19,6 +19,8 @@
 //! | 10 | sleep | nanoseconds | 0 |
 //! | 11 | yield | | 0 |
 //! | 12 | sysctl | key, new value (`u64::MAX`: none) | old value |
+//!
+//! `sysctl` keys: [`sysctl`] (6 to 16: gntdev, grant and hole counters).
 
 pub mod errno;
 
@@ -89,6 +91,28 @@ pub mod sysctl {
     pub const TLB_FULL: u64 = 4;
     /// 2 MiB mappings made.
     pub const PMAP_LARGE: u64 = 5;
+    /// gntdev: mappings whose grants were mapped.
+    pub const GNTDEV_MAPPINGS: u64 = 6;
+    /// gntdev: map hypercalls (retry rounds included).
+    pub const GNTDEV_MAP_HYPERCALLS: u64 = 7;
+    /// gntdev: pager populates (one per fault that maps a region).
+    pub const GNTDEV_POPULATES: u64 = 8;
+    /// gntdev: single-page pager faults.
+    pub const GNTDEV_FAULTS: u64 = 9;
+    /// gntdev: unmap hypercalls.
+    pub const GNTDEV_UNMAP_HYPERCALLS: u64 = 10;
+    /// Live grant references of the table (ours, granted or pending).
+    pub const GRANT_REFS: u64 = 11;
+    /// Hole frames handed out (grant table, shared info, mappings).
+    pub const HOLE_FRAMES: u64 = 12;
+    /// gntdev: pages held (granted or pending).
+    pub const GNTDEV_PAGES: u64 = 13;
+    /// gntdev: grants whose end waits for the peer.
+    pub const GNTDEV_PENDING: u64 = 14;
+    /// gntdev: unmap-notify events sent.
+    pub const GNTDEV_EVENTS_SENT: u64 = 15;
+    /// gntdev: unmap-notify bytes cleared.
+    pub const GNTDEV_BYTES_CLEARED: u64 = 16;
 }
 
 /// Largest chunk copied per step of `read`/`write`.
@@ -205,6 +229,9 @@ fn open(p: &Process, path: u64, flags: u64) -> Result<u64, Errno> {
 
 fn ioctl(p: &Process, fd: u64, cmd: u32, arg: u64) -> Result<u64, Errno> {
     let f = file(p, fd)?;
+    if f.dev.copies_ioctl_arg() {
+        return f.dev.ioctl_user(cmd, arg).map(|()| 0);
+    }
     let mut data = alloc::vec![0u8; ioc::size(cmd)];
     if cmd & ioc::IN != 0 {
         usercopy::copyin(arg, &mut data)?;
@@ -259,6 +286,26 @@ fn mmap(p: &Process, a: [u64; 6]) -> Result<u64, Errno> {
     p.with_vm(|vm| vm.map(addr, len, fixed, m))
 }
 
+/// A gntdev, grant-table or hole counter (keys 6 to 16).
+fn gntdev_stat(key: u64) -> u64 {
+    dev::reap_gntdev();
+    let g = dev::gntdev_stats();
+    let (live, pending) = dev::grant_refs();
+    match key {
+        sysctl::GNTDEV_MAPPINGS => g.mappings,
+        sysctl::GNTDEV_MAP_HYPERCALLS => g.map_hypercalls,
+        sysctl::GNTDEV_POPULATES => g.populates,
+        sysctl::GNTDEV_FAULTS => g.faults,
+        sysctl::GNTDEV_UNMAP_HYPERCALLS => g.unmap_hypercalls,
+        sysctl::GRANT_REFS => live + pending,
+        sysctl::HOLE_FRAMES => crate::layout::hole_in_use(),
+        sysctl::GNTDEV_PAGES => g.live_pages,
+        sysctl::GNTDEV_PENDING => g.pending_grants,
+        sysctl::GNTDEV_EVENTS_SENT => g.events_sent,
+        _ => g.bytes_cleared,
+    }
+}
+
 fn sysctl(p: &Process, key: u64, new: u64) -> Result<u64, Errno> {
     let tlb = pmap::tlb_stats();
     let old = match key {
@@ -268,6 +315,7 @@ fn sysctl(p: &Process, key: u64, new: u64) -> Result<u64, Errno> {
         sysctl::TLB_INVLPG => tlb.invlpg,
         sysctl::TLB_FULL => tlb.full_flushes,
         sysctl::PMAP_LARGE => tlb.large_mappings,
+        sysctl::GNTDEV_MAPPINGS..=sysctl::GNTDEV_BYTES_CLEARED => gntdev_stat(key),
         _ => return Err(Errno::ENOENT),
     };
     if new != u64::MAX {

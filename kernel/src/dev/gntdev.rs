@@ -1,0 +1,217 @@
+//! `/dev/xen/gntdev`: the `gntdev` crate's device over the kernel's
+//! services. Each open is a [`gntdev::GntdevFile`]; the one
+//! [`gntdev::Gntdev`] is made at the first open.
+//!
+//! The adapters: user memory through `usercopy` (the one checked path:
+//! `EFAULT`), guest-physical memory through the identity map, pages from
+//! the VM domain (zeroed, wired, in no object), holes from
+//! `layout::alloc_hole`, the caller's map entries from
+//! `proc::vmspace::lookup_object`, grant copies and the table from
+//! `grants`, events from Xen. gntdev copies its ioctl structs itself, so
+//! the device takes the raw argument pointer (`DevFile::ioctl_user`).
+//!
+//! Deferred grants (ended while the peer still mapped them) are reaped at
+//! every open, ioctl and close of the device and by [`reap`]; completed
+//! grants that are not gntdev's go to `grants::route_reaped`.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use gntdev::{
+    Errno, Gntdev, GntdevFile, GntdevStats, GrantCopier, HoleSource, MapEntry, MapLookup,
+    PageSource, PhysMemory, Services, UserMemory,
+};
+use spin::Once;
+use vm::Prot;
+use vm::page::{PageId, PageQueue};
+use vm::phys::FreePool;
+use xen::grant::{CopyOp, GrantError, GrantOps, Hole};
+
+use super::{DevFile, DevMapping};
+use crate::layout::{self, HoleRun, PAGE_SIZE};
+use crate::{grants, mem, usercopy};
+
+/// The device, made at the first open.
+static DEVICE: Once<Arc<Gntdev>> = Once::new();
+
+/// User memory of the calling process, through `usercopy`.
+struct User;
+
+impl UserMemory for User {
+    fn copy_in(&self, uaddr: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        usercopy::copyin(uaddr, buf)
+    }
+
+    fn copy_out(&self, uaddr: u64, buf: &[u8]) -> Result<(), Errno> {
+        usercopy::copyout(buf, uaddr)
+    }
+}
+
+/// Guest-physical memory through the boot identity map (RAM and the hole
+/// both lie below 4 GiB).
+struct Phys;
+
+/// Checks that `[gpa, gpa + len)` lies within one page below 4 GiB.
+fn one_page(gpa: u64, len: usize) -> Result<(), Errno> {
+    let end = gpa.checked_add(len as u64).ok_or(Errno::EINVAL)?;
+    if end > 1 << 32 || (len > 0 && gpa / PAGE_SIZE != (end - 1) / PAGE_SIZE) {
+        return Err(Errno::EINVAL);
+    }
+    Ok(())
+}
+
+impl PhysMemory for Phys {
+    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        one_page(gpa, buf.len())?;
+        // SAFETY: the range is inside one identity-mapped page below 4 GiB
+        // that gntdev owns (a granted page or a mapped hole frame); it is
+        // shared memory, read bytewise without forming a reference.
+        unsafe { core::ptr::copy_nonoverlapping(gpa as *const u8, buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+
+    fn write(&self, gpa: u64, bytes: &[u8]) -> Result<(), Errno> {
+        one_page(gpa, bytes.len())?;
+        // SAFETY: as in `read`; no Rust reference points into the page.
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), gpa as *mut u8, bytes.len()) };
+        Ok(())
+    }
+}
+
+/// Zeroed, wired pages of the kernel's VM domain.
+struct Pages;
+
+impl PageSource for Pages {
+    fn alloc_zeroed(&self) -> Result<PageId, Errno> {
+        let d = mem::domain();
+        let id = d.alloc_page(FreePool::Default).ok_or(Errno::ENOMEM)?;
+        d.zero_page(id);
+        d.wire(id);
+        Ok(id)
+    }
+
+    fn free(&self, page: PageId) {
+        // The last wiring of a page in no object frees it.
+        if !mem::domain().unwire(page, PageQueue::None) {
+            log::warn!("gntdev: a freed page is still referenced");
+        }
+    }
+}
+
+/// Holes of the guest-physical layout.
+struct Holes;
+
+impl HoleSource for Holes {
+    fn alloc(&self, frames: u64) -> Result<Hole, Errno> {
+        let run = layout::alloc_hole(frames).map_err(|_| Errno::ENOMEM)?;
+        // SAFETY: the run is unpopulated hole space that the allocator
+        // handed to us alone; it returns there only in `free`, after the
+        // `Hole` and every mapping in it are gone.
+        Ok(unsafe { Hole::new(run.gfn, run.frames) })
+    }
+
+    fn free(&self, hole: Hole) {
+        let run = HoleRun {
+            gfn: hole.base_gfn(),
+            frames: hole.frames(),
+        };
+        if layout::free_hole(run).is_err() {
+            log::warn!("gntdev: hole at gfn {:#x} not freed", run.gfn);
+        }
+    }
+}
+
+/// Grant copies through the kernel's table.
+struct Copier;
+
+impl GrantCopier for Copier {
+    fn copy(&self, ops: &[CopyOp]) -> Vec<Result<(), GrantError>> {
+        // SAFETY: gntdev's local frames are its bounce pages: wired RAM in
+        // no object that no Rust reference points to (`GrantCopier`'s
+        // contract), so Xen may write them.
+        unsafe { grants::table().copy(ops) }
+    }
+}
+
+/// The calling process's map entries.
+struct Maps;
+
+impl MapLookup for Maps {
+    fn lookup(&self, vaddr: u64) -> Option<MapEntry> {
+        let (object, offset, size) = crate::proc::vmspace::lookup_object(vaddr)?;
+        Some(MapEntry {
+            object,
+            offset,
+            size,
+        })
+    }
+}
+
+/// The device, made on first use.
+fn device() -> &'static Arc<Gntdev> {
+    DEVICE.call_once(|| {
+        Gntdev::new(Services {
+            vm: mem::domain().clone(),
+            grants: grants::shared(),
+            events: Arc::new(xen::event_channel::Xen),
+            pages: Arc::new(Pages),
+            holes: Arc::new(Holes),
+            phys: Arc::new(Phys),
+            copier: Arc::new(Copier),
+        })
+    })
+}
+
+/// Reaps the device's deferred grants (when it exists) and routes the
+/// completed grants that are not gntdev's to their owners.
+pub fn reap() {
+    if let Some(d) = DEVICE.get() {
+        grants::route_reaped(d.reap());
+    }
+}
+
+/// The device's counters (zero before its first open).
+pub fn stats() -> GntdevStats {
+    DEVICE.get().map(|d| d.stats()).unwrap_or_default()
+}
+
+/// One open.
+struct File(GntdevFile);
+
+/// Opens the device.
+pub fn open(_flags: u32) -> Result<Arc<dyn DevFile>, Errno> {
+    let f = device().open();
+    reap();
+    Ok(Arc::new(File(f)))
+}
+
+impl DevFile for File {
+    fn copies_ioctl_arg(&self) -> bool {
+        true
+    }
+
+    fn ioctl_user(&self, cmd: u32, arg: u64) -> Result<(), Errno> {
+        let r = self.0.ioctl(&User, &Maps, cmd, arg);
+        reap();
+        r
+    }
+
+    fn mmap_single(&self, offset: u64, size: u64, prot: Prot) -> Result<DevMapping, Errno> {
+        let object = self.0.mmap(offset, size, prot)?;
+        Ok(DevMapping {
+            object,
+            pindex: offset / PAGE_SIZE,
+        })
+    }
+
+    fn close(&self) {
+        reap();
+    }
+}
+
+/// The grant table's live and pending references (for the scenarios'
+/// baseline checks).
+pub fn grant_refs() -> (u64, u64) {
+    let s = grants::table().stats();
+    (s.live_refs as u64, s.pending_refs as u64)
+}

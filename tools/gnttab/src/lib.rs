@@ -1,0 +1,369 @@
+//! The user library of grant tables, after Xen's libxengnttab with its
+//! FreeBSD backend (`tools/libs/gnttab/freebsd.c`): [`Gnttab`] over
+//! `/dev/xen/gntdev`, with [`xs`] (xenstore over `/dev/xen/xenstore`) and
+//! [`evtchn`] (event channels over `/dev/xen/evtchn`) for the programs
+//! that run the share protocol.
+//!
+//! No heap: arrays the ioctls need are anonymous mappings ([`Buf`]).
+#![no_std]
+
+pub mod evtchn;
+pub mod xs;
+
+use urt::mman::{MAP_ANON, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE};
+use urt::{PAGE, SysResult};
+
+/// FreeBSD's `_IOC`: direction, size, group, number.
+pub const fn ioc(dir: u32, group: u8, num: u8, len: usize) -> u32 {
+    dir | ((len as u32 & 0x1fff) << 16) | (group as u32) << 8 | num as u32
+}
+/// The kernel copies the argument in.
+pub const IOC_IN: u32 = 0x8000_0000;
+/// The kernel copies the argument out.
+pub const IOC_OUT: u32 = 0x4000_0000;
+
+/// gntdev's ioctl structs and numbers (FreeBSD `sys/xen/gntdev.h`).
+pub mod abi {
+    #![allow(missing_docs)]
+    use super::{IOC_IN, IOC_OUT, ioc};
+
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct UnmapNotify {
+        pub index: u64,
+        pub action: u32,
+        pub event_channel_port: u32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct AllocGref {
+        pub domid: u16,
+        pub flags: u16,
+        pub count: u32,
+        pub index: u64,
+        pub gref_ids: u64,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct DeallocGref {
+        pub index: u64,
+        pub count: u32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct GrantRef {
+        pub domid: u32,
+        pub gref: u32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct MapGrantRef {
+        pub count: u32,
+        pub pad0: u32,
+        pub index: u64,
+        pub refs: u64,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct UnmapGrantRef {
+        pub index: u64,
+        pub count: u32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct GetOffsetForVaddr {
+        pub vaddr: u64,
+        pub offset: u64,
+        pub count: u32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct GrantCopy {
+        pub count: u32,
+        pub segments: u64,
+    }
+    /// One segment: `source`/`dest` are a user address or
+    /// `{u32 ref; u16 offset; u16 domid}` as `flags` say.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct GrantCopySegment {
+        pub source: u64,
+        pub dest: u64,
+        pub len: u16,
+        pub flags: u16,
+        pub status: i16,
+    }
+
+    pub const UNMAP_NOTIFY_CLEAR_BYTE: u32 = 1;
+    pub const UNMAP_NOTIFY_SEND_EVENT: u32 = 2;
+    pub const GNTDEV_ALLOC_FLAG_WRITABLE: u16 = 1;
+    pub const GNTCOPY_SOURCE_GREF: u16 = 1;
+    pub const GNTCOPY_DEST_GREF: u16 = 2;
+
+    const fn sz<T>() -> usize {
+        core::mem::size_of::<T>()
+    }
+    pub const SET_UNMAP_NOTIFY: u32 = ioc(IOC_IN, b'E', 0, sz::<UnmapNotify>());
+    pub const ALLOC_GREF: u32 = ioc(IOC_IN | IOC_OUT, b'E', 1, sz::<AllocGref>());
+    pub const DEALLOC_GREF: u32 = ioc(IOC_IN, b'E', 2, sz::<DeallocGref>());
+    pub const MAP_GRANT_REF: u32 = ioc(IOC_IN | IOC_OUT, b'E', 3, sz::<MapGrantRef>());
+    pub const UNMAP_GRANT_REF: u32 = ioc(IOC_IN, b'E', 4, sz::<UnmapGrantRef>());
+    pub const GET_OFFSET_FOR_VADDR: u32 = ioc(IOC_IN | IOC_OUT, b'E', 5, sz::<GetOffsetForVaddr>());
+    pub const GRANT_COPY: u32 = ioc(IOC_IN, b'E', 8, sz::<GrantCopy>());
+}
+
+/// Anonymous memory holding `len` values of `T` (zeroed), unmapped on drop.
+pub struct Buf<T: Copy> {
+    addr: u64,
+    len: usize,
+    _t: core::marker::PhantomData<T>,
+}
+
+impl<T: Copy> Buf<T> {
+    /// `len` zeroed values.
+    pub fn new(len: usize) -> Result<Self, i64> {
+        let bytes = (len.max(1) * core::mem::size_of::<T>()).next_multiple_of(PAGE);
+        let addr = urt::mmap(
+            0,
+            bytes,
+            PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANON,
+            0,
+            0,
+        )?;
+        Ok(Self {
+            addr,
+            len,
+            _t: core::marker::PhantomData,
+        })
+    }
+
+    /// The values.
+    pub fn values(&mut self) -> &mut [T] {
+        // SAFETY: the mapping is ours, readable and writable, zeroed
+        // (all-zero `T`s are what callers use `Buf` for: plain integers
+        // and `repr(C)` structs of them), page-aligned and `len` long.
+        unsafe { core::slice::from_raw_parts_mut(self.addr as *mut T, self.len) }
+    }
+
+    /// Its user address.
+    pub fn addr(&self) -> u64 {
+        self.addr
+    }
+}
+
+impl<T: Copy> Drop for Buf<T> {
+    fn drop(&mut self) {
+        let bytes = (self.len.max(1) * core::mem::size_of::<T>()).next_multiple_of(PAGE);
+        let _ = urt::munmap(self.addr, bytes);
+    }
+}
+
+/// A notification for when a mapping or share goes: clear the byte at
+/// `offset` in it, and/or signal local event channel `port`.
+#[derive(Clone, Copy, Debug)]
+pub struct Notify {
+    /// Byte offset in the mapping of the byte to clear (`None`: none).
+    pub offset: Option<u64>,
+    /// Local port to signal (`None`: none).
+    pub port: Option<u32>,
+}
+
+fn ioctl<T>(fd: u64, cmd: u32, arg: &mut T) -> SysResult {
+    urt::ioctl(fd, cmd, arg as *mut T as u64)
+}
+
+/// An open of `/dev/xen/gntdev` (`xengnttab_handle`, which also serves
+/// as `xengntshr_handle`).
+pub struct Gnttab {
+    fd: u64,
+}
+
+impl Gnttab {
+    /// Opens the device (`xengnttab_open`).
+    pub fn open() -> Result<Self, i64> {
+        Ok(Self {
+            fd: urt::open(b"/dev/xen/gntdev\0", urt::fcntl::O_RDWR)?,
+        })
+    }
+
+    /// The descriptor.
+    pub fn fd(&self) -> u64 {
+        self.fd
+    }
+
+    /// `SET_UNMAP_NOTIFY` for the region at file offset `index`.
+    fn set_notify(&self, index: u64, n: Notify) -> SysResult {
+        let mut a = abi::UnmapNotify {
+            index: index + n.offset.unwrap_or(0),
+            action: 0,
+            event_channel_port: n.port.unwrap_or(0),
+        };
+        if n.offset.is_some() {
+            a.action |= abi::UNMAP_NOTIFY_CLEAR_BYTE;
+        }
+        if n.port.is_some() {
+            a.action |= abi::UNMAP_NOTIFY_SEND_EVENT;
+        }
+        ioctl(self.fd, abi::SET_UNMAP_NOTIFY, &mut a)
+    }
+
+    /// Maps grants `refs[i]` of domains `domids[i]` (one domain for all
+    /// when `domids` has one entry) contiguously (`xengnttab_map_grant_refs`):
+    /// `MAP_GRANT_REF`, `mmap(MAP_SHARED)` at its index, then the optional
+    /// notify; on a failure after `MAP_GRANT_REF`, `munmap` and
+    /// `UNMAP_GRANT_REF`. Returns the address.
+    pub fn map_grant_refs(
+        &self,
+        domids: &[u32],
+        refs: &[u32],
+        writable: bool,
+        notify: Option<Notify>,
+    ) -> Result<u64, i64> {
+        let count = refs.len();
+        if domids.is_empty() || (domids.len() != 1 && domids.len() != count) {
+            return Err(urt::errno::EINVAL);
+        }
+        let mut pairs = Buf::<abi::GrantRef>::new(count)?;
+        for (i, p) in pairs.values().iter_mut().enumerate() {
+            *p = abi::GrantRef {
+                domid: domids[if domids.len() == 1 { 0 } else { i }],
+                gref: refs[i],
+            };
+        }
+        let mut m = abi::MapGrantRef {
+            count: count as u32,
+            pad0: 0,
+            index: 0,
+            refs: pairs.addr(),
+        };
+        ioctl(self.fd, abi::MAP_GRANT_REF, &mut m)?;
+        let prot = if writable {
+            PROT_READ | PROT_WRITE
+        } else {
+            PROT_READ
+        };
+        let len = count * PAGE;
+        let mut addr = None;
+        let r = urt::mmap(0, len, prot, MAP_SHARED, self.fd, m.index).and_then(|a| {
+            addr = Some(a);
+            match notify {
+                Some(n) => self.set_notify(m.index, n).map(|_| a),
+                None => Ok(a),
+            }
+        });
+        if r.is_err() {
+            if let Some(a) = addr {
+                let _ = urt::munmap(a, len);
+            }
+            let mut u = abi::UnmapGrantRef {
+                index: m.index,
+                count: count as u32,
+            };
+            let _ = ioctl(self.fd, abi::UNMAP_GRANT_REF, &mut u);
+        }
+        r
+    }
+
+    /// Maps grants `refs` of domain `domid` (`xengnttab_map_domain_grant_refs`).
+    pub fn map_domain_grant_refs(&self, domid: u32, refs: &[u32], writable: bool) -> SysResult {
+        self.map_grant_refs(&[domid], refs, writable, None)
+    }
+
+    /// Unmaps `count` pages at `addr` mapped by this handle
+    /// (`xengnttab_unmap`): `GET_OFFSET_FOR_VADDR` (the count must match),
+    /// `munmap`, `UNMAP_GRANT_REF`.
+    pub fn unmap(&self, addr: u64, count: usize) -> SysResult {
+        let mut g = abi::GetOffsetForVaddr {
+            vaddr: addr,
+            ..Default::default()
+        };
+        ioctl(self.fd, abi::GET_OFFSET_FOR_VADDR, &mut g)?;
+        if g.count as usize != count {
+            return Err(urt::errno::EINVAL);
+        }
+        urt::munmap(addr, count * PAGE)?;
+        let mut u = abi::UnmapGrantRef {
+            index: g.offset,
+            count: g.count,
+        };
+        ioctl(self.fd, abi::UNMAP_GRANT_REF, &mut u)
+    }
+
+    /// Copies `segs` with grant copies (`xengnttab_grant_copy`); each
+    /// segment's `status` says how it went.
+    pub fn grant_copy(&self, segs: &mut [abi::GrantCopySegment]) -> SysResult {
+        let mut a = abi::GrantCopy {
+            count: segs.len() as u32,
+            segments: segs.as_mut_ptr() as u64,
+        };
+        ioctl(self.fd, abi::GRANT_COPY, &mut a)
+    }
+
+    /// Shares `refs.len()` new zeroed pages with `domid`
+    /// (`xengntshr_share_pages`): `ALLOC_GREF` (the references land in
+    /// `refs`), `mmap`, the optional notify, then `DEALLOC_GREF` at once
+    /// (the pages live while mapped). Returns the address.
+    pub fn share_pages(
+        &self,
+        domid: u16,
+        refs: &mut [u32],
+        writable: bool,
+        notify: Option<Notify>,
+    ) -> SysResult {
+        let count = refs.len();
+        let mut ids = Buf::<u32>::new(count)?;
+        let mut a = abi::AllocGref {
+            domid,
+            flags: if writable {
+                abi::GNTDEV_ALLOC_FLAG_WRITABLE
+            } else {
+                0
+            },
+            count: count as u32,
+            index: 0,
+            gref_ids: ids.addr(),
+        };
+        ioctl(self.fd, abi::ALLOC_GREF, &mut a)?;
+        let len = count * PAGE;
+        let r = urt::mmap(0, len, PROT_READ | PROT_WRITE, MAP_SHARED, self.fd, a.index).and_then(
+            |addr| match notify {
+                Some(n) => self.set_notify(a.index, n).map(|_| addr).inspect_err(|_| {
+                    let _ = urt::munmap(addr, len);
+                }),
+                None => Ok(addr),
+            },
+        );
+        let mut d = abi::DeallocGref {
+            index: a.index,
+            count: count as u32,
+        };
+        let _ = ioctl(self.fd, abi::DEALLOC_GREF, &mut d);
+        refs.copy_from_slice(ids.values());
+        r
+    }
+
+    /// Shares one page with a notify byte at `offset` and/or event `port`
+    /// (`xengntshr_share_page_notify`); its reference lands in `gref`.
+    pub fn share_page_notify(
+        &self,
+        domid: u16,
+        writable: bool,
+        notify: Notify,
+        gref: &mut u32,
+    ) -> SysResult {
+        self.share_pages(domid, core::slice::from_mut(gref), writable, Some(notify))
+    }
+
+    /// Ends a share of `count` pages at `addr` (`xengntshr_unshare`):
+    /// just `munmap`.
+    pub fn unshare(&self, addr: u64, count: usize) -> SysResult {
+        urt::munmap(addr, count * PAGE)
+    }
+}
+
+impl Drop for Gnttab {
+    fn drop(&mut self) {
+        let _ = urt::close(self.fd);
+    }
+}

@@ -1,0 +1,241 @@
+//! A xenstore client over `/dev/xen/xenstore` (the wire format: an
+//! `xsd_sockmsg` header and payload per request, the reply likewise).
+
+use urt::SysResult;
+
+/// `XS_READ`.
+const XS_READ: u32 = 2;
+/// `XS_WRITE`.
+const XS_WRITE: u32 = 11;
+/// `XS_RM`.
+const XS_RM: u32 = 13;
+/// `XS_SET_PERMS`.
+const XS_SET_PERMS: u32 = 14;
+/// `XS_ERROR`.
+const XS_ERROR: u32 = 16;
+/// Largest payload.
+pub const PAYLOAD_MAX: usize = 4096;
+/// Header size.
+const HDR: usize = 16;
+
+/// An open of the device.
+pub struct Xs {
+    fd: u64,
+    next_id: u32,
+}
+
+/// A xenstore failure: a system call's errno, or xenstored's error name.
+#[derive(Clone, Copy, Debug)]
+pub enum XsError {
+    /// A system call failed with this errno.
+    Sys(i64),
+    /// xenstored answered `XS_ERROR` with this name (e.g. `ENOENT`).
+    Xs([u8; 16]),
+    /// The request does not fit one message, or the reply its buffer.
+    TooLong,
+}
+
+impl Xs {
+    /// Opens `/dev/xen/xenstore`.
+    pub fn open() -> Result<Self, XsError> {
+        let fd = urt::open(b"/dev/xen/xenstore\0", urt::fcntl::O_RDWR).map_err(XsError::Sys)?;
+        Ok(Self { fd, next_id: 1 })
+    }
+
+    fn read_exact(&self, buf: &mut [u8]) -> Result<(), XsError> {
+        let mut got = 0;
+        while got < buf.len() {
+            let n = urt::read(self.fd, &mut buf[got..]).map_err(XsError::Sys)? as usize;
+            if n == 0 {
+                return Err(XsError::Sys(urt::errno::EINVAL));
+            }
+            got += n;
+        }
+        Ok(())
+    }
+
+    /// Sends request `ty` with `parts` as payload; the reply payload goes
+    /// to `out`; returns its length.
+    fn request(&mut self, ty: u32, parts: &[&[u8]], out: &mut [u8]) -> Result<usize, XsError> {
+        let mut msg = [0u8; HDR + PAYLOAD_MAX];
+        let mut len = 0;
+        for p in parts {
+            let end = len + p.len();
+            if end > PAYLOAD_MAX {
+                return Err(XsError::TooLong);
+            }
+            msg[HDR + len..HDR + end].copy_from_slice(p);
+            len = end;
+        }
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        for (i, v) in [ty, id, 0, len as u32].iter().enumerate() {
+            msg[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
+        }
+        urt::write(self.fd, &msg[..HDR + len]).map_err(XsError::Sys)?;
+        let mut h = [0u8; HDR];
+        self.read_exact(&mut h)?;
+        let word = |i: usize| u32::from_ne_bytes(h[i * 4..i * 4 + 4].try_into().expect("4"));
+        let (rty, rlen) = (word(0), word(3) as usize);
+        let mut body = [0u8; PAYLOAD_MAX];
+        self.read_exact(&mut body[..rlen.min(PAYLOAD_MAX)])?;
+        if rty == XS_ERROR {
+            let mut name = [0u8; 16];
+            let n = rlen.saturating_sub(1).min(16);
+            name[..n].copy_from_slice(&body[..n]);
+            return Err(XsError::Xs(name));
+        }
+        if rlen > out.len() {
+            return Err(XsError::TooLong);
+        }
+        out[..rlen].copy_from_slice(&body[..rlen]);
+        Ok(rlen)
+    }
+
+    /// Reads `path` into `out`; returns the value's length.
+    pub fn read(&mut self, path: &str, out: &mut [u8]) -> Result<usize, XsError> {
+        self.request(XS_READ, &[path.as_bytes(), b"\0"], out)
+    }
+
+    /// Reads `path` as a decimal number.
+    pub fn read_u64(&mut self, path: &str) -> Result<u64, XsError> {
+        let mut b = [0u8; 24];
+        let n = self.read(path, &mut b)?;
+        parse_u64(&b[..n]).ok_or(XsError::Sys(urt::errno::EINVAL))
+    }
+
+    /// Writes `value` at `path`.
+    pub fn write(&mut self, path: &str, value: &[u8]) -> Result<(), XsError> {
+        self.request(XS_WRITE, &[path.as_bytes(), b"\0", value], &mut [0u8; 16])
+            .map(drop)
+    }
+
+    /// Removes `path` and its children.
+    pub fn rm(&mut self, path: &str) -> Result<(), XsError> {
+        self.request(XS_RM, &[path.as_bytes(), b"\0"], &mut [0u8; 16])
+            .map(drop)
+    }
+
+    /// Makes `owner` the owner of `path` with no access for others, and
+    /// gives `reader` read access (`nOWNER`, `rREADER`).
+    pub fn set_perms_owner_reader(
+        &mut self,
+        path: &str,
+        owner: u32,
+        reader: u32,
+    ) -> Result<(), XsError> {
+        let mut a = Fmt::new();
+        a.push(b"n");
+        a.num(u64::from(owner));
+        a.push(b"\0r");
+        a.num(u64::from(reader));
+        a.push(b"\0");
+        self.request(
+            XS_SET_PERMS,
+            &[path.as_bytes(), b"\0", a.as_bytes()],
+            &mut [0u8; 16],
+        )
+        .map(drop)
+    }
+
+    /// Polls `path` every `step_ns` until its value is one of `wanted` or
+    /// starts with `fail_prefix`, for at most `timeout_ns`; the value goes
+    /// to `out`, its length is returned.
+    pub fn wait_for(
+        &mut self,
+        path: &str,
+        wanted: &[&[u8]],
+        fail_prefix: &[u8],
+        out: &mut [u8],
+        timeout_ns: u64,
+    ) -> Result<usize, XsError> {
+        const STEP_NS: u64 = 10_000_000;
+        let mut waited = 0;
+        loop {
+            if let Ok(n) = self.read(path, out)
+                && (wanted.contains(&&out[..n]) || out[..n].starts_with(fail_prefix))
+            {
+                return Ok(n);
+            }
+            if waited >= timeout_ns {
+                return Err(XsError::Sys(110));
+            }
+            urt::sleep(STEP_NS).map_err(XsError::Sys)?;
+            waited += STEP_NS;
+        }
+    }
+}
+
+impl Drop for Xs {
+    fn drop(&mut self) {
+        let _: SysResult = urt::close(self.fd);
+    }
+}
+
+/// Parses a decimal number (surrounding whitespace allowed).
+pub fn parse_u64(b: &[u8]) -> Option<u64> {
+    let s = core::str::from_utf8(b).ok()?;
+    s.trim().parse().ok()
+}
+
+/// A small text buffer for building xenstore paths and values without a
+/// heap.
+pub struct Fmt {
+    buf: [u8; PAYLOAD_MAX],
+    len: usize,
+}
+
+impl Default for Fmt {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Fmt {
+    /// Empty.
+    pub const fn new() -> Self {
+        Self {
+            buf: [0; PAYLOAD_MAX],
+            len: 0,
+        }
+    }
+
+    /// Appends bytes (truncated at the capacity).
+    pub fn push(&mut self, b: &[u8]) -> &mut Self {
+        let n = b.len().min(PAYLOAD_MAX - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&b[..n]);
+        self.len += n;
+        self
+    }
+
+    /// Appends a decimal number.
+    pub fn num(&mut self, mut v: u64) -> &mut Self {
+        let mut d = [0u8; 20];
+        let mut i = d.len();
+        loop {
+            i -= 1;
+            d[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.push(&d[i..])
+    }
+
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// The text (always UTF-8: only ASCII and given `&str`s go in).
+    pub fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+
+    /// Empties it.
+    pub fn clear(&mut self) -> &mut Self {
+        self.len = 0;
+        self
+    }
+}

@@ -1,0 +1,87 @@
+//! Bad input to `/dev/xen/gntdev`: every case must fail with its errno and
+//! leave the kernel and the device as they were (the `gntdev-bad`
+//! scenario checks the free page count afterwards).
+#![no_std]
+#![no_main]
+
+use gnttab::abi::{self, GrantRef, MapGrantRef, UnmapGrantRef};
+use gnttab::{Buf, Gnttab};
+use urt::errno::{EFAULT, EINVAL, ENOSYS};
+use urt::mman::{MAP_SHARED, PROT_READ};
+use urt::{PAGE, check, println};
+
+urt::entry!(main);
+
+/// `ENOSPC`: above the per-open grant limit.
+const ENOSPC: i64 = 28;
+
+fn ioctl<T>(fd: u64, cmd: u32, arg: &mut T) -> Result<u64, i64> {
+    urt::ioctl(fd, cmd, arg as *mut T as u64)
+}
+
+fn map(fd: u64, count: u32, refs: u64) -> Result<u64, i64> {
+    let mut m = MapGrantRef {
+        count,
+        pad0: 0,
+        index: 0,
+        refs,
+    };
+    ioctl(fd, abi::MAP_GRANT_REF, &mut m).map(|_| m.index)
+}
+
+fn unmap(fd: u64, index: u64, count: u32) -> Result<u64, i64> {
+    let mut u = UnmapGrantRef { index, count };
+    ioctl(fd, abi::UNMAP_GRANT_REF, &mut u)
+}
+
+fn main(_arg: u64) -> i32 {
+    let Ok(g) = Gnttab::open() else {
+        println!("gnt-bad: cannot open /dev/xen/gntdev");
+        return 1;
+    };
+    let fd = g.fd();
+    let Ok(mut refs) = Buf::<GrantRef>::new(2) else {
+        return 1;
+    };
+    let ok = refs.addr();
+    let cases: [(&str, u64, i64); 4] = [
+        ("null array", 0, EFAULT),
+        ("unmapped array", 0x7000_0000_0000, EFAULT),
+        ("kernel array", 0x10_0000, EFAULT),
+        ("upper-half array", 0xffff_8000_0000_0000, EFAULT),
+    ];
+    for (what, ptr, want) in cases {
+        let r = map(fd, 2, ptr);
+        check!(r == Err(want), "{what}: {r:?}, expected errno {want}");
+    }
+    let r = urt::ioctl(fd, abi::MAP_GRANT_REF, 0);
+    check!(r == Err(EFAULT), "null struct: {r:?}");
+    let r = map(fd, 0, ok);
+    check!(r == Err(EINVAL), "count 0: {r:?}");
+    let r = map(fd, 65537, ok);
+    check!(r == Err(ENOSPC), "count above the limit: {r:?}");
+    let r = unmap(fd, u64::MAX - 4095, 2);
+    check!(r == Err(EINVAL), "index + count overflows: {r:?}");
+    let r = unmap(fd, 0x1000_0000, 1);
+    check!(r == Err(EINVAL), "unknown index: {r:?}");
+    refs.values()[0] = GrantRef { domid: 0, gref: 1 };
+    refs.values()[1] = GrantRef { domid: 0, gref: 2 };
+    let index = match map(fd, 2, ok) {
+        Ok(i) => i,
+        Err(e) => {
+            println!("gnt-bad: a valid MAP_GRANT_REF failed: {e}");
+            return 1;
+        }
+    };
+    let r = urt::mmap(0, PAGE, PROT_READ, MAP_SHARED, fd, index + PAGE as u64);
+    check!(r == Err(EINVAL), "mmap at a non-index offset: {r:?}");
+    let r = urt::mmap(0, 3 * PAGE, PROT_READ, MAP_SHARED, fd, index);
+    check!(r == Err(EINVAL), "mmap longer than the run: {r:?}");
+    check!(unmap(fd, index, 2).is_ok(), "unmap");
+    let r = unmap(fd, index, 2);
+    check!(r == Err(EINVAL), "double unmap: {r:?}");
+    let r = urt::ioctl(fd, gnttab::ioc(gnttab::IOC_IN, b'E', 42, 8), ok);
+    check!(r == Err(ENOSYS), "unknown ioctl: {r:?}");
+    println!("gnt-bad: 13 bad inputs refused with the right errno");
+    0
+}

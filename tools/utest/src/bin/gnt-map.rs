@@ -1,0 +1,158 @@
+//! The mapping side of the gntdev demo (domain B; `docs/share-protocol.md`,
+//! gntdev variant): finds the peer's share in xenstore, maps all N grants
+//! with libxengnttab's `map_domain_grant_refs` shape (one mapping, with an
+//! unmap notify: clear the last byte, signal the event channel), checks
+//! every word, writes the reply words, reports `verified` and the counters
+//! per mapping, and exits WITHOUT unmapping: the kernel tears the mapping
+//! down and fires the notify at process exit.
+//!
+//! Argument: the peer's domain id.
+#![no_std]
+#![no_main]
+
+use gnttab::evtchn::Evtchn;
+use gnttab::xs::{Fmt, Xs, parse_u64};
+use gnttab::{Buf, Gnttab, Notify};
+use urt::{PAGE, println, sysctl};
+
+urt::entry!(main);
+
+/// How long the wait for the share may take.
+const TIMEOUT_NS: u64 = 120_000_000_000;
+/// `sysctl` keys of gntdev's counters (the kernel's `syscall::sysctl`).
+const GNTDEV_MAP_HYPERCALLS: u64 = 7;
+const GNTDEV_POPULATES: u64 = 8;
+const GNTDEV_MAPPINGS: u64 = 6;
+
+fn stat(key: u64) -> u64 {
+    urt::sysctl(key, sysctl::READ_ONLY).unwrap_or(u64::MAX)
+}
+
+fn main(peer: u64) -> i32 {
+    match run(peer as u32) {
+        Ok(()) => 0,
+        Err(e) => {
+            println!("gnt-map: FAIL {e}");
+            1
+        }
+    }
+}
+
+fn run(peer: u32) -> Result<(), &'static str> {
+    let mut xs = Xs::open().map_err(|_| "open /dev/xen/xenstore")?;
+    let me = xs.read_u64("domid").map_err(|_| "read domid")? as u32;
+    let mut base = Fmt::new();
+    base.push(b"/local/domain/")
+        .num(u64::from(peer))
+        .push(b"/data/xenguest/share");
+    let base = base.as_str();
+    let mut path = Fmt::new();
+    let mut st = [0u8; 64];
+    path.clear().push(base.as_bytes()).push(b"/state");
+    xs.wait_for(path.as_str(), &[b"ready"], b"\xff", &mut st, TIMEOUT_NS)
+        .map_err(|_| "the share never became ready")?;
+    let mut get = |xs: &mut Xs, k: &str| {
+        path.clear()
+            .push(base.as_bytes())
+            .push(b"/")
+            .push(k.as_bytes());
+        xs.read_u64(path.as_str()).map_err(|_| "read a share node")
+    };
+    let n = get(&mut xs, "count")? as usize;
+    let seed = get(&mut xs, "seed")? as u32;
+    let remote_port = get(&mut xs, "evtchn")? as u32;
+    let mut refs = Buf::<u32>::new(n).map_err(|_| "refs buffer")?;
+    let mut got = 0;
+    let mut val = [0u8; gnttab::xs::PAYLOAD_MAX];
+    for j in 0..n.div_ceil(256) {
+        path.clear()
+            .push(base.as_bytes())
+            .push(b"/refs/")
+            .num(j as u64);
+        let len = xs.read(path.as_str(), &mut val).map_err(|_| "read refs")?;
+        for r in val[..len].split(|&b| b == b' ') {
+            let r = parse_u64(r).ok_or("bad reference")?;
+            *refs.values().get_mut(got).ok_or("too many references")? = r as u32;
+            got += 1;
+        }
+    }
+    if got != n {
+        return Err("fewer references than count");
+    }
+    let ev = Evtchn::open().map_err(|_| "open /dev/xen/evtchn")?;
+    let port = ev
+        .bind_interdomain(peer, remote_port)
+        .map_err(|_| "bind_interdomain")?;
+    let gnt = Gnttab::open().map_err(|_| "open /dev/xen/gntdev")?;
+
+    let (calls0, pop0, maps0) = (
+        stat(GNTDEV_MAP_HYPERCALLS),
+        stat(GNTDEV_POPULATES),
+        stat(GNTDEV_MAPPINGS),
+    );
+    let notify = Notify {
+        offset: Some((n * PAGE - 1) as u64),
+        port: Some(port),
+    };
+    let addr = gnt
+        .map_grant_refs(&[peer], refs.values(), true, Some(notify))
+        .map_err(|e| {
+            println!("gnt-map: map_grant_refs: errno {e}");
+            "map_grant_refs"
+        })?;
+    let words = addr as *mut u32;
+    // Faults of the mapping itself: the library's own buffers are touched
+    // by now.
+    let faults0 = stat(sysctl::PROC_FAULTS);
+    let mut bad = 0;
+    for i in 0..n {
+        for k in 0..1024 {
+            let want = seed.wrapping_add((i * 1024 + k) as u32);
+            // SAFETY: inside the mapping of `n` pages.
+            if unsafe { words.add(i * 1024 + k).read_volatile() } != want {
+                bad += 1;
+            }
+        }
+        // SAFETY: as above; the mapping is writable.
+        unsafe {
+            words
+                .add(i * 1024)
+                .write_volatile(!seed.wrapping_add((i * 1024) as u32))
+        };
+    }
+    let faults = stat(sysctl::PROC_FAULTS) - faults0;
+    let (calls, pops, maps) = (
+        stat(GNTDEV_MAP_HYPERCALLS) - calls0,
+        stat(GNTDEV_POPULATES) - pop0,
+        stat(GNTDEV_MAPPINGS) - maps0,
+    );
+    let mut mpath = Fmt::new();
+    mpath
+        .push(b"/local/domain/")
+        .num(u64::from(me))
+        .push(b"/data/xenguest/map");
+    let _ = xs.write(mpath.as_str(), b"");
+    let _ = xs.set_perms_owner_reader(mpath.as_str(), me, peer);
+    mpath.push(b"/state");
+    let verdict: &[u8] = if bad == 0 {
+        b"verified"
+    } else {
+        b"failed: wrong words"
+    };
+    xs.write(mpath.as_str(), verdict)
+        .map_err(|_| "write map/state")?;
+    xs.set_perms_owner_reader(mpath.as_str(), me, peer)
+        .map_err(|_| "set_perms map/state")?;
+    ev.notify(port).map_err(|_| "notify")?;
+    println!(
+        "gnt-map: mapped {n} pages in {maps} mapping(s): {calls} map hypercall(s), {faults} page fault(s) ({pops} populate) per mapping; {bad} wrong words"
+    );
+    if bad != 0 {
+        return Err("wrong words");
+    }
+    println!("gnt-map: exiting without unmapping");
+    // The event channel stays open until the process exits: the kernel
+    // tears the mapping down first and its unmap notify signals this port.
+    core::mem::forget(ev);
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! The sharing side of the gntdev demo (domain A; `docs/share-protocol.md`,
+//! gntdev variant): shares N pages with the peer through libxengnttab's
+//! `share_pages`, fills them with the protocol's pattern, publishes the
+//! references and an event channel in xenstore, waits for the mapper's
+//! `verified`, checks its reply words, then waits for the mapper's unmap
+//! notify (the last byte of the last page cleared and an event) when its
+//! process exits, unshares and writes `done`.
+//!
+//! Argument: `peer << 32 | pages`.
+#![no_std]
+#![no_main]
+
+use gnttab::evtchn::Evtchn;
+use gnttab::xs::{Fmt, Xs};
+use gnttab::{Buf, Gnttab};
+use urt::{PAGE, println};
+
+urt::entry!(main);
+
+/// The pattern's seed.
+const SEED: u32 = 0x5eed_0000;
+/// References per `refs/J` node.
+const REFS_PER_NODE: usize = 256;
+/// How long each wait for the peer may take.
+const TIMEOUT_NS: u64 = 120_000_000_000;
+
+fn word(i: usize, k: usize) -> u32 {
+    SEED.wrapping_add((i * 1024 + k) as u32)
+}
+
+fn main(arg: u64) -> i32 {
+    match run((arg >> 32) as u32, (arg & 0xffff_ffff) as usize) {
+        Ok(()) => 0,
+        Err(e) => {
+            println!("gnt-share: FAIL {e}");
+            1
+        }
+    }
+}
+
+/// Writes `value` at `base/name` readable by `peer`.
+fn publish(xs: &mut Xs, path: &str, value: &[u8], me: u32, peer: u32) -> Result<(), &'static str> {
+    xs.write(path, value).map_err(|_| "xenstore write")?;
+    xs.set_perms_owner_reader(path, me, peer)
+        .map_err(|_| "xenstore set_perms")
+}
+
+fn run(peer: u32, n: usize) -> Result<(), &'static str> {
+    if n == 0 {
+        return Err("pages=0");
+    }
+    let mut xs = Xs::open().map_err(|_| "open /dev/xen/xenstore")?;
+    let me = xs.read_u64("domid").map_err(|_| "read domid")? as u32;
+    let gnt = Gnttab::open().map_err(|_| "open /dev/xen/gntdev")?;
+    let ev = Evtchn::open().map_err(|_| "open /dev/xen/evtchn")?;
+    let mut refs = Buf::<u32>::new(n).map_err(|_| "refs buffer")?;
+    let addr = gnt
+        .share_pages(peer as u16, refs.values(), true, None)
+        .map_err(|_| "share_pages")?;
+    let words = addr as *mut u32;
+    for i in 0..n {
+        for k in 0..1024 {
+            // SAFETY: inside the shared mapping of `n` pages, read-write.
+            unsafe { words.add(i * 1024 + k).write_volatile(word(i, k)) };
+        }
+    }
+    let port = ev
+        .bind_unbound_port(peer)
+        .map_err(|_| "bind_unbound_port")?;
+    ev.set_timeout(TIMEOUT_NS).map_err(|_| "set timeout")?;
+
+    let mut base = Fmt::new();
+    base.push(b"/local/domain/")
+        .num(u64::from(me))
+        .push(b"/data/xenguest/share");
+    let base = base.as_str();
+    let _ = xs.rm(base);
+    publish(&mut xs, base, b"", me, peer)?;
+    let mut path = Fmt::new();
+    let mut val = Fmt::new();
+    for (k, v) in [
+        ("count", n as u64),
+        ("seed", u64::from(SEED)),
+        ("evtchn", u64::from(port)),
+    ] {
+        path.clear()
+            .push(base.as_bytes())
+            .push(b"/")
+            .push(k.as_bytes());
+        val.clear().num(v);
+        publish(&mut xs, path.as_str(), val.as_bytes(), me, peer)?;
+    }
+    for (j, chunk) in refs.values().chunks(REFS_PER_NODE).enumerate() {
+        path.clear()
+            .push(base.as_bytes())
+            .push(b"/refs/")
+            .num(j as u64);
+        val.clear();
+        for (x, r) in chunk.iter().enumerate() {
+            if x > 0 {
+                val.push(b" ");
+            }
+            val.num(u64::from(*r));
+        }
+        publish(&mut xs, path.as_str(), val.as_bytes(), me, peer)?;
+    }
+    path.clear().push(base.as_bytes()).push(b"/state");
+    publish(&mut xs, path.as_str(), b"ready", me, peer)?;
+    println!("gnt-share: shared {n} pages with domain {peer} through gntdev, evtchn {port}");
+
+    // The mapper's verdict, then its reply words.
+    let mut map_state = Fmt::new();
+    map_state
+        .push(b"/local/domain/")
+        .num(u64::from(peer))
+        .push(b"/data/xenguest/map/state");
+    let mut st = [0u8; 128];
+    let len = xs
+        .wait_for(
+            map_state.as_str(),
+            &[b"verified", b"unmapped"],
+            b"failed",
+            &mut st,
+            TIMEOUT_NS,
+        )
+        .map_err(|_| "no verdict from the mapper")?;
+    if st[..len].starts_with(b"failed") {
+        return Err("the mapper could not verify the pages");
+    }
+    let bad = (0..n)
+        // SAFETY: inside the mapping.
+        .filter(|&i| unsafe { words.add(i * 1024).read_volatile() } != !word(i, 0))
+        .count();
+    if bad != 0 {
+        println!("gnt-share: {bad} of {n} reply words wrong");
+        return Err("reply words wrong");
+    }
+    println!("gnt-share: mapper verified; all {n} reply words correct");
+
+    // The unmap notify of the mapper's process exit.
+    let last = (addr as usize + n * PAGE - 1) as *const u8;
+    let mut events = 0;
+    // SAFETY: the last byte of the mapping.
+    while unsafe { last.read_volatile() } != 0 {
+        ev.wait()
+            .map_err(|_| "no unmap-notify event from the mapper")?;
+        events += 1;
+    }
+    println!("gnt-share: unmap notify seen: byte cleared, {events} event(s)");
+    gnt.unshare(addr, n).map_err(|_| "unshare")?;
+    path.clear().push(base.as_bytes()).push(b"/state");
+    publish(&mut xs, path.as_str(), b"done", me, peer)?;
+    Ok(())
+}
