@@ -184,46 +184,20 @@ impl VmSpace {
     }
 }
 
-/// For the running process: the object mapped at `va`, the byte offset
-/// in it of `va`'s page, and the bytes mapped from that page to the end of
-/// its mapping (map entry). `None` outside a process, where nothing is
-/// mapped, or for anonymous memory not yet touched (it has no object
-/// yet). A private mapping reports the object it maps until its first
-/// write, its shadow afterwards.
+/// For the running process: the map entry containing `va` - its object,
+/// the byte offset in the object of the entry's first page, and the
+/// entry's size in bytes (what `vm_map_lookup` finds). `None` outside a
+/// process, where nothing is mapped, or for anonymous memory not yet
+/// touched (it has no object yet). A private mapping reports the object
+/// it maps until its first write, its shadow afterwards.
 ///
 /// For drivers that identify a mapping by its address: gntdev's
-/// `GET_OFFSET_FOR_VADDR` compares the object with its own and reports
-/// its file offset and page count.
-#[allow(
-    dead_code,
-    reason = "gntdev's GET_OFFSET_FOR_VADDR (its own branch) is the caller; drop this once merged"
-)]
+/// `GET_OFFSET_FOR_VADDR` compares the object with its own and checks the
+/// entry covers exactly one grant run.
 pub fn lookup_object(va: u64) -> Option<(Arc<VmObject>, u64, u64)> {
     let p = crate::sched::current_process()?;
     let page = va & !(PAGE - 1);
     let e = p.with_vm(|vm| Ok(vm.entry_at(page))).ok().flatten()?;
     let object = e.object?;
-    Some((object, e.offset + (page - e.start), e.end - page))
-}
-
-// --- Stand-in until vm::map::VmMap lands (the w7 branch provides the real
-// one with this exact signature; keep it small so the merge is trivial).
-
-/// The map entry of the current process containing user address `va`:
-/// its object, the byte offset in the object of the entry's first page,
-/// and the entry's size in bytes (what `vm_map_lookup` finds; gntdev's
-/// `GET_OFFSET_FOR_VADDR` uses it). `None` outside any entry or without a
-/// current process.
-pub fn lookup_object(va: u64) -> Option<(Arc<VmObject>, u64, u64)> {
-    let p = crate::sched::current_process()?;
-    p.with_vm(|vm| {
-        let (&start, r) = vm
-            .regions
-            .range(..=va)
-            .next_back()
-            .filter(|(_, r)| va < r.end)
-            .ok_or(Errno::EFAULT)?;
-        Ok((r.object.clone(), r.pindex * PAGE, r.end - start))
-    })
-    .ok()
+    Some((object, e.offset, e.end - e.start))
 }
