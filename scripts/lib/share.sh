@@ -2,33 +2,43 @@
 # for scenario scripts. Source after xl.sh.
 # shellcheck shell=sh
 
-# share_pair CASE PREFIX PAGES: domain A (xenguest-a) runs PREFIX-sharer
-# with PAGES pages, domain B (xenguest-b) runs PREFIX-mapper; prints the
-# protocol lines of both and one result line. B is created first, paused,
-# so that A's command line can name it; B learns A's id from the
-# data/xenguest-peer node the toolstack writes in its xenstore home.
-share_pair() {
-    _case=$1 _prefix=$2 _pages=$3
+# pair_run CASE MAPPER_SCENARIO SHARER_ARGS [XL OVERRIDE...]: creates
+# domain B (xenguest-b) running MAPPER_SCENARIO and then domain A
+# (xenguest-a) with the command-line words SHARER_ARGS plus peer=B, writes
+# A's id into B's data/xenguest-peer node, runs both to the end and sets
+# PAIR_A_ID and PAIR_B_ID. B is created first, paused, so that A's
+# command line can name it; B learns A's id from xenstore, as split
+# drivers find their peers. Returns 1 (after a FAIL line) when a domain
+# cannot be created.
+pair_run() {
+    _case=$1 _mapper=$2 _sharer=$3
+    shift 3
     if ! guest_create xenguest-b configs/xenguest-b.cfg \
-        "cmdline=\"scenario=$_prefix-mapper loglevel=info\""; then
+        "cmdline=\"scenario=$_mapper loglevel=info\"" "$@"; then
         fail "$_case" "xl create of B failed"
-        return
+        return 1
     fi
-    _idb=$(guest_domid xenguest-b)
+    PAIR_B_ID=$(guest_domid xenguest-b)
     if ! guest_create xenguest-a configs/xenguest-a.cfg \
-        "cmdline=\"scenario=$_prefix-sharer peer=$_idb pages=$_pages loglevel=info\""; then
+        "cmdline=\"$_sharer peer=$PAIR_B_ID loglevel=info\"" "$@"; then
         fail "$_case" "xl create of A failed"
         xl destroy xenguest-b
-        return
+        return 1
     fi
-    _ida=$(guest_domid xenguest-a)
-    xenstore-write "/local/domain/$_idb/data/xenguest-peer" "$_ida"
+    PAIR_A_ID=$(guest_domid xenguest-a)
+    xenstore-write "/local/domain/$PAIR_B_ID/data/xenguest-peer" "$PAIR_A_ID"
     guest_unpause xenguest-a
     guest_unpause xenguest-b
     guest_wait xenguest-a
     guest_wait xenguest-b
-    SHARE_A_ID=$_ida
-    SHARE_B_ID=$_idb
+}
+
+# share_pair CASE PREFIX PAGES: domain A runs PREFIX-sharer with PAGES
+# pages, domain B runs PREFIX-mapper (kernel-level sharing); prints the
+# protocol lines of both and one result line.
+share_pair() {
+    _case=$1 _prefix=$2 _pages=$3
+    pair_run "$_case" "$_prefix-mapper" "scenario=$_prefix-sharer pages=$_pages" || return
     grep -h '^sharer:\|^mapper:' "$(guest_log xenguest-a)" "$(guest_log xenguest-b)" | sed 's/^/  /'
     if ! _why=$(guest_result xenguest-a "$_prefix-sharer"); then
         fail "$_case" "A: $_why"

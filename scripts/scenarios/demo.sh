@@ -11,7 +11,7 @@
 share_pair share-256 share 256
 for g in a b; do
     name=xenguest-$g
-    id=$(eval echo "\$SHARE_$(echo $g | tr ab AB)_ID")
+    id=$(eval echo "\$PAIR_$(echo $g | tr ab AB)_ID")
     log=$(guest_log "$name")
     show_log "$name"
     if ! grep -q "^xenguest: domain $id on Xen" "$log"; then

@@ -9,29 +9,13 @@
 # kernel checks that free pages, grant references and hole frames are back
 # to where they started, and prints them.
 . scripts/lib/xl.sh
+. scripts/lib/share.sh
 
 # gntdev_pair CASE PAGES [XL OVERRIDE...]: one run of the demo pair.
 gntdev_pair() {
     _case=$1 _pages=$2
     shift 2
-    if ! guest_create xenguest-b configs/xenguest-b.cfg \
-        "cmdline=\"scenario=gntdev-map loglevel=info\"" "$@"; then
-        fail "$_case" "xl create of B failed"
-        return
-    fi
-    _idb=$(guest_domid xenguest-b)
-    if ! guest_create xenguest-a configs/xenguest-a.cfg \
-        "cmdline=\"scenario=gntdev-share peer=$_idb pages=$_pages loglevel=info\"" "$@"; then
-        fail "$_case" "xl create of A failed"
-        xl destroy xenguest-b
-        return
-    fi
-    _ida=$(guest_domid xenguest-a)
-    xenstore-write "/local/domain/$_idb/data/xenguest-peer" "$_ida"
-    guest_unpause xenguest-a
-    guest_unpause xenguest-b
-    guest_wait xenguest-a
-    guest_wait xenguest-b
+    pair_run "$_case" gntdev-map "scenario=gntdev-share pages=$_pages" "$@" || return
     _la=$(guest_log xenguest-a)
     _lb=$(guest_log xenguest-b)
     grep -h '^gnt-\|^sharer:\|^mapper:' "$_la" "$_lb" | sed 's/\r$//; s/^/  /'
