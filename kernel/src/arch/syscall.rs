@@ -19,7 +19,7 @@ use x86_64::VirtAddr;
 use x86_64::registers::model_specific::{Efer, EferFlags, LStar, Msr};
 
 use super::gdt::{self, KERNEL_CS, USER_CS, USER_DS};
-use super::trap::TrapFrame;
+use super::trap::{TrapFrame, save_gprs};
 
 /// The `vector` of a [`TrapFrame`] built by a system call.
 pub const SYSCALL_VECTOR: u64 = 0x100;
@@ -50,21 +50,7 @@ global_asm!(
     "push rcx",
     "push 0",
     "push {vector}",
-    "push rax",
-    "push rbx",
-    "push rcx",
-    "push rdx",
-    "push rsi",
-    "push rdi",
-    "push rbp",
-    "push r8",
-    "push r9",
-    "push r10",
-    "push r11",
-    "push r12",
-    "push r13",
-    "push r14",
-    "push r15",
+    save_gprs!(),
     "mov rdi, rsp",
     "cld",
     "call syscall_dispatch",

@@ -49,6 +49,16 @@ pub struct TrapFrame {
     pub ss: u64,
 }
 
+/// The general-purpose register pushes that complete a [`TrapFrame`] above
+/// the vector and error code (shared by exception and system call entry;
+/// `trap_return` pops them in the opposite order).
+macro_rules! save_gprs {
+    () => {
+        "push rax\npush rbx\npush rcx\npush rdx\npush rsi\npush rdi\npush rbp\npush r8\npush r9\npush r10\npush r11\npush r12\npush r13\npush r14\npush r15"
+    };
+}
+pub(crate) use save_gprs;
+
 /// Exceptions for which the CPU pushes an error code.
 macro_rules! stub {
     (err $n:literal) => {
@@ -78,21 +88,7 @@ macro_rules! stub {
 global_asm!(
     ".pushsection .text.trap, \"ax\", @progbits",
     "trap_common:",
-    "push rax",
-    "push rbx",
-    "push rcx",
-    "push rdx",
-    "push rsi",
-    "push rdi",
-    "push rbp",
-    "push r8",
-    "push r9",
-    "push r10",
-    "push r11",
-    "push r12",
-    "push r13",
-    "push r14",
-    "push r15",
+    save_gprs!(),
     "mov rdi, rsp",
     "cld",
     // 7 words from the CPU and the stub plus 15 saved registers keep rsp
