@@ -1,6 +1,7 @@
 //! Threads and the scheduler: one vCPU, no preemption in the kernel.
 //!
-//! Every process has one thread with its own kernel stack; the boot thread
+//! Every process has one thread with its own kernel stack, and kernel
+//! services may run threads of their own ([`spawn_kernel`]); the boot thread
 //! (tid 0, on the boot stack) runs the kernel's scenarios and waits for
 //! processes. A thread runs until it blocks ([`block`]), yields or exits;
 //! [`schedule`] then picks the next ready thread in FIFO order. With none
@@ -126,22 +127,50 @@ pub fn current_process() -> Option<Arc<Process>> {
 /// Makes a ready thread of `process` that enters user mode at `entry` with
 /// stack pointer `sp` and `rdi` = `arg`.
 pub fn spawn_user(process: Arc<Process>, entry: u64, sp: u64, arg: u64) -> Tid {
+    // SAFETY: `add_thread` passes the top of a stack allocated for this
+    // thread alone.
+    add_thread(Some(process), |top| unsafe {
+        context::new_user_context(top, entry, sp, arg)
+    })
+}
+
+/// Makes a ready kernel thread that runs `entry` on its own stack, in the
+/// kernel's address space (no process).
+pub fn spawn_kernel(entry: extern "C" fn() -> !) -> Tid {
+    // SAFETY: as in `spawn_user`.
+    add_thread(None, |top| unsafe {
+        context::new_kernel_context(top, entry)
+    })
+}
+
+/// Adds a ready thread with a new kernel stack whose initial context
+/// `context` builds from the stack's top.
+fn add_thread(process: Option<Arc<Process>>, context: impl FnOnce(u64) -> u64) -> Tid {
     let mut t = Box::new(Thread {
         rsp: 0,
         stack: Some(vec![0u128; KSTACK_SIZE / 16].into_boxed_slice()),
         state: State::Ready,
         woke: None,
-        process: Some(process),
+        process,
     });
-    let top = t.stack_top().expect("has a stack");
-    // SAFETY: the stack was just allocated for this thread alone.
-    t.rsp = unsafe { context::new_user_context(top, entry, sp, arg) };
+    t.rsp = context(t.stack_top().expect("has a stack"));
     let mut s = SCHED.lock();
     let tid = s.next_tid;
     s.next_tid += 1;
     s.threads.insert(tid, t);
     s.ready.push_back(tid);
     tid
+}
+
+/// Sleeps the running thread until `deadline` (Xen system time, ns),
+/// letting the other threads run meanwhile.
+pub fn sleep_until(deadline: u64) {
+    while events::now_ns() < deadline {
+        block(Wait {
+            port: None,
+            deadline: Some(deadline),
+        });
+    }
 }
 
 /// Blocks the running thread until `wait` is satisfied or [`wake`].
@@ -288,7 +317,8 @@ fn schedule() {
             // SAFETY: `save` points into the current thread's boxed record,
             // which stays allocated until the thread is dead and another
             // runs; `load` was saved by `switch` or built by
-            // `new_user_context` on a stack that is still allocated.
+            // `new_user_context` or `new_kernel_context` on a stack that
+            // is still allocated.
             unsafe { context::switch(save, load) };
             return;
         }

@@ -2,15 +2,15 @@
 # for scenario scripts. Source after xl.sh.
 # shellcheck shell=sh
 
-# pair_run CASE MAPPER_SCENARIO SHARER_ARGS [XL OVERRIDE...]: creates
-# domain B (xenguest-b) running MAPPER_SCENARIO and then domain A
-# (xenguest-a) with the command-line words SHARER_ARGS plus peer=B, writes
-# A's id into B's data/xenguest-peer node, runs both to the end and sets
-# PAIR_A_ID and PAIR_B_ID. B is created first, paused, so that A's
-# command line can name it; B learns A's id from xenstore, as split
-# drivers find their peers. Returns 1 (after a FAIL line) when a domain
-# cannot be created.
-pair_run() {
+# pair_start CASE MAPPER_SCENARIO SHARER_ARGS [XL OVERRIDE...]: creates
+# domain B (xenguest-b) running MAPPER_SCENARIO (a scenario name and its
+# own words) and then domain A (xenguest-a) with the command-line words
+# SHARER_ARGS plus peer=B, writes A's id into B's data/xenguest-peer node,
+# unpauses both and sets PAIR_A_ID and PAIR_B_ID. B is created first,
+# paused, so that A's command line can name it; B learns A's id from
+# xenstore, as split drivers find their peers. Returns 1 (after a FAIL
+# line) when a domain cannot be created.
+pair_start() {
     _case=$1 _mapper=$2 _sharer=$3
     shift 3
     if ! guest_create xenguest-b configs/xenguest-b.cfg \
@@ -29,8 +29,25 @@ pair_run() {
     xenstore-write "/local/domain/$PAIR_B_ID/data/xenguest-peer" "$PAIR_A_ID"
     guest_unpause xenguest-a
     guest_unpause xenguest-b
+}
+
+# pair_run CASE MAPPER_SCENARIO SHARER_ARGS [XL OVERRIDE...]: pair_start,
+# then runs both domains to the end.
+pair_run() {
+    pair_start "$@" || return
     guest_wait xenguest-a
     guest_wait xenguest-b
+}
+
+# pair_wait_state SECONDS VALUE: waits until B's map/state node (the
+# protocol's HOME(B)/map/state) reads VALUE; fails after SECONDS.
+pair_wait_state() {
+    _i=0
+    while [ "$(xenstore-read "/local/domain/$PAIR_B_ID/data/xenguest/map/state" 2>/dev/null)" != "$2" ]; do
+        _i=$((_i + 1))
+        [ "$_i" -gt $(($1 * 10)) ] && return 1
+        sleep 0.1
+    done
 }
 
 # share_pair CASE PREFIX PAGES: domain A runs PREFIX-sharer with PAGES

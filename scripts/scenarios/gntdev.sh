@@ -7,18 +7,27 @@
 # and exits WITHOUT unmapping: its kernel tears the mapping down at exit and
 # fires the unmap notify (byte cleared + event) that A waits for. Each
 # kernel checks that free pages, grant references and hole frames are back
-# to where they started, and prints them.
+# to where they started, and prints them. Then the failure cases: B writes
+# to a read-only mapping of the grants (killed, kernel alive), and `xl
+# destroy` of either domain while B maps A's pages (the survivor ends
+# cleanly).
 . scripts/lib/xl.sh
 . scripts/lib/share.sh
+
+# show_lines NAME...: the protocol and counter lines of the named guests.
+show_lines() {
+    for _g in "$@"; do
+        grep -h '^gnt-\|^sharer:\|^mapper:\|^process ' "$(guest_log "$_g")" | sed 's/\r$//; s/^/  /'
+    done
+}
 
 # gntdev_pair CASE PAGES [XL OVERRIDE...]: one run of the demo pair.
 gntdev_pair() {
     _case=$1 _pages=$2
     shift 2
     pair_run "$_case" gntdev-map "scenario=gntdev-share pages=$_pages" "$@" || return
-    _la=$(guest_log xenguest-a)
     _lb=$(guest_log xenguest-b)
-    grep -h '^gnt-\|^sharer:\|^mapper:' "$_la" "$_lb" | sed 's/\r$//; s/^/  /'
+    show_lines xenguest-a xenguest-b
     if ! _why=$(guest_result xenguest-a gntdev-share); then
         fail "$_case" "A: $_why"
         show_log xenguest-a
@@ -49,7 +58,58 @@ else
     fail gntdev-bad "create"
 fi
 
+# gntdev_ro_write: B verifies as usual, then maps the grants again
+# read-only and writes to that mapping: its kernel must kill it (status
+# 139), tear both mappings down (the first one's notify lets A finish) and
+# be back at its baseline.
+gntdev_ro_write() {
+    pair_run gntdev-ro-write "gntdev-map mode=ro-write" "scenario=gntdev-share pages=16" || return
+    show_lines xenguest-a xenguest-b
+    if ! _why=$(guest_result xenguest-b gntdev-map); then
+        fail gntdev-ro-write "B: $_why"
+        show_log xenguest-b
+    elif ! _why=$(guest_result xenguest-a gntdev-share); then
+        fail gntdev-ro-write "A: $_why"
+        show_log xenguest-a
+    else
+        _m=$(sed -n 's/^mapper: gnt-map exited with status \([0-9]*\); gntdev: \([0-9]*\) mapping(s).* \([0-9]*\) unmap hypercall(s).*/status \1, \2 mappings, \3 unmap hypercalls/p' "$(guest_log xenguest-b)")
+        pass "gntdev-ro-write (write to the read-only mapping killed the process: $_m; kernel alive, baseline restored)"
+    fi
+}
+
+# gntdev_destroyed CASE VICTIM SURVIVOR SURVIVOR_SCENARIO: B maps A's 16
+# pages and holds them (mode=hold); once B has verified them, the test
+# destroys VICTIM and the survivor must end cleanly: B unmaps the pages
+# of its dead peer; A sees its mapper gone, unshares, and its kernel reaps
+# the grants once Xen has released the dead domain's mappings. Either way
+# the survivor's kernel is back at its baseline.
+gntdev_destroyed() {
+    _case=$1 _victim=$2 _survivor=$3 _scn=$4
+    pair_start "$_case" "gntdev-map mode=hold" "scenario=gntdev-share pages=16" || return
+    if ! pair_wait_state 60 verified; then
+        fail "$_case" "B never verified the pages"
+        xl destroy xenguest-a
+        xl destroy xenguest-b
+        show_log xenguest-a
+        show_log xenguest-b
+        return
+    fi
+    xl destroy "$_victim"
+    echo "  xl destroy $_victim while B maps A's pages"
+    guest_wait "$_survivor"
+    show_lines "$_survivor"
+    if ! _why=$(guest_result "$_survivor" "$_scn"); then
+        fail "$_case" "$_survivor: $_why"
+        show_log "$_survivor"
+    else
+        pass "$_case ($_survivor ended cleanly, back at its baseline)"
+    fi
+}
+
 gntdev_pair gntdev-1 1
 gntdev_pair gntdev-16 16
 gntdev_pair gntdev-1024 1024
+gntdev_ro_write
+gntdev_destroyed gntdev-sharer-destroyed xenguest-a xenguest-b gntdev-map
+gntdev_destroyed gntdev-mapper-destroyed xenguest-b xenguest-a gntdev-share
 finish

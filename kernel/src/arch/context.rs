@@ -41,8 +41,9 @@ const SAVED: usize = 6;
 ///
 /// # Safety
 /// `save` must stay valid until the saved context is resumed; `load` must
-/// come from [`switch`] or [`new_user_context`], on a kernel stack that is
-/// still allocated, and no other code may resume it at the same time.
+/// come from [`switch`], [`new_user_context`] or [`new_kernel_context`], on
+/// a kernel stack that is still allocated, and no other code may resume it
+/// at the same time.
 pub unsafe fn switch(save: *mut u64, load: u64) {
     // SAFETY: the caller's conditions are the routine's.
     unsafe { context_switch(save, load) }
@@ -87,6 +88,26 @@ pub unsafe fn new_user_context(top: u64, rip: u64, rsp: u64, arg: u64) -> u64 {
     unsafe {
         (frame_at as *mut TrapFrame).write(frame);
         (ret_at as *mut u64).write(trap_return as *const () as u64);
+        core::ptr::write_bytes(ctx as *mut u64, 0, SAVED);
+    }
+    ctx
+}
+
+/// Prepares the stack ending at `top` (16-byte aligned) for a kernel
+/// thread that starts in `entry`, and returns its context for [`switch`].
+///
+/// # Safety
+/// As for [`new_user_context`].
+pub unsafe fn new_kernel_context(top: u64, entry: extern "C" fn() -> !) -> u64 {
+    // `context_switch` returns into `entry` as if it had been called:
+    // the stack pointer is then 8 below a 16-byte boundary, with a zero
+    // return address above it that `entry`, which never returns, ignores.
+    let ret_at = top - 16;
+    let ctx = ret_at - (SAVED as u64) * 8;
+    // SAFETY: the caller gives us the stack; both writes are inside it.
+    unsafe {
+        (top as *mut u64).sub(1).write(0);
+        (ret_at as *mut u64).write(entry as usize as u64);
         core::ptr::write_bytes(ctx as *mut u64, 0, SAVED);
     }
     ctx

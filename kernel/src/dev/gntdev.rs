@@ -10,9 +10,11 @@
 //! `grants`, events from Xen. gntdev copies its ioctl structs itself, so
 //! the device takes the raw argument pointer (`DevFile::ioctl_user`).
 //!
-//! Deferred grants (ended while the peer still mapped them) are reaped at
-//! every open, ioctl and close of the device and by [`reap`]; completed
-//! grants that are not gntdev's go to `grants::route_reaped`.
+//! Deferred grants (ended while the peer still mapped them) are reaped by
+//! the device's reaper thread, started with the device: every
+//! `REAP_PERIOD_NS` while any is pending, else every `REAP_IDLE_NS`
+//! (and by [`reap`], e.g. before the counters are read); completed grants
+//! that are not gntdev's go to `grants::route_reaped`.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -29,7 +31,12 @@ use xen::grant::{CopyOp, GrantError, GrantOps, Hole};
 
 use super::{DevFile, DevMapping};
 use crate::layout::{self, HoleRun, PAGE_SIZE};
-use crate::{grants, mem, usercopy};
+use crate::{events, grants, mem, sched, usercopy};
+
+/// How often the reaper retries deferred grants while any is pending.
+const REAP_PERIOD_NS: u64 = 100_000_000;
+/// How often the reaper looks when none is.
+const REAP_IDLE_NS: u64 = 1_000_000_000;
 
 /// The device, made at the first open.
 static DEVICE: Once<Arc<Gntdev>> = Once::new();
@@ -147,9 +154,10 @@ impl MapLookup for Maps {
     }
 }
 
-/// The device, made on first use.
+/// The device, made (with its reaper thread) on first use.
 fn device() -> &'static Arc<Gntdev> {
     DEVICE.call_once(|| {
+        sched::spawn_kernel(reaper);
         Gntdev::new(Services {
             vm: mem::domain().clone(),
             grants: grants::shared(),
@@ -170,6 +178,22 @@ pub fn reap() {
     }
 }
 
+/// The reaper thread: retries the deferred grants until the peers that
+/// mapped them let go (unmap, or their domain dies and Xen releases its
+/// mappings), so that pages and references return without any program
+/// using the device again.
+extern "C" fn reaper() -> ! {
+    loop {
+        reap();
+        let period = if stats().pending_grants != 0 {
+            REAP_PERIOD_NS
+        } else {
+            REAP_IDLE_NS
+        };
+        sched::sleep_until(events::now_ns().saturating_add(period));
+    }
+}
+
 /// The device's counters (zero before its first open).
 pub fn stats() -> GntdevStats {
     DEVICE.get().map(|d| d.stats()).unwrap_or_default()
@@ -180,9 +204,7 @@ struct File(GntdevFile);
 
 /// Opens the device.
 pub fn open(_flags: u32) -> Result<Arc<dyn DevFile>, Errno> {
-    let f = device().open();
-    reap();
-    Ok(Arc::new(File(f)))
+    Ok(Arc::new(File(device().open())))
 }
 
 impl DevFile for File {
@@ -191,9 +213,7 @@ impl DevFile for File {
     }
 
     fn ioctl_user(&self, cmd: u32, arg: u64) -> Result<(), Errno> {
-        let r = self.0.ioctl(&User, &Maps, cmd, arg);
-        reap();
-        r
+        self.0.ioctl(&User, &Maps, cmd, arg)
     }
 
     fn mmap_single(&self, offset: u64, size: u64, prot: Prot) -> Result<DevMapping, Errno> {
@@ -202,10 +222,6 @@ impl DevFile for File {
             object,
             pindex: offset / PAGE_SIZE,
         })
-    }
-
-    fn close(&self) {
-        reap();
     }
 }
 

@@ -2,19 +2,32 @@
 //! `/dev/xen/gntdev` (`tools/utest`'s `gnt-share` and `gnt-map`, with
 //! `/dev/xen/xenstore` and `/dev/xen/evtchn` for the protocol of
 //! `docs/share-protocol.md`, gntdev variant). The kernel starts the
-//! program, waits for it, reaps deferred grants, reports the device's
-//! counters and checks that free pages, grant references and hole frames
-//! are back to their starting values.
+//! program, waits for it and for the device's reaper to collect the
+//! grants the peer still mapped, reports the device's counters and checks
+//! that free pages, grant references and hole frames are back to their
+//! starting values.
 //!
 //! Command line: `scenario=gntdev-share peer=DOMID pages=N`,
-//! `scenario=gntdev-map [peer=DOMID]`.
+//! `scenario=gntdev-map [peer=DOMID] [mode=exit|ro-write|hold]`; the mode
+//! says what `gnt-map` does once it has verified the pages:
+//! - `exit` (default): exits without unmapping (the kernel unmaps and
+//!   fires the unmap notify);
+//! - `ro-write`: maps the grants a second time read-only, reads them and
+//!   writes to them: the process must be killed (status 139) and the
+//!   kernel tear both mappings down;
+//! - `hold`: keeps the mapping until the sharer's domain is gone (`xl
+//!   destroy` by the test), checks it still reads, unmaps and exits.
 
 use super::Outcome;
+use super::process::KILLED_SEGV;
 use crate::cmdline::Options;
-use crate::{dev, events, kprintln, layout, mem, proc};
+use crate::{dev, events, kprintln, layout, mem, proc, sched};
 
-/// How long deferred grants may take to complete after the program.
-const REAP_TIMEOUT_NS: u64 = 10_000_000_000;
+/// How long deferred grants may take to complete after the program (the
+/// peer's domain may be dying: Xen releases its mappings as it goes).
+const REAP_TIMEOUT_NS: u64 = 20_000_000_000;
+/// How often the scenario looks whether the reaper is done.
+const REAP_POLL_NS: u64 = 50_000_000;
 
 /// Free pages, grant references (live and pending), hole frames.
 fn baseline() -> (u64, u64, u64) {
@@ -22,9 +35,9 @@ fn baseline() -> (u64, u64, u64) {
     (mem::free_pages(), live + pending, layout::hole_in_use())
 }
 
-/// Runs `program` with `arg`, then checks the baseline; `who` prefixes the
-/// report lines.
-fn run(who: &str, program: &str, arg: u64) -> Outcome {
+/// Runs `program` with `arg`, expecting exit status `want`, then checks
+/// the baseline; `who` prefixes the report lines.
+fn run(who: &str, program: &str, arg: u64, want: i32) -> Outcome {
     let before = baseline();
     let s0 = dev::gntdev_stats();
     let p = proc::spawn(program, arg).map_err(|e| {
@@ -33,13 +46,22 @@ fn run(who: &str, program: &str, arg: u64) -> Outcome {
     })?;
     let status = proc::wait(&p);
     drop(p);
-    // The peer may still map what we shared: reap until it lets go.
-    let deadline = events::now_ns().saturating_add(REAP_TIMEOUT_NS);
-    while dev::gntdev_stats().pending_grants != 0 && events::now_ns() < deadline {
-        dev::reap_gntdev();
-        events::wait(0, 10_000_000);
+    // The peer may still map what we shared: the device's reaper thread
+    // collects the grants once it lets go.
+    let t0 = events::now_ns();
+    let deadline = t0.saturating_add(REAP_TIMEOUT_NS);
+    let mut pending = dev::gntdev_stats().pending_grants;
+    let deferred = pending;
+    while pending != 0 && events::now_ns() < deadline {
+        sched::sleep_until(events::now_ns().saturating_add(REAP_POLL_NS));
+        pending = dev::gntdev_stats().pending_grants;
     }
-    dev::reap_gntdev();
+    if deferred != 0 {
+        kprintln!(
+            "{who}: {deferred} deferred grant(s) at exit, {pending} left after {} ms (reaper thread)",
+            (events::now_ns() - t0) / 1_000_000
+        );
+    }
     let s = dev::gntdev_stats();
     let after = baseline();
     kprintln!(
@@ -60,8 +82,9 @@ fn run(who: &str, program: &str, arg: u64) -> Outcome {
         before.2,
         after.2
     );
-    if status != 0 {
-        return Err("the program failed");
+    if status != want {
+        log::error!("{program}: status {status}, expected {want}");
+        return Err("the program did not end as expected");
     }
     if after != before {
         return Err("free pages, grant references or hole frames not back to baseline");
@@ -73,11 +96,22 @@ fn run(who: &str, program: &str, arg: u64) -> Outcome {
 pub fn share(opts: &Options<'_>) -> Outcome {
     let peer = super::share::peer(opts)?;
     let pages = opts.get_u64("pages").unwrap_or(16);
-    run("sharer", "gnt-share", u64::from(peer) << 32 | pages)
+    run("sharer", "gnt-share", u64::from(peer) << 32 | pages, 0)
 }
 
-/// Domain B: `gnt-map` maps the peer's share and exits without unmapping.
+/// Domain B: `gnt-map` maps the peer's share; `mode=` says what it does
+/// next (the module's documentation).
 pub fn map(opts: &Options<'_>) -> Outcome {
     let peer = super::share::peer(opts)?;
-    run("mapper", "gnt-map", u64::from(peer))
+    // gnt-map's argument: the mode in the high half, the peer below.
+    let (mode, want) = match opts.get("mode").unwrap_or("exit") {
+        "exit" => (0, 0),
+        "ro-write" => (1, KILLED_SEGV),
+        "hold" => (2, 0),
+        m => {
+            log::error!("gntdev-map: unknown mode={m}");
+            return Err("unknown mode");
+        }
+    };
+    run("mapper", "gnt-map", mode << 32 | u64::from(peer), want)
 }

@@ -57,7 +57,7 @@ impl Evtchn {
     }
 
     /// Blocks until a port of this open fires (`xenevtchn_pending`);
-    /// returns it. `ETIMEDOUT` (110) after the timeout.
+    /// returns it. `ETIMEDOUT` after the timeout.
     pub fn wait(&self) -> Result<u32, i64> {
         let mut p = [0u8; 4];
         urt::read(self.fd, &mut p)?;

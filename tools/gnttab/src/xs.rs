@@ -158,7 +158,7 @@ impl Xs {
                 return Ok(n);
             }
             if waited >= timeout_ns {
-                return Err(XsError::Sys(110));
+                return Err(XsError::Sys(urt::errno::ETIMEDOUT));
             }
             urt::sleep(STEP_NS).map_err(XsError::Sys)?;
             waited += STEP_NS;

@@ -39,6 +39,7 @@ pub mod errno {
     pub const EINVAL: i64 = 22;
     pub const ENOTTY: i64 = 25;
     pub const ENOSYS: i64 = 38;
+    pub const ETIMEDOUT: i64 = 110;
 }
 
 /// `mmap` rights and flags.

@@ -3,10 +3,16 @@
 //! with libxengnttab's `map_domain_grant_refs` shape (one mapping, with an
 //! unmap notify: clear the last byte, signal the event channel), checks
 //! every word, writes the reply words, reports `verified` and the counters
-//! per mapping, and exits WITHOUT unmapping: the kernel tears the mapping
-//! down and fires the notify at process exit.
+//! per mapping. Then, by mode:
+//! - 0: exits WITHOUT unmapping: the kernel tears the mapping down and
+//!   fires the notify at process exit;
+//! - 1: maps the grants again read-only, reads that mapping and writes to
+//!   it: the kernel must kill the process (and tear both mappings down);
+//! - 2: holds the mapping until the peer's share is gone from xenstore
+//!   (its domain destroyed), checks the mapping still reads the pattern,
+//!   unmaps it and exits.
 //!
-//! Argument: the peer's domain id.
+//! Argument: `mode << 32 | peer`.
 #![no_std]
 #![no_main]
 
@@ -17,8 +23,10 @@ use urt::{PAGE, println, sysctl};
 
 urt::entry!(main);
 
-/// How long the wait for the share may take.
+/// How long the wait for the share, or for the peer's end, may take.
 const TIMEOUT_NS: u64 = 120_000_000_000;
+/// How often the hold mode looks whether the peer is gone.
+const PEER_POLL_NS: u64 = 100_000_000;
 /// `sysctl` keys of gntdev's counters (the kernel's `syscall::sysctl`).
 const GNTDEV_MAP_HYPERCALLS: u64 = 7;
 const GNTDEV_POPULATES: u64 = 8;
@@ -28,8 +36,25 @@ fn stat(key: u64) -> u64 {
     urt::sysctl(key, sysctl::READ_ONLY).unwrap_or(u64::MAX)
 }
 
-fn main(peer: u64) -> i32 {
-    match run(peer as u32) {
+/// What to do after the pages are verified (the module's documentation).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Exit,
+    WriteReadOnly,
+    HoldUntilPeerGone,
+}
+
+fn main(arg: u64) -> i32 {
+    let mode = match arg >> 32 {
+        0 => Mode::Exit,
+        1 => Mode::WriteReadOnly,
+        2 => Mode::HoldUntilPeerGone,
+        _ => {
+            println!("gnt-map: FAIL unknown mode");
+            return 1;
+        }
+    };
+    match run(arg as u32, mode) {
         Ok(()) => 0,
         Err(e) => {
             println!("gnt-map: FAIL {e}");
@@ -38,7 +63,7 @@ fn main(peer: u64) -> i32 {
     }
 }
 
-fn run(peer: u32) -> Result<(), &'static str> {
+fn run(peer: u32, mode: Mode) -> Result<(), &'static str> {
     let mut xs = Xs::open().map_err(|_| "open /dev/xen/xenstore")?;
     let me = xs.read_u64("domid").map_err(|_| "read domid")? as u32;
     let mut base = Fmt::new();
@@ -150,9 +175,77 @@ fn run(peer: u32) -> Result<(), &'static str> {
     if bad != 0 {
         return Err("wrong words");
     }
-    println!("gnt-map: exiting without unmapping");
-    // The event channel stays open until the process exits: the kernel
-    // tears the mapping down first and its unmap notify signals this port.
-    core::mem::forget(ev);
+    match mode {
+        Mode::Exit => {
+            println!("gnt-map: exiting without unmapping");
+            // The event channel stays open until the process exits: the
+            // kernel tears the mapping down first and its unmap notify
+            // signals this port.
+            core::mem::forget(ev);
+            Ok(())
+        }
+        Mode::WriteReadOnly => {
+            core::mem::forget(ev);
+            write_read_only(&gnt, peer, refs.values(), seed)
+        }
+        Mode::HoldUntilPeerGone => {
+            hold_until_gone(&mut xs, base, words, n, seed)?;
+            gnt.unmap(addr, n).map_err(|_| "unmap")?;
+            println!("gnt-map: unmapped {n} pages after the peer's end");
+            Ok(())
+        }
+    }
+}
+
+/// Maps `refs` a second time, read-only, checks that it reads the reply
+/// word of page 0, and writes to it: the process must not survive that.
+fn write_read_only(gnt: &Gnttab, peer: u32, refs: &[u32], seed: u32) -> Result<(), &'static str> {
+    let ro = gnt
+        .map_grant_refs(&[peer], refs, false, None)
+        .map_err(|_| "read-only map_grant_refs")? as *mut u32;
+    // SAFETY: word 0 of the read-only mapping of at least one page.
+    if unsafe { ro.read_volatile() } != !seed {
+        return Err("the read-only mapping does not read the reply word");
+    }
+    println!("gnt-map: read-only mapping reads the reply word; writing to it");
+    // SAFETY: inside the mapping; the write must fault and kill us.
+    unsafe { ro.write_volatile(0) };
+    Err("a write to a read-only grant mapping succeeded")
+}
+
+/// Polls the peer's share (`base`) until it is gone (its domain was
+/// destroyed), then checks that the mapping of `n` pages at `words` still
+/// reads the pattern: Xen keeps a dead domain's mapped pages until the
+/// last mapping goes.
+fn hold_until_gone(
+    xs: &mut Xs,
+    base: &str,
+    words: *const u32,
+    n: usize,
+    seed: u32,
+) -> Result<(), &'static str> {
+    println!("gnt-map: holding the mapping until the peer is gone");
+    let mut path = Fmt::new();
+    path.push(base.as_bytes()).push(b"/state");
+    let mut st = [0u8; 64];
+    let mut waited = 0;
+    while xs.read(path.as_str(), &mut st).is_ok() {
+        if waited >= TIMEOUT_NS {
+            return Err("the peer never went away");
+        }
+        urt::sleep(PEER_POLL_NS).map_err(|_| "sleep")?;
+        waited += PEER_POLL_NS;
+    }
+    let bad = (0..n)
+        // SAFETY: word 1 of page `i` of the mapping.
+        .filter(|&i| unsafe { words.add(i * 1024 + 1).read_volatile() } != seed.wrapping_add((i * 1024 + 1) as u32))
+        .count();
+    println!(
+        "gnt-map: the peer's share is gone after ~{} ms; {bad} of {n} pages read wrong",
+        waited / 1_000_000
+    );
+    if bad != 0 {
+        return Err("the mapping changed after the peer's end");
+    }
     Ok(())
 }

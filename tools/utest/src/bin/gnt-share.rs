@@ -4,7 +4,10 @@
 //! references and an event channel in xenstore, waits for the mapper's
 //! `verified`, checks its reply words, then waits for the mapper's unmap
 //! notify (the last byte of the last page cleared and an event) when its
-//! process exits, unshares and writes `done`.
+//! process exits, unshares and writes `done`. If the mapper's domain dies
+//! instead (its `map/state` node disappears), it unshares all the same:
+//! the kernel defers the grants until Xen has released the dead domain's
+//! mappings, and reaps them then.
 //!
 //! Argument: `peer << 32 | pages`.
 #![no_std]
@@ -23,6 +26,8 @@ const SEED: u32 = 0x5eed_0000;
 const REFS_PER_NODE: usize = 256;
 /// How long each wait for the peer may take.
 const TIMEOUT_NS: u64 = 120_000_000_000;
+/// How often the wait for the unmap notify looks whether the peer is gone.
+const PEER_POLL_NS: u64 = 200_000_000;
 
 fn word(i: usize, k: usize) -> u32 {
     SEED.wrapping_add((i * 1024 + k) as u32)
@@ -137,16 +142,31 @@ fn run(peer: u32, n: usize) -> Result<(), &'static str> {
     }
     println!("gnt-share: mapper verified; all {n} reply words correct");
 
-    // The unmap notify of the mapper's process exit.
+    // The unmap notify of the mapper's process exit, or the mapper's end.
     let last = (addr as usize + n * PAGE - 1) as *const u8;
-    let mut events = 0;
+    ev.set_timeout(PEER_POLL_NS).map_err(|_| "set timeout")?;
+    let (mut events, mut waited) = (0, 0);
     // SAFETY: the last byte of the mapping.
     while unsafe { last.read_volatile() } != 0 {
-        ev.wait()
-            .map_err(|_| "no unmap-notify event from the mapper")?;
-        events += 1;
+        match ev.wait() {
+            Ok(_) => events += 1,
+            Err(urt::errno::ETIMEDOUT) => {
+                waited += PEER_POLL_NS;
+                if xs.read(map_state.as_str(), &mut st).is_err() {
+                    println!("gnt-share: the mapper's domain is gone; unsharing");
+                    break;
+                }
+                if waited >= TIMEOUT_NS {
+                    return Err("no unmap-notify event from the mapper");
+                }
+            }
+            Err(_) => return Err("event channel read"),
+        }
     }
-    println!("gnt-share: unmap notify seen: byte cleared, {events} event(s)");
+    // SAFETY: as above.
+    if unsafe { last.read_volatile() } == 0 {
+        println!("gnt-share: unmap notify seen: byte cleared, {events} event(s)");
+    }
     gnt.unshare(addr, n).map_err(|_| "unshare")?;
     path.clear().push(base.as_bytes()).push(b"/state");
     publish(&mut xs, path.as_str(), b"done", me, peer)?;
