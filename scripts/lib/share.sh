@@ -68,3 +68,33 @@ share_pair() {
         pass "$_case ($_pages pages, $_calls map hypercall(s))"
     fi
 }
+
+# show_lines NAME...: the protocol and counter lines of the named guests.
+show_lines() {
+    for _g in "$@"; do
+        grep -h '^gnt-\|^sharer:\|^mapper:\|^process ' "$(guest_log "$_g")" | sed 's/\r$//; s/^/  /'
+    done
+}
+
+# gntdev_pair CASE PAGES [XL OVERRIDE...]: one run of the gntdev pair
+# (gnt-share in A, gnt-map in B: the protocol's gntdev variant); prints
+# both sides' lines and one result line with the counters per mapping.
+gntdev_pair() {
+    _case=$1 _pages=$2
+    shift 2
+    pair_run "$_case" gntdev-map "scenario=gntdev-share pages=$_pages" "$@" || return
+    _lb=$(guest_log xenguest-b)
+    show_lines xenguest-a xenguest-b
+    if ! _why=$(guest_result xenguest-a gntdev-share); then
+        fail "$_case" "A: $_why"
+        show_log xenguest-a
+        show_log xenguest-b
+    elif ! _why=$(guest_result xenguest-b gntdev-map); then
+        fail "$_case" "B: $_why"
+        show_log xenguest-b
+    else
+        _counts=$(sed -n 's/^gnt-map: mapped [0-9]* pages in \([0-9]*\) mapping(s): \([0-9]*\) map hypercall(s), \([0-9]*\) page fault(s).*/\1 mapping(s), \2 map hypercall(s), \3 fault(s)/p' "$_lb")
+        _unmaps=$(sed -n 's/^mapper: .* \([0-9]*\) unmap hypercall(s).*/\1/p' "$_lb")
+        pass "$_case ($_pages pages: $_counts, $_unmaps unmap hypercall(s); notify on exit)"
+    fi
+}
