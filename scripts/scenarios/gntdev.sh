@@ -49,6 +49,25 @@ gntdev_ro_write() {
     fi
 }
 
+# gntdev_compare PAGES: the benchmark against a peer in the same run: B
+# maps the PAGES grants once with populate (1 fault) and once more with
+# the populate path off, one fault per page as FreeBSD's gntdev takes.
+gntdev_compare() {
+    _case=gntdev-compare-$1
+    pair_run "$_case" "gntdev-map mode=compare" "scenario=gntdev-share pages=$1" || return
+    show_lines xenguest-a xenguest-b
+    if ! _why=$(guest_result xenguest-b gntdev-map); then
+        fail "$_case" "B: $_why"
+        show_log xenguest-b
+    elif ! _why=$(guest_result xenguest-a gntdev-share); then
+        fail "$_case" "A: $_why"
+        show_log xenguest-a
+    else
+        _b=$(sed -n 's/^gnt-map: benchmark, \([0-9]*\) pages: populate \([0-9]*\) fault(s), \([0-9]*\) map hypercall(s); per-page faults [^)]*) \([0-9]*\) fault(s) ([0-9]* pager fault(s)), \([0-9]*\) map hypercall(s).*/\1 pages: \2 fault(s) and \3 map hypercall(s) with populate, \4 fault(s) and \5 map hypercall(s) one page per fault/p' "$(guest_log xenguest-b)" | tr -d '\r')
+        pass "$_case ($_b)"
+    fi
+}
+
 # gntdev_destroyed CASE VICTIM SURVIVOR SURVIVOR_SCENARIO: B maps A's 16
 # pages and holds them (mode=hold); once B has verified them, the test
 # destroys VICTIM and the survivor must end cleanly: B unmaps the pages
@@ -81,6 +100,7 @@ gntdev_destroyed() {
 gntdev_pair gntdev-1 1
 gntdev_pair gntdev-16 16
 gntdev_pair gntdev-1024 1024
+gntdev_compare 1024
 gntdev_ro_write
 gntdev_destroyed gntdev-sharer-destroyed xenguest-a xenguest-b gntdev-map
 gntdev_destroyed gntdev-mapper-destroyed xenguest-b xenguest-a gntdev-share

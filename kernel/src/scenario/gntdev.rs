@@ -8,7 +8,7 @@
 //! starting values.
 //!
 //! Command line: `scenario=gntdev-share peer=DOMID pages=N`,
-//! `scenario=gntdev-map [peer=DOMID] [mode=exit|ro-write|hold]`; the mode
+//! `scenario=gntdev-map [peer=DOMID] [mode=exit|ro-write|hold|compare]`; the mode
 //! says what `gnt-map` does once it has verified the pages:
 //! - `exit` (default): exits without unmapping (the kernel unmaps and
 //!   fires the unmap notify);
@@ -16,7 +16,10 @@
 //!   writes to them: the process must be killed (status 139) and the
 //!   kernel tear both mappings down;
 //! - `hold`: keeps the mapping until the sharer's domain is gone (`xl
-//!   destroy` by the test), checks it still reads, unmaps and exits.
+//!   destroy` by the test), checks it still reads, unmaps and exits;
+//! - `compare`: the benchmark: maps the grants a second time with the
+//!   populate path off (one fault per page, FreeBSD's way), reports both
+//!   mappings' counts, unmaps that one, then exits as `exit` does.
 
 use super::Outcome;
 use super::process::KILLED_SEGV;
@@ -108,6 +111,7 @@ pub fn map(opts: &Options<'_>) -> Outcome {
         "exit" => (0, 0),
         "ro-write" => (1, KILLED_SEGV),
         "hold" => (2, 0),
+        "compare" => (3, 0),
         m => {
             log::error!("gntdev-map: unknown mode={m}");
             return Err("unknown mode");

@@ -10,7 +10,12 @@
 //!   it: the kernel must kill the process (and tear both mappings down);
 //! - 2: holds the mapping until the peer's share is gone from xenstore
 //!   (its domain destroyed), checks the mapping still reads the pattern,
-//!   unmaps it and exits.
+//!   unmaps it and exits;
+//! - 3: the benchmark against a peer in the same run: maps the grants a
+//!   second time with the populate path off (`vm.populate` = 0: one fault
+//!   per page, as FreeBSD's gntdev takes), reads every page, reports both
+//!   mappings' faults and map hypercalls, unmaps that mapping and exits as
+//!   mode 0 does.
 //!
 //! Argument: `mode << 32 | peer`.
 #![no_std]
@@ -31,6 +36,7 @@ const PEER_POLL_NS: u64 = 100_000_000;
 const GNTDEV_MAP_HYPERCALLS: u64 = 7;
 const GNTDEV_POPULATES: u64 = 8;
 const GNTDEV_MAPPINGS: u64 = 6;
+const GNTDEV_FAULTS: u64 = 9;
 
 fn stat(key: u64) -> u64 {
     urt::sysctl(key, sysctl::READ_ONLY).unwrap_or(u64::MAX)
@@ -42,6 +48,7 @@ enum Mode {
     Exit,
     WriteReadOnly,
     HoldUntilPeerGone,
+    ComparePerPage,
 }
 
 fn main(arg: u64) -> i32 {
@@ -49,6 +56,7 @@ fn main(arg: u64) -> i32 {
         0 => Mode::Exit,
         1 => Mode::WriteReadOnly,
         2 => Mode::HoldUntilPeerGone,
+        3 => Mode::ComparePerPage,
         _ => {
             println!("gnt-map: FAIL unknown mode");
             return 1;
@@ -175,8 +183,11 @@ fn run(peer: u32, mode: Mode) -> Result<(), &'static str> {
     if bad != 0 {
         return Err("wrong words");
     }
+    if mode == Mode::ComparePerPage {
+        compare_per_page(&gnt, peer, refs.values(), faults, calls)?;
+    }
     match mode {
-        Mode::Exit => {
+        Mode::Exit | Mode::ComparePerPage => {
             println!("gnt-map: exiting without unmapping");
             // The event channel stays open until the process exits: the
             // kernel tears the mapping down first and its unmap notify
@@ -195,6 +206,46 @@ fn run(peer: u32, mode: Mode) -> Result<(), &'static str> {
             Ok(())
         }
     }
+}
+
+/// Maps `refs` a second time with the populate path off, reads every
+/// page and reports its faults and map hypercalls next to the populate
+/// mapping's (`faults`, `calls`); unmaps it again.
+fn compare_per_page(
+    gnt: &Gnttab,
+    peer: u32,
+    refs: &[u32],
+    faults: u64,
+    calls: u64,
+) -> Result<(), &'static str> {
+    let n = refs.len();
+    urt::sysctl(sysctl::VM_POPULATE, 0).map_err(|_| "vm.populate=0")?;
+    let (calls0, gfaults0) = (stat(GNTDEV_MAP_HYPERCALLS), stat(GNTDEV_FAULTS));
+    let mapped = gnt.map_grant_refs(&[peer], refs, false, None);
+    let faults0 = stat(sysctl::PROC_FAULTS);
+    let mut sum = 0u32;
+    if let Ok(addr) = mapped {
+        for i in 0..n {
+            // SAFETY: word 1 of page `i` of the read-only mapping.
+            sum =
+                sum.wrapping_add(unsafe { (addr as *const u32).add(i * 1024 + 1).read_volatile() });
+        }
+    }
+    let per_page = stat(sysctl::PROC_FAULTS) - faults0;
+    let _ = urt::sysctl(sysctl::VM_POPULATE, 1);
+    let addr = mapped.map_err(|_| "map_grant_refs without populate")?;
+    let (pcalls, gfaults) = (
+        stat(GNTDEV_MAP_HYPERCALLS) - calls0,
+        stat(GNTDEV_FAULTS) - gfaults0,
+    );
+    gnt.unmap(addr, n).map_err(|_| "unmap")?;
+    println!(
+        "gnt-map: benchmark, {n} pages: populate {faults} fault(s), {calls} map hypercall(s); per-page faults (vm.populate=0, FreeBSD's way) {per_page} fault(s) ({gfaults} pager fault(s)), {pcalls} map hypercall(s); faults ratio {faults}/{per_page} (checksum {sum:#x})"
+    );
+    if per_page != n as u64 || faults != 1 {
+        return Err("unexpected fault counts");
+    }
+    Ok(())
 }
 
 /// Maps `refs` a second time, read-only, checks that it reads the reply
