@@ -32,13 +32,6 @@ use vm::{Errno, Prot};
 
 use crate::syscall::errno;
 
-/// Open for reading only.
-pub const O_RDONLY: u32 = 0;
-/// Open for writing only.
-pub const O_WRONLY: u32 = 1;
-/// Mask of the access mode.
-pub const O_ACCMODE: u32 = 3;
-
 /// FreeBSD's ioctl command encoding: direction, argument size, group, number.
 pub mod ioc {
     /// The kernel copies the argument out to the caller.

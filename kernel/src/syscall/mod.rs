@@ -20,13 +20,16 @@
 //! | 11 | yield | | 0 |
 //! | 12 | sysctl | key, new value (`u64::MAX`: none) | old value |
 //!
-//! `sysctl` keys: [`sysctl`] (6 to 16: gntdev, grant and hole counters).
+//! Numbers, flags and `sysctl` keys come from the `uapi` crate, which the
+//! user runtime builds from too (`sysctl` keys 6 to 16: gntdev, grant and
+//! hole counters).
 
 pub mod errno;
 
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
+use uapi::{fcntl, mman, nr, sysctl};
 use vm::{Errno, Prot};
 
 use crate::arch::pmap;
@@ -34,86 +37,6 @@ use crate::arch::trap::TrapFrame;
 use crate::dev::{self, File, ioc};
 use crate::proc::{self, MAX_FILES, Process, vmspace};
 use crate::{events, mem, sched, usercopy};
-
-/// System call numbers.
-pub mod nr {
-    /// `exit(status)`.
-    pub const EXIT: u64 = 0;
-    /// `write(fd, buf, len)`.
-    pub const WRITE: u64 = 1;
-    /// `read(fd, buf, len)`.
-    pub const READ: u64 = 2;
-    /// `open(path, flags)`.
-    pub const OPEN: u64 = 3;
-    /// `close(fd)`.
-    pub const CLOSE: u64 = 4;
-    /// `ioctl(fd, cmd, arg)`.
-    pub const IOCTL: u64 = 5;
-    /// `mmap(addr, len, prot, flags, fd, offset)`.
-    pub const MMAP: u64 = 6;
-    /// `munmap(addr, len)`.
-    pub const MUNMAP: u64 = 7;
-    /// `mprotect(addr, len, prot)`.
-    pub const MPROTECT: u64 = 8;
-    /// `getpid()`.
-    pub const GETPID: u64 = 9;
-    /// `sleep(ns)`.
-    pub const SLEEP: u64 = 10;
-    /// `yield()`.
-    pub const YIELD: u64 = 11;
-    /// `sysctl(key, new)`.
-    pub const SYSCTL: u64 = 12;
-}
-
-/// `mmap` flags (Linux values).
-pub mod map {
-    /// Changes are shared.
-    pub const SHARED: u64 = 0x01;
-    /// Changes are private (copy-on-write).
-    pub const PRIVATE: u64 = 0x02;
-    /// Exactly at `addr`.
-    pub const FIXED: u64 = 0x10;
-    /// Anonymous memory, no descriptor.
-    pub const ANON: u64 = 0x20;
-}
-
-/// `sysctl` keys.
-pub mod sysctl {
-    /// Whether faults use populate (read-write, 0 or 1).
-    pub const VM_POPULATE: u64 = 0;
-    /// Free pages.
-    pub const VM_FREE_PAGES: u64 = 1;
-    /// Page faults of the calling process.
-    pub const PROC_FAULTS: u64 = 2;
-    /// Pages invalidated with `invlpg`.
-    pub const TLB_INVLPG: u64 = 3;
-    /// Full TLB flushes.
-    pub const TLB_FULL: u64 = 4;
-    /// 2 MiB mappings made.
-    pub const PMAP_LARGE: u64 = 5;
-    /// gntdev: mappings whose grants were mapped.
-    pub const GNTDEV_MAPPINGS: u64 = 6;
-    /// gntdev: map hypercalls (retry rounds included).
-    pub const GNTDEV_MAP_HYPERCALLS: u64 = 7;
-    /// gntdev: pager populates (one per fault that maps a region).
-    pub const GNTDEV_POPULATES: u64 = 8;
-    /// gntdev: single-page pager faults.
-    pub const GNTDEV_FAULTS: u64 = 9;
-    /// gntdev: unmap hypercalls.
-    pub const GNTDEV_UNMAP_HYPERCALLS: u64 = 10;
-    /// Live grant references of the table (ours, granted or pending).
-    pub const GRANT_REFS: u64 = 11;
-    /// Hole frames handed out (grant table, shared info, mappings).
-    pub const HOLE_FRAMES: u64 = 12;
-    /// gntdev: pages held (granted or pending).
-    pub const GNTDEV_PAGES: u64 = 13;
-    /// gntdev: grants whose end waits for the peer.
-    pub const GNTDEV_PENDING: u64 = 14;
-    /// gntdev: unmap-notify events sent.
-    pub const GNTDEV_EVENTS_SENT: u64 = 15;
-    /// gntdev: unmap-notify bytes cleared.
-    pub const GNTDEV_BYTES_CLEARED: u64 = 16;
-}
 
 /// Largest chunk copied per step of `read`/`write`.
 const CHUNK: usize = 512;
@@ -177,7 +100,7 @@ fn file(p: &Process, fd: u64) -> Result<Arc<File>, Errno> {
 
 fn write(p: &Process, fd: u64, buf: u64, len: u64) -> Result<u64, Errno> {
     let f = file(p, fd)?;
-    if f.flags & dev::O_ACCMODE == dev::O_RDONLY {
+    if u64::from(f.flags) & fcntl::O_ACCMODE == fcntl::O_RDONLY {
         return Err(errno::EBADF);
     }
     usercopy::check_range(buf, len)?;
@@ -197,7 +120,7 @@ fn write(p: &Process, fd: u64, buf: u64, len: u64) -> Result<u64, Errno> {
 
 fn read(p: &Process, fd: u64, buf: u64, len: u64) -> Result<u64, Errno> {
     let f = file(p, fd)?;
-    if f.flags & dev::O_ACCMODE == dev::O_WRONLY {
+    if u64::from(f.flags) & fcntl::O_ACCMODE == fcntl::O_WRONLY {
         return Err(errno::EBADF);
     }
     usercopy::check_range(buf, len)?;
@@ -243,6 +166,13 @@ fn ioctl(p: &Process, fd: u64, cmd: u32, arg: u64) -> Result<u64, Errno> {
     Ok(0)
 }
 
+// The ABI's rights are `vm::Prot`'s bits.
+const _: () = assert!(
+    mman::PROT_READ == Prot::READ.bits() as u64
+        && mman::PROT_WRITE == Prot::WRITE.bits() as u64
+        && mman::PROT_EXEC == Prot::EXECUTE.bits() as u64
+);
+
 fn prot(bits: u64) -> Result<Prot, Errno> {
     u8::try_from(bits)
         .ok()
@@ -253,9 +183,9 @@ fn prot(bits: u64) -> Result<Prot, Errno> {
 fn mmap(p: &Process, a: [u64; 6]) -> Result<u64, Errno> {
     let [addr, len, prot_bits, flags, fd, offset] = a;
     let prot = prot(prot_bits)?;
-    let shared = match flags & (map::SHARED | map::PRIVATE) {
-        map::SHARED => true,
-        map::PRIVATE => false,
+    let shared = match flags & (mman::MAP_SHARED | mman::MAP_PRIVATE) {
+        mman::MAP_SHARED => true,
+        mman::MAP_PRIVATE => false,
         _ => return Err(Errno::EINVAL),
     };
     if len == 0 || offset % pmap::PAGE != 0 {
@@ -264,19 +194,19 @@ fn mmap(p: &Process, a: [u64; 6]) -> Result<u64, Errno> {
     let size = len
         .checked_next_multiple_of(pmap::PAGE)
         .ok_or(Errno::EINVAL)?;
-    let (object, max_prot) = if flags & map::ANON != 0 {
+    let (object, max_prot) = if flags & mman::MAP_ANON != 0 {
         // The first fault makes the default object (`vm_map_lookup`).
         (None, Prot::all())
     } else {
         let f = file(p, fd)?;
         let m = f.dev.mmap_single(offset, size, prot)?;
         let mut max = Prot::all();
-        if shared && f.flags & dev::O_ACCMODE == dev::O_RDONLY {
+        if shared && u64::from(f.flags) & fcntl::O_ACCMODE == fcntl::O_RDONLY {
             max -= Prot::WRITE;
         }
         (Some((m.object, m.pindex)), max)
     };
-    let fixed = flags & map::FIXED != 0;
+    let fixed = flags & mman::MAP_FIXED != 0;
     let m = vmspace::Mapping {
         prot,
         max_prot,

@@ -1,5 +1,6 @@
 //! The runtime of user programs for the xenguest kernel: the entry point
-//! ([`entry!`]), the system calls (ABI in the kernel's `syscall` module),
+//! ([`entry!`]), the system calls (numbers, flags and `sysctl` keys from
+//! the kernel's `uapi` crate, re-exported here),
 //! printing to the console, and a panic handler that prints and exits 101.
 //!
 //! Programs are static executables for `x86_64-unknown-none`, linked by
@@ -10,23 +11,7 @@
 use core::arch::asm;
 use core::fmt;
 
-/// System call numbers.
-pub mod nr {
-    #![allow(missing_docs)]
-    pub const EXIT: u64 = 0;
-    pub const WRITE: u64 = 1;
-    pub const READ: u64 = 2;
-    pub const OPEN: u64 = 3;
-    pub const CLOSE: u64 = 4;
-    pub const IOCTL: u64 = 5;
-    pub const MMAP: u64 = 6;
-    pub const MUNMAP: u64 = 7;
-    pub const MPROTECT: u64 = 8;
-    pub const GETPID: u64 = 9;
-    pub const SLEEP: u64 = 10;
-    pub const YIELD: u64 = 11;
-    pub const SYSCTL: u64 = 12;
-}
+pub use uapi::{fcntl, mman, nr, sysctl};
 
 /// Error numbers (Linux values).
 pub mod errno {
@@ -40,40 +25,6 @@ pub mod errno {
     pub const ENOTTY: i64 = 25;
     pub const ENOSYS: i64 = 38;
     pub const ETIMEDOUT: i64 = 110;
-}
-
-/// `mmap` rights and flags.
-pub mod mman {
-    #![allow(missing_docs)]
-    pub const PROT_NONE: u64 = 0;
-    pub const PROT_READ: u64 = 1;
-    pub const PROT_WRITE: u64 = 2;
-    pub const PROT_EXEC: u64 = 4;
-    pub const MAP_SHARED: u64 = 0x01;
-    pub const MAP_PRIVATE: u64 = 0x02;
-    pub const MAP_FIXED: u64 = 0x10;
-    pub const MAP_ANON: u64 = 0x20;
-}
-
-/// `open` flags.
-pub mod fcntl {
-    #![allow(missing_docs)]
-    pub const O_RDONLY: u64 = 0;
-    pub const O_WRONLY: u64 = 1;
-    pub const O_RDWR: u64 = 2;
-}
-
-/// `sysctl` keys.
-pub mod sysctl {
-    #![allow(missing_docs)]
-    pub const VM_POPULATE: u64 = 0;
-    pub const VM_FREE_PAGES: u64 = 1;
-    pub const PROC_FAULTS: u64 = 2;
-    pub const TLB_INVLPG: u64 = 3;
-    pub const TLB_FULL: u64 = 4;
-    pub const PMAP_LARGE: u64 = 5;
-    /// "Do not change the value".
-    pub const READ_ONLY: u64 = u64::MAX;
 }
 
 /// The page size.

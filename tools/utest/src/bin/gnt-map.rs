@@ -32,11 +32,6 @@ urt::entry!(main);
 const TIMEOUT_NS: u64 = 120_000_000_000;
 /// How often the hold mode looks whether the peer is gone.
 const PEER_POLL_NS: u64 = 100_000_000;
-/// `sysctl` keys of gntdev's counters (the kernel's `syscall::sysctl`).
-const GNTDEV_MAP_HYPERCALLS: u64 = 7;
-const GNTDEV_POPULATES: u64 = 8;
-const GNTDEV_MAPPINGS: u64 = 6;
-const GNTDEV_FAULTS: u64 = 9;
 
 fn stat(key: u64) -> u64 {
     urt::sysctl(key, sysctl::READ_ONLY).unwrap_or(u64::MAX)
@@ -119,9 +114,9 @@ fn run(peer: u32, mode: Mode) -> Result<(), &'static str> {
     let gnt = Gnttab::open().map_err(|_| "open /dev/xen/gntdev")?;
 
     let (calls0, pop0, maps0) = (
-        stat(GNTDEV_MAP_HYPERCALLS),
-        stat(GNTDEV_POPULATES),
-        stat(GNTDEV_MAPPINGS),
+        stat(sysctl::GNTDEV_MAP_HYPERCALLS),
+        stat(sysctl::GNTDEV_POPULATES),
+        stat(sysctl::GNTDEV_MAPPINGS),
     );
     let notify = Notify {
         offset: Some((n * PAGE - 1) as u64),
@@ -155,9 +150,9 @@ fn run(peer: u32, mode: Mode) -> Result<(), &'static str> {
     }
     let faults = stat(sysctl::PROC_FAULTS) - faults0;
     let (calls, pops, maps) = (
-        stat(GNTDEV_MAP_HYPERCALLS) - calls0,
-        stat(GNTDEV_POPULATES) - pop0,
-        stat(GNTDEV_MAPPINGS) - maps0,
+        stat(sysctl::GNTDEV_MAP_HYPERCALLS) - calls0,
+        stat(sysctl::GNTDEV_POPULATES) - pop0,
+        stat(sysctl::GNTDEV_MAPPINGS) - maps0,
     );
     let mut mpath = Fmt::new();
     mpath
@@ -220,7 +215,10 @@ fn compare_per_page(
 ) -> Result<(), &'static str> {
     let n = refs.len();
     urt::sysctl(sysctl::VM_POPULATE, 0).map_err(|_| "vm.populate=0")?;
-    let (calls0, gfaults0) = (stat(GNTDEV_MAP_HYPERCALLS), stat(GNTDEV_FAULTS));
+    let (calls0, gfaults0) = (
+        stat(sysctl::GNTDEV_MAP_HYPERCALLS),
+        stat(sysctl::GNTDEV_FAULTS),
+    );
     let mapped = gnt.map_grant_refs(&[peer], refs, false, None);
     let faults0 = stat(sysctl::PROC_FAULTS);
     let mut sum = 0u32;
@@ -235,8 +233,8 @@ fn compare_per_page(
     let _ = urt::sysctl(sysctl::VM_POPULATE, 1);
     let addr = mapped.map_err(|_| "map_grant_refs without populate")?;
     let (pcalls, gfaults) = (
-        stat(GNTDEV_MAP_HYPERCALLS) - calls0,
-        stat(GNTDEV_FAULTS) - gfaults0,
+        stat(sysctl::GNTDEV_MAP_HYPERCALLS) - calls0,
+        stat(sysctl::GNTDEV_FAULTS) - gfaults0,
     );
     gnt.unmap(addr, n).map_err(|_| "unmap")?;
     println!(

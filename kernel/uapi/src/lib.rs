@@ -1,0 +1,112 @@
+//! The kernel's user ABI, the one definition both sides build from (as
+//! FreeBSD's `sys/sys/*.h` or Linux's `include/uapi`): system call numbers,
+//! `mmap` and `open` flags and `sysctl` keys. The kernel's `syscall`
+//! module implements them (its documentation has the table of calls);
+//! `tools/urt` re-exports them to user programs. Error numbers are Linux's
+//! and not defined here.
+#![no_std]
+
+/// System call numbers: number in rax, arguments in rdi, rsi, rdx, r10,
+/// r8, r9; the result in rax, `-errno` on failure.
+pub mod nr {
+    /// `exit(status)`.
+    pub const EXIT: u64 = 0;
+    /// `write(fd, buf, len)`.
+    pub const WRITE: u64 = 1;
+    /// `read(fd, buf, len)`.
+    pub const READ: u64 = 2;
+    /// `open(path, flags)`.
+    pub const OPEN: u64 = 3;
+    /// `close(fd)`.
+    pub const CLOSE: u64 = 4;
+    /// `ioctl(fd, cmd, arg)`.
+    pub const IOCTL: u64 = 5;
+    /// `mmap(addr, len, prot, flags, fd, offset)`.
+    pub const MMAP: u64 = 6;
+    /// `munmap(addr, len)`.
+    pub const MUNMAP: u64 = 7;
+    /// `mprotect(addr, len, prot)`.
+    pub const MPROTECT: u64 = 8;
+    /// `getpid()`.
+    pub const GETPID: u64 = 9;
+    /// `sleep(ns)`.
+    pub const SLEEP: u64 = 10;
+    /// `yield()`.
+    pub const YIELD: u64 = 11;
+    /// `sysctl(key, new)`.
+    pub const SYSCTL: u64 = 12;
+}
+
+/// `mmap` and `mprotect` rights and `mmap` flags (Linux values).
+pub mod mman {
+    /// No access.
+    pub const PROT_NONE: u64 = 0;
+    /// Readable.
+    pub const PROT_READ: u64 = 1;
+    /// Writable.
+    pub const PROT_WRITE: u64 = 2;
+    /// Executable.
+    pub const PROT_EXEC: u64 = 4;
+    /// Changes are shared.
+    pub const MAP_SHARED: u64 = 0x01;
+    /// Changes are private (copy-on-write).
+    pub const MAP_PRIVATE: u64 = 0x02;
+    /// Exactly at `addr`.
+    pub const MAP_FIXED: u64 = 0x10;
+    /// Anonymous memory, no descriptor.
+    pub const MAP_ANON: u64 = 0x20;
+}
+
+/// `open` flags (Linux values).
+pub mod fcntl {
+    /// Open for reading only.
+    pub const O_RDONLY: u64 = 0;
+    /// Open for writing only.
+    pub const O_WRONLY: u64 = 1;
+    /// Open for reading and writing.
+    pub const O_RDWR: u64 = 2;
+    /// Mask of the access mode.
+    pub const O_ACCMODE: u64 = 3;
+}
+
+/// `sysctl` keys: `sysctl(key, new)` returns the old value and sets `new`
+/// unless it is [`READ_ONLY`](sysctl::READ_ONLY); only `VM_POPULATE` can
+/// be set.
+pub mod sysctl {
+    /// Whether faults use populate (read-write, 0 or 1).
+    pub const VM_POPULATE: u64 = 0;
+    /// Free pages.
+    pub const VM_FREE_PAGES: u64 = 1;
+    /// Page faults of the calling process.
+    pub const PROC_FAULTS: u64 = 2;
+    /// Pages invalidated with `invlpg`.
+    pub const TLB_INVLPG: u64 = 3;
+    /// Full TLB flushes.
+    pub const TLB_FULL: u64 = 4;
+    /// 2 MiB mappings made.
+    pub const PMAP_LARGE: u64 = 5;
+    /// gntdev: mappings whose grants were mapped.
+    pub const GNTDEV_MAPPINGS: u64 = 6;
+    /// gntdev: map hypercalls (retry rounds included).
+    pub const GNTDEV_MAP_HYPERCALLS: u64 = 7;
+    /// gntdev: pager populates (one per fault that maps a region).
+    pub const GNTDEV_POPULATES: u64 = 8;
+    /// gntdev: single-page pager faults.
+    pub const GNTDEV_FAULTS: u64 = 9;
+    /// gntdev: unmap hypercalls.
+    pub const GNTDEV_UNMAP_HYPERCALLS: u64 = 10;
+    /// Live grant references of the table (ours, granted or pending).
+    pub const GRANT_REFS: u64 = 11;
+    /// Hole frames handed out (grant table, shared info, mappings).
+    pub const HOLE_FRAMES: u64 = 12;
+    /// gntdev: pages held (granted or pending).
+    pub const GNTDEV_PAGES: u64 = 13;
+    /// gntdev: grants whose end waits for the peer.
+    pub const GNTDEV_PENDING: u64 = 14;
+    /// gntdev: unmap-notify events sent.
+    pub const GNTDEV_EVENTS_SENT: u64 = 15;
+    /// gntdev: unmap-notify bytes cleared.
+    pub const GNTDEV_BYTES_CLEARED: u64 = 16;
+    /// The `new` value that leaves the key unchanged.
+    pub const READ_ONLY: u64 = u64::MAX;
+}
