@@ -3,7 +3,13 @@
 # built on Xen's libxengnttab/libxenevtchn/libxenstore, runs the share
 # protocol of docs/share-protocol.md with one guest, in both roles:
 #   dom0-shares: dom0 grants 16 pages, the guest (scenario=share-mapper) maps;
-#   dom0-maps:   the guest (scenario=share-sharer) grants 16 pages, dom0 maps.
+#   dom0-maps:   the guest (scenario=share-sharer) grants 16 pages, dom0 maps;
+# and its gntdev variant (tool option -g) with the guest's user programs on
+# our /dev/xen/gntdev against Linux's gntalloc and gntdev:
+#   gntdev-dom0-shares: dom0 shares with xengntshr, the guest's gnt-map
+#                (scenario=gntdev-map) maps and exits with its unmap notify;
+#   gntdev-dom0-maps: the guest's gnt-share (scenario=gntdev-share) shares,
+#                dom0 maps with xengnttab and notifies as it unmaps.
 # Each case passes when both dom0's tool and the guest report PASS.
 # Run from the project root on a Xen host (or via scripts/test).
 . scripts/lib/xl.sh
@@ -11,6 +17,10 @@
 TOOL=target/dom0-tools/xen-interop
 # Near the top of u32: the page pattern wraps inside the first pages.
 SEED=4294966000
+# The gntdev variant's notify byte is the top byte of the last word: a
+# pattern that wraps ends below 2^24 and that byte would read 0 before any
+# notify. This one carries into the top byte (0xff) within page 0 instead.
+GNTDEV_SEED=4278190000
 PAGES=16
 # Each wait of the tool; the guest gets longer to come and go.
 TOOL_TIMEOUT=${INTEROP_TIMEOUT:-30}
@@ -44,8 +54,10 @@ interop_case() {
     _trc=$?
     guest_wait xenguest-a
     sed 's/^/  dom0 | /' "$_out"
-    grep -h '^sharer:\|^mapper:' "$(guest_log xenguest-a)" | sed 's/^/  guest | /'
-    _role=$(sed -n 's/^RESULT \(interop-[a-z]*\) .*/\1/p' "$_out" | tail -n 1)
+    grep -h '^gnt-\|^sharer:\|^mapper:' "$(guest_log xenguest-a)" | sed 's/\r$//; s/^/  guest | /'
+    _role=$(sed -n 's/^RESULT \(interop-[a-z-]*\) .*/\1/p' "$_out" | tail -n 1)
+    # The seed as dom0 used it: its own, or the one the guest published.
+    _seed=$(sed -n 's/.* seed[= ]\([0-9]*\).*/\1/p' "$_out" | head -n 1)
     if [ "$_trc" -ne 0 ]; then
         fail "$_case" "dom0: $(grep '^RESULT ' "$_out" | tail -n 1 || echo "no RESULT, status $_trc")"
         show_log xenguest-a
@@ -53,7 +65,7 @@ interop_case() {
         fail "$_case" "guest: $_why"
         show_log xenguest-a
     else
-        pass "$_case (domain $_id, $PAGES pages, dom0 ${_role:-?} and guest $_scn)"
+        pass "$_case (domain $_id, $PAGES pages, seed ${_seed:-?}, dom0 ${_role:-?} and guest $_scn)"
     fi
 }
 
@@ -64,4 +76,6 @@ if [ ! -x "$TOOL" ]; then
 fi
 interop_case interop-dom0-shares share-mapper "" share DOMID "$PAGES" "$SEED"
 interop_case interop-dom0-maps share-sharer "pages=$PAGES seed=$SEED" map DOMID
+interop_case interop-gntdev-dom0-shares gntdev-map "" -g share DOMID "$PAGES" "$GNTDEV_SEED"
+interop_case interop-gntdev-dom0-maps gntdev-share "pages=$PAGES" -g map DOMID
 finish

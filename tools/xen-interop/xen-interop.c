@@ -3,18 +3,30 @@
  * built on Xen's own libxengnttab, libxenevtchn and libxenstore, so that our
  * guest kernel can be tested against a peer none of us wrote.
  *
- *   xen-interop [-t SECONDS] share PEER_DOMID N SEED
+ *   xen-interop [-t SECONDS] [-g] share PEER_DOMID N SEED
  *       dom0 is the sharer: grants N pages to PEER and waits for it to map,
  *       verify, answer and unmap them.
- *   xen-interop [-t SECONDS] map PEER_DOMID
+ *   xen-interop [-t SECONDS] [-g] map PEER_DOMID
  *       dom0 is the mapper: waits for PEER to publish a share, maps it,
  *       verifies it, answers and unmaps.
  *   xen-interop [-t SECONDS] selftest N [SEED]
  *       both roles inside dom0 (two processes), against domain 0 itself.
  *
+ * With -g (share and map only), the roles speak the protocol's gntdev
+ * variant, the one our guest's user programs gnt-share and gnt-map speak:
+ *   -g share: after checking the reply words, waits (woken by events on its
+ *       port) until the last byte of page N-1 reads 0 - the mapper's unmap
+ *       notify - instead of waiting for "unmapped", then unshares and writes
+ *       "done". SEED must leave that byte non-zero in the pattern.
+ *   -g map: maps page N-1 a second time with xengnttab_map_grant_ref_notify
+ *       (libxengnttab offers an unmap notify on single pages only): clear
+ *       byte 4095, signal our bound port. After "verified" it unmaps all N,
+ *       then that page, which fires the notify; it never writes "unmapped",
+ *       and waits for the sharer's "done".
+ *
  * Every wait ends after SECONDS (default 30). Each step prints one line
  * ("share: ..." / "map: ..."), and each role ends with
- * "RESULT interop-share PASS", "RESULT interop-map FAIL reason", ...
+ * "RESULT interop-share PASS", "RESULT interop-gntdev-map FAIL reason", ...
  * Exit status: 0 passed, 1 failed, 2 usage.
  */
 #define _GNU_SOURCE
@@ -50,6 +62,7 @@ struct side {
     const char *role;           /* "share" or "map" */
     unsigned int peer;          /* the other domain */
     unsigned int timeout_ms;    /* limit of every single wait */
+    bool gntdev;                /* the protocol's gntdev variant */
     struct xs_handle *xs;
     xenevtchn_handle *xce;
     int port;                   /* our local port, -1 when none */
@@ -263,14 +276,33 @@ static int wait_events(struct side *s, unsigned long base, const char *what)
     return 0;
 }
 
+/* wait_cleared: waits, woken by events on our port, until the byte at P
+ * (in memory the peer maps) reads 0. */
+static int wait_cleared(struct side *s, const volatile uint8_t *p, const char *what)
+{
+    uint64_t deadline = now_ms() + s->timeout_ms;
+    while (*p != 0) {
+        uint64_t now = now_ms();
+        if (now >= deadline)
+            return failf(s, "timed out after %u s waiting for %s (still 0x%02x, %lu events)",
+                         s->timeout_ms / 1000, what, (unsigned int)*p, s->events);
+        uint64_t left = deadline - now;
+        pump(s, left < POLL_TICK_MS ? (int)left : POLL_TICK_MS);
+    }
+    return 0;
+}
+
 static bool is_ready(const char *v) { return strcmp(v, "ready") == 0; }
 static bool is_done(const char *v) { return strcmp(v, "done") == 0; }
 static bool is_unmapped(const char *v) { return strcmp(v, "unmapped") == 0; }
+static bool is_verdict(const char *v)
+{
+    return strcmp(v, "verified") == 0 || strncmp(v, "failed:", 7) == 0;
+}
 static bool is_answer(const char *v)
 {
     /* The mapper may already have moved on to "unmapped" when we look. */
-    return strcmp(v, "verified") == 0 || strncmp(v, "failed:", 7) == 0 ||
-           is_unmapped(v);
+    return is_verdict(v) || is_unmapped(v);
 }
 
 /* ---- handles ------------------------------------------------------------ */
@@ -311,12 +343,13 @@ static void notify(struct side *s)
 }
 
 static void init_side(struct side *s, const char *role, unsigned int peer,
-                      unsigned int timeout_ms)
+                      unsigned int timeout_ms, bool gntdev)
 {
     memset(s, 0, sizeof(*s));
     s->role = role;
     s->peer = peer;
     s->timeout_ms = timeout_ms;
+    s->gntdev = gntdev;
     s->port = -1;
     bool sharer = strcmp(role, "share") == 0;
     snprintf(s->home, sizeof(s->home), "/local/domain/0/data/xenguest/%s",
@@ -327,10 +360,11 @@ static void init_side(struct side *s, const char *role, unsigned int peer,
 
 static int result(struct side *s, int rc)
 {
+    const char *variant = s->gntdev ? "gntdev-" : "";
     if (rc == 0 && s->reason[0] == '\0')
-        printf("RESULT interop-%s PASS\n", s->role);
+        printf("RESULT interop-%s%s PASS\n", variant, s->role);
     else
-        printf("RESULT interop-%s FAIL %s\n", s->role,
+        printf("RESULT interop-%s%s FAIL %s\n", variant, s->role,
                s->reason[0] ? s->reason : "unknown error");
     fflush(stdout);
     return rc == 0 && s->reason[0] == '\0' ? 0 : 1;
@@ -353,7 +387,8 @@ static uint32_t *word_ptr(void *pages, uint32_t page, uint32_t word)
 
 /* ---- sharer ------------------------------------------------------------- */
 
-static int run_share(unsigned int peer, uint32_t count, uint32_t seed, unsigned int timeout_ms)
+static int run_share(unsigned int peer, uint32_t count, uint32_t seed, unsigned int timeout_ms,
+                     bool gntdev)
 {
     struct side s;
     xengntshr_handle *gs = NULL;
@@ -365,7 +400,13 @@ static int run_share(unsigned int peer, uint32_t count, uint32_t seed, unsigned 
     uint32_t chunks, bad = 0, first_bad = 0;
     int rc = -1;
 
-    init_side(&s, "share", peer, timeout_ms);
+    init_side(&s, "share", peer, timeout_ms, gntdev);
+    /* The top byte of the last word: the notify byte of the gntdev variant. */
+    if (gntdev && (seed + count * PAGE_WORDS - 1u) >> 24 == 0) {
+        failf(&s, "seed %" PRIu32 " leaves the last byte of page %" PRIu32
+              " zero: the mapper's unmap notify could not be seen", seed, count - 1);
+        goto out;
+    }
     if (open_common(&s) < 0)
         goto out;
     gs = xengntshr_open(NULL, 0);
@@ -437,8 +478,13 @@ static int run_share(unsigned int peer, uint32_t count, uint32_t seed, unsigned 
     /* Step 3: the mapper's answer. */
     snprintf(path, sizeof(path), "%s/state", s.peer_home);
     say(&s, "waiting up to %u s for %s", timeout_ms / 1000, path);
-    if (wait_node(&s, path, is_answer, "verified, failed: or unmapped", &state) < 0)
+    if (gntdev) {
+        /* The mapper exits without ever writing "unmapped". */
+        if (wait_node(&s, path, is_verdict, "verified or failed:", &state) < 0)
+            goto out;
+    } else if (wait_node(&s, path, is_answer, "verified, failed: or unmapped", &state) < 0) {
         goto out;
+    }
     say(&s, "mapper state: %s (%lu events so far)", state, s.events);
     if (strncmp(state, "failed:", 7) == 0)
         failf(&s, "mapper reported %s", state);
@@ -462,21 +508,36 @@ static int run_share(unsigned int peer, uint32_t count, uint32_t seed, unsigned 
         say(&s, "%s", s.reason);
     }
 
-    /* Step 4: the unmap. */
-    if (!is_unmapped(state)) {
-        free(state);
-        state = NULL;
-        if (wait_node(&s, path, is_unmapped, "unmapped", &state) < 0)
-            goto out;
+    if (gntdev) {
+        /* Step 4 of the variant: the unmap notify. After a failure there is
+         * nothing left to prove, and gntalloc keeps any page still mapped. */
+        if (s.reason[0] == '\0') {
+            const volatile uint8_t *last =
+                (const volatile uint8_t *)pages + (size_t)count * PAGE_BYTES - 1u;
+            snprintf(shown, sizeof(shown), "the unmap notify (last byte of page %" PRIu32
+                     " cleared)", count - 1);
+            if (wait_cleared(&s, last, shown) < 0)
+                goto out;
+            say(&s, "unmap notify seen: last byte of page %" PRIu32 " cleared, %lu event(s)"
+                " received from the mapper", count - 1, s.events);
+        }
+    } else {
+        /* Step 4: the unmap. */
+        if (!is_unmapped(state)) {
+            free(state);
+            state = NULL;
+            if (wait_node(&s, path, is_unmapped, "unmapped", &state) < 0)
+                goto out;
+        }
+        say(&s, "mapper state: unmapped");
+        /* The protocol's events (coalesced into one if we were slow). When
+         * the answer already failed, there is nothing left to prove. */
+        if (s.events == 0 && s.reason[0] == '\0') {
+            if (wait_events(&s, 0, "an event from the mapper (state is written, none came)") < 0)
+                goto out;
+        }
+        say(&s, "%lu event(s) received from the mapper", s.events);
     }
-    say(&s, "mapper state: unmapped");
-    /* The protocol's events (coalesced into one if we were slow). When the
-     * answer already failed, there is nothing left to prove. */
-    if (s.events == 0 && s.reason[0] == '\0') {
-        if (wait_events(&s, 0, "an event from the mapper (state is written, none came)") < 0)
-            goto out;
-    }
-    say(&s, "%lu event(s) received from the mapper", s.events);
 
     /* Step 5: end access, free, close, done. */
     if (xengntshr_unshare(gs, pages, count) < 0) {
@@ -485,7 +546,10 @@ static int run_share(unsigned int peer, uint32_t count, uint32_t seed, unsigned 
         goto out;
     }
     pages = NULL;
-    say(&s, "unshared %" PRIu32 " pages (grants ended)", count);
+    /* In the variant the mapper's kernel may unmap just after its notify;
+     * gntalloc then ends those grants once it has. */
+    say(&s, "unshared %" PRIu32 " pages (%s)", count,
+        gntdev ? "grants end once unmapped" : "grants ended");
     xenevtchn_unbind(s.xce, (evtchn_port_t)s.port);
     say(&s, "closed event channel %d", s.port);
     s.port = -1;
@@ -575,11 +639,12 @@ static int read_share(struct side *s, uint32_t *count, uint32_t *seed, uint32_t 
     return 0;
 }
 
-static int run_map(unsigned int peer, unsigned int timeout_ms)
+static int run_map(unsigned int peer, unsigned int timeout_ms, bool gntdev)
 {
     struct side s;
     xengnttab_handle *gt = NULL;
     void *pages = NULL;
+    void *last = NULL;  /* gntdev variant: page N-1 again, with the notify */
     uint32_t *refs = NULL;
     uint32_t count = 0, seed = 0, remote_port = 0;
     char *state = NULL;
@@ -588,7 +653,7 @@ static int run_map(unsigned int peer, unsigned int timeout_ms)
     xenevtchn_port_or_error_t port;
     int rc = -1;
 
-    init_side(&s, "map", peer, timeout_ms);
+    init_side(&s, "map", peer, timeout_ms, gntdev);
     if (open_common(&s) < 0)
         goto out;
     gt = xengnttab_open(NULL, 0);
@@ -626,6 +691,18 @@ static int run_map(unsigned int peer, unsigned int timeout_ms)
         goto answer;
     }
     say(&s, "mapped %" PRIu32 " grants read-write in one call", count);
+    if (gntdev) {
+        /* The notify is on page N-1's own mapping: it fires when that goes. */
+        last = xengnttab_map_grant_ref_notify(gt, peer, refs[count - 1], PROT_READ | PROT_WRITE,
+                                              PAGE_BYTES - 1u, (evtchn_port_t)s.port);
+        if (!last) {
+            failf(&s, "xengnttab_map_grant_ref_notify(domain %u, ref %" PRIu32 "): %s", peer,
+                  refs[count - 1], strerror(errno));
+            goto answer;
+        }
+        say(&s, "mapped page %" PRIu32 " (ref %" PRIu32 ") again with an unmap notify: clear"
+            " byte %u, signal port %d", count - 1, refs[count - 1], PAGE_BYTES - 1u, s.port);
+    }
 
     for (uint32_t i = 0; i < count && s.reason[0] == '\0'; i++) {
         for (uint32_t k = 0; k < PAGE_WORDS; k++) {
@@ -672,12 +749,23 @@ answer:
             say(&s, "unmapped %" PRIu32 " grants", count);
         pages = NULL;
     }
+    /* Last, so that the sharer, once notified, finds nothing mapped. */
+    if (last) {
+        if (xengnttab_unmap(gt, last, 1) < 0)
+            failf(&s, "xengnttab_unmap of the notify page: %s", strerror(errno));
+        else
+            say(&s, "unmapped the notify page (the kernel clears byte %u, signals port %d)",
+                PAGE_BYTES - 1u, s.port);
+        last = NULL;
+    }
     if (!told)
         goto out;
-    if (put(&s, "state", "unmapped") < 0)
-        goto out;
-    notify(&s);
-    say(&s, "state=unmapped, event sent");
+    if (!gntdev) {
+        if (put(&s, "state", "unmapped") < 0)
+            goto out;
+        notify(&s);
+        say(&s, "state=unmapped, event sent");
+    }
     if (s.reason[0] != '\0')
         goto out;
 
@@ -694,6 +782,8 @@ answer:
 out:
     if (pages)
         xengnttab_unmap(gt, pages, count);
+    if (last)
+        xengnttab_unmap(gt, last, 1);
     /* Nodes that told the sharer something stay; others are removed. */
     if (s.published && !told && s.xs) {
         remove_home(&s);
@@ -729,8 +819,8 @@ static int run_selftest(uint32_t count, uint32_t seed, unsigned int timeout_ms)
         return 1;
     }
     if (child == 0)
-        _exit(run_map(0, timeout_ms));
-    int share_rc = run_share(0, count, seed, timeout_ms);
+        _exit(run_map(0, timeout_ms, false));
+    int share_rc = run_share(0, count, seed, timeout_ms, false);
     int status = 0, map_rc = 1;
     if (waitpid(child, &status, 0) == child && WIFEXITED(status))
         map_rc = WEXITSTATUS(status);
@@ -748,8 +838,8 @@ static int run_selftest(uint32_t count, uint32_t seed, unsigned int timeout_ms)
 static int usage(void)
 {
     fprintf(stderr,
-            "usage: xen-interop [-t SECONDS] share PEER_DOMID N SEED\n"
-            "       xen-interop [-t SECONDS] map PEER_DOMID\n"
+            "usage: xen-interop [-t SECONDS] [-g] share PEER_DOMID N SEED\n"
+            "       xen-interop [-t SECONDS] [-g] map PEER_DOMID\n"
             "       xen-interop [-t SECONDS] selftest N [SEED]\n");
     return 2;
 }
@@ -757,13 +847,19 @@ static int usage(void)
 int main(int argc, char **argv)
 {
     uint32_t timeout_s = 30, peer, count, seed = 0xfffff000u;
+    bool gntdev = false;
     int a = 1;
 
     setvbuf(stdout, NULL, _IOLBF, 0);
-    if (a + 1 < argc && strcmp(argv[a], "-t") == 0) {
-        if (!parse_arg(argv[a + 1], &timeout_s) || timeout_s == 0 || timeout_s > 3600)
+    for (; a < argc && argv[a][0] == '-'; a++) {
+        if (strcmp(argv[a], "-g") == 0) {
+            gntdev = true;
+        } else if (strcmp(argv[a], "-t") == 0 && a + 1 < argc) {
+            if (!parse_arg(argv[++a], &timeout_s) || timeout_s == 0 || timeout_s > 3600)
+                return usage();
+        } else {
             return usage();
-        a += 2;
+        }
     }
     if (a >= argc)
         return usage();
@@ -775,14 +871,14 @@ int main(int argc, char **argv)
         if (!parse_arg(argv[a], &peer) || peer >= 0x7ff0 || !parse_arg(argv[a + 1], &count) ||
             count == 0 || count > MAX_PAGES || !parse_arg(argv[a + 2], &seed))
             return usage();
-        return run_share(peer, count, seed, timeout_ms);
+        return run_share(peer, count, seed, timeout_ms, gntdev);
     }
     if (strcmp(mode, "map") == 0 && n == 1) {
         if (!parse_arg(argv[a], &peer) || peer >= 0x7ff0)
             return usage();
-        return run_map(peer, timeout_ms);
+        return run_map(peer, timeout_ms, gntdev);
     }
-    if (strcmp(mode, "selftest") == 0 && (n == 1 || n == 2)) {
+    if (strcmp(mode, "selftest") == 0 && (n == 1 || n == 2) && !gntdev) {
         if (!parse_arg(argv[a], &count) || count == 0 || count > MAX_PAGES ||
             (n == 2 && !parse_arg(argv[a + 1], &seed)))
             return usage();
