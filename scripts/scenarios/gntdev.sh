@@ -19,7 +19,7 @@
 if guest_create xenguest-bad configs/xenguest-a.cfg 'cmdline="scenario=gntdev-bad loglevel=info"'; then
     guest_unpause xenguest-bad
     guest_wait xenguest-bad
-    grep -h '^gnt-bad\|^process ' "$(guest_log xenguest-bad)" | sed 's/\r$//; s/^/  /'
+    grep -h '^gnt-bad\|^process \|^bad:' "$(guest_log xenguest-bad)" | sed 's/\r$//; s/^/  /'
     if why=$(guest_result xenguest-bad gntdev-bad); then
         pass gntdev-bad
     else

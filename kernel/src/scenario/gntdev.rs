@@ -7,7 +7,9 @@
 //! that free pages, grant references and hole frames are back to their
 //! starting values.
 //!
-//! Command line: `scenario=gntdev-share peer=DOMID pages=N`,
+//! Command line: `scenario=gntdev-bad` (bad input: `gnt-bad`'s ioctl
+//! arguments, then `gnt-badref`'s mapping with a grant that does not
+//! exist), `scenario=gntdev-share peer=DOMID pages=N`,
 //! `scenario=gntdev-map [peer=DOMID] [mode=exit|ro-write|hold|compare]`; the mode
 //! says what `gnt-map` does once it has verified the pages:
 //! - `exit` (default): exits without unmapping (the kernel unmaps and
@@ -93,6 +95,14 @@ fn run(who: &str, program: &str, arg: u64, want: i32) -> Outcome {
         return Err("free pages, grant references or hole frames not back to baseline");
     }
     Ok(())
+}
+
+/// Bad input: `gnt-bad` must see every bad ioctl refused, `gnt-badref` be
+/// killed by its fault on a mapping with a bad grant; each time the
+/// baseline must come back.
+pub fn bad(_opts: &Options<'_>) -> Outcome {
+    run("bad", "gnt-bad", 0, 0)?;
+    run("bad", "gnt-badref", 0, KILLED_SEGV)
 }
 
 /// Domain A: `gnt-share` shares `pages=` pages with `peer=`.

@@ -55,7 +55,7 @@ const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "gntdev-bad",
-        run: |_, _| process::run_program("gnt-bad", 0),
+        run: |_, o| gntdev::bad(o),
     },
     Scenario {
         name: "pmap",
