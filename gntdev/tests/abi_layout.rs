@@ -8,13 +8,12 @@
 //! The Linux-derived structs (`GRANT_COPY` and its segment,
 //! `SET_MAX_GRANTS`): a C program built against Xen's `xen/sys/gntdev.h`
 //! from Debian's `libxen-dev` prints `sizeof`/`offsetof`, and each must
-//! equal the Rust side. The headers are looked up as in
-//! `xen/tests/abi_layout.rs`: `$XEN_INCLUDE`, the emulated-host cache,
-//! `/usr/include`.
+//! equal the Rust side (`abicheck`, which also finds the headers).
 
 use std::mem::{offset_of, size_of};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
+
+use abicheck::{Fact, constant, layout};
 
 use gntdev::abi::*;
 
@@ -81,82 +80,27 @@ fn freebsd_structs_match_freebsd_header() {
     );
 }
 
-fn include_dir() -> PathBuf {
-    let cache = std::env::var_os("XENHOST_CACHE")
-        .map_or_else(
-            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/xenhost"),
-            PathBuf::from,
-        )
-        .join("root/usr/include");
-    std::env::var_os("XEN_INCLUDE")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([cache, PathBuf::from("/usr/include")])
-        .find(|d| d.join("xen/sys/gntdev.h").exists())
-        .expect(
-            "xen/sys/gntdev.h (Debian's libxen-dev) not found: run scripts/test or set XEN_INCLUDE",
-        )
-}
-
 #[test]
 fn linux_structs_match_xen_tools_header() {
+    let mut f: Vec<Fact> = Vec::new();
+    layout!(f, GrantCopySegment, "struct ioctl_gntdev_grant_copy_segment",
+        source => "source", dest => "dest", len => "len", flags => "flags",
+        status => "status");
     let seg = "struct ioctl_gntdev_grant_copy_segment";
-    let facts: Vec<(String, usize)> = vec![
-        (format!("sizeof({seg})"), size_of::<GrantCopySegment>()),
-        (
-            format!("offsetof({seg}, source)"),
-            offset_of!(GrantCopySegment, source),
-        ),
-        (
-            format!("offsetof({seg}, dest)"),
-            offset_of!(GrantCopySegment, dest),
-        ),
-        (
-            format!("offsetof({seg}, len)"),
-            offset_of!(GrantCopySegment, len),
-        ),
-        (
-            format!("offsetof({seg}, flags)"),
-            offset_of!(GrantCopySegment, flags),
-        ),
-        (
-            format!("offsetof({seg}, status)"),
-            offset_of!(GrantCopySegment, status),
-        ),
-        // The union's foreign member, as CopySideArg packs it.
-        (format!("offsetof({seg}, source.foreign.ref)"), 0),
-        (format!("offsetof({seg}, source.foreign.offset)"), 4),
-        (format!("offsetof({seg}, source.foreign.domid)"), 6),
-        (format!("sizeof((({seg} *)0)->source)"), 8),
-        (
-            "sizeof(struct ioctl_gntdev_grant_copy)".into(),
-            size_of::<GrantCopy>(),
-        ),
-        (
-            "offsetof(struct ioctl_gntdev_grant_copy, count)".into(),
-            offset_of!(GrantCopy, count),
-        ),
-        (
-            "offsetof(struct ioctl_gntdev_grant_copy, segments)".into(),
-            offset_of!(GrantCopy, segments),
-        ),
-        (
-            "sizeof(struct ioctl_gntdev_set_max_grants)".into(),
-            size_of::<SetMaxGrants>(),
-        ),
-        (
-            "offsetof(struct ioctl_gntdev_set_max_grants, count)".into(),
-            offset_of!(SetMaxGrants, count),
-        ),
-        (
-            "UNMAP_NOTIFY_CLEAR_BYTE".into(),
-            UNMAP_NOTIFY_CLEAR_BYTE as usize,
-        ),
-        (
-            "UNMAP_NOTIFY_SEND_EVENT".into(),
-            UNMAP_NOTIFY_SEND_EVENT as usize,
-        ),
-    ];
+    // The union's foreign member, as CopySideArg packs it.
+    constant!(f,
+        0 => format!("offsetof({seg}, source.foreign.ref)"),
+        4 => format!("offsetof({seg}, source.foreign.offset)"),
+        6 => format!("offsetof({seg}, source.foreign.domid)"),
+        8 => format!("sizeof((({seg} *)0)->source)"),
+    );
+    layout!(f, GrantCopy, "struct ioctl_gntdev_grant_copy",
+        count => "count", segments => "segments");
+    layout!(f, SetMaxGrants, "struct ioctl_gntdev_set_max_grants", count => "count");
+    constant!(f,
+        UNMAP_NOTIFY_CLEAR_BYTE => "UNMAP_NOTIFY_CLEAR_BYTE",
+        UNMAP_NOTIFY_SEND_EVENT => "UNMAP_NOTIFY_SEND_EVENT",
+    );
     // The packing of CopySideArg, checked on the Rust side too.
     let raw = CopySideArg::Foreign {
         gref: 0x0403_0201,
@@ -166,44 +110,13 @@ fn linux_structs_match_xen_tools_header() {
     .encode();
     assert_eq!(raw.to_ne_bytes(), [1, 2, 3, 4, 5, 6, 7, 8]);
 
-    let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gntdev_abi_layout");
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let mut src = String::from(
-        "#include <stddef.h>\n#include <stdint.h>\n#include <stdio.h>\n#include <xen/sys/gntdev.h>\nint main(void) {\n",
+    let wrong = abicheck::check(
+        &PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gntdev_abi_layout"),
+        &abicheck::xen_include_dir("xen/sys/gntdev.h"),
+        &[],
+        &["xen/sys/gntdev.h"],
+        "",
+        &f,
     );
-    for (c, _) in &facts {
-        src += &format!("    printf(\"%llu\\n\", (unsigned long long)({c}));\n");
-    }
-    src += "    return 0;\n}\n";
-    let c_file = out_dir.join("layout.c");
-    let exe = out_dir.join("layout");
-    std::fs::write(&c_file, src).unwrap();
-    let cc = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-        .arg("-I")
-        .arg(include_dir())
-        .arg(&c_file)
-        .arg("-o")
-        .arg(&exe)
-        .output()
-        .expect("run the C compiler");
-    assert!(
-        cc.status.success(),
-        "C compile failed:\n{}",
-        String::from_utf8_lossy(&cc.stderr)
-    );
-    let run = Command::new(&exe).output().expect("run the layout program");
-    assert!(run.status.success());
-    let values: Vec<usize> = String::from_utf8(run.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| l.parse().unwrap())
-        .collect();
-    assert_eq!(values.len(), facts.len());
-    let wrong: Vec<String> = facts
-        .iter()
-        .zip(&values)
-        .filter(|((_, r), c)| r != *c)
-        .map(|((f, r), c)| format!("{f}: C says {c}, Rust says {r}"))
-        .collect();
     assert!(wrong.is_empty(), "ABI mismatches:\n{}", wrong.join("\n"));
 }

@@ -2,44 +2,17 @@
 //! headers: a C program built against `libxen-dev` prints `sizeof`,
 //! `offsetof` and constant values, and each must equal the Rust side.
 //!
-//! The headers are looked up in `$XEN_INCLUDE`, then in the project's
-//! emulated-host cache (`$XENHOST_CACHE`, by default `.cache/xenhost`, which
-//! `scripts/test` fills), then in `/usr/include`.
+//! The headers are found as `abicheck::xen_include_dir` says
+//! (`$XEN_INCLUDE`, the emulated-host cache, `/usr/include`).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
+
+use abicheck::{Fact, constant, layout};
 
 use xen::abi::{
     self, console, event_channel, grant_table as gt, hvm, memory, op, sched, shared_info as si,
     start_info, vcpu, xs_wire as xs,
 };
-
-/// One fact to compare: a C expression and the value Rust has for it.
-struct Fact {
-    c: String,
-    rust: u64,
-}
-
-/// `layout!(RustType, "struct c_name", rust_field => "c_field", ...)`:
-/// the size and every listed field offset.
-macro_rules! layout {
-    ($facts:ident, $t:ty, $c:literal $(, $rf:ident => $cf:literal)* $(,)?) => {
-        $facts.push(Fact { c: format!("sizeof({})", $c), rust: std::mem::size_of::<$t>() as u64 });
-        $(
-            $facts.push(Fact {
-                c: format!("offsetof({}, {})", $c, $cf),
-                rust: std::mem::offset_of!($t, $rf) as u64,
-            });
-        )*
-    };
-}
-
-/// `constant!(facts, RUST_VALUE => "C_NAME", ...)`.
-macro_rules! constant {
-    ($facts:ident $(, $r:expr => $c:expr)* $(,)?) => {
-        $( $facts.push(Fact { c: $c.to_string(), rust: $r as u64 }); )*
-    };
-}
 
 fn facts() -> Vec<Fact> {
     let mut f = Vec::new();
@@ -340,80 +313,17 @@ const HEADERS: &[&str] = &[
 /// C definitions the facts refer to (after the headers).
 const PRELUDE: &str = "static const char *gnttab_msgs[] = GNTTABOP_error_msgs;\n";
 
-fn include_dir() -> PathBuf {
-    let cache = std::env::var_os("XENHOST_CACHE")
-        .map_or_else(
-            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/xenhost"),
-            PathBuf::from,
-        )
-        .join("root/usr/include");
-    let candidates = std::env::var_os("XEN_INCLUDE")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([cache, PathBuf::from("/usr/include")]);
-    for dir in candidates {
-        if dir.join("xen/xen.h").exists() {
-            return dir;
-        }
-    }
-    panic!(
-        "Xen's public headers (Debian's libxen-dev) were not found: run scripts/test, \
-         which fetches them into .cache/xenhost, or set XEN_INCLUDE"
-    );
-}
-
 #[test]
 fn abi_matches_xen_public_headers() {
     let facts = facts();
-    let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("abi_layout");
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let mut src = String::from(
-        "#include <errno.h>\n#include <stddef.h>\n#include <stdint.h>\n#include <stdio.h>\n\
-         #include <string.h>\n",
+    let wrong = abicheck::check(
+        &PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("abi_layout"),
+        &abicheck::xen_include_dir("xen/xen.h"),
+        &["-D__XEN_TOOLS__"],
+        HEADERS,
+        PRELUDE,
+        &facts,
     );
-    for h in HEADERS {
-        src += &format!("#include <{h}>\n");
-    }
-    src += PRELUDE;
-    src += "int main(void) {\n";
-    for fact in &facts {
-        src += &format!(
-            "    printf(\"%llu\\n\", (unsigned long long)({}));\n",
-            fact.c
-        );
-    }
-    src += "    return 0;\n}\n";
-    let c_file = out_dir.join("layout.c");
-    let exe = out_dir.join("layout");
-    std::fs::write(&c_file, src).unwrap();
-    let cc = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-        .arg("-D__XEN_TOOLS__")
-        .arg("-I")
-        .arg(include_dir())
-        .arg(&c_file)
-        .arg("-o")
-        .arg(&exe)
-        .output()
-        .expect("run the C compiler");
-    assert!(
-        cc.status.success(),
-        "C compile failed:\n{}",
-        String::from_utf8_lossy(&cc.stderr)
-    );
-    let run = Command::new(&exe).output().expect("run the layout program");
-    assert!(run.status.success());
-    let values: Vec<u64> = String::from_utf8(run.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| l.parse().unwrap())
-        .collect();
-    assert_eq!(values.len(), facts.len());
-    let wrong: Vec<String> = facts
-        .iter()
-        .zip(&values)
-        .filter(|(f, c)| f.rust != **c)
-        .map(|(f, c)| format!("{}: C says {c}, Rust says {}", f.c, f.rust))
-        .collect();
     assert!(wrong.is_empty(), "ABI mismatches:\n{}", wrong.join("\n"));
     eprintln!("{} ABI facts match Xen's headers", facts.len());
 }
