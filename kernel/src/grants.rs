@@ -10,7 +10,7 @@ use spin::Mutex;
 use spin::Once;
 use xen::abi::grant_table::GrantFrame;
 use xen::gnttab::QuerySizeError;
-use xen::grant::{GrantTable, LinearFrames, Reaped};
+use xen::grant::{GrantOps, GrantStats, GrantTable, LinearFrames, Reaped};
 
 use crate::layout::{self, PAGE_SIZE};
 
@@ -58,6 +58,11 @@ pub fn init() -> Result<&'static Table, InitError> {
 /// The grant table; [`init`] must have run.
 pub fn table() -> &'static Table {
     TABLE.get().expect("grants::init ran")
+}
+
+/// The table's counters (references, ops, hypercalls).
+pub fn stats() -> GrantStats {
+    table().stats()
 }
 
 /// The grant table as a shared reference, for services that keep one

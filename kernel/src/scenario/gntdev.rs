@@ -10,7 +10,7 @@
 //! Command line: `scenario=gntdev-bad` (bad input: `gnt-bad`'s ioctl
 //! arguments, then `gnt-badref`'s mapping with a grant that does not
 //! exist), `scenario=gntdev-share peer=DOMID pages=N`,
-//! `scenario=gntdev-map [peer=DOMID] [mode=exit|ro-write|hold|compare]`; the mode
+//! `scenario=gntdev-map [peer=DOMID] [mode=exit|ro-write|hold|compare|copy]`; the mode
 //! says what `gnt-map` does once it has verified the pages:
 //! - `exit` (default): exits without unmapping (the kernel unmaps and
 //!   fires the unmap notify);
@@ -21,7 +21,9 @@
 //!   destroy` by the test), checks it still reads, unmaps and exits;
 //! - `compare`: the benchmark: maps the grants a second time with the
 //!   populate path off (one fault per page, FreeBSD's way), reports both
-//!   mappings' counts, unmaps that one, then exits as `exit` does.
+//!   mappings' counts, unmaps that one, then exits as `exit` does;
+//! - `copy`: as `exit`, but writes the reply words with `GRANT_COPY` and
+//!   reads every page back with it, reporting the copy hypercalls.
 
 use super::Outcome;
 use super::process::KILLED_SEGV;
@@ -122,6 +124,7 @@ pub fn map(opts: &Options<'_>) -> Outcome {
         "ro-write" => (1, KILLED_SEGV),
         "hold" => (2, 0),
         "compare" => (3, 0),
+        "copy" => (4, 0),
         m => {
             log::error!("gntdev-map: unknown mode={m}");
             return Err("unknown mode");

@@ -21,7 +21,7 @@
 //! | 12 | sysctl | key, new value (`u64::MAX`: none) | old value |
 //!
 //! Numbers, flags and `sysctl` keys come from the `uapi` crate, which the
-//! user runtime builds from too (`sysctl` keys 6 to 16: gntdev, grant and
+//! user runtime builds from too (`sysctl` keys 6 to 18: gntdev, grant and
 //! hole counters).
 
 pub mod errno;
@@ -216,7 +216,7 @@ fn mmap(p: &Process, a: [u64; 6]) -> Result<u64, Errno> {
     p.with_vm(|vm| vm.map(addr, len, fixed, m))
 }
 
-/// A gntdev, grant-table or hole counter (keys 6 to 16).
+/// A gntdev, grant-table or hole counter (keys 6 to 18).
 fn gntdev_stat(key: u64) -> u64 {
     dev::reap_gntdev();
     let g = dev::gntdev_stats();
@@ -232,7 +232,9 @@ fn gntdev_stat(key: u64) -> u64 {
         sysctl::GNTDEV_PAGES => g.live_pages,
         sysctl::GNTDEV_PENDING => g.pending_grants,
         sysctl::GNTDEV_EVENTS_SENT => g.events_sent,
-        _ => g.bytes_cleared,
+        sysctl::GNTDEV_BYTES_CLEARED => g.bytes_cleared,
+        sysctl::GRANT_HYPERCALLS => crate::grants::stats().hypercalls,
+        _ => crate::grants::stats().copy_ops,
     }
 }
 
@@ -245,7 +247,7 @@ fn sysctl(p: &Process, key: u64, new: u64) -> Result<u64, Errno> {
         sysctl::TLB_INVLPG => tlb.invlpg,
         sysctl::TLB_FULL => tlb.full_flushes,
         sysctl::PMAP_LARGE => tlb.large_mappings,
-        sysctl::GNTDEV_MAPPINGS..=sysctl::GNTDEV_BYTES_CLEARED => gntdev_stat(key),
+        sysctl::GNTDEV_MAPPINGS..=sysctl::GRANT_COPY_OPS => gntdev_stat(key),
         _ => return Err(Errno::ENOENT),
     };
     if new != u64::MAX {

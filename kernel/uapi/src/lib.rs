@@ -107,6 +107,10 @@ pub mod sysctl {
     pub const GNTDEV_EVENTS_SENT: u64 = 15;
     /// gntdev: unmap-notify bytes cleared.
     pub const GNTDEV_BYTES_CLEARED: u64 = 16;
+    /// Grant-table hypercalls of the kernel (all kinds, retries included).
+    pub const GRANT_HYPERCALLS: u64 = 17;
+    /// Grant copy ops submitted (first attempts).
+    pub const GRANT_COPY_OPS: u64 = 18;
     /// The `new` value that leaves the key unchanged.
     pub const READ_ONLY: u64 = u64::MAX;
 }

@@ -100,6 +100,12 @@ pub mod abi {
     pub const GNTCOPY_SOURCE_GREF: u16 = 1;
     pub const GNTCOPY_DEST_GREF: u16 = 2;
 
+    /// A grant side of a copy segment: grant `gref` of `domid`, from byte
+    /// `offset` of its page.
+    pub const fn copy_foreign(gref: u32, offset: u16, domid: u16) -> u64 {
+        gref as u64 | (offset as u64) << 32 | (domid as u64) << 48
+    }
+
     const fn sz<T>() -> usize {
         core::mem::size_of::<T>()
     }

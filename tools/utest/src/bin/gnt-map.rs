@@ -15,12 +15,17 @@
 //!   second time with the populate path off (`vm.populate` = 0: one fault
 //!   per page, as FreeBSD's gntdev takes), reads every page, reports both
 //!   mappings' faults and map hypercalls, unmaps that mapping and exits as
-//!   mode 0 does.
+//!   mode 0 does;
+//! - 4: as mode 0, but the reply words are written with `GRANT_COPY` (one
+//!   4-byte segment per page, local buffer to grant) instead of through
+//!   the mapping, and every page is then read back with `GRANT_COPY` and
+//!   compared with the mapping; reports the copy hypercalls.
 //!
 //! Argument: `mode << 32 | peer`.
 #![no_std]
 #![no_main]
 
+use gnttab::abi::{self, GrantCopySegment};
 use gnttab::evtchn::Evtchn;
 use gnttab::xs::{Fmt, Xs, parse_u64};
 use gnttab::{Buf, Gnttab, Notify};
@@ -44,6 +49,7 @@ enum Mode {
     WriteReadOnly,
     HoldUntilPeerGone,
     ComparePerPage,
+    CopyReplies,
 }
 
 fn main(arg: u64) -> i32 {
@@ -52,6 +58,7 @@ fn main(arg: u64) -> i32 {
         1 => Mode::WriteReadOnly,
         2 => Mode::HoldUntilPeerGone,
         3 => Mode::ComparePerPage,
+        4 => Mode::CopyReplies,
         _ => {
             println!("gnt-map: FAIL unknown mode");
             return 1;
@@ -141,14 +148,19 @@ fn run(peer: u32, mode: Mode) -> Result<(), &'static str> {
                 bad += 1;
             }
         }
-        // SAFETY: as above; the mapping is writable.
-        unsafe {
-            words
-                .add(i * 1024)
-                .write_volatile(!seed.wrapping_add((i * 1024) as u32))
-        };
+        if mode != Mode::CopyReplies {
+            // SAFETY: as above; the mapping is writable.
+            unsafe {
+                words
+                    .add(i * 1024)
+                    .write_volatile(!seed.wrapping_add((i * 1024) as u32))
+            };
+        }
     }
     let faults = stat(sysctl::PROC_FAULTS) - faults0;
+    if mode == Mode::CopyReplies {
+        bad += copy_replies(&gnt, peer as u16, refs.values(), words, seed)?;
+    }
     let (calls, pops, maps) = (
         stat(sysctl::GNTDEV_MAP_HYPERCALLS) - calls0,
         stat(sysctl::GNTDEV_POPULATES) - pop0,
@@ -182,7 +194,7 @@ fn run(peer: u32, mode: Mode) -> Result<(), &'static str> {
         compare_per_page(&gnt, peer, refs.values(), faults, calls)?;
     }
     match mode {
-        Mode::Exit | Mode::ComparePerPage => {
+        Mode::Exit | Mode::ComparePerPage | Mode::CopyReplies => {
             println!("gnt-map: exiting without unmapping");
             // The event channel stays open until the process exits: the
             // kernel tears the mapping down first and its unmap notify
@@ -201,6 +213,74 @@ fn run(peer: u32, mode: Mode) -> Result<(), &'static str> {
             Ok(())
         }
     }
+}
+
+/// Writes the reply word of every page with `GRANT_COPY` (one 4-byte
+/// segment per page, from a local buffer to the grant), then reads every
+/// page back with `GRANT_COPY` and compares it with the mapping at
+/// `words`; returns the number of words that differ.
+fn copy_replies(
+    gnt: &Gnttab,
+    peer: u16,
+    refs: &[u32],
+    words: *const u32,
+    seed: u32,
+) -> Result<usize, &'static str> {
+    let n = refs.len();
+    let mut segs = Buf::<GrantCopySegment>::new(n).map_err(|_| "segments buffer")?;
+    let mut replies = Buf::<u32>::new(n).map_err(|_| "replies buffer")?;
+    for (i, r) in replies.values().iter_mut().enumerate() {
+        *r = !seed.wrapping_add((i * 1024) as u32);
+    }
+    let (src, h0, ops0) = (
+        replies.addr(),
+        stat(sysctl::GRANT_HYPERCALLS),
+        stat(sysctl::GRANT_COPY_OPS),
+    );
+    for (i, s) in segs.values().iter_mut().enumerate() {
+        *s = GrantCopySegment {
+            source: src + 4 * i as u64,
+            dest: abi::copy_foreign(refs[i], 0, peer),
+            len: 4,
+            flags: abi::GNTCOPY_DEST_GREF,
+            status: 1,
+        };
+    }
+    gnt.grant_copy(segs.values())
+        .map_err(|_| "GRANT_COPY of the replies")?;
+    let failed = segs.values().iter().filter(|s| s.status != 0).count();
+    let write_calls = stat(sysctl::GRANT_HYPERCALLS) - h0;
+    let mut back = Buf::<u32>::new(n * 1024).map_err(|_| "read-back buffer")?;
+    let dst = back.addr();
+    for (i, s) in segs.values().iter_mut().enumerate() {
+        *s = GrantCopySegment {
+            source: abi::copy_foreign(refs[i], 0, peer),
+            dest: dst + (i * PAGE) as u64,
+            len: PAGE as u16,
+            flags: abi::GNTCOPY_SOURCE_GREF,
+            status: 1,
+        };
+    }
+    let h1 = stat(sysctl::GRANT_HYPERCALLS);
+    gnt.grant_copy(segs.values())
+        .map_err(|_| "GRANT_COPY of the pages")?;
+    let failed = failed + segs.values().iter().filter(|s| s.status != 0).count();
+    let read_calls = stat(sysctl::GRANT_HYPERCALLS) - h1;
+    let ops = stat(sysctl::GRANT_COPY_OPS) - ops0;
+    let wrong = back
+        .values()
+        .iter()
+        .enumerate()
+        // SAFETY: word `k` of the mapping of `n` pages.
+        .filter(|&(k, &v)| unsafe { words.add(k).read_volatile() } != v)
+        .count();
+    println!(
+        "gnt-map: grant copy: {n} reply words written in {write_calls} copy hypercall(s), {n} pages read back in {read_calls} ({ops} copy ops); {failed} failed segment(s), {wrong} word(s) differ from the mapping"
+    );
+    if failed != 0 {
+        return Err("grant copy segments failed");
+    }
+    Ok(wrong)
 }
 
 /// Maps `refs` a second time with the populate path off, reads every
