@@ -2,16 +2,27 @@
 //! the store ring (`HVM_PARAM_STORE_PFN`/`_EVTCHN`), waiting on the store
 //! event channel instead of spinning.
 //!
-//! Locking: `STORE` serialises requests; it is never taken from the upcall.
+//! Watch events are routed by token: those of user opens of
+//! `/dev/xen/xenstore` carry the prefix of a registered [`WatchSink`]
+//! ([`sink_token`]) and go to it ([`dispatch_watches`]); the others are
+//! the kernel's own, which re-read what they watch on any event.
+//!
+//! Locking: `STORE` serialises requests; `SINKS` (the registered sinks)
+//! is taken after `STORE` is released, and a sink is called with neither
+//! held. Neither is taken from the upcall.
 
+use alloc::collections::BTreeMap;
 use alloc::string::String;
+use alloc::sync::Weak;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::{Mutex, Once};
 use xen::abi::Port;
 use xen::abi::hvm::{PARAM_STORE_EVTCHN, PARAM_STORE_PFN};
 use xen::abi::xs_wire::XenstoreDomainInterface;
 use xen::hypercall::XenErrno;
-use xen::xenstore::{TxId, WatchEvent, Xenstore, XsHooks};
+use xen::xenstore::{TxId, Xenstore, XsHooks};
 
 use crate::events;
 
@@ -35,12 +46,73 @@ impl XsHooks for Hooks {
 }
 
 static STORE: Once<Mutex<Xenstore<Hooks>>> = Once::new();
+/// The store event channel.
+static PORT: Once<Port> = Once::new();
+/// Registered watch sinks by id.
+static SINKS: Mutex<BTreeMap<u64, Weak<dyn WatchSink>>> = Mutex::new(BTreeMap::new());
+/// The next sink id.
+static NEXT_SINK: AtomicU64 = AtomicU64::new(1);
+
+/// Receives the watch events of one user open.
+pub trait WatchSink: Send + Sync {
+    /// A watch of this sink fired for `path`; `token` is the token as the
+    /// sink gave it (without the routing prefix).
+    fn deliver(&self, path: &[u8], token: &[u8]);
+}
+
+/// Registers `sink`; returns its id for [`sink_token`] and
+/// [`remove_sink`].
+pub fn add_sink(sink: Weak<dyn WatchSink>) -> u64 {
+    let id = NEXT_SINK.fetch_add(1, Ordering::Relaxed);
+    SINKS.lock().insert(id, sink);
+    id
+}
+
+/// Forgets sink `id` (its watches must be gone first).
+pub fn remove_sink(id: u64) {
+    SINKS.lock().remove(&id);
+}
+
+/// The token xenstored sees for sink `id`'s token `token`.
+pub fn sink_token(id: u64, token: &[u8]) -> Vec<u8> {
+    let mut t = Vec::from(alloc::format!("u{id}/").as_bytes());
+    t.extend_from_slice(token);
+    t
+}
+
+/// Splits a routed token into the sink id and the sink's own token.
+fn parse_sink_token(token: &str) -> Option<(u64, &str)> {
+    let (id, rest) = token.strip_prefix('u')?.split_once('/')?;
+    Some((id.parse().ok()?, rest))
+}
+
+/// Hands the watch events received so far to their sinks; returns how
+/// many were not for a sink (the kernel's own).
+pub fn dispatch_watches() -> Result<usize, XenErrno> {
+    let mut others = 0;
+    loop {
+        let ev = with(|xs| xs.poll_watch())?;
+        let Some(ev) = ev else { return Ok(others) };
+        let target = parse_sink_token(&ev.token)
+            .and_then(|(id, tok)| Some((SINKS.lock().get(&id)?.upgrade()?, tok)));
+        match target {
+            Some((sink, tok)) => sink.deliver(ev.path.as_bytes(), tok.as_bytes()),
+            None => others += 1,
+        }
+    }
+}
+
+/// The store event channel; [`init`] must have run.
+pub fn port() -> Port {
+    *PORT.get().expect("xenstore::init ran")
+}
 
 /// Connects to xenstore. Needs [`events::init`] first.
 pub fn init() -> Result<(), XenErrno> {
     let pfn = xen::hvm::get_param(PARAM_STORE_PFN)?;
     let port = xen::hvm::get_param(PARAM_STORE_EVTCHN)? as Port;
     events::bind(port, events::mark);
+    PORT.call_once(|| port);
     let page = (pfn << 12) as *mut XenstoreDomainInterface;
     // SAFETY: Xen names this frame as our xenstore ring; it lies below
     // 4 GiB in the boot identity map, and this is the only client.
@@ -85,10 +157,9 @@ pub fn wait_for_value(path: &str, wanted: &[&str], timeout_ns: u64) -> Result<St
         if events::now_ns() >= deadline {
             break Err(XenErrno::ETIMEDOUT);
         }
-        let ev: Result<Option<WatchEvent>, XenErrno> = with(|xs| xs.poll_watch());
-        match ev {
-            Ok(Some(_)) => continue,
-            Ok(None) => with(|xs| xs.hooks().wait()),
+        match dispatch_watches() {
+            Ok(0) => with(|xs| xs.hooks().wait()),
+            Ok(_) => continue,
             Err(e) => break Err(e),
         }
     };

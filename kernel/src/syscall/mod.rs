@@ -19,6 +19,7 @@
 //! | 10 | sleep | nanoseconds | 0 |
 //! | 11 | yield | | 0 |
 //! | 12 | sysctl | key, new value (`u64::MAX`: none) | old value |
+//! | 13 | clock | | Xen system time (ns, monotonic) |
 //!
 //! Numbers, flags and `sysctl` keys come from the `uapi` crate, which the
 //! user runtime builds from too (`sysctl` keys 6 to 18: gntdev, grant and
@@ -80,6 +81,7 @@ pub fn dispatch(frame: &mut TrapFrame) {
             Ok(0)
         }
         nr::SYSCTL => sysctl(&p, a[0], a[1]),
+        nr::CLOCK => Ok(events::now_ns()),
         _ => Err(errno::ENOSYS),
     };
     drop(p);

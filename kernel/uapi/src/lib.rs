@@ -35,6 +35,8 @@ pub mod nr {
     pub const YIELD: u64 = 11;
     /// `sysctl(key, new)`.
     pub const SYSCTL: u64 = 12;
+    /// `clock()`: Xen system time in ns (monotonic, since the host booted).
+    pub const CLOCK: u64 = 13;
 }
 
 /// `mmap` and `mprotect` rights and `mmap` flags (Linux values).

@@ -1,5 +1,7 @@
 //! A xenstore client over `/dev/xen/xenstore` (the wire format: an
-//! `xsd_sockmsg` header and payload per request, the reply likewise).
+//! `xsd_sockmsg` header and payload per request, the reply likewise), and
+//! watches ([`Watch`], `xs_watch`/`xs_read_watch`), each on an open of
+//! its own so that its events never come between a request and its reply.
 
 use urt::SysResult;
 
@@ -9,8 +11,14 @@ const XS_READ: u32 = 2;
 const XS_WRITE: u32 = 11;
 /// `XS_RM`.
 const XS_RM: u32 = 13;
+/// `XS_WATCH`.
+const XS_WATCH: u32 = 4;
 /// `XS_SET_PERMS`.
 const XS_SET_PERMS: u32 = 14;
+/// `XS_WATCH_EVENT`.
+const XS_WATCH_EVENT: u32 = 15;
+/// The device's `SET_READ_TIMEOUT` ioctl, `_IOW('X', 10, u64)`.
+const SET_READ_TIMEOUT: u32 = crate::ioc(crate::IOC_IN, b'X', 10, 8);
 /// `XS_ERROR`.
 const XS_ERROR: u32 = 16;
 /// Largest payload.
@@ -22,6 +30,9 @@ const HDR: usize = 16;
 pub struct Xs {
     fd: u64,
     next_id: u32,
+    /// Watch events read while waiting for a reply (not kept: a watcher
+    /// re-reads what it watches).
+    events_skipped: u32,
 }
 
 /// A xenstore failure: a system call's errno, or xenstored's error name.
@@ -39,7 +50,11 @@ impl Xs {
     /// Opens `/dev/xen/xenstore`.
     pub fn open() -> Result<Self, XsError> {
         let fd = urt::open(b"/dev/xen/xenstore\0", urt::fcntl::O_RDWR).map_err(XsError::Sys)?;
-        Ok(Self { fd, next_id: 1 })
+        Ok(Self {
+            fd,
+            next_id: 1,
+            events_skipped: 0,
+        })
     }
 
     fn read_exact(&self, buf: &mut [u8]) -> Result<(), XsError> {
@@ -52,6 +67,20 @@ impl Xs {
             got += n;
         }
         Ok(())
+    }
+
+    /// Reads the next message: its type and payload length (the payload
+    /// goes to `body`).
+    fn read_message(&self, body: &mut [u8; PAYLOAD_MAX]) -> Result<(u32, usize), XsError> {
+        let mut h = [0u8; HDR];
+        self.read_exact(&mut h)?;
+        let word = |i: usize| u32::from_ne_bytes(h[i * 4..i * 4 + 4].try_into().expect("4"));
+        let (rty, rlen) = (word(0), word(3) as usize);
+        if rlen > PAYLOAD_MAX {
+            return Err(XsError::TooLong);
+        }
+        self.read_exact(&mut body[..rlen])?;
+        Ok((rty, rlen))
     }
 
     /// Sends request `ty` with `parts` as payload; the reply payload goes
@@ -73,12 +102,14 @@ impl Xs {
             msg[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
         }
         urt::write(self.fd, &msg[..HDR + len]).map_err(XsError::Sys)?;
-        let mut h = [0u8; HDR];
-        self.read_exact(&mut h)?;
-        let word = |i: usize| u32::from_ne_bytes(h[i * 4..i * 4 + 4].try_into().expect("4"));
-        let (rty, rlen) = (word(0), word(3) as usize);
         let mut body = [0u8; PAYLOAD_MAX];
-        self.read_exact(&mut body[..rlen.min(PAYLOAD_MAX)])?;
+        let (rty, rlen) = loop {
+            let (rty, rlen) = self.read_message(&mut body)?;
+            if rty != XS_WATCH_EVENT {
+                break (rty, rlen);
+            }
+            self.events_skipped += 1;
+        };
         if rty == XS_ERROR {
             let mut name = [0u8; 16];
             let n = rlen.saturating_sub(1).min(16);
@@ -138,9 +169,9 @@ impl Xs {
         .map(drop)
     }
 
-    /// Polls `path` every `step_ns` until its value is one of `wanted` or
-    /// starts with `fail_prefix`, for at most `timeout_ns`; the value goes
-    /// to `out`, its length is returned.
+    /// Waits until `path`'s value is one of `wanted` or starts with
+    /// `fail_prefix`, for at most `timeout_ns`, woken by a [`Watch`] on
+    /// it; the value goes to `out`, its length is returned.
     pub fn wait_for(
         &mut self,
         path: &str,
@@ -149,19 +180,60 @@ impl Xs {
         out: &mut [u8],
         timeout_ns: u64,
     ) -> Result<usize, XsError> {
-        const STEP_NS: u64 = 10_000_000;
-        let mut waited = 0;
+        let deadline = urt::clock_ns().saturating_add(timeout_ns);
+        let mut watch = Watch::new(path, "wait_for")?;
         loop {
             if let Ok(n) = self.read(path, out)
                 && (wanted.contains(&&out[..n]) || out[..n].starts_with(fail_prefix))
             {
                 return Ok(n);
             }
-            if waited >= timeout_ns {
+            let now = urt::clock_ns();
+            if now >= deadline {
                 return Err(XsError::Sys(urt::errno::ETIMEDOUT));
             }
-            urt::sleep(STEP_NS).map_err(XsError::Sys)?;
-            waited += STEP_NS;
+            match watch.wait(deadline - now) {
+                Ok(()) | Err(XsError::Sys(urt::errno::ETIMEDOUT)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// A watch on `path` and below (`xs_watch`), on an open of its own; the
+/// device removes it when the open closes (on drop).
+pub struct Watch {
+    xs: Xs,
+}
+
+impl Watch {
+    /// Watches `path`, its events carrying `token`. xenstored fires a new
+    /// watch once at once: the first [`wait`](Self::wait) returns at once.
+    pub fn new(path: &str, token: &str) -> Result<Self, XsError> {
+        let mut xs = Xs::open()?;
+        xs.request(
+            XS_WATCH,
+            &[path.as_bytes(), b"\0", token.as_bytes(), b"\0"],
+            &mut [0u8; 16],
+        )?;
+        Ok(Self { xs })
+    }
+
+    /// Waits for the next event of the watch, for at most `timeout_ns`
+    /// (`ETIMEDOUT`).
+    pub fn wait(&mut self, timeout_ns: u64) -> Result<(), XsError> {
+        if self.xs.events_skipped > 0 {
+            self.xs.events_skipped -= 1;
+            return Ok(());
+        }
+        let mut ns = timeout_ns.max(1);
+        urt::ioctl(self.xs.fd, SET_READ_TIMEOUT, &mut ns as *mut u64 as u64)
+            .map_err(XsError::Sys)?;
+        let mut body = [0u8; PAYLOAD_MAX];
+        loop {
+            if self.xs.read_message(&mut body)?.0 == XS_WATCH_EVENT {
+                return Ok(());
+            }
         }
     }
 }

@@ -27,7 +27,7 @@
 
 use gnttab::abi::{self, GrantCopySegment};
 use gnttab::evtchn::Evtchn;
-use gnttab::xs::{Fmt, Xs, parse_u64};
+use gnttab::xs::{Fmt, Watch, Xs, parse_u64};
 use gnttab::{Buf, Gnttab, Notify};
 use urt::{PAGE, println, sysctl};
 
@@ -35,8 +35,6 @@ urt::entry!(main);
 
 /// How long the wait for the share, or for the peer's end, may take.
 const TIMEOUT_NS: u64 = 120_000_000_000;
-/// How often the hold mode looks whether the peer is gone.
-const PEER_POLL_NS: u64 = 100_000_000;
 
 fn stat(key: u64) -> u64 {
     urt::sysctl(key, sysctl::READ_ONLY).unwrap_or(u64::MAX)
@@ -342,10 +340,10 @@ fn write_read_only(gnt: &Gnttab, peer: u32, refs: &[u32], seed: u32) -> Result<(
     Err("a write to a read-only grant mapping succeeded")
 }
 
-/// Polls the peer's share (`base`) until it is gone (its domain was
-/// destroyed), then checks that the mapping of `n` pages at `words` still
-/// reads the pattern: Xen keeps a dead domain's mapped pages until the
-/// last mapping goes.
+/// Waits, woken by a watch, until the peer's share (`base`) is gone (its
+/// domain destroyed: libxl removes its xenstore home), then checks that
+/// the mapping of `n` pages at `words` still reads the pattern: Xen keeps
+/// a dead domain's mapped pages until the last mapping goes.
 fn hold_until_gone(
     xs: &mut Xs,
     base: &str,
@@ -356,21 +354,24 @@ fn hold_until_gone(
     println!("gnt-map: holding the mapping until the peer is gone");
     let mut path = Fmt::new();
     path.push(base.as_bytes()).push(b"/state");
+    let mut watch = Watch::new(path.as_str(), "peer").map_err(|_| "watch the share")?;
     let mut st = [0u8; 64];
-    let mut waited = 0;
+    let t0 = urt::clock_ns();
+    let mut events = 0;
     while xs.read(path.as_str(), &mut st).is_ok() {
-        if waited >= TIMEOUT_NS {
+        let left = (t0 + TIMEOUT_NS).saturating_sub(urt::clock_ns());
+        if left == 0 || watch.wait(left).is_err() {
             return Err("the peer never went away");
         }
-        urt::sleep(PEER_POLL_NS).map_err(|_| "sleep")?;
-        waited += PEER_POLL_NS;
+        events += 1;
     }
+    let waited = urt::clock_ns() - t0;
     let bad = (0..n)
         // SAFETY: word 1 of page `i` of the mapping.
         .filter(|&i| unsafe { words.add(i * 1024 + 1).read_volatile() } != seed.wrapping_add((i * 1024 + 1) as u32))
         .count();
     println!(
-        "gnt-map: the peer's share is gone after ~{} ms; {bad} of {n} pages read wrong",
+        "gnt-map: the peer's share is gone after {} ms ({events} watch event(s)); {bad} of {n} pages read wrong",
         waited / 1_000_000
     );
     if bad != 0 {
