@@ -1,54 +1,126 @@
-//! The kernel heap: a fixed region of the image, managed by a linked-list
-//! allocator, for the kernel's small and long-lived allocations.
+//! The kernel heap: a run of RAM taken at boot, before the VM's allocator
+//! sees memory, and sized from the domain's memory map (as FreeBSD's
+//! `vm_page_startup` steals the page array from physical memory), managed
+//! by a linked-list allocator.
+//!
+//! # Size
+//!
+//! [`HEAP_BASE`] + [`HEAP_PER_PAGE`] per page of RAM. The base holds what
+//! does not grow with the domain (kernel stacks, processes, devices,
+//! xenstore and console buffers). The per-page part holds what does:
+//! for each page of RAM, its page structure and that of the fictitious
+//! page `mem` keeps beside it (a domain may map as much foreign memory as
+//! it has RAM), and the bookkeeping of one page mapped through gntdev at
+//! the peak of a mapping (see [`HEAP_PER_PAGE`]).
+//!
+//! # Locking
+//!
+//! | state | protection |
+//! |---|---|
+//! | the hole list and the bytes in use | (h) the heap's spin lock, taken with interrupts off |
+//! | the peak of the bytes in use | (a) atomic, written under (h) |
 
 use core::alloc::{GlobalAlloc, Layout};
-use core::ptr::addr_of_mut;
+use core::ops::Range;
+use core::ptr::{NonNull, null_mut};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
-use linked_list_allocator::LockedHeap;
+use linked_list_allocator::Heap;
+use spin::Mutex;
 use x86_64::instructions::interrupts::without_interrupts;
 
-/// Size of the heap region.
-const HEAP_SIZE: usize = 4 * 1024 * 1024;
+use crate::boot_info::BootInfo;
+use crate::layout::PAGE_SIZE;
+use crate::mem;
 
-#[repr(align(4096))]
-#[expect(
-    dead_code,
-    reason = "only the allocator uses the bytes, through a raw pointer"
-)]
-struct HeapSpace([u8; HEAP_SIZE]);
+/// Heap for what does not grow with the domain: ten times the most any
+/// scenario used (about 200 KiB beside the page array), so that a 32 MiB
+/// domain keeps the 4 MiB its heap had when it was a static of the image.
+const HEAP_BASE: u64 = 2 << 20;
 
-/// The heap's memory; only the allocator touches it, after [`init`].
-static mut HEAP_SPACE: HeapSpace = HeapSpace([0; HEAP_SIZE]);
+/// Heap per page of RAM, in bytes: what a domain needs to map as many
+/// pages as it has RAM, its own or foreign ones.
+/// - 88: two page structures (`vm::page::VmPage`, 32 bytes, and its
+///   free-list link, 12), the RAM page's and its fictitious twin's;
+/// - about 140: one page mapped through gntdev, at the peak of a mapping
+///   (measured with 65536 pages, on the sharer and on the mapper alike):
+///   the pmap's mapping list, the object's page index while it grows,
+///   gntdev's grant records and, on the mapper, the batched map's
+///   request, op and result arrays (freed before the pages are entered).
+///
+/// 228 bytes, rounded up for the allocator's rounding and fragmentation.
+const HEAP_PER_PAGE: u64 = 256;
 
 /// The global allocator: the linked-list heap, with interrupts off while
 /// its spin lock is held, so that an interrupt taken in the middle of an
 /// allocation can never spin on the lock its own vCPU holds.
-struct KernelHeap(LockedHeap);
+struct KernelHeap {
+    /// (h) the allocator.
+    heap: Mutex<Heap>,
+    /// (a) the most bytes in use so far.
+    peak: AtomicUsize,
+}
 
-// SAFETY: forwards to `LockedHeap`, a correct `GlobalAlloc`; disabling
-// interrupts around each call changes nothing about the memory returned.
+// SAFETY: `Heap` hands out disjoint blocks of its region, each at least
+// `layout.size()` bytes with `layout.align()`, and takes back only what
+// it handed out; the lock serialises every change of its hole list.
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's contract for `alloc` is passed on unchanged.
-        without_interrupts(|| unsafe { self.0.alloc(layout) })
+        without_interrupts(|| {
+            let mut h = self.heap.lock();
+            match h.allocate_first_fit(layout) {
+                Ok(p) => {
+                    self.peak.fetch_max(h.used(), Ordering::Relaxed);
+                    p.as_ptr()
+                }
+                Err(()) => null_mut(),
+            }
+        })
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's contract for `dealloc` is passed on unchanged.
-        without_interrupts(|| unsafe { self.0.dealloc(ptr, layout) })
+        let Some(p) = NonNull::new(ptr) else {
+            return;
+        };
+        // SAFETY: the caller passes a block `alloc` returned for `layout`
+        // (`GlobalAlloc::dealloc`'s contract).
+        without_interrupts(|| unsafe { self.heap.lock().deallocate(p, layout) })
     }
 }
 
 #[global_allocator]
-static HEAP: KernelHeap = KernelHeap(LockedHeap::empty());
+static HEAP: KernelHeap = KernelHeap {
+    heap: Mutex::new(Heap::empty()),
+    peak: AtomicUsize::new(0),
+};
 
-/// Hands the heap region to the allocator. Called once, early in boot.
-pub fn init() {
-    // SAFETY: called once before any allocation; the region is a static
-    // that nothing else names, so the allocator owns it from now on.
-    unsafe {
-        HEAP.0
-            .lock()
-            .init(addr_of_mut!(HEAP_SPACE).cast(), HEAP_SIZE)
+/// The heap's size for the domain of `boot`: see the module's doc.
+fn size_for(boot: &BootInfo) -> u64 {
+    let pages = boot.ram_bytes() / PAGE_SIZE;
+    (HEAP_BASE + pages * HEAP_PER_PAGE).next_multiple_of(PAGE_SIZE)
+}
+
+/// Takes the heap's run from the RAM of `boot`'s memory map and hands it
+/// to the allocator; returns it, for `mem` to leave out of the VM. Called
+/// once, before anything allocates.
+pub fn init(boot: &BootInfo) -> Range<u64> {
+    let size = size_for(boot);
+    let Some(run) = mem::steal(boot, size) else {
+        crate::fatal(format_args!("no {size} bytes of RAM for the kernel heap"));
     };
+    // SAFETY: `mem::steal` returns identity-mapped RAM that holds neither
+    // the image nor a module, and `mem::init` leaves it out of the VM, so
+    // the allocator alone owns it from now on; called once.
+    unsafe {
+        HEAP.heap
+            .lock()
+            .init(run.start as *mut u8, (run.end - run.start) as usize)
+    };
+    run
+}
+
+/// The heap's size and the most bytes it ever had in use.
+pub fn usage() -> (usize, usize) {
+    let size = without_interrupts(|| HEAP.heap.lock().size());
+    (size, HEAP.peak.load(Ordering::Relaxed))
 }

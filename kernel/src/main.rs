@@ -3,7 +3,9 @@
 //! Boot order: the 32-bit stub (`arch::boot`) enters [`kernel_main`] in
 //! long mode on the boot stack; we load our GDT and IDT, find Xen through
 //! CPUID and install the hypercall page, find the console ring, copy the
-//! start info, print the banner, run the selected scenario and power off.
+//! start info, take the kernel heap from RAM (nothing allocates before
+//! that), hand the rest of RAM to the VM, print the banner, run the
+//! selected scenario and power off.
 #![no_std]
 #![no_main]
 
@@ -38,7 +40,6 @@ extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
     arch::gdt::init();
     arch::trap::init();
     arch::syscall::init();
-    heap::init();
     let Some(leaves) = XenLeaves::find() else {
         // Without Xen there is no console and no way to stop: say so on
         // the debug port and halt.
@@ -61,7 +62,13 @@ extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
     };
     let opts = cmdline::Options::parse(boot.cmdline());
     console::init_log(opts.log_level);
-    mem::init(&boot);
+    let heap = heap::init(&boot);
+    log::debug!(
+        "kernel heap: {} KiB at {:#x}",
+        (heap.end - heap.start) / 1024,
+        heap.start
+    );
+    mem::init(&boot, heap);
     arch::pmap::init();
     sched::init();
     proc::programs::init(&boot);
@@ -101,12 +108,15 @@ extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
     }
     let outcome = scenario::run(opts.scenario.unwrap_or(scenario::DEFAULT), &boot, &opts);
     let ev = events::stats();
+    let (heap_size, heap_peak) = heap::usage();
     log::info!(
-        "powering off: {} upcalls, {} events dispatched, {} spurious; {} hypercalls",
+        "powering off: {} upcalls, {} events dispatched, {} spurious; {} hypercalls; kernel heap peak {} of {} KiB",
         ev.upcalls,
         ev.dispatched,
         ev.spurious,
-        xen::hypercall::counts().iter().sum::<u64>()
+        xen::hypercall::counts().iter().sum::<u64>(),
+        heap_peak / 1024,
+        heap_size / 1024
     );
     console::flush();
     xen::sched::shutdown(match outcome {

@@ -1,17 +1,24 @@
 //! Physical memory: the RAM of the memory map, less the kernel image, the
-//! boot modules (xl's `ramdisk=`, see [`crate::proc::programs`]) and the
-//! first megabyte, handed to the VM's buddy allocator
-//! (`vm::phys::PhysAllocator`) inside the kernel's `vm::domain::VmDomain`.
-//! Pages are reached through the boot identity map (all RAM is below 4 GiB
-//! in the domains we run), which is also the kernel's direct map.
+//! kernel heap ([`steal`]), the boot modules (xl's `ramdisk=`, see
+//! [`crate::proc::programs`]) and the first megabyte, handed to the VM's
+//! buddy allocator (`vm::phys::PhysAllocator`) inside the kernel's
+//! `vm::domain::VmDomain`. Pages are reached through the boot identity map
+//! (all RAM is below 4 GiB in the domains we run), which is also the
+//! kernel's direct map.
+//!
+//! The page array also has a fictitious page for each page of RAM: the
+//! frames of foreign grants that gntdev can map at one time. A domain may
+//! thus map as much foreign memory as it has RAM, and the heap that holds
+//! the array is sized to match (`crate::heap`).
 
 use alloc::sync::Arc;
+use core::ops::Range;
 
 use spin::Once;
 use vm::domain::{PhysAccess, VmDomain};
 use vm::page::{BusyWait, PageId, VmPage};
 use vm::phys::{FreePool, PhysAllocator};
-use xen::abi::start_info::MEMMAP_TYPE_RAM;
+use xen::abi::start_info::{HvmModlistEntry, MEMMAP_TYPE_RAM};
 
 use crate::boot_info::BootInfo;
 use crate::layout::PAGE_SIZE;
@@ -27,10 +34,6 @@ const LOW_RESERVED: u64 = 1 << 20;
 const MAPPED_END: u64 = 1 << 32;
 /// Most RAM segments kept from the memory map.
 const MAX_SEGMENTS: usize = 16;
-/// Fictitious pages the page array has room for: the frames of foreign
-/// grants mapped through gntdev at one time (16 MiB; the page array lives
-/// in the fixed kernel heap until the VM provides kernel memory).
-const FICTITIOUS_PAGES: u32 = 4096;
 
 static DOMAIN: Once<Arc<VmDomain>> = Once::new();
 
@@ -100,32 +103,92 @@ impl Frame {
     }
 }
 
-/// Builds the allocator from the RAM segments of `boot`'s memory map.
-pub fn init(boot: &BootInfo) {
+/// The kernel image's pages.
+fn image() -> Range<u64> {
     // Linker-script symbols: only their addresses are used.
-    let (img_start, img_end) = (
-        (&raw const __image_start) as u64,
-        (&raw const __image_end) as u64,
-    );
-    let mut segs = [(0u64, 0u64); MAX_SEGMENTS];
-    let mut n = 0;
-    for e in boot.memmap().iter().filter(|e| e.kind == MEMMAP_TYPE_RAM) {
-        let (start, end) = (e.addr.max(LOW_RESERVED), (e.addr + e.size).min(MAPPED_END));
-        // Cut the image out of the segment: what lies on either side stays.
-        for (s, t) in [(start, end.min(img_start)), (start.max(img_end), end)] {
-            if s < t && n < MAX_SEGMENTS {
-                segs[n] = (s, t);
-                n += 1;
+    (&raw const __image_start) as u64..(&raw const __image_end) as u64
+}
+
+/// The pages of a boot module.
+fn module_pages(m: &HvmModlistEntry) -> Range<u64> {
+    m.paddr & !(PAGE_SIZE - 1)..(m.paddr + m.size).next_multiple_of(PAGE_SIZE)
+}
+
+/// The RAM entries of `boot`'s memory map that the VM may use: above
+/// [`LOW_RESERVED`], below [`MAPPED_END`], whole pages.
+fn usable_ram(boot: &BootInfo) -> impl Iterator<Item = Range<u64>> + '_ {
+    boot.memmap()
+        .iter()
+        .filter(|e| e.kind == MEMMAP_TYPE_RAM)
+        .map(|e| {
+            let start = e.addr.max(LOW_RESERVED).next_multiple_of(PAGE_SIZE);
+            let end = (e.addr + e.size).min(MAPPED_END) & !(PAGE_SIZE - 1);
+            start..end
+        })
+        .filter(|r| r.start < r.end)
+}
+
+/// The highest run of `bytes` (a multiple of the page size) of usable RAM
+/// that holds neither the image nor a module, for memory needed before
+/// the allocator exists (as FreeBSD's `vm_page_startup` takes the page
+/// array from the end of a `phys_avail` segment); [`init`] must be told
+/// to leave it out.
+pub fn steal(boot: &BootInfo, bytes: u64) -> Option<Range<u64>> {
+    // The lowest start of what overlaps run `r`.
+    let busy = |r: &Range<u64>| {
+        core::iter::once(image())
+            .chain(boot.modules().iter().map(module_pages))
+            .filter(|b| b.start < r.end && r.start < b.end)
+            .map(|b| b.start)
+            .min()
+    };
+    let mut best: Option<Range<u64>> = None;
+    for ram in usable_ram(boot) {
+        let mut end = ram.end;
+        while end >= ram.start + bytes {
+            let run = end - bytes..end;
+            match busy(&run) {
+                // Below everything in the way: anything between is too
+                // short, as the run spans it.
+                Some(b) => end = b,
+                None => {
+                    if best.as_ref().is_none_or(|r| r.start < run.start) {
+                        best = Some(run);
+                    }
+                    break;
+                }
             }
         }
     }
-    let phys =
-        PhysAllocator::new(&segs[..n], FICTITIOUS_PAGES).expect("memory map segments are sane");
+    best
+}
+
+/// Builds the allocator from the RAM segments of `boot`'s memory map,
+/// less the image and `heap` (from [`steal`]), with a fictitious page for
+/// each page of RAM.
+pub fn init(boot: &BootInfo, heap: Range<u64>) {
+    let mut segs = [(0u64, 0u64); MAX_SEGMENTS];
+    let mut n = 0;
+    let mut cuts = [image(), heap];
+    cuts.sort_unstable_by_key(|c| c.start);
+    for ram in usable_ram(boot) {
+        // Cut the image and the heap out: what lies around them stays.
+        let mut from = ram.start;
+        for cut in cuts.iter().chain([&(ram.end..u64::MAX)]) {
+            let to = cut.start.max(from).min(ram.end);
+            if from < to && n < MAX_SEGMENTS {
+                segs[n] = (from, to);
+                n += 1;
+            }
+            from = from.max(cut.end);
+        }
+    }
+    let fictitious = u32::try_from(boot.ram_bytes() / PAGE_SIZE).unwrap_or(u32::MAX);
+    let phys = PhysAllocator::new(&segs[..n], fictitious).expect("memory map segments are sane");
     // The modules stay where Xen put them, for the kernel's life.
     for m in boot.modules() {
-        let start = m.paddr & !(PAGE_SIZE - 1);
-        let end = (m.paddr + m.size).next_multiple_of(PAGE_SIZE);
-        if phys.reserve_range(start, end).is_err() {
+        let pages = module_pages(m);
+        if phys.reserve_range(pages.start, pages.end).is_err() {
             log::warn!("module at {:#x} not in allocatable RAM", m.paddr);
         }
     }

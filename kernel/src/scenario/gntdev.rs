@@ -3,7 +3,8 @@
 //! `/dev/xen/xenstore` and `/dev/xen/evtchn` for the protocol of
 //! `docs/share-protocol.md`, gntdev variant). The kernel starts the
 //! program, waits for it and for the device's reaper to collect the
-//! grants the peer still mapped, reports the device's counters and checks
+//! grants the peer still mapped, reports the device's counters and the
+//! kernel heap's peak (its sizing rule is in `crate::heap`) and checks
 //! that free pages, grant references and hole frames are back to their
 //! starting values.
 //!
@@ -28,7 +29,7 @@
 use super::Outcome;
 use super::process::KILLED_SEGV;
 use crate::cmdline::Options;
-use crate::{dev, events, kprintln, layout, mem, proc, sched};
+use crate::{dev, events, heap, kprintln, layout, mem, proc, sched};
 
 /// How long deferred grants may take to complete after the program (the
 /// peer's domain may be dying: Xen releases its mappings as it goes).
@@ -80,14 +81,17 @@ fn run(who: &str, program: &str, arg: u64, want: i32) -> Outcome {
         s.bytes_cleared - s0.bytes_cleared,
         s.events_sent - s0.events_sent,
     );
+    let (heap, peak) = heap::usage();
     kprintln!(
-        "{who}: baseline free pages {} -> {}, grant refs {} -> {}, hole frames {} -> {}",
+        "{who}: baseline free pages {} -> {}, grant refs {} -> {}, hole frames {} -> {}; kernel heap peak {} of {} KiB",
         before.0,
         after.0,
         before.1,
         after.1,
         before.2,
-        after.2
+        after.2,
+        peak / 1024,
+        heap / 1024
     );
     if status != want {
         log::error!("{program}: status {status}, expected {want}");
