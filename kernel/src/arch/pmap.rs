@@ -638,10 +638,15 @@ fn alloc_table() -> Result<(PageId, u64), Errno> {
 }
 
 fn pv_insert(page: PageId, pmap: &Weak<Pmap>, va: u64) {
-    PV.lock().entry(page).or_default().push(PvEntry {
-        pmap: pmap.clone(),
-        va,
-    });
+    // Most pages have one mapping: room for one, not the four a `Vec`
+    // reserves at its first push (48 bytes of heap saved per page).
+    PV.lock()
+        .entry(page)
+        .or_insert_with(|| Vec::with_capacity(1))
+        .push(PvEntry {
+            pmap: pmap.clone(),
+            va,
+        });
 }
 
 fn pv_remove(pa: u64, pmap: &Weak<Pmap>, va: u64) {
