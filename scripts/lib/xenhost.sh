@@ -3,7 +3,10 @@
 # Source after common.sh, host-packages.sh and initramfs.sh.
 # shellcheck shell=bash
 
-XEN_CMDLINE="console=com1 com1=115200,8n1 dom0_mem=512M,max:512M dom0_max_vcpus=1 loglvl=all guest_loglvl=all console_timestamps=boot"
+# gnttab_max_frames: Xen 4.17 refuses a domain whose max_grant_frames
+# (xl's config) exceeds it (default 64); the gntdev-65536 case needs 129
+# frames in its sharer, and 256 is the room our kernel reserves.
+XEN_CMDLINE="console=com1 com1=115200,8n1 dom0_mem=512M,max:512M dom0_max_vcpus=1 gnttab_max_frames=256 loglvl=all guest_loglvl=all console_timestamps=boot"
 DOM0_CMDLINE="console=hvc0 earlyprintk=xen loglevel=1 rdinit=/init"
 # Seconds one boot may take before it is killed and counted as failed.
 XENHOST_TIMEOUT=${XENHOST_TIMEOUT:-600}

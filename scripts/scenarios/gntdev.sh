@@ -99,6 +99,12 @@ gntdev_destroyed() {
 gntdev_pair gntdev-1 1
 gntdev_pair gntdev-16 16
 gntdev_pair gntdev-1024 1024
+# 65536 pages (256 MiB) in one mapping: A needs the RAM to share them and
+# 129 grant frames (65536 references plus the 8 reserved, 512 a frame;
+# Xen's gnttab_max_frames allows it, scripts/lib/xenhost.sh), B a
+# fictitious page per mapped frame (one per page of its RAM) and 256
+# maptrack frames (within xl's default of 1024).
+gntdev_pair gntdev-65536 65536 memory=300 max_grant_frames=256
 # The benchmark against a peer in the same run: the same grants mapped
 # with populate (1 fault) and once more with one fault per page, as
 # FreeBSD's gntdev takes.
