@@ -47,7 +47,7 @@ use vm::object::{ObjectType, VmObject};
 use vm::page::{MemAttr, PageId};
 use vm::pager::device::device_pager_allocate;
 use vm::{Errno, PAGE_SHIFT, PAGE_SIZE, Prot};
-use xen::abi::{DomId, Port};
+use xen::abi::{DOMID_SELF, DomId, Port};
 use xen::event_channel::EventOps;
 use xen::grant::{EndAccess, GrantError, GrantOps, GrantRef, Reaped};
 
@@ -74,6 +74,15 @@ pub struct Services {
     pub phys: Arc<dyn PhysMemory>,
     /// Grant copies into bounce pages, for `GRANT_COPY`.
     pub copier: Arc<dyn GrantCopier>,
+    /// Grants (allocated plus mapped) all opens together may hold: beyond
+    /// it `ALLOC_GREF` and `MAP_GRANT_REF` fail with `ENOSPC`, whatever
+    /// each open's own limit. The kernel sizes its memory for the
+    /// bookkeeping of this many (one per page of RAM), so that no process
+    /// can exhaust it by opening the device many times.
+    pub max_grants: u64,
+    /// Our own domain id, if known: `MAP_GRANT_REF` refuses our own
+    /// grants (`EINVAL`), as it refuses `DOMID_SELF`.
+    pub own_domid: Option<DomId>,
 }
 
 /// The device's counters ([`Gntdev::stats`]).
@@ -155,6 +164,8 @@ pub struct Gntdev {
     pub(crate) svc: Services,
     /// (p) grants whose end waits for the peer: reference -> page.
     pending: Mutex<BTreeMap<GrantRef, PageId>>,
+    /// (a) grants all opens hold, within `Services::max_grants`.
+    held: Arc<AtomicU64>,
     pub(crate) counters: Counters,
 }
 
@@ -172,6 +183,7 @@ impl Gntdev {
         Arc::new(Self {
             svc,
             pending: Mutex::new(BTreeMap::new()),
+            held: Arc::new(AtomicU64::new(0)),
             counters: Counters::default(),
         })
     }
@@ -187,6 +199,8 @@ impl Gntdev {
                 maps: BTreeMap::new(),
                 limit: DEFAULT_MAX_GRANTS,
                 used: 0,
+                held: self.held.clone(),
+                max_held: self.svc.max_grants,
             }),
         }
     }
@@ -377,25 +391,51 @@ struct FileInner {
     limit: u32,
     /// Grants it holds.
     used: u64,
+    /// The device's count of grants all opens hold (`Gntdev::held`).
+    held: Arc<AtomicU64>,
+    /// Its bound (`Services::max_grants`).
+    max_held: u64,
 }
 
 impl FileInner {
-    /// Takes `count` grants' worth of offsets, within the limit.
+    /// Takes `count` grants' worth of offsets, within this open's limit
+    /// and the device's.
     fn reserve(&mut self, count: u32) -> Result<u64, Errno> {
         if count == 0 {
             return Err(Errno::EINVAL);
         }
-        if self.used + u64::from(count) > u64::from(self.limit) {
+        let n = u64::from(count);
+        if self.used + n > u64::from(self.limit) {
             return Err(ENOSPC);
         }
-        let index = self.extents.alloc(u64::from(count))?;
-        self.used += u64::from(count);
-        Ok(index)
+        self.held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| {
+                (h + n <= self.max_held).then_some(h + n)
+            })
+            .map_err(|_| ENOSPC)?;
+        match self.extents.alloc(n) {
+            Ok(index) => {
+                self.used += n;
+                Ok(index)
+            }
+            Err(e) => {
+                self.held.fetch_sub(n, Ordering::Relaxed);
+                Err(e)
+            }
+        }
     }
 
     fn unreserve(&mut self, index: u64, count: u64) {
         self.extents.free(index, count);
         self.used -= count;
+        self.held.fetch_sub(count, Ordering::Relaxed);
+    }
+}
+
+impl Drop for FileInner {
+    /// The close of the open: what it still holds leaves the device's count.
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.used, Ordering::Relaxed);
     }
 }
 
@@ -600,6 +640,14 @@ impl GntdevFile {
                     .map(|c| {
                         let r = GrantRefArg::decode(c);
                         let dom = DomId::try_from(r.domid).map_err(|_| Errno::EINVAL)?;
+                        // Our own grants: measured on Xen 4.17, a PVH
+                        // domain's map and unmap of its own grant leaves
+                        // the granted RAM page unpopulated in its physical
+                        // map (Xen keeps one GFN per frame): the VM would
+                        // hand out pages that read all-ones.
+                        if dom == DOMID_SELF || Some(dom) == self.dev.svc.own_domid {
+                            return Err(Errno::EINVAL);
+                        }
                         Ok((dom, r.gref))
                     })
                     .collect()

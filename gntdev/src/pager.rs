@@ -157,6 +157,14 @@ impl MapPager {
             return Ok(true);
         }
         add(&c.map_failures, 1);
+        let failed = res.iter().filter(|r| r.is_err()).count();
+        if let Some((i, Err(e))) = res.iter().enumerate().find(|(_, r)| r.is_err()) {
+            let (dom, gref) = self.map.refs[i];
+            log::warn!(
+                "gntdev: map of {} grant(s) failed for {failed}: first grant {i} (domain {dom}, ref {gref}): {e:?}",
+                res.len()
+            );
+        }
         let undo: Vec<UnmapRequest> = res
             .iter()
             .enumerate()

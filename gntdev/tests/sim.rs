@@ -313,6 +313,8 @@ fn bad_input_gives_each_errno() {
     let sim = Sim::new();
     let a = Side::new(&sim, 4, 8);
     let pa = Proc::new(&a);
+    // Records only: any domain but ours.
+    let other = a.id() + 1;
     let u = &pa.user;
     let unmapped = u.alloc(8) + PAGE; // the guard gap
     let bad_ptrs = [0, unmapped, KERNEL_BASE + 0x1000, u64::MAX - 3];
@@ -377,10 +379,10 @@ fn bad_input_gives_each_errno() {
     );
     pa.ioctl_arg(IOCTL_GNTDEV_SET_MAX_GRANTS, &SetMaxGrants { count: 3 })
         .unwrap();
-    let i0 = pa.map_grant_ref(1, &[8, 9]).unwrap();
-    assert_eq!(pa.map_grant_ref(1, &[8, 9]), Err(ENOSPC), "2 + 2 > 3");
+    let i0 = pa.map_grant_ref(other, &[8, 9]).unwrap();
+    assert_eq!(pa.map_grant_ref(other, &[8, 9]), Err(ENOSPC), "2 + 2 > 3");
     assert_eq!(pa.alloc_gref(1, 2, false), Err(ENOSPC));
-    let i1 = pa.map_grant_ref(1, &[10]).unwrap();
+    let i1 = pa.map_grant_ref(other, &[10]).unwrap();
     assert_eq!(i1, i0 + 2 * PAGE, "first fit");
     // Domain ids above 16 bits.
     let refs = u.alloc(8);
@@ -809,6 +811,49 @@ fn grant_copy_batches_64_segments_per_hypercall() {
 #[test]
 fn grant_copy_short_of_memory_makes_smaller_batches() {
     assert_eq!(long_copy(130, 16), 9);
+}
+
+/// The device-wide limit holds across opens: a second open cannot take
+/// what the first holds (`ENOSPC`), and gets it once the first closes.
+#[test]
+fn device_wide_grant_limit_across_opens() {
+    let sim = Sim::new();
+    let a = Side::new(&sim, 4, 16);
+    let b = Side::with_max_grants(&sim, 4, 16, 100);
+    let (pa, pb1, pb2) = (Proc::new(&a), Proc::new(&b), Proc::new(&b));
+    let (_, refs) = pa.alloc_gref(b.id(), 8, true).unwrap();
+    let many: Vec<u32> = (0..60).map(|i| refs[i % refs.len()]).collect();
+    pb1.map_grant_ref(a.id(), &many).unwrap();
+    assert_eq!(pb2.map_grant_ref(a.id(), &many), Err(ENOSPC));
+    assert!(
+        pb2.map_grant_ref(a.id(), &many[..40]).is_ok(),
+        "what is left"
+    );
+    assert_eq!(pb2.map_grant_ref(a.id(), &many[..1]), Err(ENOSPC));
+    pb1.exit();
+    pb2.map_grant_ref(a.id(), &many).unwrap();
+    pb2.exit();
+    pa.exit();
+    a.assert_baseline();
+    b.assert_baseline();
+}
+
+/// Our own grants are refused (`EINVAL`): mapping them would take the
+/// granted RAM out of our physical map on Xen.
+#[test]
+fn own_grants_are_refused() {
+    let sim = Sim::new();
+    let a = Side::new(&sim, 4, 16);
+    let p = Proc::new(&a);
+    let (ia, refs) = p.alloc_gref(a.id(), 2, true).unwrap();
+    assert_eq!(p.map_grant_ref(a.id(), &refs), Err(Errno::EINVAL));
+    assert_eq!(
+        p.map_grant_ref(xen::abi::DOMID_SELF, &refs),
+        Err(Errno::EINVAL)
+    );
+    p.dealloc_gref(ia, 2).unwrap();
+    p.exit();
+    a.assert_baseline();
 }
 
 #[test]

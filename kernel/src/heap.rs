@@ -119,6 +119,20 @@ pub fn init(boot: &BootInfo) -> Range<u64> {
     run
 }
 
+/// Heap kept for the kernel's own small allocations (stacks, buffers,
+/// records): bookkeeping that user space can grow without bound (the
+/// pmap's mapping lists, map entries) stops growing below it
+/// ([`has_room_for_user`]), so that a process that maps without end is
+/// refused (`mmap` fails with `ENOMEM`, or its fault kills it) before the
+/// kernel runs out.
+const RESERVE: usize = 512 * 1024;
+
+/// Whether the heap has room beyond [`RESERVE`] for bookkeeping that a
+/// process asks for.
+pub fn has_room_for_user() -> bool {
+    without_interrupts(|| HEAP.heap.lock().free()) > RESERVE
+}
+
 /// The heap's size and the most bytes it ever had in use.
 pub fn usage() -> (usize, usize) {
     let size = without_interrupts(|| HEAP.heap.lock().size());

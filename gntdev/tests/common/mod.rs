@@ -24,6 +24,8 @@ use xen::grant::{CopyOp, GrantError, GrantOps, Hole};
 use xen::sim::{Sim, SimDomain};
 
 pub const PAGE: u64 = 4096;
+/// The device-wide grant limit of a [`Side`] made by `Side::new`.
+pub const MAX_GRANTS: u64 = 4 * 65536;
 
 fn xerr(e: xen::hypercall::XenErrno) -> Errno {
     Errno(e.0)
@@ -138,6 +140,11 @@ impl Side {
     /// A domain with a grant table of up to `frames` frames and a pool of
     /// `pages` pages.
     pub fn new(sim: &Sim, frames: u32, pages: u32) -> Self {
+        Self::with_max_grants(sim, frames, pages, MAX_GRANTS)
+    }
+
+    /// As `new`, with a device-wide limit of `max_grants` grants.
+    pub fn with_max_grants(sim: &Sim, frames: u32, pages: u32, max_grants: u64) -> Self {
         let dom = sim.create_domain_with(frames);
         let phys = PhysAllocator::new(&[], pages + 70_000).unwrap();
         let vm = Arc::new(VmDomain::new(
@@ -158,6 +165,8 @@ impl Side {
             holes: holes.clone(),
             phys: Arc::new(SimPhys(dom.clone())),
             copier: Arc::new(SimCopier(dom.clone())),
+            max_grants,
+            own_domid: Some(dom.id()),
         });
         Self {
             dom,

@@ -394,6 +394,12 @@ impl VmPmap for Pmap {
         if flags.contains(EnterFlags::WIRED) {
             bits |= PTE_WIRED;
         }
+        // A new entry in a mapping list is heap a process can grow
+        // without bound (the same pages mapped again and again): refused
+        // once the heap is down to its reserve.
+        if flags.contains(EnterFlags::MANAGED) && !crate::heap::has_room_for_user() {
+            return Err(KernResult::ResourceShortage);
+        }
         let mut g = self.inner.lock();
         let mut sd = Shootdown::new(g.pml4);
         let slot = match g

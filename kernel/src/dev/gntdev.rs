@@ -166,6 +166,10 @@ fn device() -> &'static Arc<Gntdev> {
             holes: Arc::new(Holes),
             phys: Arc::new(Phys),
             copier: Arc::new(Copier),
+            // One grant per page of RAM: what the heap is sized for
+            // (`crate::heap`).
+            max_grants: u64::from(mem::phys().page_count()),
+            own_domid: xen::cpuid::XenLeaves::find().and_then(|l| l.domid()),
         })
     })
 }
@@ -213,11 +217,15 @@ impl DevFile for File {
     }
 
     fn ioctl_user(&self, cmd: u32, arg: u64) -> Result<(), Errno> {
-        self.0.ioctl(&User, &Maps, cmd, arg)
+        self.0.ioctl(&User, &Maps, cmd, arg).inspect_err(|e| {
+            log::debug!("gntdev: ioctl {cmd:#x}: {e:?}");
+        })
     }
 
     fn mmap_single(&self, offset: u64, size: u64, prot: Prot) -> Result<DevMapping, Errno> {
-        let object = self.0.mmap(offset, size, prot)?;
+        let object = self.0.mmap(offset, size, prot).inspect_err(|e| {
+            log::debug!("gntdev: mmap of {size} bytes at offset {offset:#x}: {e:?}");
+        })?;
         Ok(DevMapping {
             object,
             pindex: offset / PAGE_SIZE,

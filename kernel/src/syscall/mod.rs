@@ -184,6 +184,10 @@ fn prot(bits: u64) -> Result<Prot, Errno> {
 
 fn mmap(p: &Process, a: [u64; 6]) -> Result<u64, Errno> {
     let [addr, len, prot_bits, flags, fd, offset] = a;
+    // A map entry is heap a process could otherwise grow without bound.
+    if !crate::heap::has_room_for_user() {
+        return Err(Errno::ENOMEM);
+    }
     let prot = prot(prot_bits)?;
     let shared = match flags & (mman::MAP_SHARED | mman::MAP_PRIVATE) {
         mman::MAP_SHARED => true,

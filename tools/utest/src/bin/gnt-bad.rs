@@ -5,6 +5,7 @@
 #![no_main]
 
 use gnttab::abi::{self, GrantRef, MapGrantRef, UnmapGrantRef};
+use gnttab::xs::Xs;
 use gnttab::{Buf, Gnttab};
 use urt::errno::{EFAULT, EINVAL, ENOSYS};
 use urt::mman::{MAP_SHARED, PROT_READ};
@@ -12,6 +13,8 @@ use urt::{PAGE, check, println};
 
 urt::entry!(main);
 
+/// `DOMID_SELF`.
+const DOMID_SELF: u32 = 0x7ff0;
 /// `ENOSPC`: above the per-open grant limit.
 const ENOSPC: i64 = 28;
 
@@ -82,6 +85,21 @@ fn main(_arg: u64) -> i32 {
     check!(r == Err(EINVAL), "double unmap: {r:?}");
     let r = urt::ioctl(fd, gnttab::ioc(gnttab::IOC_IN, b'E', 42, 8), ok);
     check!(r == Err(ENOSYS), "unknown ioctl: {r:?}");
-    println!("gnt-bad: 13 bad inputs refused with the right errno");
+    // Our own grants, by our id or DOMID_SELF.
+    let me = Xs::open().and_then(|mut xs| xs.read_u64("domid"));
+    let Ok(me) = me else {
+        println!("gnt-bad: cannot read our domain id");
+        return 1;
+    };
+    for domid in [me as u32, DOMID_SELF] {
+        refs.values()[0] = GrantRef { domid, gref: 8 };
+        refs.values()[1] = GrantRef { domid, gref: 9 };
+        let r = map(fd, 2, ok);
+        check!(
+            r == Err(EINVAL),
+            "our own grants (domain {domid:#x}): {r:?}"
+        );
+    }
+    println!("gnt-bad: 15 bad inputs refused with the right errno");
     0
 }
