@@ -42,10 +42,9 @@ pair_run() {
 # pair_wait_state SECONDS VALUE: waits until B's map/state node (the
 # protocol's HOME(B)/map/state) reads VALUE; fails after SECONDS.
 pair_wait_state() {
-    _i=0
+    _end=$(($(date +%s) + $1))
     while [ "$(xenstore-read "/local/domain/$PAIR_B_ID/data/xenguest/map/state" 2>/dev/null)" != "$2" ]; do
-        _i=$((_i + 1))
-        [ "$_i" -gt $(($1 * 10)) ] && return 1
+        [ "$(date +%s)" -gt "$_end" ] && return 1
         sleep 0.1
     done
 }

@@ -12,7 +12,7 @@
 # default. (`xl console` needs a terminal, which a script does not have.)
 # shellcheck shell=sh
 
-: "${GUEST_TIMEOUT:=60}"
+: "${GUEST_TIMEOUT:=120}"
 XENCONSOLED_LOG_DIR=${XENCONSOLED_LOG_DIR:-/var/log/xen/console}
 XENGUEST_LOGS=${XENGUEST_LOGS:-/tmp/xenguest-logs}
 mkdir -p "$XENGUEST_LOGS"
@@ -52,12 +52,11 @@ guest_unpause() {
 # crashed and destroyed); after SECONDS it is destroyed and 1 returned.
 guest_wait() {
     _name=$1
-    _limit=$((${2:-$GUEST_TIMEOUT} * 10))
-    _i=0
+    # Real seconds: each `xl domid` takes time of its own under emulation.
+    _end=$(($(date +%s) + ${2:-$GUEST_TIMEOUT}))
     _rc=0
     while xl domid "$_name" >/dev/null 2>&1; do
-        _i=$((_i + 1))
-        if [ "$_i" -gt "$_limit" ]; then
+        if [ "$(date +%s)" -gt "$_end" ]; then
             echo "  $_name still running after ${2:-$GUEST_TIMEOUT} s: destroyed; its vCPU was at:"
             # Xen's 'd' debug key dumps every vCPU's registers into its log.
             _id=$(xl domid "$_name" 2>/dev/null)
