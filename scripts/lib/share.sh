@@ -94,6 +94,7 @@ gntdev_pair() {
     else
         _counts=$(sed -n 's/^gnt-map: mapped [0-9]* pages in \([0-9]*\) mapping(s): \([0-9]*\) map hypercall(s), \([0-9]*\) page fault(s).*/\1 mapping(s), \2 map hypercall(s), \3 fault(s)/p' "$_lb")
         _unmaps=$(sed -n 's/^mapper: .* \([0-9]*\) unmap hypercall(s).*/\1/p' "$_lb")
-        pass "$_case ($_pages pages: $_counts, $_unmaps unmap hypercall(s); notify on exit)"
+        _retries=$(sed -n 's/^mapper: .* \([0-9]*\) EAGAIN retries.*/\1/p' "$_lb" | tr -d '\r')
+        pass "$_case ($_pages pages: $_counts, $_unmaps unmap hypercall(s); ${_retries:-?} EAGAIN retries; notify on exit)"
     fi
 }

@@ -16,12 +16,12 @@
 PAGES=256
 gntdev_pair gntdev-demo "$PAGES"
 # The counters of B's kernel for its one mapping.
-sed -n 's/^mapper: gnt-map exited with status [0-9]*; gntdev: \([0-9]*\) mapping(s), \([0-9]*\) map hypercall(s), \([0-9]*\) populate(s), \([0-9]*\) unmap hypercall(s), \([0-9]*\) notify byte(s) cleared, \([0-9]*\) event(s) sent.*/\1 \2 \3 \4 \5 \6/p' \
+sed -n 's/^mapper: gnt-map exited with status [0-9]*; gntdev: \([0-9]*\) mapping(s), \([0-9]*\) map hypercall(s), \([0-9]*\) populate(s), \([0-9]*\) unmap hypercall(s), \([0-9]*\) notify byte(s) cleared, \([0-9]*\) event(s) sent, \([0-9]*\) EAGAIN retries.*/\1 \2 \3 \4 \5 \6 \7/p' \
     "$(guest_log xenguest-b)" | tr -d '\r' | {
-    read -r maps calls pops unmaps cleared sent && [ "$maps" -gt 0 ] || exit 0
+    read -r maps calls pops unmaps cleared sent retries && [ "$maps" -gt 0 ] || exit 0
     faults=$(sed -n 's/^gnt-map: .* \([0-9]*\) page fault(s).*/\1/p' "$(guest_log xenguest-b)" | tr -d '\r')
     echo "  counters, $PAGES pages in $maps mapping(s):"
-    echo "    map hypercalls per mapping:   $((calls / maps))"
+    echo "    map hypercalls per mapping:   $((calls / maps)) ($retries EAGAIN retries apart)"
     echo "    page faults per mapping:      $((faults / maps)) ($((pops / maps)) populate)"
     echo "    unmap hypercalls per mapping: $((unmaps / maps))"
     echo "    unmap notify: $cleared byte(s) cleared, $sent event(s) sent"

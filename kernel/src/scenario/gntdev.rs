@@ -73,13 +73,14 @@ fn run(who: &str, program: &str, arg: u64, want: &[i32]) -> Outcome {
     let s = dev::gntdev_stats();
     let after = baseline();
     kprintln!(
-        "{who}: {program} exited with status {status}; gntdev: {} mapping(s), {} map hypercall(s), {} populate(s), {} unmap hypercall(s), {} notify byte(s) cleared, {} event(s) sent",
+        "{who}: {program} exited with status {status}; gntdev: {} mapping(s), {} map hypercall(s), {} populate(s), {} unmap hypercall(s), {} notify byte(s) cleared, {} event(s) sent, {} EAGAIN retries",
         s.mappings - s0.mappings,
         s.map_hypercalls - s0.map_hypercalls,
         s.populates - s0.populates,
         s.unmap_hypercalls - s0.unmap_hypercalls,
         s.bytes_cleared - s0.bytes_cleared,
         s.events_sent - s0.events_sent,
+        s.eagain_retries - s0.eagain_retries,
     );
     let (heap, peak) = heap::usage();
     kprintln!(
