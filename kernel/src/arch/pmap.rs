@@ -43,6 +43,7 @@
 //! with `invlpg`, a larger one with a reload of CR3; both are counted.
 
 use alloc::collections::BTreeMap;
+use alloc::collections::btree_map::Entry;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -125,8 +126,55 @@ struct PvEntry {
     va: u64,
 }
 
+/// A page's mapping list. Most pages have one mapping: it is kept in the
+/// map's node itself, with no heap block of its own; a second mapping
+/// moves the list to a vector.
+enum PvList {
+    One(PvEntry),
+    Many(Vec<PvEntry>),
+}
+
+impl PvList {
+    fn push(&mut self, e: PvEntry) {
+        match self {
+            Self::Many(v) => v.push(e),
+            Self::One(_) => {
+                if let Self::One(first) =
+                    core::mem::replace(self, Self::Many(Vec::with_capacity(2)))
+                    && let Self::Many(v) = self
+                {
+                    v.push(first);
+                    v.push(e);
+                }
+            }
+        }
+    }
+
+    /// Removes `pmap`'s mapping at `va`, if listed; returns whether the
+    /// list is empty now.
+    fn remove(&mut self, pmap: &Weak<Pmap>, va: u64) -> bool {
+        let is = |e: &PvEntry| e.va == va && Weak::ptr_eq(&e.pmap, pmap);
+        match self {
+            Self::One(e) => is(e),
+            Self::Many(v) => {
+                if let Some(i) = v.iter().position(is) {
+                    v.swap_remove(i);
+                }
+                v.is_empty()
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::One(_) => 1,
+            Self::Many(v) => v.len(),
+        }
+    }
+}
+
 /// Mapping lists of managed pages (v).
-static PV: Mutex<BTreeMap<PageId, Vec<PvEntry>>> = Mutex::new(BTreeMap::new());
+static PV: Mutex<BTreeMap<PageId, PvList>> = Mutex::new(BTreeMap::new());
 
 /// Records the boot page tables as the kernel half. Called once at boot.
 pub fn init() {
@@ -644,15 +692,16 @@ fn alloc_table() -> Result<(PageId, u64), Errno> {
 }
 
 fn pv_insert(page: PageId, pmap: &Weak<Pmap>, va: u64) {
-    // Most pages have one mapping: room for one, not the four a `Vec`
-    // reserves at its first push (48 bytes of heap saved per page).
-    PV.lock()
-        .entry(page)
-        .or_insert_with(|| Vec::with_capacity(1))
-        .push(PvEntry {
-            pmap: pmap.clone(),
-            va,
-        });
+    let e = PvEntry {
+        pmap: pmap.clone(),
+        va,
+    };
+    match PV.lock().entry(page) {
+        Entry::Vacant(v) => {
+            v.insert(PvList::One(e));
+        }
+        Entry::Occupied(mut o) => o.get_mut().push(e),
+    }
 }
 
 fn pv_remove(pa: u64, pmap: &Weak<Pmap>, va: u64) {
@@ -660,30 +709,26 @@ fn pv_remove(pa: u64, pmap: &Weak<Pmap>, va: u64) {
         return;
     };
     let mut pv = PV.lock();
-    if let Some(list) = pv.get_mut(&id) {
-        if let Some(i) = list
-            .iter()
-            .position(|e| e.va == va && Weak::ptr_eq(&e.pmap, pmap))
-        {
-            list.swap_remove(i);
-        }
-        if list.is_empty() {
-            pv.remove(&id);
-        }
+    if pv.get_mut(&id).is_some_and(|list| list.remove(pmap, va)) {
+        pv.remove(&id);
     }
 }
 
 /// Number of mappings of managed page `page`.
 pub fn mapping_count(page: PageId) -> usize {
-    PV.lock().get(&page).map_or(0, Vec::len)
+    PV.lock().get(&page).map_or(0, PvList::len)
 }
 
 /// Removes every mapping of managed page `page`, in every address space
 /// (`pmap_remove_all`).
 pub fn remove_all(page: PageId) {
-    let entries = PV.lock().remove(&page).unwrap_or_default();
+    let (one, many) = match PV.lock().remove(&page) {
+        Some(PvList::One(e)) => (Some(e), Vec::new()),
+        Some(PvList::Many(v)) => (None, v),
+        None => (None, Vec::new()),
+    };
     let pa = mem::domain().page(page).phys_addr();
-    for e in entries {
+    for e in one.into_iter().chain(many) {
         let Some(pmap) = e.pmap.upgrade() else {
             continue;
         };
