@@ -173,6 +173,28 @@ pub fn sleep_until(deadline: u64) {
     }
 }
 
+/// The deadline `timeout_ns` from now, or none for 0 (a device's read
+/// timeout), for [`block_step`].
+pub fn deadline_after(timeout_ns: u64) -> Option<u64> {
+    (timeout_ns != 0).then(|| events::now_ns().saturating_add(timeout_ns))
+}
+
+/// One step of a wait that re-checks its condition after each return:
+/// blocks the running thread on `port` for at most `slice_ns`, never past
+/// `deadline` (Xen system time, ns; `None`: no bound). `None`, without
+/// blocking, once `deadline` has passed.
+pub fn block_step(port: Option<Port>, deadline: Option<u64>, slice_ns: u64) -> Option<Wakeup> {
+    let now = events::now_ns();
+    if deadline.is_some_and(|d| now >= d) {
+        return None;
+    }
+    let slice = now.saturating_add(slice_ns);
+    Some(block(Wait {
+        port,
+        deadline: Some(deadline.map_or(slice, |d| d.min(slice))),
+    }))
+}
+
 /// Blocks the running thread until `wait` is satisfied or [`wake`].
 pub fn block(wait: Wait) -> Wakeup {
     {

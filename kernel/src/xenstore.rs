@@ -29,19 +29,17 @@ use crate::events;
 /// How long one wait for xenstored lasts before the client looks again.
 const WAIT_SLICE_NS: u64 = 10_000_000;
 
-/// Signal and wait through the store event channel.
-pub struct Hooks {
-    port: Port,
-}
+/// Signal and wait through the store event channel ([`port`]).
+pub struct Hooks;
 
 impl XsHooks for Hooks {
     fn notify(&mut self) {
         // A failed send shows up as a timeout of the waiting caller.
-        let _ = xen::event_channel::send(self.port);
+        let _ = xen::event_channel::send(port());
     }
 
     fn wait(&mut self) {
-        events::wait(self.port, WAIT_SLICE_NS);
+        events::wait(port(), WAIT_SLICE_NS);
     }
 }
 
@@ -116,7 +114,7 @@ pub fn init() -> Result<(), XenErrno> {
     let page = (pfn << 12) as *mut XenstoreDomainInterface;
     // SAFETY: Xen names this frame as our xenstore ring; it lies below
     // 4 GiB in the boot identity map, and this is the only client.
-    let xs = unsafe { Xenstore::new(page, Hooks { port }) };
+    let xs = unsafe { Xenstore::new(page, Hooks) };
     STORE.call_once(|| Mutex::new(xs));
     Ok(())
 }

@@ -49,6 +49,22 @@ pair_wait_state() {
     done
 }
 
+# pair_judge CASE SHARER_SCENARIO MAPPER_SCENARIO DETAIL: the one result
+# line of a pair run: FAIL, with the guests' logs, unless A reports PASS
+# for SHARER_SCENARIO and B for MAPPER_SCENARIO; else PASS with DETAIL.
+pair_judge() {
+    if ! _why=$(guest_result xenguest-a "$2"); then
+        fail "$1" "A: $_why"
+        show_log xenguest-a
+        show_log xenguest-b
+    elif ! _why=$(guest_result xenguest-b "$3"); then
+        fail "$1" "B: $_why"
+        show_log xenguest-b
+    else
+        pass "$1 ($4)"
+    fi
+}
+
 # share_pair CASE PREFIX PAGES: domain A runs PREFIX-sharer with PAGES
 # pages, domain B runs PREFIX-mapper (kernel-level sharing); prints the
 # protocol lines of both and one result line.
@@ -56,16 +72,8 @@ share_pair() {
     _case=$1 _prefix=$2 _pages=$3
     pair_run "$_case" "$_prefix-mapper" "scenario=$_prefix-sharer pages=$_pages" || return
     grep -h '^sharer:\|^mapper:' "$(guest_log xenguest-a)" "$(guest_log xenguest-b)" | sed 's/^/  /'
-    if ! _why=$(guest_result xenguest-a "$_prefix-sharer"); then
-        fail "$_case" "A: $_why"
-        show_log xenguest-a
-    elif ! _why=$(guest_result xenguest-b "$_prefix-mapper"); then
-        fail "$_case" "B: $_why"
-        show_log xenguest-b
-    else
-        _calls=$(sed -n 's/.* with \([0-9]*\) map hypercall.*/\1/p' "$(guest_log xenguest-b)")
-        pass "$_case ($_pages pages, $_calls map hypercall(s))"
-    fi
+    _calls=$(sed -n 's/.* with \([0-9]*\) map hypercall.*/\1/p' "$(guest_log xenguest-b)")
+    pair_judge "$_case" "$_prefix-sharer" "$_prefix-mapper" "$_pages pages, $_calls map hypercall(s)"
 }
 
 # show_lines NAME...: the protocol and counter lines of the named guests.
@@ -84,17 +92,9 @@ gntdev_pair() {
     pair_run "$_case" gntdev-map "scenario=gntdev-share pages=$_pages" "$@" || return
     _lb=$(guest_log xenguest-b)
     show_lines xenguest-a xenguest-b
-    if ! _why=$(guest_result xenguest-a gntdev-share); then
-        fail "$_case" "A: $_why"
-        show_log xenguest-a
-        show_log xenguest-b
-    elif ! _why=$(guest_result xenguest-b gntdev-map); then
-        fail "$_case" "B: $_why"
-        show_log xenguest-b
-    else
-        _counts=$(sed -n 's/^gnt-map: mapped [0-9]* pages in \([0-9]*\) mapping(s): \([0-9]*\) map hypercall(s), \([0-9]*\) page fault(s).*/\1 mapping(s), \2 map hypercall(s), \3 fault(s)/p' "$_lb")
-        _unmaps=$(sed -n 's/^mapper: .* \([0-9]*\) unmap hypercall(s).*/\1/p' "$_lb")
-        _retries=$(sed -n 's/^mapper: .* \([0-9]*\) EAGAIN retries.*/\1/p' "$_lb" | tr -d '\r')
-        pass "$_case ($_pages pages: $_counts, $_unmaps unmap hypercall(s); ${_retries:-?} EAGAIN retries; notify on exit)"
-    fi
+    _counts=$(sed -n 's/^gnt-map: mapped [0-9]* pages in \([0-9]*\) mapping(s): \([0-9]*\) map hypercall(s), \([0-9]*\) page fault(s).*/\1 mapping(s), \2 map hypercall(s), \3 fault(s)/p' "$_lb")
+    _unmaps=$(sed -n 's/^mapper: .* \([0-9]*\) unmap hypercall(s).*/\1/p' "$_lb")
+    _retries=$(sed -n 's/^mapper: .* \([0-9]*\) EAGAIN retries.*/\1/p' "$_lb" | tr -d '\r')
+    pair_judge "$_case" gntdev-share gntdev-map \
+        "$_pages pages: $_counts, $_unmaps unmap hypercall(s); ${_retries:-?} EAGAIN retries; notify on exit"
 }

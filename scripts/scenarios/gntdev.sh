@@ -37,16 +37,9 @@ fi
 gntdev_ro_write() {
     pair_run gntdev-ro-write "gntdev-map mode=ro-write" "scenario=gntdev-share pages=16" || return
     show_lines xenguest-a xenguest-b
-    if ! _why=$(guest_result xenguest-b gntdev-map); then
-        fail gntdev-ro-write "B: $_why"
-        show_log xenguest-b
-    elif ! _why=$(guest_result xenguest-a gntdev-share); then
-        fail gntdev-ro-write "A: $_why"
-        show_log xenguest-a
-    else
-        _m=$(sed -n 's/^mapper: gnt-map exited with status \([0-9]*\); gntdev: \([0-9]*\) mapping(s).* \([0-9]*\) unmap hypercall(s).*/status \1, \2 mappings, \3 unmap hypercalls/p' "$(guest_log xenguest-b)")
-        pass "gntdev-ro-write (write to the read-only mapping killed the process: $_m; kernel alive, baseline restored)"
-    fi
+    _m=$(sed -n 's/^mapper: gnt-map exited with status \([0-9]*\); gntdev: \([0-9]*\) mapping(s).* \([0-9]*\) unmap hypercall(s).*/status \1, \2 mappings, \3 unmap hypercalls/p' "$(guest_log xenguest-b)")
+    pair_judge gntdev-ro-write gntdev-share gntdev-map \
+        "write to the read-only mapping killed the process: $_m; kernel alive, baseline restored"
 }
 
 # gntdev_mode CASE MODE PAGES LINE: a pair run with gnt-map in mode MODE
@@ -56,15 +49,8 @@ gntdev_mode() {
     _case=$1 _mode=$2 _pages=$3 _line=$4
     pair_run "$_case" "gntdev-map mode=$_mode" "scenario=gntdev-share pages=$_pages" || return
     show_lines xenguest-a xenguest-b
-    if ! _why=$(guest_result xenguest-b gntdev-map); then
-        fail "$_case" "B: $_why"
-        show_log xenguest-b
-    elif ! _why=$(guest_result xenguest-a gntdev-share); then
-        fail "$_case" "A: $_why"
-        show_log xenguest-a
-    else
-        pass "$_case ($(sed -n "s/^gnt-map: $_line//p" "$(guest_log xenguest-b)" | tr -d '\r'))"
-    fi
+    pair_judge "$_case" gntdev-share gntdev-map \
+        "$(sed -n "s/^gnt-map: $_line//p" "$(guest_log xenguest-b)" | tr -d '\r')"
 }
 
 # gntdev_destroyed CASE VICTIM SURVIVOR SURVIVOR_SCENARIO: B maps A's 16

@@ -153,20 +153,11 @@ impl DevFile for EvtchnFile {
         if buf.len() < 4 {
             return Err(Errno::EINVAL);
         }
-        let timeout = self.state.lock().timeout_ns;
-        let deadline = (timeout != 0).then(|| events::now_ns().saturating_add(timeout));
+        let deadline = sched::deadline_after(self.state.lock().timeout_ns);
         while !self.collect() {
-            let now = events::now_ns();
-            if deadline.is_some_and(|d| now >= d) {
-                return Err(ETIMEDOUT);
-            }
             let first = self.state.lock().ports.first().copied();
-            let slice = now.saturating_add(POLL_SLICE_NS);
-            let wait = sched::Wait {
-                port: first,
-                deadline: Some(deadline.map_or(slice, |d| d.min(slice))),
-            };
-            if sched::block(wait) == sched::Wakeup::Event
+            let woke = sched::block_step(first, deadline, POLL_SLICE_NS).ok_or(ETIMEDOUT)?;
+            if woke == sched::Wakeup::Event
                 && let Some(p) = first
             {
                 let mut st = self.state.lock();

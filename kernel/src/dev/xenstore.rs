@@ -37,7 +37,7 @@ use xen::xenstore::TxId;
 
 use super::{DevFile, ioc};
 use crate::xenstore::WatchSink;
-use crate::{events, sched, xenstore};
+use crate::{sched, xenstore};
 
 /// `_IOW('X', 10, u64)`: bound each `read` to this many ns (0: no bound).
 pub const IOCTL_XENSTORE_SET_READ_TIMEOUT: u32 = ioc::ioc(ioc::IN, b'X', 10, 8);
@@ -139,11 +139,17 @@ impl XsFile {
         }
     }
 
+    /// Sends `WATCH` or `UNWATCH` (`ty`) of `path` to xenstored, with
+    /// `token` made private to this open.
+    fn xenstored_watch(&self, ty: u32, path: &[u8], token: &[u8]) -> Result<Vec<u8>, XenErrno> {
+        let routed = xenstore::sink_token(self.sink, token);
+        xenstore::with(|xs| xs.request(ty, TxId::NONE, &[path, b"\0", &routed, b"\0"]))
+    }
+
     /// `WATCH` or `UNWATCH` with this open's private token.
     fn watch(&self, ty: u32, payload: &[u8]) -> Result<Vec<u8>, XenErrno> {
         let (path, token) = watch_args(payload).ok_or(XenErrno::EINVAL)?;
-        let routed = xenstore::sink_token(self.sink, token);
-        let body = xenstore::with(|xs| xs.request(ty, TxId::NONE, &[path, b"\0", &routed, b"\0"]))?;
+        let body = self.xenstored_watch(ty, path, token)?;
         let mut st = self.state.lock();
         let w = (Vec::from(path), Vec::from(token));
         if ty == msg::WATCH {
@@ -196,8 +202,7 @@ impl DevFile for XsFile {
     }
 
     fn read(&self, buf: &mut [u8]) -> Result<usize, Errno> {
-        let timeout = self.state.lock().timeout_ns;
-        let deadline = (timeout != 0).then(|| events::now_ns().saturating_add(timeout));
+        let deadline = sched::deadline_after(self.state.lock().timeout_ns);
         loop {
             xenstore::dispatch_watches().map_err(|_| Errno::EIO)?;
             {
@@ -210,15 +215,7 @@ impl DevFile for XsFile {
                     return Ok(n);
                 }
             }
-            let now = events::now_ns();
-            if deadline.is_some_and(|d| now >= d) {
-                return Err(ETIMEDOUT);
-            }
-            let slice = now.saturating_add(POLL_SLICE_NS);
-            sched::block(sched::Wait {
-                port: Some(xenstore::port()),
-                deadline: Some(deadline.map_or(slice, |d| d.min(slice))),
-            });
+            sched::block_step(Some(xenstore::port()), deadline, POLL_SLICE_NS).ok_or(ETIMEDOUT)?;
         }
     }
 
@@ -236,10 +233,7 @@ impl DevFile for XsFile {
     fn close(&self) {
         let watches = core::mem::take(&mut self.state.lock().watches);
         for (path, token) in watches {
-            let routed = xenstore::sink_token(self.sink, &token);
-            let _ = xenstore::with(|xs| {
-                xs.request(msg::UNWATCH, TxId::NONE, &[&path, b"\0", &routed, b"\0"])
-            });
+            let _ = self.xenstored_watch(msg::UNWATCH, &path, &token);
         }
         xenstore::remove_sink(self.sink);
     }
