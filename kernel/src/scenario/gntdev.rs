@@ -101,6 +101,16 @@ fn run(who: &str, program: &str, arg: u64, want: &[i32]) -> Outcome {
     if after != before {
         return Err("free pages, grant references or hole frames not back to baseline");
     }
+    // The mapper's benchmark: one map hypercall per mapping (more only
+    // for EAGAIN retry rounds) and one unmap hypercall.
+    let mappings = s.mappings - s0.mappings;
+    let retried = s.eagain_retries != s0.eagain_retries;
+    if who == "mapper"
+        && ((!retried && s.map_hypercalls - s0.map_hypercalls != mappings)
+            || s.unmap_hypercalls - s0.unmap_hypercalls != mappings)
+    {
+        return Err("not one map and one unmap hypercall per mapping");
+    }
     Ok(())
 }
 

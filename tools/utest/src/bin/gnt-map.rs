@@ -188,6 +188,9 @@ fn run(peer: u32, mode: Mode) -> Result<(), &'static str> {
     if bad != 0 {
         return Err("wrong words");
     }
+    if (maps, faults, pops) != (1, 1, 1) {
+        return Err("the mapping took more than one fault (one populate)");
+    }
     if mode == Mode::ComparePerPage {
         compare_per_page(&gnt, peer, refs.values(), faults, calls)?;
     }
