@@ -95,6 +95,12 @@ extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
         boot.memmap().len(),
         boot.cmdline(),
     );
+    // The same numbers for the scripts (`counter` in scripts/lib/xl.sh).
+    kprintln!(
+        "COUNTERS banner domid={} ram_kib={}",
+        DomainId(domid),
+        boot.ram_bytes() / 1024
+    );
     for e in boot.memmap() {
         log::debug!(
             "memmap {:#012x}-{:#012x} type {}",

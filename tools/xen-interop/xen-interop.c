@@ -71,6 +71,7 @@ struct side {
     char peer_home[96];         /* HOME(peer)/map or HOME(peer)/share */
     bool published;             /* we wrote nodes under home */
     char reason[512];           /* why it failed */
+    uint32_t count, seed;       /* the share's, once known (COUNTERS) */
 };
 
 static void say(const struct side *s, const char *fmt, ...)
@@ -361,6 +362,9 @@ static void init_side(struct side *s, const char *role, unsigned int peer,
 static int result(struct side *s, int rc)
 {
     const char *variant = s->gntdev ? "gntdev-" : "";
+    /* The numbers for the scripts: one line of key=value (scripts/lib/xl.sh). */
+    printf("COUNTERS interop role=interop-%s%s pages=%" PRIu32 " seed=%" PRIu32
+           " events=%lu\n", variant, s->role, s->count, s->seed, s->events);
     if (rc == 0 && s->reason[0] == '\0')
         printf("RESULT interop-%s%s PASS\n", variant, s->role);
     else
@@ -401,6 +405,8 @@ static int run_share(unsigned int peer, uint32_t count, uint32_t seed, unsigned 
     int rc = -1;
 
     init_side(&s, "share", peer, timeout_ms, gntdev);
+    s.count = count;
+    s.seed = seed;
     /* The top byte of the last word: the notify byte of the gntdev variant. */
     if (gntdev && (seed + count * PAGE_WORDS - 1u) >> 24 == 0) {
         failf(&s, "seed %" PRIu32 " leaves the last byte of page %" PRIu32
@@ -671,6 +677,8 @@ static int run_map(unsigned int peer, unsigned int timeout_ms, bool gntdev)
     state = NULL;
     if (read_share(&s, &count, &seed, &remote_port, &refs) < 0)
         goto answer;
+    s.count = count;
+    s.seed = seed;
     format_refs(shown, sizeof(shown), refs, count);
     say(&s, "share of domain %u: count=%" PRIu32 " seed=%" PRIu32 " evtchn=%" PRIu32
         " refs %s", peer, count, seed, remote_port, shown);

@@ -72,8 +72,13 @@ fn run(who: &str, program: &str, arg: u64, want: &[i32]) -> Outcome {
     }
     let s = dev::gntdev_stats();
     let after = baseline();
+    let (heap, peak) = heap::usage();
+    kprintln!("{who}: {program} exited with status {status}");
+    // The device's counters for this run and the baseline, one
+    // `key=value` each: for readers and for the scripts (`counter` in
+    // scripts/lib/xl.sh).
     kprintln!(
-        "{who}: {program} exited with status {status}; gntdev: {} mapping(s), {} map hypercall(s), {} populate(s), {} unmap hypercall(s), {} notify byte(s) cleared, {} event(s) sent, {} EAGAIN retries",
+        "COUNTERS {who} status={status} mappings={} map_hypercalls={} populates={} unmap_hypercalls={} notify_cleared={} events_sent={} eagain_retries={} deferred={deferred} deferred_left={pending} free_pages={} free_pages_after={} grant_refs={} grant_refs_after={} hole_frames={} hole_frames_after={} heap_peak_kib={} heap_kib={}",
         s.mappings - s0.mappings,
         s.map_hypercalls - s0.map_hypercalls,
         s.populates - s0.populates,
@@ -81,10 +86,6 @@ fn run(who: &str, program: &str, arg: u64, want: &[i32]) -> Outcome {
         s.bytes_cleared - s0.bytes_cleared,
         s.events_sent - s0.events_sent,
         s.eagain_retries - s0.eagain_retries,
-    );
-    let (heap, peak) = heap::usage();
-    kprintln!(
-        "{who}: baseline free pages {} -> {}, grant refs {} -> {}, hole frames {} -> {}; kernel heap peak {} of {} KiB",
         before.0,
         after.0,
         before.1,

@@ -371,6 +371,12 @@ pub fn mapper(opts: &Options<'_>, revoke: bool) -> Outcome {
         hole_before,
         layout::hole_in_use()
     );
+    // The same numbers for the scripts (`counter` in scripts/lib/xl.sh).
+    crate::kprintln!(
+        "COUNTERS mapper pages={n} mapped={} map_hypercalls={map_calls} eagain_retries={retries} unmap_hypercalls={unmap_calls} unmap_failed={unmap_failed} hole_frames={hole_before} hole_frames_after={}",
+        handles.len(),
+        layout::hole_in_use()
+    );
 
     if verdict != "verified" {
         log::error!("{verdict}");

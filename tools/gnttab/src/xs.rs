@@ -44,6 +44,9 @@ pub enum XsError {
     Xs([u8; 16]),
     /// The request does not fit one message, or the reply its buffer.
     TooLong,
+    /// The node a wait watched was written and is gone again: its owner's
+    /// home was removed (the toolstack does that when the domain dies).
+    Gone,
 }
 
 impl Xs {
@@ -170,10 +173,22 @@ impl Xs {
     }
 
     /// Waits until `path`'s value is one of `wanted` or starts with
-    /// `fail_prefix`, for at most `timeout_ns`, woken by a [`Watch`] on
-    /// it; the value goes to `out`, its length is returned.
+    /// `fail_prefix`, for at most `timeout_ns`, woken by `watch`: a
+    /// [`Watch`] on `path`, not waited on yet, set before anything that
+    /// makes the peer write the node (so that no change of it can come
+    /// before the watch). The value goes to `out`, its length is
+    /// returned.
+    ///
+    /// [`XsError::Gone`] when the node, absent at one read after the
+    /// watch's first event, changed since and is absent again: its owner
+    /// wrote it and its home was removed (the toolstack does that when
+    /// the domain dies), perhaps before we could read what it wrote;
+    /// waiting on would only wait out the timeout. A node found present
+    /// and then removed is not gone: a peer may clear an old share before
+    /// it writes a new one.
     pub fn wait_for(
         &mut self,
+        watch: &mut Watch,
         path: &str,
         wanted: &[&[u8]],
         fail_prefix: &[u8],
@@ -181,19 +196,31 @@ impl Xs {
         timeout_ns: u64,
     ) -> Result<usize, XsError> {
         let deadline = urt::clock_ns().saturating_add(timeout_ns);
-        let mut watch = Watch::new(path, "wait_for")?;
+        // Watch events taken: xenstored fires the first when the watch is
+        // set, every later one is a change at the node.
+        let mut events = 0u32;
+        // `events` at the read that last found the node absent, once the
+        // watch's first event was taken.
+        let mut absent_at = None;
         loop {
-            if let Ok(n) = self.read(path, out)
-                && (wanted.contains(&&out[..n]) || out[..n].starts_with(fail_prefix))
-            {
-                return Ok(n);
+            match self.read(path, out) {
+                Ok(n) if wanted.contains(&&out[..n]) || out[..n].starts_with(fail_prefix) => {
+                    return Ok(n);
+                }
+                Ok(_) => absent_at = None,
+                Err(_) => match absent_at {
+                    Some(at) if events > at => return Err(XsError::Gone),
+                    None if events > 0 => absent_at = Some(events),
+                    _ => {}
+                },
             }
             let now = urt::clock_ns();
             if now >= deadline {
                 return Err(XsError::Sys(urt::errno::ETIMEDOUT));
             }
             match watch.wait(deadline - now) {
-                Ok(()) | Err(XsError::Sys(urt::errno::ETIMEDOUT)) => {}
+                Ok(()) => events = events.saturating_add(1),
+                Err(XsError::Sys(urt::errno::ETIMEDOUT)) => {}
                 Err(e) => return Err(e),
             }
         }

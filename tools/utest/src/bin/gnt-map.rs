@@ -82,8 +82,17 @@ fn run(peer: u32, mode: Mode) -> Result<(), &'static str> {
     let mut path = Fmt::new();
     let mut st = [0u8; 64];
     path.clear().push(base.as_bytes()).push(b"/state");
-    xs.wait_for(path.as_str(), &[b"ready"], b"\xff", &mut st, TIMEOUT_NS)
-        .map_err(|_| "the share never became ready")?;
+    let mut ready = Watch::new(path.as_str(), "ready").map_err(|_| "watch the share")?;
+    xs.wait_for(
+        &mut ready,
+        path.as_str(),
+        &[b"ready"],
+        b"\xff",
+        &mut st,
+        TIMEOUT_NS,
+    )
+    .map_err(|_| "the share never became ready")?;
+    drop(ready);
     let mut get = |xs: &mut Xs, k: &str| {
         path.clear()
             .push(base.as_bytes())
@@ -185,6 +194,9 @@ fn run(peer: u32, mode: Mode) -> Result<(), &'static str> {
     println!(
         "gnt-map: mapped {n} pages in {maps} mapping(s): {calls} map hypercall(s), {faults} page fault(s) ({pops} populate) per mapping; {bad} wrong words"
     );
+    println!(
+        "COUNTERS gnt-map pages={n} mappings={maps} map_hypercalls={calls} faults={faults} populates={pops} wrong_words={bad}"
+    );
     if bad != 0 {
         return Err("wrong words");
     }
@@ -278,6 +290,9 @@ fn copy_replies(
     println!(
         "gnt-map: grant copy: {n} reply words written in {write_calls} copy hypercall(s), {n} pages read back in {read_calls} ({ops} copy ops); {failed} failed segment(s), {wrong} word(s) differ from the mapping"
     );
+    println!(
+        "COUNTERS gnt-map-copy pages={n} write_hypercalls={write_calls} read_hypercalls={read_calls} copy_ops={ops} failed_segments={failed} differ={wrong}"
+    );
     if failed != 0 {
         return Err("grant copy segments failed");
     }
@@ -320,6 +335,9 @@ fn compare_per_page(
     gnt.unmap(addr, n).map_err(|_| "unmap")?;
     println!(
         "gnt-map: benchmark, {n} pages: populate {faults} fault(s), {calls} map hypercall(s); per-page faults (vm.populate=0, FreeBSD's way) {per_page} fault(s) ({gfaults} pager fault(s)), {pcalls} map hypercall(s); faults ratio {faults}/{per_page} (checksum {sum:#x})"
+    );
+    println!(
+        "COUNTERS gnt-map-benchmark pages={n} faults={faults} map_hypercalls={calls} per_page_faults={per_page} pager_faults={gfaults} per_page_map_hypercalls={pcalls}"
     );
     if per_page != n as u64 || faults != 1 {
         return Err("unexpected fault counts");

@@ -5,7 +5,8 @@
 //! `verified`, checks its reply words, then waits for the mapper's unmap
 //! notify (the last byte of the last page cleared and an event) when its
 //! process exits, unshares and writes `done`. If the mapper's domain dies
-//! instead (its `map/state` node disappears), it unshares all the same:
+//! instead (its `map/state` node disappears, perhaps before its verdict
+//! was read), it unshares all the same:
 //! the kernel defers the grants until Xen has released the dead domain's
 //! mappings, and reaps them then.
 //!
@@ -14,7 +15,7 @@
 #![no_main]
 
 use gnttab::evtchn::Evtchn;
-use gnttab::xs::{Fmt, Xs};
+use gnttab::xs::{Fmt, Watch, Xs, XsError};
 use gnttab::{Buf, Gnttab};
 use urt::{PAGE, println};
 
@@ -112,29 +113,51 @@ fn run(peer: u32, n: usize) -> Result<(), &'static str> {
         }
         publish(&mut xs, path.as_str(), val.as_bytes())?;
     }
-    path.clear().push(base.as_bytes()).push(b"/state");
-    publish(&mut xs, path.as_str(), b"ready")?;
-    println!("gnt-share: shared {n} pages with domain {peer} through gntdev, evtchn {port}");
-
-    // The mapper's verdict, then its reply words.
+    // The mapper's verdict, watched before the share is ready so that no
+    // change of it can come before the watch (`Xs::wait_for`).
     let mut map_state = Fmt::new();
     map_state
         .push(b"/local/domain/")
         .num(u64::from(peer))
         .push(b"/data/xenguest/map/state");
+    let mut verdict = Watch::new(map_state.as_str(), "verdict").map_err(|_| "watch map/state")?;
+    path.clear().push(base.as_bytes()).push(b"/state");
+    publish(&mut xs, path.as_str(), b"ready")?;
+    println!("gnt-share: shared {n} pages with domain {peer} through gntdev, evtchn {port}");
+
+    // The verdict, then the reply words.
     let mut st = [0u8; 128];
-    let len = xs
-        .wait_for(
-            map_state.as_str(),
-            &[b"verified", b"unmapped"],
-            b"failed",
-            &mut st,
-            TIMEOUT_NS,
-        )
-        .map_err(|_| "no verdict from the mapper")?;
-    if st[..len].starts_with(b"failed") {
-        return Err("the mapper could not verify the pages");
+    let seen = xs.wait_for(
+        &mut verdict,
+        map_state.as_str(),
+        &[b"verified", b"unmapped"],
+        b"failed",
+        &mut st,
+        TIMEOUT_NS,
+    );
+    drop(verdict);
+    match seen {
+        Ok(len) if st[..len].starts_with(b"failed") => {
+            return Err("the mapper could not verify the pages");
+        }
+        Ok(_) => {
+            check_replies(words, n)?;
+            wait_unmap_notify(&mut xs, &ev, map_state.as_str(), addr, n)?;
+        }
+        // The mapper wrote its verdict and died before we read it.
+        Err(XsError::Gone) => {
+            println!("gnt-share: the mapper's domain is gone before its verdict; unsharing")
+        }
+        Err(_) => return Err("no verdict from the mapper"),
     }
+    gnt.unshare(addr, n).map_err(|_| "unshare")?;
+    path.clear().push(base.as_bytes()).push(b"/state");
+    publish(&mut xs, path.as_str(), b"done")?;
+    Ok(())
+}
+
+/// Checks the mapper's reply word in each of the `n` pages at `words`.
+fn check_replies(words: *const u32, n: usize) -> Result<(), &'static str> {
     let bad = (0..n)
         // SAFETY: inside the mapping.
         .filter(|&i| unsafe { words.add(i * 1024).read_volatile() } != !word(i, 0))
@@ -144,34 +167,47 @@ fn run(peer: u32, n: usize) -> Result<(), &'static str> {
         return Err("reply words wrong");
     }
     println!("gnt-share: mapper verified; all {n} reply words correct");
+    Ok(())
+}
 
-    // The unmap notify of the mapper's process exit, or the mapper's end.
+/// Waits for the unmap notify of the mapper's process exit (the last byte
+/// of the `n` pages at `addr` cleared, and events on `ev`), or for the
+/// mapper's end (`map_state` gone from xenstore), for at most
+/// `TIMEOUT_NS` of the clock. The mapper's state is looked at every
+/// `PEER_POLL_NS` whether events come or not: a dead peer sends none,
+/// and a chatty one must not keep us from seeing it die.
+fn wait_unmap_notify(
+    xs: &mut Xs,
+    ev: &Evtchn,
+    map_state: &str,
+    addr: u64,
+    n: usize,
+) -> Result<(), &'static str> {
     let last = (addr as usize + n * PAGE - 1) as *const u8;
     ev.set_timeout(PEER_POLL_NS).map_err(|_| "set timeout")?;
-    let (mut events, mut waited) = (0, 0);
+    let t0 = urt::clock_ns();
+    let mut next_poll = t0.saturating_add(PEER_POLL_NS);
+    let mut events = 0;
+    let mut st = [0u8; 128];
     // SAFETY: the last byte of the mapping.
     while unsafe { last.read_volatile() } != 0 {
         match ev.wait() {
             Ok(_) => events += 1,
-            Err(urt::errno::ETIMEDOUT) => {
-                waited += PEER_POLL_NS;
-                if xs.read(map_state.as_str(), &mut st).is_err() {
-                    println!("gnt-share: the mapper's domain is gone; unsharing");
-                    break;
-                }
-                if waited >= TIMEOUT_NS {
-                    return Err("no unmap-notify event from the mapper");
-                }
-            }
+            Err(urt::errno::ETIMEDOUT) => {}
             Err(_) => return Err("event channel read"),
         }
+        let now = urt::clock_ns();
+        if now >= next_poll {
+            next_poll = now.saturating_add(PEER_POLL_NS);
+            if xs.read(map_state, &mut st).is_err() {
+                println!("gnt-share: the mapper's domain is gone; unsharing");
+                return Ok(());
+            }
+            if now - t0 >= TIMEOUT_NS {
+                return Err("no unmap-notify event from the mapper");
+            }
+        }
     }
-    // SAFETY: as above.
-    if unsafe { last.read_volatile() } == 0 {
-        println!("gnt-share: unmap notify seen: byte cleared, {events} event(s)");
-    }
-    gnt.unshare(addr, n).map_err(|_| "unshare")?;
-    path.clear().push(base.as_bytes()).push(b"/state");
-    publish(&mut xs, path.as_str(), b"done")?;
+    println!("gnt-share: unmap notify seen: byte cleared, {events} event(s)");
     Ok(())
 }
