@@ -1,5 +1,7 @@
 # Shared settings for the project's scripts. Source it; do not run it.
 # shellcheck shell=bash
+# The settings are for the scripts that source this file:
+# shellcheck disable=SC2034
 
 set -euo pipefail
 

@@ -44,3 +44,29 @@ host_env() {
     LD_LIBRARY_PATH=$HOSTROOT/usr/lib/x86_64-linux-gnu:$HOSTROOT/lib/x86_64-linux-gnu \
         "$@"
 }
+
+# The checker of the project's shell scripts, from Debian like the rest
+# and never installed on the machine: scripts/test runs it from the cache.
+SHELLCHECK_ROOT=$CACHE/shellcheck
+SHELLCHECK_STAMP=v1
+
+# ensure_shellcheck: prints the path of the shellcheck binary, fetching
+# and unpacking Debian's package the first time. `apt-get download`, not
+# --download-only: that fetches nothing for a package the machine has
+# installed. Its libraries (libffi8, libgmp10) are in every Debian base.
+ensure_shellcheck() {
+    local bin=$SHELLCHECK_ROOT/usr/bin/shellcheck
+    if [[ ! -e $SHELLCHECK_ROOT.$SHELLCHECK_STAMP ]]; then
+        progress "fetching Debian's shellcheck package (first run only)"
+        local debs=$CACHE/debs-shellcheck
+        rm -rf "$debs" "$SHELLCHECK_ROOT"
+        mkdir -p "$debs" "$SHELLCHECK_ROOT"
+        if ! apt-cache show shellcheck >/dev/null 2>&1; then
+            apt-get update -qq >&2
+        fi
+        (cd "$debs" && apt-get download -qq shellcheck >&2)
+        dpkg-deb -x "$debs"/shellcheck_*.deb "$SHELLCHECK_ROOT"
+        touch "$SHELLCHECK_ROOT.$SHELLCHECK_STAMP"
+    fi
+    echo "$bin"
+}

@@ -6,15 +6,18 @@
 # shellcheck shell=bash
 
 # Bump when the base's contents or /init change.
-BASE_STAMP=v3
+BASE_STAMP=v4
 DOM0_KERNEL_MODULES=(xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs)
-XEN_TOOLS=(xl xenstored xenconsoled xen-init-dom0 xenconsole)
+# xenctx: a stuck guest's registers and stack for the harness (xl.sh).
+XEN_TOOLS=(xl xenstored xenconsoled xen-init-dom0 xenconsole xenctx)
 
 dom0_kernel() {
     local k
-    k=$(ls "$HOSTROOT"/boot/vmlinuz-*-amd64 | head -n 1)
-    [[ -n $k ]] || die "no dom0 kernel in $HOSTROOT/boot"
-    echo "$k"
+    for k in "$HOSTROOT"/boot/vmlinuz-*-amd64; do
+        [[ -e $k ]] || die "no dom0 kernel in $HOSTROOT/boot"
+        echo "$k"
+        return
+    done
 }
 
 # copy_with_libs FILE DEST_DIR: copy a binary and every library ldd names.

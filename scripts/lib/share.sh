@@ -1,16 +1,17 @@
 # The share protocol between two of our domains (docs/share-protocol.md),
 # for scenario scripts. Source after xl.sh.
-# shellcheck shell=sh
+# shellcheck shell=dash
 
-# pair_start CASE MAPPER_SCENARIO SHARER_ARGS [XL OVERRIDE...]: creates
+# pair_create CASE MAPPER_SCENARIO SHARER_ARGS [XL OVERRIDE...]: creates
 # domain B (xenguest-b) running MAPPER_SCENARIO (a scenario name and its
 # own words) and then domain A (xenguest-a) with the command-line words
-# SHARER_ARGS plus peer=B, writes A's id into B's data/xenguest-peer node,
-# unpauses both and sets PAIR_A_ID and PAIR_B_ID. B is created first,
-# paused, so that A's command line can name it; B learns A's id from
+# SHARER_ARGS plus peer=B, both paused, writes A's id into B's
+# data/xenguest-peer node and sets PAIR_A_ID and PAIR_B_ID. B is created
+# first so that A's command line can name it; B learns A's id from
 # xenstore, as split drivers find their peers. Returns 1 (after a FAIL
 # line) when a domain cannot be created.
-pair_start() {
+pair_create() {
+    local _case _mapper _sharer
     _case=$1 _mapper=$2 _sharer=$3
     shift 3
     if ! guest_create xenguest-b configs/xenguest-b.cfg \
@@ -22,11 +23,17 @@ pair_start() {
     if ! guest_create xenguest-a configs/xenguest-a.cfg \
         "cmdline=\"$_sharer peer=$PAIR_B_ID loglevel=info\"" "$@"; then
         fail "$_case" "xl create of A failed"
-        xl destroy xenguest-b
+        guest_destroy xenguest-b
         return 1
     fi
     PAIR_A_ID=$(guest_domid xenguest-a)
     xenstore-write "/local/domain/$PAIR_B_ID/data/xenguest-peer" "$PAIR_A_ID"
+}
+
+# pair_start CASE MAPPER_SCENARIO SHARER_ARGS [XL OVERRIDE...]:
+# pair_create, then unpauses both.
+pair_start() {
+    pair_create "$@" || return
     guest_unpause xenguest-a
     guest_unpause xenguest-b
 }
@@ -42,6 +49,7 @@ pair_run() {
 # pair_wait_state SECONDS VALUE: waits until B's map/state node (the
 # protocol's HOME(B)/map/state) reads VALUE; fails after SECONDS.
 pair_wait_state() {
+    local _end
     _end=$(($(date +%s) + $1))
     while [ "$(xenstore-read "/local/domain/$PAIR_B_ID/data/xenguest/map/state" 2>/dev/null)" != "$2" ]; do
         [ "$(date +%s)" -gt "$_end" ] && return 1
@@ -53,6 +61,7 @@ pair_wait_state() {
 # line of a pair run: FAIL, with the guests' logs, unless A reports PASS
 # for SHARER_SCENARIO and B for MAPPER_SCENARIO; else PASS with DETAIL.
 pair_judge() {
+    local _why
     if ! _why=$(guest_result xenguest-a "$2"); then
         fail "$1" "A: $_why"
         show_log xenguest-a
@@ -69,17 +78,19 @@ pair_judge() {
 # pages, domain B runs PREFIX-mapper (kernel-level sharing); prints the
 # protocol lines of both and one result line.
 share_pair() {
+    local _case _prefix _pages
     _case=$1 _prefix=$2 _pages=$3
     pair_run "$_case" "$_prefix-mapper" "scenario=$_prefix-sharer pages=$_pages" || return
     grep -h '^sharer:\|^mapper:' "$(guest_log xenguest-a)" "$(guest_log xenguest-b)" | sed 's/^/  /'
-    _calls=$(sed -n 's/.* with \([0-9]*\) map hypercall.*/\1/p' "$(guest_log xenguest-b)")
-    pair_judge "$_case" "$_prefix-sharer" "$_prefix-mapper" "$_pages pages, $_calls map hypercall(s)"
+    pair_judge "$_case" "$_prefix-sharer" "$_prefix-mapper" \
+        "$_pages pages, $(counter xenguest-b mapper map_hypercalls) map hypercall(s)"
 }
 
 # show_lines NAME...: the protocol and counter lines of the named guests.
 show_lines() {
+    local _g
     for _g in "$@"; do
-        grep -h '^gnt-\|^sharer:\|^mapper:\|^process ' "$(guest_log "$_g")" | sed 's/\r$//; s/^/  /'
+        grep -h '^gnt-\|^sharer:\|^mapper:\|^process \|^COUNTERS ' "$(guest_log "$_g")" | sed 's/\r$//; s/^/  /'
     done
 }
 
@@ -87,14 +98,16 @@ show_lines() {
 # (gnt-share in A, gnt-map in B: the protocol's gntdev variant); prints
 # both sides' lines and one result line with the counters per mapping.
 gntdev_pair() {
+    local _case _pages _maps _calls _faults _unmaps _retries
     _case=$1 _pages=$2
     shift 2
     pair_run "$_case" gntdev-map "scenario=gntdev-share pages=$_pages" "$@" || return
-    _lb=$(guest_log xenguest-b)
     show_lines xenguest-a xenguest-b
-    _counts=$(sed -n 's/^gnt-map: mapped [0-9]* pages in \([0-9]*\) mapping(s): \([0-9]*\) map hypercall(s), \([0-9]*\) page fault(s).*/\1 mapping(s), \2 map hypercall(s), \3 fault(s)/p' "$_lb")
-    _unmaps=$(sed -n 's/^mapper: .* \([0-9]*\) unmap hypercall(s).*/\1/p' "$_lb")
-    _retries=$(sed -n 's/^mapper: .* \([0-9]*\) EAGAIN retries.*/\1/p' "$_lb" | tr -d '\r')
+    _maps=$(counter xenguest-b gnt-map mappings)
+    _calls=$(counter xenguest-b gnt-map map_hypercalls)
+    _faults=$(counter xenguest-b gnt-map faults)
+    _unmaps=$(counter xenguest-b mapper unmap_hypercalls)
+    _retries=$(counter xenguest-b mapper eagain_retries)
     pair_judge "$_case" gntdev-share gntdev-map \
-        "$_pages pages: $_counts, $_unmaps unmap hypercall(s); ${_retries:-?} EAGAIN retries; notify on exit"
+        "$_pages pages: $_maps mapping(s), $_calls map hypercall(s), $_faults fault(s), $_unmaps unmap hypercall(s); ${_retries:-?} EAGAIN retries; notify on exit"
 }

@@ -16,7 +16,7 @@ build_dom0_tools() {
     local inc=$HOSTROOT/usr/include
     local lib=$HOSTROOT/usr/lib/x86_64-linux-gnu
     [[ -e $src ]] || return 0
-    if [[ -e $out && $out -nt $src && $out -nt $inc/xengnttab.h && $out -nt $BASH_SOURCE ]]; then
+    if [[ -e $out && $out -nt $src && $out -nt $inc/xengnttab.h && $out -nt ${BASH_SOURCE[0]} ]]; then
         return 0
     fi
     command -v gcc >/dev/null || die "gcc is needed to build the dom0 tools"

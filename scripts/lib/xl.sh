@@ -1,23 +1,29 @@
 # Helpers for the xl scenario scripts in scripts/scenarios/.
 #
-# Plain POSIX sh: the emulated host's dom0 runs busybox sh, and a user with
-# a real Xen host runs the same scripts from the project root:
+# POSIX sh and `local`, which every sh they run under has (busybox's ash,
+# dash, bash), so that no helper changes its caller's names: the emulated
+# host's dom0 runs busybox sh, and a user with a real Xen host runs the
+# same scripts from the project root:
 #     sh scripts/scenarios/demo.sh
 # Each case prints one line, "PASS name" or "FAIL name: reason"; `finish`
-# prints "N passed, N failed" and sets the exit status.
+# prints "N passed, N failed" and sets the exit status. A case run with
+# run_case has a time budget: past it the case fails alone and the next
+# one starts on a host without our domains.
 #
 # Guest output is read from xenconsoled's per-guest logs, so xenconsoled
 # must log guests: `--log=guest` (Debian: XENCONSOLED_TRACE=guest in
 # /etc/default/xen). XENCONSOLED_LOG_DIR names the folder if it is not the
 # default. (`xl console` needs a terminal, which a script does not have.)
-# shellcheck shell=sh
+# shellcheck shell=dash
 
 : "${GUEST_TIMEOUT:=120}"
 XENCONSOLED_LOG_DIR=${XENCONSOLED_LOG_DIR:-/var/log/xen/console}
 XENGUEST_LOGS=${XENGUEST_LOGS:-/tmp/xenguest-logs}
 mkdir -p "$XENGUEST_LOGS"
-PASSED=0
-FAILED=0
+# The result lines of this script's cases, one word each, for finish: a
+# case that run_case runs is a subshell, whose variables do not return.
+RESULTS=$XENGUEST_LOGS/results.$$
+: >"$RESULTS"
 
 # guest_log NAME: the file holding NAME's console output.
 guest_log() {
@@ -27,15 +33,23 @@ guest_log() {
 # guest_create NAME CONFIG [KEY=VALUE...]: creates the domain paused, with
 # a fresh console log (xenconsoled appends to an old one). Extra arguments
 # override config keys, e.g. 'cmdline="scenario=fault"'.
+# Xen keeps the domain when it shuts down, whatever the reason
+# (on_poweroff, on_reboot, on_crash = "preserve"): guest_wait then reads
+# the reason from Xen itself and destroys the domain. Xen's own record is
+# what XTF's runner judges by too; it needs neither xl's per-domain
+# daemon (which carries out "destroy") nor the guest's last words.
 guest_create() {
+    local _name _cfg
     _name=$1
     _cfg=$2
     shift 2
-    rm -f "$(guest_log "$_name")"
-    if ! xl create -p "$_cfg" "name=\"$_name\"" "$@" >"$XENGUEST_LOGS/$_name.xl" 2>&1; then
+    rm -f "$(guest_log "$_name")" "$XENGUEST_LOGS/$_name.end" "$XENGUEST_LOGS/$_name.domid"
+    if ! xl create -p "$_cfg" "name=\"$_name\"" 'on_poweroff="preserve"' \
+        'on_reboot="preserve"' 'on_crash="preserve"' "$@" >"$XENGUEST_LOGS/$_name.xl" 2>&1; then
         sed 's/^/  xl: /' "$XENGUEST_LOGS/$_name.xl"
         return 1
     fi
+    guest_domid "$_name" >"$XENGUEST_LOGS/$_name.domid"
 }
 
 # guest_domid NAME: prints NAME's domain id.
@@ -43,45 +57,148 @@ guest_domid() {
     xl domid "$1" 2>/dev/null
 }
 
+# guest_created_domid NAME: the domain id NAME had when guest_create made
+# it, also after it is gone (and when a case's subshell made it).
+guest_created_domid() {
+    cat "$XENGUEST_LOGS/$1.domid" 2>/dev/null
+}
+
 # guest_unpause NAME
 guest_unpause() {
     xl unpause "$1"
 }
 
-# guest_wait NAME [SECONDS]: waits until NAME is gone (powered off or
-# crashed and destroyed); after SECONDS it is destroyed and 1 returned.
+# guest_state NAME: prints NAME's state flags and shutdown reason code as
+# `xl list -v` shows them ("---s-- 0": shut down, poweroff; "-b---- -":
+# running), nothing when there is no such domain.
+guest_state() {
+    xl list -v "$1" 2>/dev/null | awk 'NR == 2 { print $5, $8 }'
+}
+
+# guest_end NAME: how NAME ended, as guest_wait recorded it: poweroff,
+# crash, reboot, ... (Xen's shutdown reason), destroyed (gone without a
+# shutdown we saw) or hang.
+guest_end() {
+    cat "$XENGUEST_LOGS/$1.end" 2>/dev/null || echo "not waited for"
+}
+
+# guest_wait NAME [SECONDS]: waits until NAME has shut down, records why
+# (guest_end) and destroys it; after SECONDS it is shown (guest_hang),
+# destroyed, recorded as a hang and 1 returned.
 guest_wait() {
+    local _name _end _st _why _n
     _name=$1
-    # Real seconds: each `xl domid` takes time of its own under emulation.
+    # Real seconds: each `xl list` takes time of its own under emulation.
     _end=$(($(date +%s) + ${2:-$GUEST_TIMEOUT}))
-    _rc=0
-    while xl domid "$_name" >/dev/null 2>&1; do
+    while :; do
+        _st=$(guest_state "$_name")
+        case $_st in
+            "")
+                echo destroyed >"$XENGUEST_LOGS/$_name.end"
+                return 0
+                ;;
+            *s*)
+                # Xen's SHUTDOWN_* codes (public/sched.h).
+                case ${_st#* } in
+                    0) _why=poweroff ;;
+                    1) _why=reboot ;;
+                    2) _why=suspend ;;
+                    3) _why=crash ;;
+                    4) _why=watchdog ;;
+                    *) _why="reason ${_st#* }" ;;
+                esac
+                echo "$_why" >"$XENGUEST_LOGS/$_name.end"
+                # xenconsoled may not have copied the ring's last lines
+                # yet; the domain, kept, still has them: up to 3 s.
+                _n=0
+                until tr -d '\r' <"$(guest_log "$_name")" 2>/dev/null | grep -q '^RESULT ' ||
+                    [ "$_n" -ge 30 ]; do
+                    sleep 0.1
+                    _n=$((_n + 1))
+                done
+                guest_destroy "$_name"
+                return 0
+                ;;
+        esac
         if [ "$(date +%s)" -gt "$_end" ]; then
-            echo "  $_name still running after ${2:-$GUEST_TIMEOUT} s: destroyed; its vCPU was at:"
-            # Xen's 'd' debug key dumps every vCPU's registers into its log.
-            _id=$(xl domid "$_name" 2>/dev/null)
-            xl debug-keys d >/dev/null 2>&1
-            xl dmesg 2>/dev/null | grep -A 3 "d${_id}v0" | grep -m 2 -i "rip" | sed 's/^/    /'
-            xl destroy "$_name" >/dev/null 2>&1
-            _rc=1
-            break
+            echo "  $_name still running after ${2:-$GUEST_TIMEOUT} s: destroyed"
+            guest_hang "$_name"
+            echo hang >"$XENGUEST_LOGS/$_name.end"
+            guest_destroy "$_name"
+            return 1
         fi
         sleep 0.1
     done
-    return $_rc
 }
 
-# guest_result NAME SCENARIO: succeeds when NAME's console shows
-# "RESULT SCENARIO PASS"; otherwise prints why and fails.
+# guest_wait_line NAME SECONDS TEXT: waits until a line of NAME's console
+# starts with TEXT; fails after SECONDS.
+guest_wait_line() {
+    local _end
+    _end=$(($(date +%s) + $2))
+    until tr -d '\r' <"$(guest_log "$1")" 2>/dev/null | grep -q "^$3"; do
+        [ "$(date +%s)" -gt "$_end" ] && return 1
+        sleep 0.1
+    done
+}
+
+# guest_hang NAME: what a stuck guest was doing: its console's last lines
+# first (usually the answer), then its vCPU's registers and stack from
+# xenctx, which reads them through a domctl and prints nothing on Xen's
+# console. Bounded: Xen's 'd' debug key, used before, dumps every vCPU on
+# the serial line and once wedged the whole emulated host mid-dump.
+guest_hang() {
+    local _id
+    echo "  $1's console, last lines:"
+    tail -n 15 "$(guest_log "$1")" 2>/dev/null | sed -e 's/\r$//' -e "s/^/    $1 | /"
+    _id=$(guest_domid "$1")
+    [ -n "$_id" ] || return 0
+    echo "  $1's vCPU 0 (xenctx):"
+    timeout 10 xenctx -a "$_id" 0 2>&1 | head -n 40 | sed 's/^/    /'
+}
+
+# guest_destroy NAME: destroys NAME if it exists, bounded in time.
+guest_destroy() {
+    timeout 30 xl destroy "$1" >/dev/null 2>&1 || true
+}
+
+# guest_result NAME SCENARIO: succeeds when NAME's LAST result line is
+# "RESULT SCENARIO PASS" and its domain then powered off (guest_end), as
+# XTF's runner judges: a crash, a reboot or a hang after a PASS line is a
+# failure. Otherwise prints why (the last RESULT line first) and fails.
 guest_result() {
+    local _log _line _how
     _log=$(guest_log "$1")
     [ -e "$_log" ] || { echo "no console log $_log (is xenconsoled run with --log=guest?)"; return 1; }
-    if grep -q "^RESULT $2 PASS" "$_log"; then
+    _line=$(tr -d '\r' <"$_log" | grep '^RESULT ' | tail -n 1)
+    _how=$(guest_end "$1")
+    if [ "$_line" = "RESULT $2 PASS" ] && [ "$_how" = poweroff ]; then
         return 0
     fi
-    _line=$(grep "^RESULT $2 " "$_log" | tail -n 1)
-    echo "${_line:-no RESULT line from $1}"
+    case $_line in
+        "") echo "no RESULT line from $1 (it ended: $_how)" ;;
+        "RESULT $2 PASS") echo "$_line, then it ended: $_how" ;;
+        *) echo "$_line" ;;
+    esac
     return 1
+}
+
+# counter NAME WHO KEY: the value of KEY in the last "COUNTERS WHO
+# KEY=VALUE..." line of NAME's console, the one line in which a guest's
+# kernel or program reports a case's numbers; empty when there is none.
+counter() {
+    counter_in "$(guest_log "$1")" "$2" "$3"
+}
+
+# counter_in FILE WHO KEY: as counter, in FILE (a dom0 tool's output).
+counter_in() {
+    tr -d '\r' <"$1" | awk -v who="$2" -v key="$3=" '
+        $1 == "COUNTERS" && $2 == who {
+            v = ""
+            for (i = 3; i <= NF; i++)
+                if (index($i, key) == 1) v = substr($i, length(key) + 1)
+        }
+        END { print v }'
 }
 
 # show_log NAME: prints NAME's console output, indented.
@@ -92,16 +209,55 @@ show_log() {
 # pass CASE / fail CASE REASON: one result line, counted.
 pass() {
     echo "PASS $1"
-    PASSED=$((PASSED + 1))
+    echo pass >>"$RESULTS"
 }
 
 fail() {
     echo "FAIL $1: $2"
-    FAILED=$((FAILED + 1))
+    echo fail >>"$RESULTS"
+}
+
+# run_case FUNCTION CASE [ARG...]: runs FUNCTION CASE ARG..., which prints
+# CASE's result line, for at most CASE_BUDGET seconds (default: two guest
+# waits and a minute, as a pair case waits for both its domains). Past
+# that the case is stopped and failed, and every domain but dom0
+# destroyed, so that one stuck case costs only itself.
+run_case() {
+    local _case _budget _lines _pid _end
+    _case=$2
+    _budget=${CASE_BUDGET:-$((2 * GUEST_TIMEOUT + 60))}
+    _lines=$(wc -l <"$RESULTS")
+    "$@" &
+    _pid=$!
+    _end=$(($(date +%s) + _budget))
+    while kill -0 "$_pid" 2>/dev/null; do
+        if [ "$(date +%s)" -gt "$_end" ]; then
+            kill "$_pid" 2>/dev/null
+            wait "$_pid"
+            fail "$_case" "over its budget of $_budget s: stopped, its domains destroyed"
+            destroy_all
+            return
+        fi
+        sleep 0.2
+    done
+    wait "$_pid"
+    [ "$(wc -l <"$RESULTS")" -gt "$_lines" ] || fail "$_case" "no result line"
+}
+
+# destroy_all: destroys every domain but dom0.
+destroy_all() {
+    local _d
+    for _d in $(xl list 2>/dev/null | awk 'NR > 1 && $2 != 0 { print $1 }'); do
+        guest_destroy "$_d"
+    done
 }
 
 # finish: the closing count; the exit status says whether all passed.
 finish() {
-    echo "$PASSED passed, $FAILED failed"
-    [ "$FAILED" -eq 0 ]
+    local _passed _failed
+    _passed=$(grep -c '^pass' "$RESULTS")
+    _failed=$(grep -c '^fail' "$RESULTS")
+    rm -f "$RESULTS"
+    echo "$_passed passed, $_failed failed"
+    [ "$_failed" -eq 0 ]
 }

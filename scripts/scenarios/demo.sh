@@ -1,4 +1,5 @@
 #!/bin/sh
+# shellcheck shell=dash  # sh with `local` (scripts/lib/xl.sh)
 # The two-domain demo: two domains of our kernel boot under xl; each prints
 # a banner with its domain id, memory size and command line. A process in
 # domain A shares 256 pages through /dev/xen/gntdev, publishing the grant
@@ -14,33 +15,38 @@
 . scripts/lib/share.sh
 
 PAGES=256
-gntdev_pair gntdev-demo "$PAGES"
-# The counters of B's kernel for its one mapping.
-sed -n 's/^mapper: gnt-map exited with status [0-9]*; gntdev: \([0-9]*\) mapping(s), \([0-9]*\) map hypercall(s), \([0-9]*\) populate(s), \([0-9]*\) unmap hypercall(s), \([0-9]*\) notify byte(s) cleared, \([0-9]*\) event(s) sent, \([0-9]*\) EAGAIN retries.*/\1 \2 \3 \4 \5 \6 \7/p' \
-    "$(guest_log xenguest-b)" | tr -d '\r' | {
-    read -r maps calls pops unmaps cleared sent retries && [ "$maps" -gt 0 ] || exit 0
-    faults=$(sed -n 's/^gnt-map: .* \([0-9]*\) page fault(s).*/\1/p' "$(guest_log xenguest-b)" | tr -d '\r')
-    echo "  counters, $PAGES pages in $maps mapping(s):"
-    echo "    map hypercalls per mapping:   $((calls / maps)) ($retries EAGAIN retries apart)"
-    echo "    page faults per mapping:      $((faults / maps)) ($((pops / maps)) populate)"
-    echo "    unmap hypercalls per mapping: $((unmaps / maps))"
-    echo "    unmap notify: $cleared byte(s) cleared, $sent event(s) sent"
+
+# demo_counters: the counters of B's kernel and program per mapping.
+demo_counters() {
+    local _maps _k
+    _maps=$(counter xenguest-b mapper mappings)
+    [ "${_maps:-0}" -gt 0 ] || return 0
+    _k="counter xenguest-b mapper"
+    echo "  counters, $PAGES pages in $_maps mapping(s):"
+    echo "    map hypercalls per mapping:   $(($($_k map_hypercalls) / _maps)) ($($_k eagain_retries) EAGAIN retries apart)"
+    echo "    page faults per mapping:      $(($(counter xenguest-b gnt-map faults) / _maps)) ($(($($_k populates) / _maps)) populate)"
+    echo "    unmap hypercalls per mapping: $(($($_k unmap_hypercalls) / _maps))"
+    echo "    unmap notify: $($_k notify_cleared) byte(s) cleared, $($_k events_sent) event(s) sent"
 }
-for g in a b; do
-    name=xenguest-$g
-    id=$(eval echo "\$PAIR_$(echo $g | tr ab AB)_ID")
-    log=$(guest_log "$name")
-    show_log "$name"
-    if ! grep -q "^xenguest: domain $id on Xen" "$log"; then
-        fail "banner-$g" "no banner naming domain $id"
+
+# demo_banner CASE NAME ID: NAME's banner must name domain ID and report
+# most of its 32 MiB.
+demo_banner() {
+    local _domid _kib
+    show_log "$2"
+    _domid=$(counter "$2" banner domid)
+    _kib=$(counter "$2" banner ram_kib)
+    if [ "$_domid" != "$3" ]; then
+        fail "$1" "no banner naming domain $3 (${_domid:-none})"
+    elif [ "${_kib:-0}" -lt 30000 ] || [ "${_kib:-0}" -gt 32768 ]; then
+        fail "$1" "memory map reports ${_kib:-no} KiB for a 32 MiB domain"
     else
-        # 32 MiB configured: the memory map must report most of it.
-        kib=$(sed -n 's/.*, \([0-9]*\) KiB RAM.*/\1/p' "$log")
-        if [ "${kib:-0}" -lt 30000 ] || [ "${kib:-0}" -gt 32768 ]; then
-            fail "banner-$g" "memory map reports ${kib:-no} KiB for a 32 MiB domain"
-        else
-            pass "banner-$g (domain $id, $kib KiB)"
-        fi
+        pass "$1 (domain $3, $_kib KiB)"
     fi
-done
+}
+
+run_case gntdev_pair gntdev-demo "$PAGES"
+demo_counters
+demo_banner banner-a xenguest-a "$(guest_created_domid xenguest-a)"
+demo_banner banner-b xenguest-b "$(guest_created_domid xenguest-b)"
 finish

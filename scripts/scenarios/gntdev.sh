@@ -1,4 +1,5 @@
 #!/bin/sh
+# shellcheck shell=dash  # sh with `local` (scripts/lib/xl.sh)
 # gntdev: user processes share and map grants through /dev/xen/gntdev
 # (tools/utest's gnt-share in domain A, gnt-map in domain B, over the
 # tools/gnttab library, with /dev/xen/xenstore and /dev/xen/evtchn for the
@@ -14,92 +15,153 @@
 . scripts/lib/xl.sh
 . scripts/lib/share.sh
 
-# bad input to the device: each refused with its errno, kernel alive, free
-# pages back to baseline.
-if guest_create xenguest-bad configs/xenguest-a.cfg 'cmdline="scenario=gntdev-bad loglevel=info"'; then
+# gntdev_bad CASE: bad input to the device: each refused with its errno,
+# kernel alive, free pages back to baseline.
+gntdev_bad() {
+    local _why
+    if ! guest_create xenguest-bad configs/xenguest-a.cfg 'cmdline="scenario=gntdev-bad loglevel=info"'; then
+        fail "$1" "create"
+        return
+    fi
     guest_unpause xenguest-bad
     guest_wait xenguest-bad
-    grep -h '^gnt-bad\|^process \|^bad:' "$(guest_log xenguest-bad)" | sed 's/\r$//; s/^/  /'
-    if why=$(guest_result xenguest-bad gntdev-bad); then
-        pass gntdev-bad
+    grep -h '^gnt-bad\|^process \|^bad:\|^COUNTERS bad ' "$(guest_log xenguest-bad)" | sed 's/\r$//; s/^/  /'
+    if _why=$(guest_result xenguest-bad gntdev-bad); then
+        pass "$1"
     else
-        fail gntdev-bad "$why"
+        fail "$1" "$_why"
         show_log xenguest-bad
     fi
-else
-    fail gntdev-bad "create"
-fi
-
-# gntdev_ro_write: B verifies as usual, then maps the grants again
-# read-only and writes to that mapping: its kernel must kill it (status
-# 139), tear both mappings down (the first one's notify lets A finish) and
-# be back at its baseline.
-gntdev_ro_write() {
-    pair_run gntdev-ro-write "gntdev-map mode=ro-write" "scenario=gntdev-share pages=16" || return
-    show_lines xenguest-a xenguest-b
-    _m=$(sed -n 's/^mapper: gnt-map exited with status \([0-9]*\); gntdev: \([0-9]*\) mapping(s).* \([0-9]*\) unmap hypercall(s).*/status \1, \2 mappings, \3 unmap hypercalls/p' "$(guest_log xenguest-b)")
-    pair_judge gntdev-ro-write gntdev-share gntdev-map \
-        "write to the read-only mapping killed the process: $_m; kernel alive, baseline restored"
 }
 
-# gntdev_mode CASE MODE PAGES LINE: a pair run with gnt-map in mode MODE
-# (kernel/src/scenario/gntdev.rs); passes when both sides pass, with the
-# text after "gnt-map: LINE" in B's output as the result's detail.
+# gntdev_mode CASE MODE PAGES DETAIL: a pair run with gnt-map in mode MODE
+# (kernel/src/scenario/gntdev.rs); passes when both sides pass, with what
+# the function DETAIL prints (given PAGES) as the result's detail.
 gntdev_mode() {
-    _case=$1 _mode=$2 _pages=$3 _line=$4
-    pair_run "$_case" "gntdev-map mode=$_mode" "scenario=gntdev-share pages=$_pages" || return
+    pair_run "$1" "gntdev-map mode=$2" "scenario=gntdev-share pages=$3" || return
     show_lines xenguest-a xenguest-b
-    pair_judge "$_case" gntdev-share gntdev-map \
-        "$(sed -n "s/^gnt-map: $_line//p" "$(guest_log xenguest-b)" | tr -d '\r')"
+    pair_judge "$1" gntdev-share gntdev-map "$("$4" "$3")"
+}
+
+# ro_write_detail: mode ro-write: B verifies as usual, then maps the
+# grants again read-only and writes to that mapping: its kernel must kill
+# it (status 139), tear both mappings down (the first one's notify lets A
+# finish) and be back at its baseline.
+ro_write_detail() {
+    local _k="counter xenguest-b mapper"
+    echo "write to the read-only mapping killed the process: status $($_k status), $($_k mappings) mappings, $($_k unmap_hypercalls) unmap hypercalls; kernel alive, baseline restored"
+}
+
+# compare_detail PAGES: mode compare, the benchmark against a peer in the
+# same run: the same grants mapped with populate (1 fault) and once more
+# with one fault per page, as FreeBSD's gntdev takes.
+compare_detail() {
+    local _b="counter xenguest-b gnt-map-benchmark"
+    echo "$1 pages: populate $($_b faults) fault(s), $($_b map_hypercalls) map hypercall(s); per-page $($_b per_page_faults) fault(s), $($_b per_page_map_hypercalls) map hypercall(s)"
+}
+
+# copy_detail PAGES: mode copy, GRANT_COPY across domains: B writes its
+# replies with grant copies and reads every page back with them; A checks
+# the replies.
+copy_detail() {
+    local _c="counter xenguest-b gnt-map-copy"
+    echo "$1 reply words written in $($_c write_hypercalls) copy hypercall(s), $1 pages read back in $($_c read_hypercalls) ($($_c copy_ops) copy ops); $($_c failed_segments) failed segment(s), $($_c differ) word(s) differ"
 }
 
 # gntdev_destroyed CASE VICTIM SURVIVOR SURVIVOR_SCENARIO: B maps A's 16
-# pages and holds them (mode=hold); once B has verified them, the test
-# destroys VICTIM and the survivor must end cleanly: B unmaps the pages
-# of its dead peer; A sees its mapper gone, unshares, and its kernel reaps
-# the grants once Xen has released the dead domain's mappings. Either way
-# the survivor's kernel is back at its baseline.
+# pages and holds them (mode=hold); once B has verified them and A has
+# read the verdict (so that both wait for the other's end, which is what
+# the case is about), the test destroys VICTIM and the survivor must end
+# cleanly: B unmaps the pages of its dead peer; A sees its mapper gone,
+# unshares, and its kernel reaps the grants once Xen has released the
+# dead domain's mappings. Either way the survivor's kernel is back at its
+# baseline.
 gntdev_destroyed() {
+    local _case _victim _survivor _scn
     _case=$1 _victim=$2 _survivor=$3 _scn=$4
     pair_start "$_case" "gntdev-map mode=hold" "scenario=gntdev-share pages=16" || return
-    if ! pair_wait_state 60 verified; then
-        fail "$_case" "B never verified the pages"
-        xl destroy xenguest-a
-        xl destroy xenguest-b
+    if ! pair_wait_state 60 verified || ! guest_wait_line xenguest-a 60 "gnt-share: mapper verified"; then
+        fail "$_case" "B never verified the pages, or A never read the verdict"
         show_log xenguest-a
         show_log xenguest-b
+        guest_destroy xenguest-a
+        guest_destroy xenguest-b
         return
     fi
     xl destroy "$_victim"
     echo "  xl destroy $_victim while B maps A's pages"
-    guest_wait "$_survivor"
-    show_lines "$_survivor"
-    if ! _why=$(guest_result "$_survivor" "$_scn"); then
-        fail "$_case" "$_survivor: $_why"
-        show_log "$_survivor"
+    gntdev_survivor "$_case" "$_survivor" "$_scn" "ended cleanly, back at its baseline"
+}
+
+# gntdev_survivor CASE SURVIVOR SCENARIO DETAIL [SECONDS [LINE]]: waits
+# for the survivor of a destroyed pair (at most SECONDS) and judges it;
+# with LINE, its console must also have a line that starts with LINE.
+gntdev_survivor() {
+    local _why
+    guest_wait "$2" "${5:-$GUEST_TIMEOUT}"
+    show_lines "$2"
+    if ! _why=$(guest_result "$2" "$3"); then
+        fail "$1" "$2: $_why"
+        show_log "$2"
+    elif [ -n "$6" ] && ! tr -d '\r' <"$(guest_log "$2")" | grep -q "^$6"; then
+        fail "$1" "$2: no line \"$6\""
+        show_log "$2"
     else
-        pass "$_case ($_survivor ended cleanly, back at its baseline)"
+        pass "$1 ($2 $4)"
     fi
 }
 
-gntdev_pair gntdev-1 1
-gntdev_pair gntdev-16 16
-gntdev_pair gntdev-1024 1024
+# gntdev_destroyed_early CASE: the mapper dies after writing its verdict
+# and before the sharer has read it (the flake of issue 14: A waited out
+# its 120 s for a verdict that was gone). B starts only once A, its share
+# ready, is paused in its wait for the verdict; B verifies and is
+# destroyed; A resumes and must see its mapper gone, unshare and end
+# cleanly within seconds.
+gntdev_destroyed_early() {
+    local _ready _end
+    pair_create "$1" "gntdev-map mode=hold" "scenario=gntdev-share pages=16" || return
+    guest_unpause xenguest-a
+    _ready=/local/domain/$PAIR_A_ID/data/xenguest/share/state
+    _end=$(($(date +%s) + 60))
+    until [ "$(xenstore-read "$_ready" 2>/dev/null)" = ready ] || [ "$(date +%s)" -gt "$_end" ]; do
+        sleep 0.1
+    done
+    xl pause xenguest-a
+    guest_unpause xenguest-b
+    if ! pair_wait_state 60 verified; then
+        fail "$1" "B never verified the pages"
+        show_log xenguest-a
+        show_log xenguest-b
+        guest_destroy xenguest-a
+        guest_destroy xenguest-b
+        return
+    fi
+    xl destroy xenguest-b
+    xl unpause xenguest-a
+    echo "  xl destroy xenguest-b after its verdict, while A is paused before reading it"
+    gntdev_survivor "$1" xenguest-a gntdev-share "saw its mapper gone before its verdict, ended cleanly" \
+        30 "gnt-share: the mapper's domain is gone before its verdict"
+}
+
+run_case gntdev_bad gntdev-bad
+run_case gntdev_pair gntdev-1 1
+run_case gntdev_pair gntdev-16 16
+run_case gntdev_pair gntdev-1024 1024
 # 65536 pages (256 MiB) in one mapping: A needs the RAM to share them and
 # 129 grant frames (65536 references plus the 8 reserved, 512 a frame;
 # Xen's gnttab_max_frames allows it, scripts/lib/xenhost.sh), B a
 # fictitious page per mapped frame (one per page of its RAM) and 256
 # maptrack frames (within xl's default of 1024).
 # Under emulation on a loaded host it has taken up to 93 s.
-GUEST_TIMEOUT=240 gntdev_pair gntdev-65536 65536 memory=300 max_grant_frames=256
-# The benchmark against a peer in the same run: the same grants mapped
-# with populate (1 fault) and once more with one fault per page, as
-# FreeBSD's gntdev takes.
-gntdev_mode gntdev-compare-1024 compare 1024 "benchmark, "
-# GRANT_COPY across domains: B writes its replies with grant copies and
-# reads every page back with them; A checks the replies.
-gntdev_mode gntdev-copy-1024 copy 1024 "grant copy: "
-gntdev_ro_write
-gntdev_destroyed gntdev-sharer-destroyed xenguest-a xenguest-b gntdev-map
-gntdev_destroyed gntdev-mapper-destroyed xenguest-b xenguest-a gntdev-share
+# A subshell: the longer wait is for this case alone.
+(
+    GUEST_TIMEOUT=240
+    run_case gntdev_pair gntdev-65536 65536 memory=300 max_grant_frames=256
+)
+run_case gntdev_mode gntdev-compare-1024 compare 1024 compare_detail
+run_case gntdev_mode gntdev-copy-1024 copy 1024 copy_detail
+run_case gntdev_mode gntdev-ro-write ro-write 16 ro_write_detail
+run_case gntdev_destroyed gntdev-sharer-destroyed xenguest-a xenguest-b gntdev-map
+run_case gntdev_destroyed gntdev-mapper-destroyed xenguest-b xenguest-a gntdev-share
+run_case gntdev_destroyed_early gntdev-mapper-destroyed-early
 finish

@@ -1,4 +1,5 @@
 #!/bin/sh
+# shellcheck shell=dash  # sh with `local` (scripts/lib/xl.sh)
 # interop: our kernel against a peer none of us wrote. dom0's tools/xen-interop,
 # built on Xen's libxengnttab/libxenevtchn/libxenstore, runs the share
 # protocol of docs/share-protocol.md with one guest, in both roles:
@@ -29,6 +30,7 @@ TOOL_TIMEOUT=${INTEROP_TIMEOUT:-30}
 # xenguest-a paused with GUEST_SCENARIO, GUEST_ARGS and peer=0, starts the tool (TOOL_ARGS, with DOMID
 # replaced by the guest's id), unpauses the guest and judges both.
 interop_case() {
+    local _case _scn _gargs _out _id _args _a _pid _trc _role _seed _r _why
     _case=$1
     _scn=$2
     _gargs=$3
@@ -55,11 +57,12 @@ interop_case() {
     guest_wait xenguest-a
     sed 's/^/  dom0 | /' "$_out"
     grep -h '^gnt-\|^sharer:\|^mapper:' "$(guest_log xenguest-a)" | sed 's/\r$//; s/^/  guest | /'
-    _role=$(sed -n 's/^RESULT \(interop-[a-z-]*\) .*/\1/p' "$_out" | tail -n 1)
+    _role=$(counter_in "$_out" interop role)
     # The seed as dom0 used it: its own, or the one the guest published.
-    _seed=$(sed -n 's/.* seed[= ]\([0-9]*\).*/\1/p' "$_out" | head -n 1)
+    _seed=$(counter_in "$_out" interop seed)
     if [ "$_trc" -ne 0 ]; then
-        fail "$_case" "dom0: $(grep '^RESULT ' "$_out" | tail -n 1 || echo "no RESULT, status $_trc")"
+        _r=$(grep '^RESULT ' "$_out" | tail -n 1)
+        fail "$_case" "dom0: ${_r:-no RESULT, status $_trc}"
         show_log xenguest-a
     elif ! _why=$(guest_result xenguest-a "$_scn"); then
         fail "$_case" "guest: $_why"
@@ -74,8 +77,8 @@ if [ ! -x "$TOOL" ]; then
     finish
     exit
 fi
-interop_case interop-dom0-shares share-mapper "" share DOMID "$PAGES" "$SEED"
-interop_case interop-dom0-maps share-sharer "pages=$PAGES seed=$SEED" map DOMID
-interop_case interop-gntdev-dom0-shares gntdev-map "" -g share DOMID "$PAGES" "$GNTDEV_SEED"
-interop_case interop-gntdev-dom0-maps gntdev-share "pages=$PAGES" -g map DOMID
+run_case interop_case interop-dom0-shares share-mapper "" share DOMID "$PAGES" "$SEED"
+run_case interop_case interop-dom0-maps share-sharer "pages=$PAGES seed=$SEED" map DOMID
+run_case interop_case interop-gntdev-dom0-shares gntdev-map "" -g share DOMID "$PAGES" "$GNTDEV_SEED"
+run_case interop_case interop-gntdev-dom0-maps gntdev-share "pages=$PAGES" -g map DOMID
 finish

@@ -1,23 +1,59 @@
 #!/bin/sh
+# shellcheck shell=dash  # sh with `local` (scripts/lib/xl.sh)
 # Harness self-test: our kernel faults (scenario=fault) and panics
-# (scenario=panic) on purpose. Both cases MUST be reported as FAIL with the
-# guest's register dump or panic message; scripts/test checks that they are.
+# (scenario=panic) on purpose, prints a PASS line and then crashes
+# (pass-then-crash) or hangs (pass-then-hang), and one case overruns its
+# time budget. Every case MUST be reported as FAIL, with the guest's
+# register dump, panic message or vCPU state, and the case after the
+# overrun must still run; scripts/test checks that they are.
 # Not part of the normal suite (scripts/test skips selftest-*).
 . scripts/lib/xl.sh
 
-for s in fault panic; do
-    name=xenguest-$s
-    if ! guest_create "$name" configs/xenguest-a.cfg "cmdline=\"scenario=$s loglevel=info\""; then
-        fail "crash-$s" "xl create failed"
-        continue
+# crash_case CASE SCENARIO: a guest that must crash; CASE must FAIL.
+crash_case() {
+    local _name _why
+    _name=xenguest-$2
+    if ! guest_create "$_name" configs/xenguest-a.cfg "cmdline=\"scenario=$2 loglevel=info\""; then
+        fail "$1" "xl create failed"
+        return
     fi
-    guest_unpause "$name"
-    guest_wait "$name"
-    if why=$(guest_result "$name" "$s"); then
-        pass "crash-$s"
+    guest_unpause "$_name"
+    guest_wait "$_name"
+    if _why=$(guest_result "$_name" "$2"); then
+        pass "$1"
     else
-        fail "crash-$s" "$why"
-        show_log "$name"
+        fail "$1" "$_why"
+        show_log "$_name"
     fi
-done
+}
+
+# stuck_case CASE: a guest that never ends, waited for far longer than
+# the case's budget.
+stuck_case() {
+    guest_create xenguest-stuck configs/xenguest-a.cfg 'cmdline="scenario=pass-then-hang"' ||
+        { fail "$1" "xl create failed"; return; }
+    guest_unpause xenguest-stuck
+    guest_wait xenguest-stuck 3600
+    pass "$1"
+}
+
+run_case crash_case crash-fault fault
+run_case crash_case crash-panic panic
+run_case crash_case crash-pass-then-crash pass-then-crash
+(
+    GUEST_TIMEOUT=15
+    run_case crash_case crash-pass-then-hang pass-then-hang
+)
+(
+    CASE_BUDGET=20
+    run_case stuck_case crash-budget
+)
+# The domains of the stopped case are gone.
+if [ -n "$(xl list 2>/dev/null | awk 'NR > 1 && $2 != 0')" ]; then
+    fail crash-budget-cleanup "domains left after the stopped case"
+    xl list | sed 's/^/  /'
+    destroy_all
+else
+    pass crash-budget-cleanup
+fi
 finish

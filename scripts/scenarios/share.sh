@@ -1,4 +1,5 @@
 #!/bin/sh
+# shellcheck shell=dash  # sh with `local` (scripts/lib/xl.sh)
 # share: domain A grants N pages to domain B, which maps all N with one
 # batched hypercall, verifies them, replies and unmaps; A checks the reply
 # and ends access (docs/share-protocol.md). N = 1, 256 and 1024. Then the
@@ -7,8 +8,8 @@
 . scripts/lib/xl.sh
 . scripts/lib/share.sh
 
-share_pair share-1 share 1
-share_pair share-256 share 256
-share_pair share-1024 share 1024
-share_pair revoke-64 revoke 64
+run_case share_pair share-1 share 1
+run_case share_pair share-256 share 256
+run_case share_pair share-1024 share 1024
+run_case share_pair revoke-64 revoke 64
 finish

@@ -98,7 +98,40 @@ const SCENARIOS: &[Scenario] = &[
         name: "panic",
         run: |_, _| panic!("panic requested by scenario=panic"),
     },
+    Scenario {
+        name: "pass-then-crash",
+        run: |_, _| pass_then(End::Crash),
+    },
+    Scenario {
+        name: "pass-then-hang",
+        run: |_, _| pass_then(End::Hang),
+    },
 ];
+
+/// How [`pass_then`] ends instead of powering off.
+enum End {
+    /// Shut down with reason crash.
+    Crash,
+    /// Never shut down.
+    Hang,
+}
+
+/// Prints the running scenario's PASS line and then does not power off:
+/// the harness must judge by how the domain ends, as XTF's runner does,
+/// and report a failure.
+fn pass_then(end: End) -> Outcome {
+    let name = CURRENT.get().copied().unwrap_or("?");
+    crate::kprintln!("RESULT {name} PASS");
+    crate::console::flush();
+    match end {
+        End::Crash => xen::sched::shutdown(xen::abi::sched::ShutdownReason::Crash),
+        // Idle, a second at a time (a deadline far out would overflow
+        // Xen's signed timer).
+        End::Hang => loop {
+            crate::sched::sleep_until(crate::events::now_ns().saturating_add(1_000_000_000));
+        },
+    }
+}
 
 /// Touches an address the boot page tables do not map: a page fault in
 /// kernel mode, which must end in a register dump and a crashed domain.
