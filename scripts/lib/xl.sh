@@ -35,9 +35,9 @@ guest_log() {
 # override config keys, e.g. 'cmdline="scenario=fault"'.
 # Xen keeps the domain when it shuts down, whatever the reason
 # (on_poweroff, on_reboot, on_crash = "preserve"): guest_wait then reads
-# the reason from Xen itself and destroys the domain. Xen's own record is
-# what XTF's runner judges by too; it needs neither xl's per-domain
-# daemon (which carries out "destroy") nor the guest's last words.
+# the reason from Xen itself and destroys the domain. Xen's record of the
+# shutdown needs neither xl's per-domain daemon (which carries out
+# "destroy") nor the guest's last words reaching the console log.
 guest_create() {
     local _name _cfg
     _name=$1
@@ -163,9 +163,10 @@ guest_destroy() {
 }
 
 # guest_result NAME SCENARIO: succeeds when NAME's LAST result line is
-# "RESULT SCENARIO PASS" and its domain then powered off (guest_end), as
-# XTF's runner judges: a crash, a reboot or a hang after a PASS line is a
-# failure. Otherwise prints why (the last RESULT line first) and fails.
+# "RESULT SCENARIO PASS" (XTF's runner, too, takes a guest's last result
+# line) and its domain then powered off (guest_end): a crash, a reboot or
+# a hang after a PASS line is a failure. Otherwise prints why (the last
+# RESULT line first) and fails.
 guest_result() {
     local _log _line _how
     _log=$(guest_log "$1")
