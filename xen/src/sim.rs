@@ -11,7 +11,8 @@
 //! 2-level rules.
 //!
 //! Injected failures: `GNTST_eagain` storms ([`SimDomain::inject_eagain`]),
-//! a failing hypercall ([`SimDomain::inject_hypercall_error`]), a granter
+//! a failing hypercall ([`SimDomain::inject_hypercall_error`]), unmap ops
+//! that fail and leave the mapping ([`SimDomain::inject_unmap_failures`]), a granter
 //! that revokes an entry under its peer ([`SimDomain::revoke`]) and a
 //! domain that dies ([`Sim::destroy`]: its mappings are torn down and the
 //! pins it held released; pages it granted stay alive while mapped, as
@@ -106,6 +107,8 @@ struct Domain {
     next_ram: u64,
     next_hole: u64,
     eagain_left: u32,
+    /// Unmap ops still to fail with `GNTST_general_error`.
+    unmap_failures_left: u32,
     fail_next: Option<XenErrno>,
     hypercalls: [u64; COUNTED_OPS],
     gnttab_cmds: [u64; 16],
@@ -126,6 +129,7 @@ impl Domain {
             next_ram: RAM_BASE_GFN,
             next_hole: HOLE_BASE_GFN,
             eagain_left: 0,
+            unmap_failures_left: 0,
             fail_next: None,
             hypercalls: [0; COUNTED_OPS],
             gnttab_cmds: [0; 16],
@@ -301,6 +305,10 @@ impl World {
 
     fn unmap_one(&mut self, me: DomId, op: &GnttabUnmapGrantRef) -> i16 {
         let d = self.domains.get_mut(&me).expect("caller exists");
+        if d.unmap_failures_left > 0 {
+            d.unmap_failures_left -= 1;
+            return GNTST_general_error;
+        }
         let Some(Some(t)) = d.maptrack.get(op.handle as usize) else {
             return GNTST_bad_handle;
         };
@@ -585,6 +593,13 @@ impl SimDomain {
     /// `GNTST_eagain` (one per op, across hypercalls).
     pub fn inject_eagain(&self, k: u32) {
         self.with(|d| d.eagain_left = k);
+    }
+
+    /// The next `k` unmap ops of this domain fail with
+    /// `GNTST_general_error`, the mapping left in place (one per op,
+    /// across hypercalls).
+    pub fn inject_unmap_failures(&self, k: u32) {
+        self.with(|d| d.unmap_failures_left = k);
     }
 
     /// The next hypercall of this domain fails with `err`.

@@ -30,6 +30,8 @@ use xen::grant::{CopyOp, GrantError, GrantOps, Hole};
 use xen::sim::{Sim, SimDomain};
 
 pub const PAGE: u64 = 4096;
+/// Read and write.
+pub const RW: Prot = Prot::READ.union(Prot::WRITE);
 /// The device-wide grant limit of a [`Side`] made by `Side::new`.
 pub const MAX_GRANTS: u64 = 4 * 65536;
 
@@ -474,17 +476,16 @@ impl Proc {
     /// [`mmap`](Self::mmap) at the free address `at` (`MAP_FIXED` into a
     /// hole of the address space).
     pub fn mmap_at(&self, at: u64, offset: u64, len: u64, prot: Prot) -> Result<u64, Errno> {
-        let object = self.file().mmap(offset, len, prot)?;
+        let m = self.file().mmap(offset, len, prot)?;
         let size = len.div_ceil(PAGE) * PAGE;
         self.map
             .insert(vm::map::MapEntry {
                 start: at,
                 end: at + size,
-                object: Some(object),
+                object: Some(m.object),
                 offset,
                 protection: prot,
-                // What the kernel's mmap sets today.
-                max_protection: Prot::all(),
+                max_protection: m.max_prot,
                 inheritance: Inheritance::default(),
                 flags: EntryFlags::empty(),
             })
@@ -560,6 +561,42 @@ impl Proc {
 
     pub fn object_of(&self, vaddr: u64) -> Arc<VmObject> {
         self.lookup(vaddr).unwrap().object
+    }
+}
+
+/// A with `n` pages granted to B, B with it mapped (not faulted yet).
+pub struct Pair {
+    pub a: Side,
+    pub b: Side,
+    pub pa: Proc,
+    pub pb: Proc,
+    pub ia: u64,
+    pub refs: Vec<u32>,
+}
+
+pub fn pair(n: u32, writable: bool) -> Pair {
+    let sim = Sim::new();
+    let a = Side::new(&sim, 4, n + 16);
+    let b = Side::new(&sim, 4, 16);
+    let (pa, pb) = (Proc::new(&a), Proc::new(&b));
+    let (ia, refs) = pa.alloc_gref(b.id(), n, writable).unwrap();
+    Pair {
+        a,
+        b,
+        pa,
+        pb,
+        ia,
+        refs,
+    }
+}
+
+impl Pair {
+    pub fn finish(self) {
+        let Pair { a, b, pa, pb, .. } = self;
+        pb.exit();
+        pa.exit();
+        a.assert_baseline();
+        b.assert_baseline();
     }
 }
 

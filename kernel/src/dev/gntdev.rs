@@ -10,9 +10,10 @@
 //! `grants`, events from Xen. gntdev copies its ioctl structs itself, so
 //! the device takes the raw argument pointer (`DevFile::ioctl_user`).
 //!
-//! Deferred grants (ended while the peer still mapped them) are reaped by
-//! the device's reaper thread, started with the device: every
-//! `REAP_PERIOD_NS` while any is pending, else every `REAP_IDLE_NS`
+//! Deferred grants (ended while the peer still mapped them) are reaped,
+//! and failed unmaps retried (with gntdev's back-off), by the device's
+//! reaper thread, started with the device: every `REAP_PERIOD_NS` while
+//! any is pending, else every `REAP_IDLE_NS`
 //! (and by [`reap`], e.g. before the counters are read); completed grants
 //! that are not gntdev's go to `grants::route_reaped`.
 
@@ -189,7 +190,8 @@ pub fn reap() {
 extern "C" fn reaper() -> ! {
     loop {
         reap();
-        let period = if stats().pending_grants != 0 {
+        let s = stats();
+        let period = if s.pending_grants != 0 || s.pending_unmaps != 0 {
             REAP_PERIOD_NS
         } else {
             REAP_IDLE_NS
@@ -223,12 +225,13 @@ impl DevFile for File {
     }
 
     fn mmap_single(&self, offset: u64, size: u64, prot: Prot) -> Result<DevMapping, Errno> {
-        let object = self.0.mmap(offset, size, prot).inspect_err(|e| {
+        let m = self.0.mmap(offset, size, prot).inspect_err(|e| {
             log::debug!("gntdev: mmap of {size} bytes at offset {offset:#x}: {e:?}");
         })?;
         Ok(DevMapping {
-            object,
+            object: m.object,
             pindex: offset / PAGE_SIZE,
+            max_prot: m.max_prot,
         })
     }
 }
