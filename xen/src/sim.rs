@@ -12,7 +12,8 @@
 //!
 //! Injected failures: `GNTST_eagain` storms ([`SimDomain::inject_eagain`]),
 //! a failing hypercall ([`SimDomain::inject_hypercall_error`]), unmap ops
-//! that fail and leave the mapping ([`SimDomain::inject_unmap_failures`]), a granter
+//! that fail and leave the mapping ([`SimDomain::inject_unmap_failures`]),
+//! any status for a map op ([`SimDomain::inject_map_status`]), a granter
 //! that revokes an entry under its peer ([`SimDomain::revoke`]) and a
 //! domain that dies ([`Sim::destroy`]: its mappings are torn down and the
 //! pins it held released; pages it granted stay alive while mapped, as
@@ -109,6 +110,8 @@ struct Domain {
     eagain_left: u32,
     /// Unmap ops still to fail with `GNTST_general_error`.
     unmap_failures_left: u32,
+    /// A status the next map op returns without mapping.
+    next_map_status: Option<i16>,
     fail_next: Option<XenErrno>,
     hypercalls: [u64; COUNTED_OPS],
     gnttab_cmds: [u64; 16],
@@ -130,6 +133,7 @@ impl Domain {
             next_hole: HOLE_BASE_GFN,
             eagain_left: 0,
             unmap_failures_left: 0,
+            next_map_status: None,
             fail_next: None,
             hypercalls: [0; COUNTED_OPS],
             gnttab_cmds: [0; 16],
@@ -227,6 +231,9 @@ impl World {
         if d.eagain_left > 0 {
             d.eagain_left -= 1;
             return GNTST_eagain;
+        }
+        if let Some(status) = d.next_map_status.take() {
+            return status;
         }
         if op.flags & GNTMAP_host_map == 0 {
             return GNTST_bad_gntref;
@@ -600,6 +607,12 @@ impl SimDomain {
     /// across hypercalls).
     pub fn inject_unmap_failures(&self, k: u32) {
         self.with(|d| d.unmap_failures_left = k);
+    }
+
+    /// The next map op of this domain returns `status` and maps nothing:
+    /// e.g. a positive one, as Xen's error paths did before XSA-316.
+    pub fn inject_map_status(&self, status: i16) {
+        self.with(|d| d.next_map_status = Some(status));
     }
 
     /// The next hypercall of this domain fails with `err`.
