@@ -25,6 +25,7 @@ mod mem;
 mod proc;
 mod scenario;
 mod sched;
+mod shared_page;
 mod syscall;
 mod usercopy;
 mod xenstore;

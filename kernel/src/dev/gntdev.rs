@@ -71,17 +71,24 @@ fn one_page(gpa: u64, len: usize) -> Result<(), Errno> {
 impl PhysMemory for Phys {
     fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), Errno> {
         one_page(gpa, buf.len())?;
-        // SAFETY: the range is inside one identity-mapped page below 4 GiB
-        // that gntdev owns (a granted page or a mapped hole frame); it is
-        // shared memory, read bytewise without forming a reference.
-        unsafe { core::ptr::copy_nonoverlapping(gpa as *const u8, buf.as_mut_ptr(), buf.len()) };
+        let src = gpa as *const u8;
+        for (i, b) in buf.iter_mut().enumerate() {
+            // SAFETY: the range is inside one identity-mapped page below
+            // 4 GiB that gntdev owns (a granted page or a mapped hole
+            // frame); the peer may write it concurrently, so it is read
+            // with volatile loads, never through a reference.
+            *b = unsafe { src.add(i).read_volatile() };
+        }
         Ok(())
     }
 
     fn write(&self, gpa: u64, bytes: &[u8]) -> Result<(), Errno> {
         one_page(gpa, bytes.len())?;
-        // SAFETY: as in `read`; no Rust reference points into the page.
-        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), gpa as *mut u8, bytes.len()) };
+        let dst = gpa as *mut u8;
+        for (i, &b) in bytes.iter().enumerate() {
+            // SAFETY: as in `read`, with volatile stores.
+            unsafe { dst.add(i).write_volatile(b) };
+        }
         Ok(())
     }
 }
