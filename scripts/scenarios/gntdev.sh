@@ -31,15 +31,16 @@ else
 fi
 
 # gntdev_ro_write: B verifies as usual, then maps the grants again
-# read-only and writes to that mapping: its kernel must kill it (status
-# 139), tear both mappings down (the first one's notify lets A finish) and
-# be back at its baseline.
+# read-only, must fail to mprotect that mapping writable (EACCES: issue
+# 14 defect 1) and writes to it: its kernel must kill it (status 139),
+# tear both mappings down (the first one's notify lets A finish) and be
+# back at its baseline.
 gntdev_ro_write() {
     pair_run gntdev-ro-write "gntdev-map mode=ro-write" "scenario=gntdev-share pages=16" || return
     show_lines xenguest-a xenguest-b
     _m=$(sed -n 's/^mapper: gnt-map exited with status \([0-9]*\); gntdev: \([0-9]*\) mapping(s).* \([0-9]*\) unmap hypercall(s).*/status \1, \2 mappings, \3 unmap hypercalls/p' "$(guest_log xenguest-b)")
     pair_judge gntdev-ro-write gntdev-share gntdev-map \
-        "write to the read-only mapping killed the process: $_m; kernel alive, baseline restored"
+        "mprotect(READ|WRITE) refused with EACCES, write to the read-only mapping killed the process: $_m; kernel alive, baseline restored"
 }
 
 # gntdev_mode CASE MODE PAGES LINE: a pair run with gnt-map in mode MODE

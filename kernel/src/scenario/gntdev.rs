@@ -15,9 +15,10 @@
 //! says what `gnt-map` does once it has verified the pages:
 //! - `exit` (default): exits without unmapping (the kernel unmaps and
 //!   fires the unmap notify);
-//! - `ro-write`: maps the grants a second time read-only, reads them and
-//!   writes to them: the process must be killed (status 139) and the
-//!   kernel tear both mappings down;
+//! - `ro-write`: maps the grants a second time read-only, reads them,
+//!   fails to `mprotect` them writable (`EACCES`) and writes to them: the
+//!   process must be killed (status 139) and the kernel tear both
+//!   mappings down;
 //! - `hold`: keeps the mapping until the sharer's domain is gone (`xl
 //!   destroy` by the test), checks it still reads, unmaps and exits;
 //! - `compare`: the benchmark: maps the grants a second time with the

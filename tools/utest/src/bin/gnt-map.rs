@@ -6,8 +6,9 @@
 //! per mapping. Then, by mode:
 //! - 0: exits WITHOUT unmapping: the kernel tears the mapping down and
 //!   fires the notify at process exit;
-//! - 1: maps the grants again read-only, reads that mapping and writes to
-//!   it: the kernel must kill the process (and tear both mappings down);
+//! - 1: maps the grants again read-only, reads that mapping, checks that
+//!   `mprotect(READ|WRITE)` of it fails with `EACCES`, and writes to it:
+//!   the kernel must kill the process (and tear both mappings down);
 //! - 2: holds the mapping until the peer's share is gone from xenstore
 //!   (its domain destroyed), checks the mapping still reads the pattern,
 //!   unmaps it and exits;
@@ -336,6 +337,15 @@ fn write_read_only(gnt: &Gnttab, peer: u32, refs: &[u32], seed: u32) -> Result<(
     // SAFETY: word 0 of the read-only mapping of at least one page.
     if unsafe { ro.read_volatile() } != !seed {
         return Err("the read-only mapping does not read the reply word");
+    }
+    // Issue 14 defect 1: the mapping can never become writable.
+    let rw = urt::mman::PROT_READ | urt::mman::PROT_WRITE;
+    match urt::mprotect(ro as u64, refs.len() * PAGE, rw) {
+        Err(urt::errno::EACCES) => {
+            println!("gnt-map: mprotect(READ|WRITE) of the read-only mapping: EACCES")
+        }
+        Err(_) => return Err("mprotect of the read-only mapping: not EACCES"),
+        Ok(_) => return Err("mprotect made a read-only grant mapping writable"),
     }
     println!("gnt-map: read-only mapping reads the reply word; writing to it");
     // SAFETY: inside the mapping; the write must fault and kill us.
