@@ -20,6 +20,7 @@ mod elf;
 mod events;
 mod grants;
 mod heap;
+mod kstack;
 mod layout;
 mod mem;
 mod proc;
