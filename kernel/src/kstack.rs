@@ -1,7 +1,10 @@
 //! Kernel stacks with guard pages.
 //!
 //! Each stack lives in a slot of its own in a kernel virtual region above
-//! the identity map, mapped with 4 KiB pages ([`pmap::kernel_enter`]):
+//! the identity map, mapped with 4 KiB pages ([`pmap::kernel_enter`]) of
+//! a page-aligned block of the kernel heap (identity-mapped RAM, as the
+//! stacks were before they had guards, so free page counts are not
+//! touched by threads coming and going):
 //! the lower half of a slot is never mapped, so a thread that runs off
 //! the bottom of its stack faults on that guard instead of overwriting
 //! whatever lies below. The fault cannot be delivered on the overflowed
@@ -18,16 +21,21 @@
 //! Locking: the slot allocator is (s), its own spin lock; the page
 //! tables are `pmap`'s (k).
 
+use alloc::alloc::{Layout, alloc_zeroed, dealloc};
 use alloc::vec::Vec;
 
 use spin::Mutex;
 use vm::Errno;
 
 use crate::arch::pmap::{self, PAGE};
-use crate::mem::{self, Frame};
 
 /// Bytes of a kernel stack (8 pages).
 pub const STACK_SIZE: u64 = 32 * 1024;
+/// The heap block behind a stack.
+const BLOCK: Layout = match Layout::from_size_align(STACK_SIZE as usize, PAGE as usize) {
+    Ok(l) => l,
+    Err(_) => panic!("a stack is whole pages"),
+};
 /// Bytes of unmapped guard below each stack: a frame up to this size
 /// cannot jump over it.
 const GUARD: u64 = 32 * 1024;
@@ -58,13 +66,18 @@ static SLOT_ALLOC: Mutex<Slots> = Mutex::new(Slots {
 pub struct KernelStack {
     /// The slot's number.
     slot: u64,
-    /// The stack's pages, lowest address first.
-    frames: Vec<Frame>,
+    /// The heap block mapped as the stack (its identity-mapped address,
+    /// which is also its physical address).
+    block: *mut u8,
 }
 
+// SAFETY: the block is owned by this value alone; only the thread
+// running on the stack uses it through the mapping.
+unsafe impl Send for KernelStack {}
+
 impl KernelStack {
-    /// A new stack: a slot, and its pages mapped. `ENOMEM` when the
-    /// region or memory is exhausted (nothing is kept then).
+    /// A new stack: a slot, and a heap block mapped there. `ENOMEM` when
+    /// the region or the heap is exhausted (nothing is kept then).
     pub fn new() -> Result<Self, Errno> {
         let slot = {
             let mut s = SLOT_ALLOC.lock();
@@ -77,16 +90,16 @@ impl KernelStack {
                 None => return Err(Errno::ENOMEM),
             }
         };
-        let mut stack = Self {
-            slot,
-            frames: Vec::with_capacity((STACK_SIZE / PAGE) as usize),
-        };
+        // SAFETY: `BLOCK` has a nonzero size.
+        let block = unsafe { alloc_zeroed(BLOCK) };
+        if block.is_null() {
+            SLOT_ALLOC.lock().free.push(slot);
+            return Err(Errno::ENOMEM);
+        }
+        // On failure its drop unmaps what was mapped and frees the block.
+        let stack = Self { slot, block };
         for i in 0..STACK_SIZE / PAGE {
-            // On failure `stack`'s drop unmaps and frees what is there.
-            let f = mem::alloc_page().ok_or(Errno::ENOMEM)?;
-            let pa = f.gpa();
-            stack.frames.push(f);
-            pmap::kernel_enter(stack.bottom() + i * PAGE, pa)?;
+            pmap::kernel_enter(stack.bottom() + i * PAGE, block as u64 + i * PAGE)?;
         }
         Ok(stack)
     }
@@ -105,11 +118,12 @@ impl KernelStack {
 
 impl Drop for KernelStack {
     fn drop(&mut self) {
-        let bottom = self.bottom();
-        for (i, f) in self.frames.drain(..).enumerate() {
-            pmap::kernel_remove(bottom + i as u64 * PAGE);
-            mem::free_page(f);
+        for i in 0..STACK_SIZE / PAGE {
+            pmap::kernel_remove(self.bottom() + i * PAGE);
         }
+        // SAFETY: `block` came from `alloc_zeroed(BLOCK)` and, unmapped
+        // from the slot, nothing uses it any more.
+        unsafe { dealloc(self.block, BLOCK) };
         SLOT_ALLOC.lock().free.push(self.slot);
     }
 }

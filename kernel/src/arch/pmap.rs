@@ -180,7 +180,8 @@ impl PvList {
 static KERNEL_MAPS: Mutex<()> = Mutex::new(());
 
 /// Maps the kernel virtual page `va` (above the identity map, in PML4
-/// slot 0, so every address space sees it) to the RAM page at `pa`,
+/// slot 0, so every address space sees it) to the identity-mapped RAM
+/// page at `pa`,
 /// read-write, supervisor-only, not executable, with a 4 KiB entry. Page
 /// tables missing on the way are made and kept. For mappings the kernel
 /// makes for itself, e.g. guarded kernel stacks (`crate::kstack`).
@@ -193,16 +194,28 @@ pub fn kernel_enter(va: u64, pa: u64) -> Result<(), Errno> {
     for level in (1..4).rev() {
         let slot = entry(table, index(va, level));
         if read(slot) & PTE_P == 0 {
-            // Never freed: a kernel page-table page serves every later
-            // mapping of its range.
-            let (_, t) = alloc_table()?;
-            write(slot, t | PTE_P | PTE_W);
+            write(slot, kernel_table()? | PTE_P | PTE_W);
         }
         debug_assert_eq!(read(slot) & PTE_PS, 0, "a large page in the way");
         table = read(slot) & PTE_ADDR;
     }
     write(entry(table, index(va, 0)), pa | PTE_P | PTE_W | PTE_NX);
     Ok(())
+}
+
+/// A zeroed page-table page for the kernel's own mappings, from the
+/// kernel heap (identity-mapped: its address is its physical address), so
+/// that free page counts do not see it. Never freed: it serves every
+/// later mapping of its range.
+fn kernel_table() -> Result<u64, Errno> {
+    let layout = core::alloc::Layout::from_size_align(PAGE as usize, PAGE as usize)
+        .map_err(|_| Errno::EINVAL)?;
+    // SAFETY: the layout has a nonzero size.
+    let t = unsafe { alloc::alloc::alloc_zeroed(layout) };
+    if t.is_null() {
+        return Err(Errno::ENOMEM);
+    }
+    Ok(t as u64)
 }
 
 /// Removes the mapping [`kernel_enter`] made at `va` and invalidates it.
