@@ -100,6 +100,9 @@ gntdev_mode gntdev-compare-1024 compare 1024 "benchmark, "
 # GRANT_COPY across domains: B writes its replies with grant copies and
 # reads every page back with them; A checks the replies.
 gntdev_mode gntdev-copy-1024 copy 1024 "grant copy: "
+# XSA-361: batch maps with a bad reference first, in the middle and last
+# each fail as a whole and are rolled back (gnt-map mode 5).
+gntdev_mode xsa-361-bad-ref-first-middle-last xsa-361 16 "xsa-361: "
 gntdev_ro_write
 gntdev_destroyed gntdev-sharer-destroyed xenguest-a xenguest-b gntdev-map
 gntdev_destroyed gntdev-mapper-destroyed xenguest-b xenguest-a gntdev-share

@@ -11,7 +11,7 @@
 //! Command line: `scenario=gntdev-bad` (bad input: `gnt-bad`'s ioctl
 //! arguments, `gnt-badref`'s mapping with a grant that does not exist,
 //! `gnt-hog`'s mappings without end), `scenario=gntdev-share peer=DOMID pages=N`,
-//! `scenario=gntdev-map [peer=DOMID] [mode=exit|ro-write|hold|compare|copy]`; the mode
+//! `scenario=gntdev-map [peer=DOMID] [mode=exit|ro-write|hold|compare|copy|xsa-361]`; the mode
 //! says what `gnt-map` does once it has verified the pages:
 //! - `exit` (default): exits without unmapping (the kernel unmaps and
 //!   fires the unmap notify);
@@ -25,7 +25,10 @@
 //!   populate path off (one fault per page, FreeBSD's way), reports both
 //!   mappings' counts, unmaps that one, then exits as `exit` does;
 //! - `copy`: as `exit`, but writes the reply words with `GRANT_COPY` and
-//!   reads every page back with it, reporting the copy hypercalls.
+//!   reads every page back with it, reporting the copy hypercalls;
+//! - `xsa-361`: as `exit`, after three mappings with a bad reference
+//!   first, in the middle and last, each of which must fail as a whole
+//!   and be rolled back.
 
 use super::Outcome;
 use super::process::KILLED_SEGV;
@@ -103,12 +106,13 @@ fn run(who: &str, program: &str, arg: u64, want: &[i32]) -> Outcome {
         return Err("free pages, grant references or hole frames not back to baseline");
     }
     // The mapper's benchmark: one map hypercall per mapping (more only
-    // for EAGAIN retry rounds) and one unmap hypercall.
-    let mappings = s.mappings - s0.mappings;
+    // for EAGAIN retry rounds) and one unmap hypercall; a map that failed
+    // (mode xsa-361: each with good ops to roll back) the same.
+    let maps = s.mappings - s0.mappings + s.map_failures - s0.map_failures;
     let retried = s.eagain_retries != s0.eagain_retries;
     if who == "mapper"
-        && ((!retried && s.map_hypercalls - s0.map_hypercalls != mappings)
-            || s.unmap_hypercalls - s0.unmap_hypercalls != mappings)
+        && ((!retried && s.map_hypercalls - s0.map_hypercalls != maps)
+            || s.unmap_hypercalls - s0.unmap_hypercalls != maps)
     {
         return Err("not one map and one unmap hypercall per mapping");
     }
@@ -148,6 +152,7 @@ pub fn map(opts: &Options<'_>) -> Outcome {
         "hold" => (2, 0),
         "compare" => (3, 0),
         "copy" => (4, 0),
+        "xsa-361" => (5, 0),
         m => {
             log::error!("gntdev-map: unknown mode={m}");
             return Err("unknown mode");

@@ -20,7 +20,10 @@
 //! - 4: as mode 0, but the reply words are written with `GRANT_COPY` (one
 //!   4-byte segment per page, local buffer to grant) instead of through
 //!   the mapping, and every page is then read back with `GRANT_COPY` and
-//!   compared with the mapping; reports the copy hypercalls.
+//!   compared with the mapping; reports the copy hypercalls;
+//! - 5: XSA-361: as mode 0, after three mappings of three of the peer's
+//!   grants with one replaced by a reference that does not exist, first,
+//!   in the middle and last: each must fail as a whole (`bad_refs`).
 //!
 //! Argument: `mode << 32 | peer`.
 #![no_std]
@@ -49,6 +52,7 @@ enum Mode {
     HoldUntilPeerGone,
     ComparePerPage,
     CopyReplies,
+    BadRefs,
 }
 
 fn main(arg: u64) -> i32 {
@@ -58,6 +62,7 @@ fn main(arg: u64) -> i32 {
         2 => Mode::HoldUntilPeerGone,
         3 => Mode::ComparePerPage,
         4 => Mode::CopyReplies,
+        5 => Mode::BadRefs,
         _ => {
             println!("gnt-map: FAIL unknown mode");
             return 1;
@@ -196,7 +201,10 @@ fn run(peer: u32, mode: Mode) -> Result<(), &'static str> {
         compare_per_page(&gnt, peer, refs.values(), faults, calls)?;
     }
     match mode {
-        Mode::Exit | Mode::ComparePerPage | Mode::CopyReplies => {
+        Mode::Exit | Mode::ComparePerPage | Mode::CopyReplies | Mode::BadRefs => {
+            if mode == Mode::BadRefs {
+                bad_refs(&gnt, peer, refs.values())?;
+            }
             println!("gnt-map: exiting without unmapping");
             // The event channel stays open until the process exits: the
             // kernel tears the mapping down first and its unmap notify
@@ -215,6 +223,54 @@ fn run(peer: u32, mode: Mode) -> Result<(), &'static str> {
             Ok(())
         }
     }
+}
+
+/// A grant reference past any table: its map op fails (`GNTST_bad_gntref`).
+const BAD_REF: u32 = 0xffff_fff0;
+
+/// XSA-361 on Xen: maps `refs[..3]` three times with a [`BAD_REF`] in
+/// place of the first, the middle and the last. Each mapping's first
+/// access - a copy the kernel makes from it for `write` to `/dev/null`,
+/// which fails with `EFAULT` instead of killing us - must fail as a whole:
+/// the two good ops are unmapped again in one rollback, so each costs one
+/// unmap hypercall and the hole frames are back where they were.
+fn bad_refs(gnt: &Gnttab, peer: u32, refs: &[u32]) -> Result<(), &'static str> {
+    let three: [u32; 3] = refs
+        .get(..3)
+        .and_then(|r| r.try_into().ok())
+        .ok_or("bad-refs needs 3 pages")?;
+    let null = urt::open(b"/dev/null\0", urt::fcntl::O_WRONLY).map_err(|_| "open /dev/null")?;
+    let (holes0, unmaps0) = (
+        stat(sysctl::HOLE_FRAMES),
+        stat(sysctl::GNTDEV_UNMAP_HYPERCALLS),
+    );
+    for pos in 0..3 {
+        let mut r = three;
+        r[pos] = BAD_REF;
+        let addr = gnt
+            .map_grant_refs(&[peer], &r, false, None)
+            .map_err(|_| "map_grant_refs with a bad reference")?;
+        // The raw call: no Rust reference to memory that cannot be read.
+        let w = urt::syscall(urt::nr::WRITE, [null, addr, 1, 0, 0, 0]);
+        gnt.unmap(addr, 3)
+            .map_err(|_| "unmap of the failed mapping")?;
+        if w != -urt::errno::EFAULT {
+            println!("gnt-map: xsa-361: bad reference at {pos}: write returned {w}");
+            return Err("a mapping with a bad reference was readable");
+        }
+    }
+    let _ = urt::close(null);
+    let (holes, unmaps) = (
+        stat(sysctl::HOLE_FRAMES),
+        stat(sysctl::GNTDEV_UNMAP_HYPERCALLS) - unmaps0,
+    );
+    println!(
+        "gnt-map: xsa-361: bad reference first, middle and last: each mapping failed as a whole (EFAULT), {unmaps} rollback unmap hypercall(s), hole frames {holes0} -> {holes}"
+    );
+    if unmaps != 3 || holes != holes0 {
+        return Err("a failed batch map was not rolled back");
+    }
+    Ok(())
 }
 
 /// Writes the reply word of every page with `GRANT_COPY` (one 4-byte
