@@ -103,6 +103,9 @@ gntdev_mode gntdev-copy-1024 copy 1024 "grant copy: "
 # XSA-361: batch maps with a bad reference first, in the middle and last
 # each fail as a whole and are rolled back (gnt-map mode 5).
 gntdev_mode xsa-361-bad-ref-first-middle-last xsa-361 16 "xsa-361: "
+# Issue 14 defect 4: the SEND_EVENT notify of a map never mmapped is sent
+# at its release (gnt-map mode 6).
+gntdev_mode gntdev-notify-unmapped notify-unmapped 16 "notify-unmapped: "
 gntdev_ro_write
 gntdev_destroyed gntdev-sharer-destroyed xenguest-a xenguest-b gntdev-map
 gntdev_destroyed gntdev-mapper-destroyed xenguest-b xenguest-a gntdev-share

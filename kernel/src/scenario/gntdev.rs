@@ -11,8 +11,8 @@
 //! Command line: `scenario=gntdev-bad` (bad input: `gnt-bad`'s ioctl
 //! arguments, `gnt-badref`'s mapping with a grant that does not exist,
 //! `gnt-hog`'s mappings without end), `scenario=gntdev-share peer=DOMID pages=N`,
-//! `scenario=gntdev-map [peer=DOMID] [mode=exit|ro-write|hold|compare|copy|xsa-361]`; the mode
-//! says what `gnt-map` does once it has verified the pages:
+//! `scenario=gntdev-map [peer=DOMID] [mode=MODE]`, MODE one of the
+//! following, saying what `gnt-map` does once it has verified the pages:
 //! - `exit` (default): exits without unmapping (the kernel unmaps and
 //!   fires the unmap notify);
 //! - `ro-write`: maps the grants a second time read-only, reads them,
@@ -28,7 +28,9 @@
 //!   reads every page back with it, reporting the copy hypercalls;
 //! - `xsa-361`: as `exit`, after three mappings with a bad reference
 //!   first, in the middle and last, each of which must fail as a whole
-//!   and be rolled back.
+//!   and be rolled back;
+//! - `notify-unmapped`: as `exit`, after a map of one grant that is never
+//!   mmapped, with a `SEND_EVENT` notify: its release must send it.
 
 use super::Outcome;
 use super::process::KILLED_SEGV;
@@ -153,6 +155,7 @@ pub fn map(opts: &Options<'_>) -> Outcome {
         "compare" => (3, 0),
         "copy" => (4, 0),
         "xsa-361" => (5, 0),
+        "notify-unmapped" => (6, 0),
         m => {
             log::error!("gntdev-map: unknown mode={m}");
             return Err("unknown mode");

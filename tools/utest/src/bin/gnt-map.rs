@@ -23,7 +23,9 @@
 //!   compared with the mapping; reports the copy hypercalls;
 //! - 5: XSA-361: as mode 0, after three mappings of three of the peer's
 //!   grants with one replaced by a reference that does not exist, first,
-//!   in the middle and last: each must fail as a whole (`bad_refs`).
+//!   in the middle and last: each must fail as a whole (`bad_refs`);
+//! - 6: as mode 0, after a map of one grant that is never mmapped, with a
+//!   `SEND_EVENT` notify, released (`notify_unmapped`).
 //!
 //! Argument: `mode << 32 | peer`.
 #![no_std]
@@ -53,6 +55,7 @@ enum Mode {
     ComparePerPage,
     CopyReplies,
     BadRefs,
+    NotifyUnmapped,
 }
 
 fn main(arg: u64) -> i32 {
@@ -63,6 +66,7 @@ fn main(arg: u64) -> i32 {
         3 => Mode::ComparePerPage,
         4 => Mode::CopyReplies,
         5 => Mode::BadRefs,
+        6 => Mode::NotifyUnmapped,
         _ => {
             println!("gnt-map: FAIL unknown mode");
             return 1;
@@ -201,9 +205,16 @@ fn run(peer: u32, mode: Mode) -> Result<(), &'static str> {
         compare_per_page(&gnt, peer, refs.values(), faults, calls)?;
     }
     match mode {
-        Mode::Exit | Mode::ComparePerPage | Mode::CopyReplies | Mode::BadRefs => {
+        Mode::Exit
+        | Mode::ComparePerPage
+        | Mode::CopyReplies
+        | Mode::BadRefs
+        | Mode::NotifyUnmapped => {
             if mode == Mode::BadRefs {
                 bad_refs(&gnt, peer, refs.values())?;
+            }
+            if mode == Mode::NotifyUnmapped {
+                notify_unmapped(&gnt, peer, refs.values()[0], port)?;
             }
             println!("gnt-map: exiting without unmapping");
             // The event channel stays open until the process exits: the
@@ -269,6 +280,44 @@ fn bad_refs(gnt: &Gnttab, peer: u32, refs: &[u32]) -> Result<(), &'static str> {
     );
     if unmaps != 3 || holes != holes0 {
         return Err("a failed batch map was not rolled back");
+    }
+    Ok(())
+}
+
+/// Issue 14 defect 4 on Xen: a `MAP_GRANT_REF` of `gref` that is never
+/// mmapped, with a `SEND_EVENT` notify on `port`: its `UNMAP_GRANT_REF`
+/// must send the event (as Linux's gntdev does; libxenvchan relies on it),
+/// one more in the kernel's count of notify events sent.
+fn notify_unmapped(gnt: &Gnttab, peer: u32, gref: u32, port: u32) -> Result<(), &'static str> {
+    let sent0 = stat(sysctl::GNTDEV_EVENTS_SENT);
+    let mut r = abi::GrantRef { domid: peer, gref };
+    let mut m = abi::MapGrantRef {
+        count: 1,
+        pad0: 0,
+        index: 0,
+        refs: &mut r as *mut abi::GrantRef as u64,
+    };
+    urt::ioctl(gnt.fd(), abi::MAP_GRANT_REF, &mut m as *mut _ as u64)
+        .map_err(|_| "map_grant_ref")?;
+    let mut n = abi::UnmapNotify {
+        index: m.index,
+        action: abi::UNMAP_NOTIFY_SEND_EVENT,
+        event_channel_port: port,
+    };
+    urt::ioctl(gnt.fd(), abi::SET_UNMAP_NOTIFY, &mut n as *mut _ as u64)
+        .map_err(|_| "set_unmap_notify")?;
+    let mut u = abi::UnmapGrantRef {
+        index: m.index,
+        count: 1,
+    };
+    urt::ioctl(gnt.fd(), abi::UNMAP_GRANT_REF, &mut u as *mut _ as u64)
+        .map_err(|_| "unmap_grant_ref")?;
+    let sent = stat(sysctl::GNTDEV_EVENTS_SENT) - sent0;
+    println!(
+        "gnt-map: notify-unmapped: a map never mmapped sent {sent} notify event(s) at UNMAP_GRANT_REF"
+    );
+    if sent != 1 {
+        return Err("the SEND_EVENT notify of a map never mmapped was lost");
     }
     Ok(())
 }
