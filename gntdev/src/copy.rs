@@ -2,7 +2,8 @@
 //! pointer, each copying between a foreign grant and a user buffer (or
 //! two grants; user-to-user is `EINVAL`), a grant side never crossing its
 //! page (`EINVAL`), each segment's `GNTST_*` written back to its `status`
-//! (the ioctl itself succeeds), and batches of 64 ops per copy hypercall
+//! (the ioctl itself succeeds), a zero-length segment accepted with
+//! nothing copied and neither side checked, and batches of 64 ops per copy hypercall
 //! (Linux's `GNTDEV_COPY_BATCH` is 16: a quarter of the hypercalls for a
 //! long copy, for 256 KiB of bounce pages while the ioctl runs; fewer
 //! when memory is short).
@@ -84,6 +85,7 @@ fn batch(
     user.copy_in(seg_addr(segments, start, 0)?, &mut raw)?;
     let mut ops = Vec::with_capacity(n);
     let mut back = Vec::with_capacity(n);
+    let mut empty = Vec::new();
     for (k, chunk) in raw.chunks_exact(GrantCopySegment::SIZE).enumerate() {
         let s = GrantCopySegment::decode(chunk);
         if s.flags & !(GNTCOPY_source_gref | GNTCOPY_dest_gref) != 0
@@ -91,6 +93,12 @@ fn batch(
             || u64::from(s.len) > PAGE_SIZE
         {
             return Err(Errno::EINVAL);
+        }
+        if s.len == 0 {
+            // Nothing to copy: no op, and neither side is looked at (a
+            // null buffer or a junk reference is fine), as on Linux.
+            empty.push(start + k);
+            continue;
         }
         let gfn = dev.gfn(bounce[k]);
         let len = usize::from(s.len);
@@ -132,7 +140,15 @@ fn batch(
             len: s.len,
         });
     }
-    let results = dev.svc.copier.copy(&ops);
+    let results = if ops.is_empty() {
+        Vec::new()
+    } else {
+        dev.svc.copier.copy(&ops)
+    };
+    let at = core::mem::offset_of!(GrantCopySegment, status);
+    for seg in empty {
+        user.copy_out(seg_addr(segments, seg, at)?, &GNTST_okay.to_ne_bytes())?;
+    }
     for (b, r) in back.iter().zip(&results) {
         let status = match r {
             Ok(()) => GNTST_okay,
@@ -145,7 +161,6 @@ fn batch(
                 .read(dev.gfn(bounce[b.seg - start]) << PAGE_SHIFT, &mut buf)?;
             user.copy_out(virt, &buf)?;
         }
-        let at = core::mem::offset_of!(GrantCopySegment, status);
         user.copy_out(seg_addr(segments, b.seg, at)?, &status.to_ne_bytes())?;
     }
     Ok(())

@@ -25,13 +25,15 @@
 //! |---|---|
 //! | [`Gntdev`]'s services | constant |
 //! | [`Gntdev`]'s pending list | (p) `pending` spin lock |
+//! | [`Gntdev`]'s failed unmaps | (u) `failed_unmaps` spin lock (`unmap`) |
 //! | [`Gntdev`]'s counters | (a) atomic |
 //! | a file's regions, offsets, limit, use | (f) `GntdevFile::inner` |
 //! | a region's object, notify, writability, dealloc/mapped state | (r) the region's `state` lock |
 //! | a mapping's handles and hole | (m) its pager's `state` lock (`pager`) |
 //!
 //! Lock order: (f) before (r); (m) before (r); (r) and (m) before the
-//! object lock, the grant table's, and (p). A pager's `dtor` runs from the
+//! object lock, the grant table's, and (p); (u) is taken last, and never
+//! held across a hypercall. A pager's `dtor` runs from the
 //! object's drop and takes (m), (r) and (p), never (f); so no Arc of an
 //! object is ever dropped with (r) or (m) held.
 
@@ -103,8 +105,14 @@ pub struct GntdevStats {
     pub faults: u64,
     /// Unmap hypercalls (teardowns and rollbacks).
     pub unmap_hypercalls: u64,
-    /// Unmap ops that failed; their hole is kept, never reused.
+    /// Unmap ops that failed (teardowns, rollbacks and retries); a
+    /// mapping whose unmap failed keeps its hole and is retried by
+    /// [`Gntdev::reap`].
     pub unmap_errors: u64,
+    /// Unmap hypercalls [`Gntdev::reap`] issued to retry failed unmaps.
+    pub unmap_retries: u64,
+    /// Mappings whose unmap failed and waits for a retry.
+    pub pending_unmaps: u64,
     /// Pages from the [`PageSource`] held now (granted or pending).
     pub live_pages: u64,
     /// Holes from the [`HoleSource`] held now.
@@ -117,6 +125,9 @@ pub struct GntdevStats {
     pub bytes_cleared: u64,
     /// Notify events sent.
     pub events_sent: u64,
+    /// Notify bytes that could not be written or events that could not
+    /// be sent.
+    pub notify_errors: u64,
 }
 
 /// Counters behind [`GntdevStats`], each (a) atomic.
@@ -130,11 +141,13 @@ pub(crate) struct Counters {
     pub faults: AtomicU64,
     pub unmap_hypercalls: AtomicU64,
     pub unmap_errors: AtomicU64,
+    pub unmap_retries: AtomicU64,
     pub live_pages: AtomicU64,
     pub live_holes: AtomicU64,
     pub live_hole_frames: AtomicU64,
     pub bytes_cleared: AtomicU64,
     pub events_sent: AtomicU64,
+    pub notify_errors: AtomicU64,
 }
 
 /// Adds `n` to a counter.
@@ -164,6 +177,8 @@ pub struct Gntdev {
     pub(crate) svc: Services,
     /// (p) grants whose end waits for the peer: reference -> page.
     pending: Mutex<BTreeMap<GrantRef, PageId>>,
+    /// (u) mappings whose unmap failed, retried by [`Gntdev::reap`].
+    pub(crate) failed_unmaps: Mutex<Vec<crate::unmap::FailedUnmap>>,
     /// (a) grants all opens hold, within `Services::max_grants`.
     held: Arc<AtomicU64>,
     pub(crate) counters: Counters,
@@ -183,6 +198,7 @@ impl Gntdev {
         Arc::new(Self {
             svc,
             pending: Mutex::new(BTreeMap::new()),
+            failed_unmaps: Mutex::new(Vec::new()),
             held: Arc::new(AtomicU64::new(0)),
             counters: Counters::default(),
         })
@@ -205,11 +221,14 @@ impl Gntdev {
         }
     }
 
-    /// Retries the deferred ends of access of the grant table: pages of
-    /// gntdev's grants that completed go back to the [`PageSource`]; the
-    /// grants that are not gntdev's are returned for their owners. The
-    /// kernel calls it from its deferred-grant timer.
+    /// Retries the unmaps that failed (`unmap`: with back-off, counted
+    /// in [`GntdevStats::unmap_retries`]), then the deferred ends of
+    /// access of the grant table: pages of gntdev's grants that completed
+    /// go back to the [`PageSource`]; the grants that are not gntdev's are
+    /// returned for their owners. The kernel calls it from its reaper
+    /// thread.
     pub fn reap(&self) -> Vec<Reaped> {
+        self.retry_unmaps();
         let mut others = Vec::new();
         for r in self.svc.grants.reap() {
             let page = self.pending.lock().remove(&r.gref);
@@ -234,12 +253,15 @@ impl Gntdev {
             faults: get(&c.faults),
             unmap_hypercalls: get(&c.unmap_hypercalls),
             unmap_errors: get(&c.unmap_errors),
+            unmap_retries: get(&c.unmap_retries),
+            pending_unmaps: self.pending_unmaps(),
             live_pages: get(&c.live_pages),
             live_holes: get(&c.live_holes),
             live_hole_frames: get(&c.live_hole_frames),
             pending_grants: self.pending.lock().len() as u64,
             bytes_cleared: get(&c.bytes_cleared),
             events_sent: get(&c.events_sent),
+            notify_errors: get(&c.notify_errors),
         }
     }
 
@@ -273,15 +295,17 @@ impl Gntdev {
 
     /// Runs notification `n`: clears its byte at guest-physical `byte_gpa`
     /// (when given), then signals its port. As FreeBSD's `notify()`.
+    /// A failure is counted in [`GntdevStats::notify_errors`].
     pub(crate) fn fire(&self, n: &Notify, byte_gpa: Option<u64>) {
+        let c = &self.counters;
+        let count = |ok: bool, done: &AtomicU64| add(if ok { done } else { &c.notify_errors }, 1);
         if n.action & UNMAP_NOTIFY_CLEAR_BYTE != 0
             && let Some(gpa) = byte_gpa
-            && self.svc.phys.write(gpa, &[0]).is_ok()
         {
-            add(&self.counters.bytes_cleared, 1);
+            count(self.svc.phys.write(gpa, &[0]).is_ok(), &c.bytes_cleared);
         }
-        if n.action & UNMAP_NOTIFY_SEND_EVENT != 0 && self.svc.events.send(n.port).is_ok() {
-            add(&self.counters.events_sent, 1);
+        if n.action & UNMAP_NOTIFY_SEND_EVENT != 0 {
+            count(self.svc.events.send(n.port).is_ok(), &c.events_sent);
         }
     }
 
@@ -354,8 +378,13 @@ impl GrefRun {
     }
 }
 
-/// Foreign grants of one `MAP_GRANT_REF`.
+/// Foreign grants of one `MAP_GRANT_REF`. It lives while the file records
+/// it or a mapping object of it lives; when it goes, a notify no
+/// teardown ran (it was never mmapped, or set after the last munmap) has
+/// its event sent, as Linux's `gntdev_put_map` does.
 pub(crate) struct GrantMap {
+    /// The device, for that last notify (constant).
+    dev: Arc<Gntdev>,
     /// File offset (constant).
     pub index: u64,
     /// `(domain, reference)` of each grant (constant).
@@ -373,6 +402,15 @@ pub(crate) struct MapState {
     pub writable: bool,
     /// The notification to run when the mapping is torn down.
     pub notify: Option<Notify>,
+}
+
+impl Drop for GrantMap {
+    fn drop(&mut self) {
+        if let Some(n) = self.state.get_mut().notify.take() {
+            // Nothing is mapped: no byte to clear.
+            self.dev.fire(&n, None);
+        }
+    }
 }
 
 impl GrantMap {
@@ -437,6 +475,26 @@ impl Drop for FileInner {
     fn drop(&mut self) {
         self.held.fetch_sub(self.used, Ordering::Relaxed);
     }
+}
+
+/// The maximum protection of a mapping of foreign grants mapped writable
+/// or (`GNTMAP_readonly`) not.
+fn map_max_prot(writable: bool) -> Prot {
+    if writable {
+        Prot::all()
+    } else {
+        Prot::all() - Prot::WRITE
+    }
+}
+
+/// What [`GntdevFile::mmap`] returns.
+#[derive(Debug)]
+pub struct DeviceMapping {
+    /// The region's object.
+    pub object: Arc<VmObject>,
+    /// The most a mapping of it may allow (FreeBSD's `maxprot` of
+    /// `vm_mmap_cdev`): the caller caps the map entry's maximum with it.
+    pub max_prot: Prot,
 }
 
 /// Checks that `count` pages from `index` do not wrap the offset space.
@@ -662,6 +720,7 @@ impl GntdevFile {
         inner.maps.insert(
             index,
             Arc::new(GrantMap {
+                dev: self.dev.clone(),
                 index,
                 refs,
                 state: Mutex::new(MapState {
@@ -747,12 +806,16 @@ impl GntdevFile {
 
     /// The `mmap` of `size` bytes at file offset `offset` with protection
     /// `prot` (`d_mmap_single`): the region's managed device object, new
-    /// or the one its other mappings share. `offset` must be a region's
-    /// start and `size` at most the region. A map region is mapped
-    /// read-only unless `prot` has `WRITE`; a writable `mmap` of a region
-    /// whose live object is read-only fails with `EACCES`. `munmap` is
-    /// dropping the returned reference.
-    pub fn mmap(&self, offset: u64, size: u64, prot: Prot) -> Result<Arc<VmObject>, Errno> {
+    /// or the one its other mappings share, and the most the mapping may
+    /// ever allow. `offset` must be a region's start and `size` at most
+    /// the region. A map region is mapped read-only unless `prot` has
+    /// `WRITE`, and its maximum protection then lacks `WRITE` (the caller
+    /// caps the map entry's with it, so `mprotect` cannot make it
+    /// writable); a writable `mmap` of a region whose live object is
+    /// read-only fails with `EACCES`, as does a read-only one of a region
+    /// whose `CLEAR_BYTE` notify would have to write into it. `munmap` is
+    /// dropping the returned object.
+    pub fn mmap(&self, offset: u64, size: u64, prot: Prot) -> Result<DeviceMapping, Errno> {
         if !offset.is_multiple_of(PAGE_SIZE) || size == 0 {
             return Err(Errno::EINVAL);
         }
@@ -763,14 +826,21 @@ impl GntdevFile {
                 return Err(Errno::EINVAL);
             }
             let mut st = run.state.lock();
-            if let Some(o) = st.object.upgrade() {
-                return Ok(o);
-            }
-            let ops = Arc::new(GrefPager::new(self.dev.clone(), run.clone()));
-            let o = self.allocate(ops, run.count(), offset)?;
-            st.object = Arc::downgrade(&o);
-            st.objects += 1;
-            return Ok(o);
+            let object = match st.object.upgrade() {
+                Some(o) => o,
+                None => {
+                    let ops = Arc::new(GrefPager::new(self.dev.clone(), run.clone()));
+                    let o = self.allocate(ops, run.count(), offset)?;
+                    st.object = Arc::downgrade(&o);
+                    st.objects += 1;
+                    o
+                }
+            };
+            // Our own pages: always ours to write.
+            return Ok(DeviceMapping {
+                object,
+                max_prot: Prot::all(),
+            });
         }
         let map = inner.maps.get(&offset).ok_or(Errno::EINVAL)?;
         if pages > map.count() {
@@ -786,7 +856,18 @@ impl GntdevFile {
                 drop(o);
                 return Err(EACCES);
             }
-            return Ok(o);
+            let max_prot = map_max_prot(st.writable);
+            return Ok(DeviceMapping {
+                object: o,
+                max_prot,
+            });
+        }
+        if !writable
+            && st
+                .notify
+                .is_some_and(|n| n.action & UNMAP_NOTIFY_CLEAR_BYTE != 0)
+        {
+            return Err(EACCES);
         }
         let n = map.count();
         let hole = self.dev.svc.holes.alloc(n)?;
@@ -820,7 +901,10 @@ impl GntdevFile {
             .inspect_err(|_| ops.teardown())?;
         st.object = Arc::downgrade(&o);
         st.writable = writable;
-        Ok(o)
+        Ok(DeviceMapping {
+            object: o,
+            max_prot: map_max_prot(writable),
+        })
     }
 
     /// A managed device object of `count` pages at `offset` served by `ops`.

@@ -18,6 +18,7 @@
 //! | `extent` | the first-fit allocator of file offsets (private) |
 //! | `pager` | the managed device pagers of mapped and allocated grants (private) |
 //! | `copy` | `GRANT_COPY` (private) |
+//! | `unmap` | batched unmaps, and the retry of those that failed (private) |
 //!
 //! Entry points for the kernel: [`Gntdev::new`], [`Gntdev::open`],
 //! [`GntdevFile::ioctl`], [`GntdevFile::mmap`] (munmap is dropping the
@@ -32,11 +33,12 @@ mod copy;
 pub mod device;
 mod extent;
 mod pager;
+mod unmap;
 
 use alloc::sync::Arc;
 
 use alloc::vec::Vec;
-pub use device::{Gntdev, GntdevFile, GntdevStats, Services};
+pub use device::{DeviceMapping, Gntdev, GntdevFile, GntdevStats, Services};
 pub use vm::Errno;
 use vm::object::VmObject;
 use vm::page::PageId;

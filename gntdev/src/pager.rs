@@ -30,7 +30,7 @@ use vm::phys::FictitiousRange;
 use vm::{PAGE_SHIFT, PAGE_SIZE, Prot};
 use xen::grant::{GrantError, GrantHandle, Hole, MapRequest, UnmapRequest};
 
-use crate::device::{Gntdev, GrantMap, GrefRun, add, sub};
+use crate::device::{Gntdev, GrantMap, GrefRun, add};
 
 /// Inserts the `n` pages `page(i)` at `base + i` into `obj`: those in the
 /// returned range `[max(base, bounds.0), min(base + n - 1, bounds.1)]`
@@ -76,6 +76,8 @@ struct MapPagerState {
     hole: Option<Hole>,
     /// The handle of each grant once mapped.
     handles: Option<Vec<GrantHandle>>,
+    /// Ops of a failed map whose rollback unmap failed too.
+    stuck: Vec<UnmapRequest>,
 }
 
 /// The pager of one mapping object of a [`GrantMap`].
@@ -108,6 +110,7 @@ impl MapPager {
             state: Mutex::new(MapPagerState {
                 hole: Some(hole),
                 handles: None,
+                stuck: Vec::new(),
             }),
         }
     }
@@ -175,7 +178,8 @@ impl MapPager {
                 })
             })
             .collect();
-        self.unmap(hole, &undo);
+        // Ops whose rollback failed are unmapped again at teardown.
+        st.stuck = self.dev.unmap_batch(hole, &undo);
         Err(if res.contains(&Err(GrantError::Eagain)) {
             PagerResult::Again
         } else {
@@ -183,29 +187,10 @@ impl MapPager {
         })
     }
 
-    /// One batched unmap of `reqs`; returns whether every op succeeded.
-    fn unmap(&self, hole: &Hole, reqs: &[UnmapRequest]) -> bool {
-        if reqs.is_empty() {
-            return true;
-        }
-        let c = &self.dev.counters;
-        add(&c.unmap_hypercalls, 1);
-        let failed = self
-            .dev
-            .svc
-            .grants
-            .unmap(hole, reqs)
-            .iter()
-            .filter(|r| r.is_err())
-            .count() as u64;
-        add(&c.unmap_errors, failed);
-        failed == 0
-    }
-
     /// Tears the mapping down, once: notify (clear the byte, then send
     /// the event), ONE batched unmap, then the fictitious range and the
-    /// hole go back. A hole whose unmap failed still holds foreign frames:
-    /// it is kept (counted in [`crate::GntdevStats::live_holes`]), never reused.
+    /// hole go back - or, if an unmap op failed, wait on the device's
+    /// failed-unmap list for [`Gntdev::reap`] to retry them.
     pub fn teardown(&self) {
         let mut st = self.state.lock();
         let Some(hole) = st.hole.take() else {
@@ -221,7 +206,7 @@ impl MapPager {
             });
             self.dev.fire(&n, gpa);
         }
-        let reqs: Vec<UnmapRequest> = handles
+        let mut reqs: Vec<UnmapRequest> = handles
             .iter()
             .flatten()
             .enumerate()
@@ -230,15 +215,10 @@ impl MapPager {
                 handle,
             })
             .collect();
-        let clean = self.unmap(&hole, &reqs);
+        reqs.append(&mut st.stuck);
+        let failed = self.dev.unmap_batch(&hole, &reqs);
         drop(st);
-        let vm = &self.dev.svc.vm;
-        if clean && vm.phys.unregister_fictitious(self.range).is_ok() {
-            let c = &self.dev.counters;
-            sub(&c.live_holes, 1);
-            sub(&c.live_hole_frames, hole.frames());
-            self.dev.svc.holes.free(hole);
-        }
+        self.dev.finish_unmap(hole, self.range, failed);
     }
 }
 

@@ -16,8 +16,6 @@ use xen::event_channel::EventOps;
 use xen::grant::GrantOps;
 use xen::sim::Sim;
 
-const RW: Prot = Prot::READ.union(Prot::WRITE);
-
 /// Shares `n` pages A -> B with the share protocol's contents and checks
 /// B's mapping takes one fault, one map hypercall and one unmap
 /// hypercall.
@@ -127,42 +125,6 @@ fn share_map_1024() {
 fn share_map_65536() {
     // 65536 references + 8 reserved: 129 frames of 512 entries.
     share_and_map(65536, 132);
-}
-
-/// A with one page granted to B, B with it mapped (not faulted yet).
-struct Pair {
-    a: Side,
-    b: Side,
-    pa: Proc,
-    pb: Proc,
-    ia: u64,
-    refs: Vec<u32>,
-}
-
-fn pair(n: u32, writable: bool) -> Pair {
-    let sim = Sim::new();
-    let a = Side::new(&sim, 4, n + 16);
-    let b = Side::new(&sim, 4, 16);
-    let (pa, pb) = (Proc::new(&a), Proc::new(&b));
-    let (ia, refs) = pa.alloc_gref(b.id(), n, writable).unwrap();
-    Pair {
-        a,
-        b,
-        pa,
-        pb,
-        ia,
-        refs,
-    }
-}
-
-impl Pair {
-    fn finish(self) {
-        let Pair { a, b, pa, pb, .. } = self;
-        pb.exit();
-        pa.exit();
-        a.assert_baseline();
-        b.assert_baseline();
-    }
 }
 
 #[test]

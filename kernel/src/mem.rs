@@ -22,6 +22,7 @@ use xen::abi::start_info::{HvmModlistEntry, MEMMAP_TYPE_RAM};
 
 use crate::boot_info::BootInfo;
 use crate::layout::PAGE_SIZE;
+use crate::shared_page::{SharedPage, WORDS};
 
 unsafe extern "C" {
     static __image_start: u8;
@@ -95,11 +96,14 @@ impl Frame {
         self.gpa() / PAGE_SIZE
     }
 
-    /// Its 1024 words, through the identity map.
-    pub fn words(&self) -> &'static mut [u32; 1024] {
-        // SAFETY: the frame is RAM below 4 GiB (identity-mapped), owned by
-        // this `Frame` alone until freed, and page-aligned.
-        unsafe { &mut *(self.gpa() as *mut [u32; 1024]) }
+    /// Its words, through the identity map, for as long as the frame is
+    /// borrowed. Volatile accessors, not a reference: a frame granted to
+    /// a peer may be written by it at any time.
+    pub fn words(&self) -> SharedPage<'_> {
+        // SAFETY: the frame is RAM below 4 GiB (identity-mapped) and
+        // page-aligned; it is freed only by `free_page`, which takes the
+        // `Frame` this borrows.
+        unsafe { SharedPage::new(self.gpa()) }
     }
 }
 
@@ -214,7 +218,10 @@ pub fn phys() -> &'static PhysAllocator {
 /// A zeroed page, or `None` when memory is exhausted.
 pub fn alloc_page() -> Option<Frame> {
     let f = Frame(phys().alloc_page(FreePool::Default)?);
-    f.words().fill(0);
+    let words = f.words();
+    for k in 0..WORDS {
+        words.write(k, 0);
+    }
     Some(f)
 }
 

@@ -15,7 +15,6 @@
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::Arc;
-use alloc::vec;
 use alloc::vec::Vec;
 
 use spin::Mutex;
@@ -23,13 +22,12 @@ use xen::abi::Port;
 
 use crate::arch::{context, pmap, syscall};
 use crate::events;
+use crate::kstack::KernelStack;
 use crate::proc::Process;
 
 /// A thread id.
 pub type Tid = u32;
 
-/// Kernel stack size of a process thread.
-const KSTACK_SIZE: usize = 32 * 1024;
 /// How long the idle loop sleeps when nothing has a deadline.
 const IDLE_SLICE_NS: u64 = 1_000_000_000;
 
@@ -64,8 +62,8 @@ enum State {
 struct Thread {
     /// Saved stack pointer while not running.
     rsp: u64,
-    /// Kernel stack (none for the boot thread); `u128` keeps it 16-aligned.
-    stack: Option<Box<[u128]>>,
+    /// Kernel stack, with a guard page (none for the boot thread).
+    stack: Option<KernelStack>,
     state: State,
     woke: Option<Wakeup>,
     process: Option<Arc<Process>>,
@@ -73,9 +71,7 @@ struct Thread {
 
 impl Thread {
     fn stack_top(&self) -> Option<u64> {
-        self.stack
-            .as_ref()
-            .map(|s| s.as_ptr() as u64 + (s.len() * 16) as u64)
+        self.stack.as_ref().map(KernelStack::top)
     }
 }
 
@@ -118,6 +114,12 @@ pub fn current() -> Tid {
     SCHED.lock().current
 }
 
+/// The running thread, unless the scheduler's lock is held (for the
+/// fatal path, which may have interrupted its holder).
+pub fn try_current() -> Option<Tid> {
+    SCHED.try_lock().map(|s| s.current)
+}
+
 /// The running thread's process, if it is a process thread.
 pub fn current_process() -> Option<Arc<Process>> {
     let s = SCHED.lock();
@@ -148,7 +150,7 @@ pub fn spawn_kernel(entry: extern "C" fn() -> !) -> Tid {
 fn add_thread(process: Option<Arc<Process>>, context: impl FnOnce(u64) -> u64) -> Tid {
     let mut t = Box::new(Thread {
         rsp: 0,
-        stack: Some(vec![0u128; KSTACK_SIZE / 16].into_boxed_slice()),
+        stack: Some(KernelStack::new().expect("memory for a kernel stack")),
         state: State::Ready,
         woke: None,
         process,

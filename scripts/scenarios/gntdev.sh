@@ -49,7 +49,7 @@ gntdev_mode() {
 # finish) and be back at its baseline.
 ro_write_detail() {
     local _k="counter xenguest-b mapper"
-    echo "write to the read-only mapping killed the process: status $($_k status), $($_k mappings) mappings, $($_k unmap_hypercalls) unmap hypercalls; kernel alive, baseline restored"
+    echo "mprotect(READ|WRITE) refused with EACCES, write to the read-only mapping killed the process: status $($_k status), $($_k mappings) mappings, $($_k unmap_hypercalls) unmap hypercalls; kernel alive, baseline restored"
 }
 
 # compare_detail PAGES: mode compare, the benchmark against a peer in the
@@ -66,6 +66,18 @@ compare_detail() {
 copy_detail() {
     local _c="counter xenguest-b gnt-map-copy"
     echo "$1 reply words written in $($_c write_hypercalls) copy hypercall(s), $1 pages read back in $($_c read_hypercalls) ($($_c copy_ops) copy ops); $($_c failed_segments) failed segment(s), $($_c differ) word(s) differ"
+}
+
+# xsa361_detail: mode xsa-361: batch maps with a bad reference first, in
+# the middle and last each fail as a whole and are rolled back.
+xsa361_detail() {
+    sed -n 's/^gnt-map: xsa-361: //p' "$(guest_log xenguest-b)" | tr -d '\r'
+}
+
+# notify_unmapped_detail: mode notify-unmapped: the SEND_EVENT notify of a
+# map never mmapped is sent at its release (issue 14 defect 4).
+notify_unmapped_detail() {
+    sed -n 's/^gnt-map: notify-unmapped: //p' "$(guest_log xenguest-b)" | tr -d '\r'
 }
 
 # gntdev_destroyed CASE VICTIM SURVIVOR SURVIVOR_SCENARIO: B maps A's 16
@@ -161,6 +173,8 @@ run_case gntdev_pair gntdev-1024 1024
 run_case gntdev_mode gntdev-compare-1024 compare 1024 compare_detail
 run_case gntdev_mode gntdev-copy-1024 copy 1024 copy_detail
 run_case gntdev_mode gntdev-ro-write ro-write 16 ro_write_detail
+run_case gntdev_mode xsa-361-bad-ref-first-middle-last xsa-361 16 xsa361_detail
+run_case gntdev_mode gntdev-notify-unmapped notify-unmapped 16 notify_unmapped_detail
 run_case gntdev_destroyed gntdev-sharer-destroyed xenguest-a xenguest-b gntdev-map
 run_case gntdev_destroyed gntdev-mapper-destroyed xenguest-b xenguest-a gntdev-share
 run_case gntdev_destroyed_early gntdev-mapper-destroyed-early

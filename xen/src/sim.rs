@@ -11,7 +11,9 @@
 //! 2-level rules.
 //!
 //! Injected failures: `GNTST_eagain` storms ([`SimDomain::inject_eagain`]),
-//! a failing hypercall ([`SimDomain::inject_hypercall_error`]), a granter
+//! a failing hypercall ([`SimDomain::inject_hypercall_error`]), unmap ops
+//! that fail and leave the mapping ([`SimDomain::inject_unmap_failures`]),
+//! any status for a map op ([`SimDomain::inject_map_status`]), a granter
 //! that revokes an entry under its peer ([`SimDomain::revoke`]) and a
 //! domain that dies ([`Sim::destroy`]: its mappings are torn down and the
 //! pins it held released; pages it granted stay alive while mapped, as
@@ -106,6 +108,10 @@ struct Domain {
     next_ram: u64,
     next_hole: u64,
     eagain_left: u32,
+    /// Unmap ops still to fail with `GNTST_general_error`.
+    unmap_failures_left: u32,
+    /// A status the next map op returns without mapping.
+    next_map_status: Option<i16>,
     fail_next: Option<XenErrno>,
     hypercalls: [u64; COUNTED_OPS],
     gnttab_cmds: [u64; 16],
@@ -126,6 +132,8 @@ impl Domain {
             next_ram: RAM_BASE_GFN,
             next_hole: HOLE_BASE_GFN,
             eagain_left: 0,
+            unmap_failures_left: 0,
+            next_map_status: None,
             fail_next: None,
             hypercalls: [0; COUNTED_OPS],
             gnttab_cmds: [0; 16],
@@ -224,6 +232,9 @@ impl World {
             d.eagain_left -= 1;
             return GNTST_eagain;
         }
+        if let Some(status) = d.next_map_status.take() {
+            return status;
+        }
         if op.flags & GNTMAP_host_map == 0 {
             return GNTST_bad_gntref;
         }
@@ -301,6 +312,10 @@ impl World {
 
     fn unmap_one(&mut self, me: DomId, op: &GnttabUnmapGrantRef) -> i16 {
         let d = self.domains.get_mut(&me).expect("caller exists");
+        if d.unmap_failures_left > 0 {
+            d.unmap_failures_left -= 1;
+            return GNTST_general_error;
+        }
         let Some(Some(t)) = d.maptrack.get(op.handle as usize) else {
             return GNTST_bad_handle;
         };
@@ -585,6 +600,19 @@ impl SimDomain {
     /// `GNTST_eagain` (one per op, across hypercalls).
     pub fn inject_eagain(&self, k: u32) {
         self.with(|d| d.eagain_left = k);
+    }
+
+    /// The next `k` unmap ops of this domain fail with
+    /// `GNTST_general_error`, the mapping left in place (one per op,
+    /// across hypercalls).
+    pub fn inject_unmap_failures(&self, k: u32) {
+        self.with(|d| d.unmap_failures_left = k);
+    }
+
+    /// The next map op of this domain returns `status` and maps nothing:
+    /// e.g. a positive one, as Xen's error paths did before XSA-316.
+    pub fn inject_map_status(&self, status: i16) {
+        self.with(|d| d.next_map_status = Some(status));
     }
 
     /// The next hypercall of this domain fails with `err`.

@@ -1,8 +1,11 @@
 //! Test harness: two (or more) simulated domains, each running a gntdev
 //! over `xen::sim` and a `vm` domain, and a fake process per open with a
 //! user address space (holes: null page, unmapped gaps, kernel half) and
-//! an address space of mappings whose faults call the object's pager the
-//! way `vm_fault_populate` does.
+//! an address space of mappings: the real `vm::map::VmMap` over a
+//! `vm::pmap::SoftPmap`, faulting through the real `vm::fault::vm_fault`.
+//!
+//! Each test crate uses part of these helpers.
+#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -14,16 +17,21 @@ use gntdev::{
 };
 use vm::Prot;
 use vm::domain::{PhysAccess, VmDomain};
+use vm::fault::{FaultFlags, vm_fault};
+use vm::map::{EntryFlags, Inheritance, KernResult, VmMap};
 use vm::object::VmObject;
 use vm::page::{MemAttr, PageId, PageQueue, SpinWait};
 use vm::pager::PagerResult;
 use vm::phys::PhysAllocator;
+use vm::pmap::{SoftPmap, SoftPte};
 use xen::abi::grant_table::GNTTABOP_map_grant_ref;
 use xen::abi::grant_table::GNTTABOP_unmap_grant_ref;
 use xen::grant::{CopyOp, GrantError, GrantOps, Hole};
 use xen::sim::{Sim, SimDomain};
 
 pub const PAGE: u64 = 4096;
+/// Read and write.
+pub const RW: Prot = Prot::READ.union(Prot::WRITE);
 /// The device-wide grant limit of a [`Side`] made by `Side::new`.
 pub const MAX_GRANTS: u64 = 4 * 65536;
 
@@ -293,21 +301,43 @@ impl UserMemory for FakeUser {
     }
 }
 
-/// A process: user memory, one open of gntdev, and its gntdev mappings.
+/// A process: user memory, one open of gntdev, and an address space of
+/// its gntdev mappings: a real [`VmMap`] over a [`SoftPmap`], whose faults
+/// go through the real [`vm_fault`] (fast, populate and full paths), as
+/// the kernel's `proc::vmspace` does.
 pub struct Proc {
     pub user: FakeUser,
     pub file: Option<GntdevFile>,
     pub vm: Arc<VmDomain>,
     pub dom: SimDomain,
-    maps: Mutex<BTreeMap<u64, (MapEntry, Prot)>>,
+    map: VmMap,
+    pub pmap: SoftPmap,
     next_va: Mutex<u64>,
+    /// Faults pass `NOPOPULATE` (the kernel's `vm.populate=0`).
+    pub nopopulate: std::sync::atomic::AtomicBool,
 }
 
 impl MapLookup for Proc {
     fn lookup(&self, vaddr: u64) -> Option<MapEntry> {
-        let maps = self.maps.lock().unwrap();
-        let (&start, (e, _)) = maps.range(..=vaddr).next_back()?;
-        (vaddr < start + e.size).then(|| e.clone())
+        let e = self.entry_at(vaddr)?;
+        Some(MapEntry {
+            object: e.object?,
+            offset: e.offset,
+            size: e.end - e.start,
+        })
+    }
+}
+
+/// Where the test processes' mappings start.
+const MMAP_BASE: u64 = 0x7000_0000_0000;
+
+/// What a failed fault is to the tests: `Error` is SIGSEGV (a protection
+/// or pager failure), `Again` a shortage the kernel waits out.
+fn fault_error(k: KernResult) -> PagerResult {
+    match k {
+        KernResult::ResourceShortage => PagerResult::Again,
+        KernResult::ProtectionFailure | KernResult::Failure => PagerResult::Error,
+        _ => PagerResult::Bad,
     }
 }
 
@@ -318,13 +348,22 @@ impl Proc {
             file: Some(side.dev.open()),
             vm: side.vm.clone(),
             dom: side.dom.clone(),
-            maps: Mutex::new(BTreeMap::new()),
-            next_va: Mutex::new(0x7000_0000_0000),
+            map: VmMap::new(side.vm.clone(), PAGE, KERNEL_BASE),
+            pmap: SoftPmap::new(side.vm.clone()),
+            next_va: Mutex::new(MMAP_BASE),
+            nopopulate: false.into(),
         }
     }
 
     pub fn file(&self) -> &GntdevFile {
         self.file.as_ref().unwrap()
+    }
+
+    fn entry_at(&self, va: u64) -> Option<vm::map::MapEntry> {
+        self.map
+            .entries()
+            .into_iter()
+            .find(|e| e.start <= va && va < e.end)
     }
 
     /// The raw ioctl.
@@ -420,69 +459,90 @@ impl Proc {
         Ok((a.offset, a.count))
     }
 
-    /// `mmap(len, prot, MAP_SHARED, fd, offset)`; returns the address.
+    /// `mmap(len, prot, MAP_SHARED, fd, offset)` as the kernel's system
+    /// call does it: the device's object, entered with `prot` and at most
+    /// the maximum protection the device reports. Returns the address.
     pub fn mmap(&self, offset: u64, len: u64, prot: Prot) -> Result<u64, Errno> {
-        let object = self.file().mmap(offset, len, prot)?;
         let size = len.div_ceil(PAGE) * PAGE;
-        let mut va = self.next_va.lock().unwrap();
-        let at = *va;
-        *va += size + PAGE;
-        self.maps.lock().unwrap().insert(
-            at,
-            (
-                MapEntry {
-                    object,
-                    offset,
-                    size,
-                },
-                prot,
-            ),
-        );
+        let at = {
+            let mut va = self.next_va.lock().unwrap();
+            let at = *va;
+            *va += size + PAGE;
+            at
+        };
+        self.mmap_at(at, offset, len, prot)
+    }
+
+    /// [`mmap`](Self::mmap) at the free address `at` (`MAP_FIXED` into a
+    /// hole of the address space).
+    pub fn mmap_at(&self, at: u64, offset: u64, len: u64, prot: Prot) -> Result<u64, Errno> {
+        let m = self.file().mmap(offset, len, prot)?;
+        let size = len.div_ceil(PAGE) * PAGE;
+        self.map
+            .insert(vm::map::MapEntry {
+                start: at,
+                end: at + size,
+                object: Some(m.object),
+                offset,
+                protection: prot,
+                max_protection: m.max_prot,
+                inheritance: Inheritance::default(),
+                flags: EntryFlags::empty(),
+            })
+            .map_err(|k| k.to_errno().unwrap_err())?;
         Ok(at)
     }
 
+    /// `mprotect(vaddr, len, prot)`.
+    pub fn mprotect(&self, vaddr: u64, len: u64, prot: Prot) -> Result<(), Errno> {
+        self.map
+            .protect(&self.pmap, vaddr, vaddr + len, prot, false)
+            .map_err(|k| k.to_errno().unwrap_err())
+    }
+
+    /// `munmap` of the whole mapping that starts at `vaddr`.
     pub fn munmap(&self, vaddr: u64) {
-        let e = self.maps.lock().unwrap().remove(&vaddr).expect("mapped");
-        drop(e);
+        let e = self.entry_at(vaddr).expect("mapped");
+        assert_eq!(e.start, vaddr, "munmap of a mapping's start");
+        self.munmap_range(e.start, e.end - e.start);
+    }
+
+    /// `munmap(vaddr, len)`: any part of any mapping.
+    pub fn munmap_range(&self, vaddr: u64, len: u64) {
+        self.map.remove(&self.pmap, vaddr, vaddr + len).unwrap();
     }
 
     /// Drops every mapping (process exit), then the file (close).
     pub fn exit(mut self) {
-        let maps = std::mem::take(&mut *self.maps.lock().unwrap());
-        drop(maps);
+        self.map.remove(&self.pmap, PAGE, KERNEL_BASE).unwrap();
         self.file = None;
     }
 
-    /// The page at `vaddr`, faulting it in (`vm_fault` with populate)
-    /// when not resident.
+    /// The page at `vaddr` as an access of that kind finds it: the CPU
+    /// uses a translation with the rights it needs, else takes a fault
+    /// ([`vm_fault`], with populate unless `nopopulate`).
     pub fn touch(&self, vaddr: u64, write: bool) -> Result<PageId, PagerResult> {
-        let (start, e, prot) = {
-            let maps = self.maps.lock().unwrap();
-            let (&s, (e, p)) = maps.range(..=vaddr).next_back().ok_or(PagerResult::Bad)?;
-            assert!(vaddr < s + e.size, "touch outside a mapping");
-            (s, e.clone(), *p)
+        let va = vaddr & !(PAGE - 1);
+        let need = if write { Prot::WRITE } else { Prot::READ };
+        if let Some(pte) = self.pmap.pte(va)
+            && pte.prot.contains(need)
+        {
+            return Ok(pte.page);
+        }
+        let flags = if self.nopopulate.load(std::sync::atomic::Ordering::Relaxed) {
+            FaultFlags::NOPOPULATE
+        } else {
+            FaultFlags::empty()
         };
-        if write && !prot.contains(Prot::WRITE) {
-            return Err(PagerResult::Error);
-        }
-        let pindex = (e.offset + (vaddr - start)) / PAGE;
-        if let Some(id) = e.object.lock().lookup(pindex) {
-            return Ok(id);
-        }
-        let bounds = (e.offset / PAGE, (e.offset + e.size) / PAGE - 1);
-        let ft = if write { Prot::WRITE } else { Prot::READ };
-        let r = e
-            .object
-            .pager()
-            .populate(&e.object, pindex, ft, prot, bounds)?;
-        let d = e.object.domain();
-        for i in r.0..=r.1 {
-            let id = e.object.lock().lookup(i).unwrap();
-            let m = d.page(id);
-            assert!(m.all_valid() && m.is_xbusied(), "populate contract");
-            m.xunbusy(d.wait());
-        }
-        Ok(e.object.lock().lookup(pindex).unwrap())
+        vm_fault(&self.map, &self.pmap, va, need, flags).map_err(fault_error)?;
+        let pte = self.pmap.pte(va).expect("the fault entered the page");
+        assert!(pte.prot.contains(need), "entered with the access's rights");
+        Ok(pte.page)
+    }
+
+    /// The translation of `vaddr`, if the CPU has one.
+    pub fn pte(&self, vaddr: u64) -> Option<SoftPte> {
+        self.pmap.pte(vaddr & !(PAGE - 1))
     }
 
     /// Reads through the mapping (faulting as needed).
@@ -501,6 +561,42 @@ impl Proc {
 
     pub fn object_of(&self, vaddr: u64) -> Arc<VmObject> {
         self.lookup(vaddr).unwrap().object
+    }
+}
+
+/// A with `n` pages granted to B, B with it mapped (not faulted yet).
+pub struct Pair {
+    pub a: Side,
+    pub b: Side,
+    pub pa: Proc,
+    pub pb: Proc,
+    pub ia: u64,
+    pub refs: Vec<u32>,
+}
+
+pub fn pair(n: u32, writable: bool) -> Pair {
+    let sim = Sim::new();
+    let a = Side::new(&sim, 4, n + 16);
+    let b = Side::new(&sim, 4, 16);
+    let (pa, pb) = (Proc::new(&a), Proc::new(&b));
+    let (ia, refs) = pa.alloc_gref(b.id(), n, writable).unwrap();
+    Pair {
+        a,
+        b,
+        pa,
+        pb,
+        ia,
+        refs,
+    }
+}
+
+impl Pair {
+    pub fn finish(self) {
+        let Pair { a, b, pa, pb, .. } = self;
+        pb.exit();
+        pa.exit();
+        a.assert_baseline();
+        b.assert_baseline();
     }
 }
 

@@ -5,7 +5,7 @@
 //!
 //! | PML4 slots | addresses | what |
 //! |---|---|---|
-//! | 0 | `0 .. 0x80_0000_0000` | kernel: the boot identity map of 0-4 GiB (2 MiB pages), which is also the direct map of guest-physical memory; supervisor-only, shared by every address space |
+//! | 0 | `0 .. 0x80_0000_0000` | kernel: the boot identity map of 0-4 GiB (2 MiB pages), which is also the direct map of guest-physical memory; above it the kernel's own 4 KiB mappings ([`kernel_enter`]: guarded kernel stacks, `crate::kstack`); supervisor-only, shared by every address space |
 //! | 1..=255 | [`USER_MIN`] `..` [`USER_END`] | user space, private to each address space |
 //! | 256..=511 | upper half | unused |
 //!
@@ -30,6 +30,7 @@
 //! |---|---|
 //! | a pmap's page tables and page-table page list | (l) its [`Pmap`] lock |
 //! | [`PV`] | (v) its own lock |
+//! | the kernel half's 4 KiB mappings | (k) [`KERNEL_MAPS`] |
 //! | counters | (a) atomic |
 //!
 //! Order: pmap lock before [`PV`]; [`remove_all`] drains a page's list
@@ -171,6 +172,66 @@ impl PvList {
             Self::Many(v) => v.len(),
         }
     }
+}
+
+/// (k) serialises changes to the kernel half's own 4 KiB mappings
+/// ([`kernel_enter`], [`kernel_remove`]); the boot identity map never
+/// changes.
+static KERNEL_MAPS: Mutex<()> = Mutex::new(());
+
+/// Maps the kernel virtual page `va` (above the identity map, in PML4
+/// slot 0, so every address space sees it) to the identity-mapped RAM
+/// page at `pa`,
+/// read-write, supervisor-only, not executable, with a 4 KiB entry. Page
+/// tables missing on the way are made and kept. For mappings the kernel
+/// makes for itself, e.g. guarded kernel stacks (`crate::kstack`).
+pub fn kernel_enter(va: u64, pa: u64) -> Result<(), Errno> {
+    debug_assert!(
+        va.is_multiple_of(PAGE) && pa.is_multiple_of(PAGE) && (1 << 32..USER_MIN).contains(&va)
+    );
+    let _k = KERNEL_MAPS.lock();
+    let mut table = KERNEL.get().expect("pmap::init ran").0;
+    for level in (1..4).rev() {
+        let slot = entry(table, index(va, level));
+        if read(slot) & PTE_P == 0 {
+            write(slot, kernel_table()? | PTE_P | PTE_W);
+        }
+        debug_assert_eq!(read(slot) & PTE_PS, 0, "a large page in the way");
+        table = read(slot) & PTE_ADDR;
+    }
+    write(entry(table, index(va, 0)), pa | PTE_P | PTE_W | PTE_NX);
+    Ok(())
+}
+
+/// A zeroed page-table page for the kernel's own mappings, from the
+/// kernel heap (identity-mapped: its address is its physical address), so
+/// that free page counts do not see it. Never freed: it serves every
+/// later mapping of its range.
+fn kernel_table() -> Result<u64, Errno> {
+    let layout = core::alloc::Layout::from_size_align(PAGE as usize, PAGE as usize)
+        .map_err(|_| Errno::EINVAL)?;
+    // SAFETY: the layout has a nonzero size.
+    let t = unsafe { alloc::alloc::alloc_zeroed(layout) };
+    if t.is_null() {
+        return Err(Errno::ENOMEM);
+    }
+    Ok(t as u64)
+}
+
+/// Removes the mapping [`kernel_enter`] made at `va` and invalidates it.
+pub fn kernel_remove(va: u64) {
+    let _k = KERNEL_MAPS.lock();
+    let mut table = KERNEL.get().expect("pmap::init ran").0;
+    for level in (1..4).rev() {
+        let e = read(entry(table, index(va, level)));
+        if e & PTE_P == 0 {
+            return;
+        }
+        table = e & PTE_ADDR;
+    }
+    write(entry(table, index(va, 0)), 0);
+    // One vCPU: the local invalidation is all there is to do.
+    x86_64::instructions::tlb::flush(VirtAddr::new(va));
 }
 
 /// Mapping lists of managed pages (v).

@@ -337,5 +337,18 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     if frame.vector == 14 && crate::usercopy::recover(frame, Cr2::read_raw()) {
         return;
     }
+    // A kernel stack overflow: the page fault on the guard could not be
+    // delivered on that stack, so it became this double fault (on its IST
+    // stack); CR2 still names the guard.
+    if frame.vector == 8
+        && let Some(guard) = crate::kstack::guard_page(Cr2::read_raw())
+    {
+        let tid = crate::sched::try_current();
+        crate::fatal(format_args!(
+            "kernel stack overflow: thread {}, rip {:#x}, guard page {guard:#x}\n{frame}",
+            tid.map_or(-1, i64::from),
+            frame.rip
+        ));
+    }
     crate::fatal(format_args!("unhandled exception: {frame}"));
 }

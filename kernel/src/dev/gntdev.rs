@@ -10,9 +10,10 @@
 //! `grants`, events from Xen. gntdev copies its ioctl structs itself, so
 //! the device takes the raw argument pointer (`DevFile::ioctl_user`).
 //!
-//! Deferred grants (ended while the peer still mapped them) are reaped by
-//! the device's reaper thread, started with the device: every
-//! `REAP_PERIOD_NS` while any is pending, else every `REAP_IDLE_NS`
+//! Deferred grants (ended while the peer still mapped them) are reaped,
+//! and failed unmaps retried (with gntdev's back-off), by the device's
+//! reaper thread, started with the device: every `REAP_PERIOD_NS` while
+//! any is pending, else every `REAP_IDLE_NS`
 //! (and by [`reap`], e.g. before the counters are read); completed grants
 //! that are not gntdev's go to `grants::route_reaped`.
 
@@ -70,17 +71,24 @@ fn one_page(gpa: u64, len: usize) -> Result<(), Errno> {
 impl PhysMemory for Phys {
     fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), Errno> {
         one_page(gpa, buf.len())?;
-        // SAFETY: the range is inside one identity-mapped page below 4 GiB
-        // that gntdev owns (a granted page or a mapped hole frame); it is
-        // shared memory, read bytewise without forming a reference.
-        unsafe { core::ptr::copy_nonoverlapping(gpa as *const u8, buf.as_mut_ptr(), buf.len()) };
+        let src = gpa as *const u8;
+        for (i, b) in buf.iter_mut().enumerate() {
+            // SAFETY: the range is inside one identity-mapped page below
+            // 4 GiB that gntdev owns (a granted page or a mapped hole
+            // frame); the peer may write it concurrently, so it is read
+            // with volatile loads, never through a reference.
+            *b = unsafe { src.add(i).read_volatile() };
+        }
         Ok(())
     }
 
     fn write(&self, gpa: u64, bytes: &[u8]) -> Result<(), Errno> {
         one_page(gpa, bytes.len())?;
-        // SAFETY: as in `read`; no Rust reference points into the page.
-        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), gpa as *mut u8, bytes.len()) };
+        let dst = gpa as *mut u8;
+        for (i, &b) in bytes.iter().enumerate() {
+            // SAFETY: as in `read`, with volatile stores.
+            unsafe { dst.add(i).write_volatile(b) };
+        }
         Ok(())
     }
 }
@@ -189,7 +197,8 @@ pub fn reap() {
 extern "C" fn reaper() -> ! {
     loop {
         reap();
-        let period = if stats().pending_grants != 0 {
+        let s = stats();
+        let period = if s.pending_grants != 0 || s.pending_unmaps != 0 {
             REAP_PERIOD_NS
         } else {
             REAP_IDLE_NS
@@ -223,12 +232,13 @@ impl DevFile for File {
     }
 
     fn mmap_single(&self, offset: u64, size: u64, prot: Prot) -> Result<DevMapping, Errno> {
-        let object = self.0.mmap(offset, size, prot).inspect_err(|e| {
+        let m = self.0.mmap(offset, size, prot).inspect_err(|e| {
             log::debug!("gntdev: mmap of {size} bytes at offset {offset:#x}: {e:?}");
         })?;
         Ok(DevMapping {
-            object,
+            object: m.object,
             pindex: offset / PAGE_SIZE,
+            max_prot: m.max_prot,
         })
     }
 }

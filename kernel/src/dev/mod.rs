@@ -58,6 +58,10 @@ pub struct DevMapping {
     pub object: Arc<VmObject>,
     /// The object page at the mapping's start.
     pub pindex: u64,
+    /// The most a mapping of it may ever allow: `mmap` caps the map
+    /// entry's maximum protection with it, so `mprotect` cannot go
+    /// beyond (e.g. gntdev's grants mapped read-only).
+    pub max_prot: Prot,
 }
 
 /// The operations of one open of a device.

@@ -58,6 +58,7 @@ impl DevFile for PhysObj {
         Ok(DevMapping {
             object,
             pindex: first,
+            max_prot: Prot::all(),
         })
     }
 }

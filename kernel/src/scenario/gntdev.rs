@@ -11,20 +11,26 @@
 //! Command line: `scenario=gntdev-bad` (bad input: `gnt-bad`'s ioctl
 //! arguments, `gnt-badref`'s mapping with a grant that does not exist,
 //! `gnt-hog`'s mappings without end), `scenario=gntdev-share peer=DOMID pages=N`,
-//! `scenario=gntdev-map [peer=DOMID] [mode=exit|ro-write|hold|compare|copy]`; the mode
-//! says what `gnt-map` does once it has verified the pages:
+//! `scenario=gntdev-map [peer=DOMID] [mode=MODE]`, MODE one of the
+//! following, saying what `gnt-map` does once it has verified the pages:
 //! - `exit` (default): exits without unmapping (the kernel unmaps and
 //!   fires the unmap notify);
-//! - `ro-write`: maps the grants a second time read-only, reads them and
-//!   writes to them: the process must be killed (status 139) and the
-//!   kernel tear both mappings down;
+//! - `ro-write`: maps the grants a second time read-only, reads them,
+//!   fails to `mprotect` them writable (`EACCES`) and writes to them: the
+//!   process must be killed (status 139) and the kernel tear both
+//!   mappings down;
 //! - `hold`: keeps the mapping until the sharer's domain is gone (`xl
 //!   destroy` by the test), checks it still reads, unmaps and exits;
 //! - `compare`: the benchmark: maps the grants a second time with the
 //!   populate path off (one fault per page, FreeBSD's way), reports both
 //!   mappings' counts, unmaps that one, then exits as `exit` does;
 //! - `copy`: as `exit`, but writes the reply words with `GRANT_COPY` and
-//!   reads every page back with it, reporting the copy hypercalls.
+//!   reads every page back with it, reporting the copy hypercalls;
+//! - `xsa-361`: as `exit`, after three mappings with a bad reference
+//!   first, in the middle and last, each of which must fail as a whole
+//!   and be rolled back;
+//! - `notify-unmapped`: as `exit`, after a map of one grant that is never
+//!   mmapped, with a `SEND_EVENT` notify: its release must send it.
 
 use super::Outcome;
 use super::process::KILLED_SEGV;
@@ -103,12 +109,13 @@ fn run(who: &str, program: &str, arg: u64, want: &[i32]) -> Outcome {
         return Err("free pages, grant references or hole frames not back to baseline");
     }
     // The mapper's benchmark: one map hypercall per mapping (more only
-    // for EAGAIN retry rounds) and one unmap hypercall.
-    let mappings = s.mappings - s0.mappings;
+    // for EAGAIN retry rounds) and one unmap hypercall; a map that failed
+    // (mode xsa-361: each with good ops to roll back) the same.
+    let maps = s.mappings - s0.mappings + s.map_failures - s0.map_failures;
     let retried = s.eagain_retries != s0.eagain_retries;
     if who == "mapper"
-        && ((!retried && s.map_hypercalls - s0.map_hypercalls != mappings)
-            || s.unmap_hypercalls - s0.unmap_hypercalls != mappings)
+        && ((!retried && s.map_hypercalls - s0.map_hypercalls != maps)
+            || s.unmap_hypercalls - s0.unmap_hypercalls != maps)
     {
         return Err("not one map and one unmap hypercall per mapping");
     }
@@ -148,6 +155,8 @@ pub fn map(opts: &Options<'_>) -> Outcome {
         "hold" => (2, 0),
         "compare" => (3, 0),
         "copy" => (4, 0),
+        "xsa-361" => (5, 0),
+        "notify-unmapped" => (6, 0),
         m => {
             log::error!("gntdev-map: unknown mode={m}");
             return Err("unknown mode");

@@ -106,6 +106,10 @@ const SCENARIOS: &[Scenario] = &[
         name: "pass-then-hang",
         run: |_, _| pass_then(End::Hang),
     },
+    Scenario {
+        name: "guard-overflow",
+        run: |_, _| guard_overflow(),
+    },
 ];
 
 /// How [`pass_then`] ends instead of powering off.
@@ -131,6 +135,33 @@ fn pass_then(end: End) -> Outcome {
             crate::sched::sleep_until(crate::events::now_ns().saturating_add(1_000_000_000));
         },
     }
+}
+
+/// Runs a kernel thread whose recursion overflows its stack: the guard
+/// page below it must catch it and the double-fault handler report the
+/// thread, rip and guard address with a crash shutdown.
+fn guard_overflow() -> Outcome {
+    let tid = crate::sched::spawn_kernel(overflow);
+    crate::kprintln!("guard-overflow: thread {tid} recurses without end");
+    crate::sched::sleep_until(crate::events::now_ns().saturating_add(5_000_000_000));
+    Err("the stack overflow was not caught")
+}
+
+/// A thread that never stops recursing (512 bytes of frame per level).
+extern "C" fn overflow() -> ! {
+    let depth = recurse(0);
+    log::error!("recursion returned at depth {depth}");
+    crate::sched::exit_current()
+}
+
+/// Uses a frame, then recurses; only a depth no stack reaches ends it.
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let pad = core::hint::black_box([depth; 64]);
+    if depth == u64::MAX {
+        return pad[0];
+    }
+    recurse(depth + 1).wrapping_add(pad[63])
 }
 
 /// Touches an address the boot page tables do not map: a page fault in

@@ -16,6 +16,7 @@ use xen::xenstore::{Access, Perm, TxId};
 use super::Outcome;
 use crate::cmdline::Options;
 use crate::layout::{self, PAGE_SIZE};
+use crate::shared_page::{SharedPage, WORDS};
 use crate::{events, grants, mem, xenstore};
 
 /// Refs per `refs/J` node.
@@ -97,8 +98,9 @@ pub fn sharer(opts: &Options<'_>, revoke: bool) -> Outcome {
     let mut refs: Vec<GrantRef> = Vec::with_capacity(n);
     for i in 0..n {
         let f = mem::alloc_page().ok_or("out of memory for the shared pages")?;
-        for (k, w) in f.words().iter_mut().enumerate() {
-            *w = word(seed, i, k);
+        let words = f.words();
+        for k in 0..WORDS {
+            words.write(k, word(seed, i, k));
         }
         let r = table.grant_access(m, f.gfn(), false).map_err(|e| {
             log::error!("grant {i}: {e}");
@@ -139,7 +141,7 @@ pub fn sharer(opts: &Options<'_>, revoke: bool) -> Outcome {
     let bad = frames
         .iter()
         .enumerate()
-        .filter(|(i, f)| f.words()[0] != !word(seed, *i, 0))
+        .filter(|(i, f)| f.words().read(0) != !word(seed, *i, 0))
         .count();
     if bad > 0 {
         log::error!("{bad} of {n} pages lack the mapper's reply");
@@ -307,15 +309,14 @@ pub fn mapper(opts: &Options<'_>, revoke: bool) -> Outcome {
     let mut verdict = String::from("verified");
     if failed == 0 {
         for i in 0..n {
-            let va = (run.gfn + i as u64) * PAGE_SIZE;
-            // SAFETY: slot `i` of the hole now maps the peer's page, inside
-            // the identity map; the peer expects exactly these accesses.
-            let words = unsafe { &mut *(va as *mut [u32; 1024]) };
-            if let Some(k) = (0..1024).find(|&k| words[k] != word(seed, i, k)) {
-                verdict = format!("failed: page {i} word {k} is {:#x}", words[k]);
+            // SAFETY: slot `i` of the hole maps the peer's page until the
+            // unmap below, inside the identity map.
+            let words = unsafe { SharedPage::new((run.gfn + i as u64) * PAGE_SIZE) };
+            if let Some(k) = (0..WORDS).find(|&k| words.read(k) != word(seed, i, k)) {
+                verdict = format!("failed: page {i} word {k} is {:#x}", words.read(k));
                 break;
             }
-            words[0] = !word(seed, i, 0);
+            words.write(0, !word(seed, i, 0));
         }
     } else {
         verdict = format!("failed: {failed} of {n} maps failed");
@@ -331,9 +332,8 @@ pub fn mapper(opts: &Options<'_>, revoke: bool) -> Outcome {
         )
         .map_err(xs_err("sharer never tried to revoke"))?;
         // The sharer ended access: our mapping must be intact all the same.
-        let va = run.gfn * PAGE_SIZE;
         // SAFETY: as above; slot 0 is still mapped.
-        let w1 = unsafe { (va as *const u32).add(1).read_volatile() };
+        let w1 = unsafe { SharedPage::new(run.gfn * PAGE_SIZE) }.read(1);
         crate::kprintln!("mapper: sharer says {v}; page 0 word 1 still reads {w1:#x}");
         if w1 != word(seed, 0, 1) {
             verdict = String::from("failed: mapping changed under revoke");

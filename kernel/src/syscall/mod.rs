@@ -207,8 +207,13 @@ fn mmap(p: &Process, a: [u64; 6]) -> Result<u64, Errno> {
         let f = file(p, fd)?;
         let m = f.dev.mmap_single(offset, size, prot)?;
         let mut max = Prot::all();
-        if shared && u64::from(f.flags) & fcntl::O_ACCMODE == fcntl::O_RDONLY {
-            max -= Prot::WRITE;
+        if shared {
+            // The device's cap (FreeBSD's `maxprot` from `vm_mmap_cdev`):
+            // a private mapping writes to its own copy.
+            max &= m.max_prot;
+            if u64::from(f.flags) & fcntl::O_ACCMODE == fcntl::O_RDONLY {
+                max -= Prot::WRITE;
+            }
         }
         (Some((m.object, m.pindex)), max)
     };

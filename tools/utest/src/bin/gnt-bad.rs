@@ -4,7 +4,7 @@
 #![no_std]
 #![no_main]
 
-use gnttab::abi::{self, GrantRef, MapGrantRef, UnmapGrantRef};
+use gnttab::abi::{self, GrantCopySegment, GrantRef, MapGrantRef, UnmapGrantRef};
 use gnttab::xs::Xs;
 use gnttab::{Buf, Gnttab};
 use urt::errno::{EFAULT, EINVAL, ENOSYS};
@@ -100,6 +100,33 @@ fn main(_arg: u64) -> i32 {
             "our own grants (domain {domid:#x}): {r:?}"
         );
     }
-    println!("gnt-bad: 15 bad inputs refused with the right errno");
+    // Zero-length GRANT_COPY segments (issue 14 defect 5): accepted with
+    // nothing copied, a null buffer and a junk reference and domain alike.
+    let junk = abi::copy_foreign(0xdead_beef, 0xffff, DOMID_SELF as u16);
+    let mut segs = [
+        GrantCopySegment {
+            source: 0,
+            dest: junk,
+            len: 0,
+            flags: abi::GNTCOPY_DEST_GREF,
+            status: 1,
+        },
+        GrantCopySegment {
+            source: junk,
+            dest: 0,
+            len: 0,
+            flags: abi::GNTCOPY_SOURCE_GREF,
+            status: 1,
+        },
+    ];
+    let r = g.grant_copy(&mut segs);
+    let st = (segs[0].status, segs[1].status);
+    check!(
+        r.is_ok() && st == (0, 0),
+        "zero-length copy segments: {r:?}, statuses {st:?}"
+    );
+    println!(
+        "gnt-bad: 15 bad inputs refused with the right errno; 2 zero-length copy segments (null buffer, junk ref) accepted"
+    );
     0
 }

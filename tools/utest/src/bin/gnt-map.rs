@@ -6,8 +6,9 @@
 //! per mapping. Then, by mode:
 //! - 0: exits WITHOUT unmapping: the kernel tears the mapping down and
 //!   fires the notify at process exit;
-//! - 1: maps the grants again read-only, reads that mapping and writes to
-//!   it: the kernel must kill the process (and tear both mappings down);
+//! - 1: maps the grants again read-only, reads that mapping, checks that
+//!   `mprotect(READ|WRITE)` of it fails with `EACCES`, and writes to it:
+//!   the kernel must kill the process (and tear both mappings down);
 //! - 2: holds the mapping until the peer's share is gone from xenstore
 //!   (its domain destroyed), checks the mapping still reads the pattern,
 //!   unmaps it and exits;
@@ -19,7 +20,12 @@
 //! - 4: as mode 0, but the reply words are written with `GRANT_COPY` (one
 //!   4-byte segment per page, local buffer to grant) instead of through
 //!   the mapping, and every page is then read back with `GRANT_COPY` and
-//!   compared with the mapping; reports the copy hypercalls.
+//!   compared with the mapping; reports the copy hypercalls;
+//! - 5: XSA-361: as mode 0, after three mappings of three of the peer's
+//!   grants with one replaced by a reference that does not exist, first,
+//!   in the middle and last: each must fail as a whole (`bad_refs`);
+//! - 6: as mode 0, after a map of one grant that is never mmapped, with a
+//!   `SEND_EVENT` notify, released (`notify_unmapped`).
 //!
 //! Argument: `mode << 32 | peer`.
 #![no_std]
@@ -48,6 +54,8 @@ enum Mode {
     HoldUntilPeerGone,
     ComparePerPage,
     CopyReplies,
+    BadRefs,
+    NotifyUnmapped,
 }
 
 fn main(arg: u64) -> i32 {
@@ -57,6 +65,8 @@ fn main(arg: u64) -> i32 {
         2 => Mode::HoldUntilPeerGone,
         3 => Mode::ComparePerPage,
         4 => Mode::CopyReplies,
+        5 => Mode::BadRefs,
+        6 => Mode::NotifyUnmapped,
         _ => {
             println!("gnt-map: FAIL unknown mode");
             return 1;
@@ -207,7 +217,17 @@ fn run(peer: u32, mode: Mode) -> Result<(), &'static str> {
         compare_per_page(&gnt, peer, refs.values(), faults, calls)?;
     }
     match mode {
-        Mode::Exit | Mode::ComparePerPage | Mode::CopyReplies => {
+        Mode::Exit
+        | Mode::ComparePerPage
+        | Mode::CopyReplies
+        | Mode::BadRefs
+        | Mode::NotifyUnmapped => {
+            if mode == Mode::BadRefs {
+                bad_refs(&gnt, peer, refs.values())?;
+            }
+            if mode == Mode::NotifyUnmapped {
+                notify_unmapped(&gnt, peer, refs.values()[0], port)?;
+            }
             println!("gnt-map: exiting without unmapping");
             // The event channel stays open until the process exits: the
             // kernel tears the mapping down first and its unmap notify
@@ -226,6 +246,92 @@ fn run(peer: u32, mode: Mode) -> Result<(), &'static str> {
             Ok(())
         }
     }
+}
+
+/// A grant reference past any table: its map op fails (`GNTST_bad_gntref`).
+const BAD_REF: u32 = 0xffff_fff0;
+
+/// XSA-361 on Xen: maps `refs[..3]` three times with a [`BAD_REF`] in
+/// place of the first, the middle and the last. Each mapping's first
+/// access - a copy the kernel makes from it for `write` to `/dev/null`,
+/// which fails with `EFAULT` instead of killing us - must fail as a whole:
+/// the two good ops are unmapped again in one rollback, so each costs one
+/// unmap hypercall and the hole frames are back where they were.
+fn bad_refs(gnt: &Gnttab, peer: u32, refs: &[u32]) -> Result<(), &'static str> {
+    let three: [u32; 3] = refs
+        .get(..3)
+        .and_then(|r| r.try_into().ok())
+        .ok_or("bad-refs needs 3 pages")?;
+    let null = urt::open(b"/dev/null\0", urt::fcntl::O_WRONLY).map_err(|_| "open /dev/null")?;
+    let (holes0, unmaps0) = (
+        stat(sysctl::HOLE_FRAMES),
+        stat(sysctl::GNTDEV_UNMAP_HYPERCALLS),
+    );
+    for pos in 0..3 {
+        let mut r = three;
+        r[pos] = BAD_REF;
+        let addr = gnt
+            .map_grant_refs(&[peer], &r, false, None)
+            .map_err(|_| "map_grant_refs with a bad reference")?;
+        // The raw call: no Rust reference to memory that cannot be read.
+        let w = urt::syscall(urt::nr::WRITE, [null, addr, 1, 0, 0, 0]);
+        gnt.unmap(addr, 3)
+            .map_err(|_| "unmap of the failed mapping")?;
+        if w != -urt::errno::EFAULT {
+            println!("gnt-map: xsa-361: bad reference at {pos}: write returned {w}");
+            return Err("a mapping with a bad reference was readable");
+        }
+    }
+    let _ = urt::close(null);
+    let (holes, unmaps) = (
+        stat(sysctl::HOLE_FRAMES),
+        stat(sysctl::GNTDEV_UNMAP_HYPERCALLS) - unmaps0,
+    );
+    println!(
+        "gnt-map: xsa-361: bad reference first, middle and last: each mapping failed as a whole (EFAULT), {unmaps} rollback unmap hypercall(s), hole frames {holes0} -> {holes}"
+    );
+    if unmaps != 3 || holes != holes0 {
+        return Err("a failed batch map was not rolled back");
+    }
+    Ok(())
+}
+
+/// Issue 14 defect 4 on Xen: a `MAP_GRANT_REF` of `gref` that is never
+/// mmapped, with a `SEND_EVENT` notify on `port`: its `UNMAP_GRANT_REF`
+/// must send the event (as Linux's gntdev does; libxenvchan relies on it),
+/// one more in the kernel's count of notify events sent.
+fn notify_unmapped(gnt: &Gnttab, peer: u32, gref: u32, port: u32) -> Result<(), &'static str> {
+    let sent0 = stat(sysctl::GNTDEV_EVENTS_SENT);
+    let mut r = abi::GrantRef { domid: peer, gref };
+    let mut m = abi::MapGrantRef {
+        count: 1,
+        pad0: 0,
+        index: 0,
+        refs: &mut r as *mut abi::GrantRef as u64,
+    };
+    urt::ioctl(gnt.fd(), abi::MAP_GRANT_REF, &mut m as *mut _ as u64)
+        .map_err(|_| "map_grant_ref")?;
+    let mut n = abi::UnmapNotify {
+        index: m.index,
+        action: abi::UNMAP_NOTIFY_SEND_EVENT,
+        event_channel_port: port,
+    };
+    urt::ioctl(gnt.fd(), abi::SET_UNMAP_NOTIFY, &mut n as *mut _ as u64)
+        .map_err(|_| "set_unmap_notify")?;
+    let mut u = abi::UnmapGrantRef {
+        index: m.index,
+        count: 1,
+    };
+    urt::ioctl(gnt.fd(), abi::UNMAP_GRANT_REF, &mut u as *mut _ as u64)
+        .map_err(|_| "unmap_grant_ref")?;
+    let sent = stat(sysctl::GNTDEV_EVENTS_SENT) - sent0;
+    println!(
+        "gnt-map: notify-unmapped: a map never mmapped sent {sent} notify event(s) at UNMAP_GRANT_REF"
+    );
+    if sent != 1 {
+        return Err("the SEND_EVENT notify of a map never mmapped was lost");
+    }
+    Ok(())
 }
 
 /// Writes the reply word of every page with `GRANT_COPY` (one 4-byte
@@ -354,6 +460,15 @@ fn write_read_only(gnt: &Gnttab, peer: u32, refs: &[u32], seed: u32) -> Result<(
     // SAFETY: word 0 of the read-only mapping of at least one page.
     if unsafe { ro.read_volatile() } != !seed {
         return Err("the read-only mapping does not read the reply word");
+    }
+    // Issue 14 defect 1: the mapping can never become writable.
+    let rw = urt::mman::PROT_READ | urt::mman::PROT_WRITE;
+    match urt::mprotect(ro as u64, refs.len() * PAGE, rw) {
+        Err(urt::errno::EACCES) => {
+            println!("gnt-map: mprotect(READ|WRITE) of the read-only mapping: EACCES")
+        }
+        Err(_) => return Err("mprotect of the read-only mapping: not EACCES"),
+        Ok(_) => return Err("mprotect made a read-only grant mapping writable"),
     }
     println!("gnt-map: read-only mapping reads the reply word; writing to it");
     // SAFETY: inside the mapping; the write must fault and kill us.
