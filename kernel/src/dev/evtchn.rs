@@ -23,22 +23,15 @@ use spin::Mutex;
 use vm::Errno;
 use xen::abi::{DomId, Port};
 
-use super::{DevFile, ioc};
+use uapi::evtchn::{
+    IOCTL_EVTCHN_BIND_INTERDOMAIN, IOCTL_EVTCHN_BIND_UNBOUND_PORT, IOCTL_EVTCHN_NOTIFY,
+    IOCTL_EVTCHN_SET_READ_TIMEOUT, IOCTL_EVTCHN_UNBIND,
+};
+
+use super::DevFile;
+use crate::syscall::errno;
 use crate::{events, sched};
 
-/// `_IOWR('E', 5, {u32 remote_domain; u32 remote_port; u32 port})`.
-pub const IOCTL_EVTCHN_BIND_INTERDOMAIN: u32 = ioc::ioc(ioc::IN | ioc::OUT, b'E', 5, 12);
-/// `_IOWR('E', 6, {u32 remote_domain; u32 port})`.
-pub const IOCTL_EVTCHN_BIND_UNBOUND_PORT: u32 = ioc::ioc(ioc::IN | ioc::OUT, b'E', 6, 8);
-/// `_IOW('E', 7, {u32 port})`.
-pub const IOCTL_EVTCHN_UNBIND: u32 = ioc::ioc(ioc::IN, b'E', 7, 4);
-/// `_IOW('E', 8, {u32 port})`.
-pub const IOCTL_EVTCHN_NOTIFY: u32 = ioc::ioc(ioc::IN, b'E', 8, 4);
-/// `_IOW('E', 10, u64)`: the read timeout in ns (0: none).
-pub const IOCTL_EVTCHN_SET_READ_TIMEOUT: u32 = ioc::ioc(ioc::IN, b'E', 10, 8);
-
-/// `ETIMEDOUT`.
-const ETIMEDOUT: Errno = Errno(110);
 /// How long a read sleeps before it looks at its other ports again.
 const POLL_SLICE_NS: u64 = 5_000_000;
 
@@ -156,7 +149,7 @@ impl DevFile for EvtchnFile {
         let deadline = sched::deadline_after(self.state.lock().timeout_ns);
         while !self.collect() {
             let first = self.state.lock().ports.first().copied();
-            let woke = sched::block_step(first, deadline, POLL_SLICE_NS).ok_or(ETIMEDOUT)?;
+            let woke = sched::block_step(first, deadline, POLL_SLICE_NS).ok_or(errno::ETIMEDOUT)?;
             if woke == sched::Wakeup::Event
                 && let Some(p) = first
             {

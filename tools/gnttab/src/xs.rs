@@ -4,6 +4,7 @@
 //! its own so that its events never come between a request and its reply.
 
 use urt::SysResult;
+use urt::xenstore::IOCTL_XENSTORE_SET_READ_TIMEOUT as SET_READ_TIMEOUT;
 
 /// `XS_READ`.
 const XS_READ: u32 = 2;
@@ -17,8 +18,6 @@ const XS_WATCH: u32 = 4;
 const XS_SET_PERMS: u32 = 14;
 /// `XS_WATCH_EVENT`.
 const XS_WATCH_EVENT: u32 = 15;
-/// The device's `SET_READ_TIMEOUT` ioctl, `_IOW('X', 10, u64)`.
-const SET_READ_TIMEOUT: u32 = crate::ioc(crate::IOC_IN, b'X', 10, 8);
 /// `XS_ERROR`.
 const XS_ERROR: u32 = 16;
 /// Largest payload.
@@ -39,7 +38,7 @@ pub struct Xs {
 #[derive(Clone, Copy, Debug)]
 pub enum XsError {
     /// A system call failed with this errno.
-    Sys(i64),
+    Sys(i32),
     /// xenstored answered `XS_ERROR` with this name (e.g. `ENOENT`).
     Xs([u8; 16]),
     /// The request does not fit one message, or the reply its buffer.
