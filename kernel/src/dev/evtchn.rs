@@ -9,6 +9,7 @@
 //! | `_IOW('E', 7)` `UNBIND` | port | close one of this open's ports |
 //! | `_IOW('E', 8)` `NOTIFY` | port | signal one of this open's ports |
 //! | `_IOW('E', 10)` `SET_READ_TIMEOUT` (ours) | u64 ns | bound each `read`; 0: no bound |
+//! | `_IOWR('E', 11)` `STATUS` (ours) | port, OUT status | `EVTCHNOP_status` of one of this open's ports |
 //!
 //! `read` returns the ports of this open that fired since the last read,
 //! as native-endian u32s (at least one; the buffer must hold one), and
@@ -25,7 +26,7 @@ use xen::abi::{DomId, Port};
 
 use uapi::evtchn::{
     IOCTL_EVTCHN_BIND_INTERDOMAIN, IOCTL_EVTCHN_BIND_UNBOUND_PORT, IOCTL_EVTCHN_NOTIFY,
-    IOCTL_EVTCHN_SET_READ_TIMEOUT, IOCTL_EVTCHN_UNBIND,
+    IOCTL_EVTCHN_SET_READ_TIMEOUT, IOCTL_EVTCHN_STATUS, IOCTL_EVTCHN_UNBIND,
 };
 
 use super::DevFile;
@@ -132,6 +133,12 @@ impl DevFile for EvtchnFile {
             IOCTL_EVTCHN_NOTIFY => {
                 let port = self.owned(u32_at(data, 0)?)?;
                 xen::event_channel::send(port).map_err(xerr)
+            }
+            IOCTL_EVTCHN_STATUS => {
+                let port = self.owned(u32_at(data, 0)?)?;
+                let st = xen::event_channel::status(port).map_err(xerr)?;
+                data[4..8].copy_from_slice(&st.to_ne_bytes());
+                Ok(())
             }
             IOCTL_EVTCHN_SET_READ_TIMEOUT => {
                 let ns = u64::from_ne_bytes(data.try_into().map_err(|_| Errno::EINVAL)?);

@@ -104,6 +104,9 @@ fn linux_structs_match_xen_tools_header() {
         UNMAP_NOTIFY_SEND_EVENT => "UNMAP_NOTIFY_SEND_EVENT",
         GNTCOPY_SOURCE_GREF => "GNTCOPY_source_gref",
         GNTCOPY_DEST_GREF => "GNTCOPY_dest_gref",
+        uapi::evtchn::EVTCHN_STATUS_CLOSED => "EVTCHNSTAT_closed",
+        uapi::evtchn::EVTCHN_STATUS_UNBOUND => "EVTCHNSTAT_unbound",
+        uapi::evtchn::EVTCHN_STATUS_INTERDOMAIN => "EVTCHNSTAT_interdomain",
     );
     // The packing of CopySideArg, checked on the Rust side too.
     let raw = CopySideArg::Foreign {
@@ -118,7 +121,12 @@ fn linux_structs_match_xen_tools_header() {
         &PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("uapi_abi_layout"),
         &abicheck::xen_include_dir("xen/sys/gntdev.h"),
         &[],
-        &["xen/xen.h", "xen/grant_table.h", "xen/sys/gntdev.h"],
+        &[
+            "xen/xen.h",
+            "xen/grant_table.h",
+            "xen/event_channel.h",
+            "xen/sys/gntdev.h",
+        ],
         "",
         &f,
     );

@@ -6,7 +6,8 @@ use urt::SysResult;
 use urt::evtchn::{
     IOCTL_EVTCHN_BIND_INTERDOMAIN as BIND_INTERDOMAIN,
     IOCTL_EVTCHN_BIND_UNBOUND_PORT as BIND_UNBOUND_PORT, IOCTL_EVTCHN_NOTIFY as NOTIFY,
-    IOCTL_EVTCHN_SET_READ_TIMEOUT as SET_READ_TIMEOUT, IOCTL_EVTCHN_UNBIND as UNBIND,
+    IOCTL_EVTCHN_SET_READ_TIMEOUT as SET_READ_TIMEOUT, IOCTL_EVTCHN_STATUS as STATUS,
+    IOCTL_EVTCHN_UNBIND as UNBIND,
 };
 
 /// An open of the device; its ports close with it.
@@ -46,6 +47,11 @@ impl Evtchn {
     /// Closes `port` (`xenevtchn_unbind`).
     pub fn unbind(&self, port: u32) -> SysResult {
         self.call(UNBIND, [port]).map(|_| 0)
+    }
+
+    /// The state of `port` (`EVTCHNOP_status`): `urt::evtchn::EVTCHN_STATUS_*`.
+    pub fn status(&self, port: u32) -> Result<u32, i32> {
+        Ok(self.call(STATUS, [port, 0])?[1])
     }
 
     /// Bounds each [`wait`](Self::wait) to `ns` (0: no bound).

@@ -28,6 +28,7 @@ use crate::{Error, parse_key};
 use gnttab::evtchn::Evtchn;
 use gnttab::xs::{Fmt, Xs, XsError};
 use gnttab::{Buf, Gnttab, Notify};
+use urt::evtchn::{EVTCHN_STATUS_INTERDOMAIN, EVTCHN_STATUS_UNBOUND};
 
 /// How long one wait for the peer's kick lasts before the stream looks
 /// whether the peer's domain still exists.
@@ -111,12 +112,14 @@ impl Events for Xen {
         }
     }
 
-    fn peer_alive(&mut self) -> bool {
-        // A domain's directory goes when the domain is destroyed; an
-        // existing one we may not read answers EACCES, not ENOENT.
-        let mut p = Fmt::new();
-        p.push(b"/local/domain/").num(u64::from(self.peer));
-        !matches!(self.xs.read(p.as_str(), &mut [0u8; 64]), Err(e) if e.is("ENOENT"))
+    fn peer_alive(&mut self, connected: bool) -> bool {
+        // Xen unbinds our end when the peer closes its end or dies; a
+        // status we cannot read counts as alive (the live byte decides).
+        match self.ev.status(self.port) {
+            Ok(EVTCHN_STATUS_UNBOUND) => !connected,
+            Ok(s) => s == EVTCHN_STATUS_INTERDOMAIN,
+            Err(_) => true,
+        }
     }
 }
 

@@ -12,10 +12,12 @@
 //! the server, `srv_live` for the client) and the peer's domain exists:
 //! the peer's close, or its kernel's unmap notify when its process dies,
 //! clears the byte and kicks; a destroyed domain cannot, so a blocked
-//! call also asks [`Events::peer_alive`] each time its wait times out.
+//! call also asks [`Events::peer_alive`] each time its wait times out
+//! (Xen unbinds the peer's end of the event channel when it dies).
 
 use crate::shared::{
-    CLI_LIVE, CLI_NOTIFY, LIVE_CLOSED, NOTIFY_READ, NOTIFY_WRITE, SRV_LIVE, SRV_NOTIFY, Shared,
+    CLI_LIVE, CLI_NOTIFY, LIVE_CLOSED, LIVE_WAITING, NOTIFY_READ, NOTIFY_WRITE, SRV_LIVE,
+    SRV_NOTIFY, Shared,
 };
 use crate::{Error, ring::Ring};
 
@@ -27,8 +29,10 @@ pub trait Events {
     /// Waits for a kick from the peer, for at most the poll interval:
     /// `Ok(true)` when one came, `Ok(false)` when the time ran out.
     fn wait(&mut self) -> Result<bool, Error>;
-    /// Whether the peer's domain still exists.
-    fn peer_alive(&mut self) -> bool;
+    /// Whether the peer still holds its end of the event channel (its
+    /// domain is alive); `connected`: the peer connected once (a server
+    /// waiting for its client sees an unbound port).
+    fn peer_alive(&mut self, connected: bool) -> bool;
 }
 
 /// One end of a vchan: libxenvchan's `struct libxenvchan`.
@@ -148,7 +152,8 @@ impl<E: Events> Vchan<E> {
         if self.events.wait()? {
             return Ok(true);
         }
-        if !self.events.peer_alive() {
+        let connected = !self.server || self.shared.byte(CLI_LIVE) != LIVE_WAITING;
+        if !self.events.peer_alive(connected) {
             self.peer_gone = true;
             return Ok(true);
         }

@@ -55,7 +55,7 @@ impl Events for Sim {
         assert!(self.waits.get() < 100, "waiting without end");
         Ok(false)
     }
-    fn peer_alive(&mut self) -> bool {
+    fn peer_alive(&mut self, _connected: bool) -> bool {
         !self.dead.get()
     }
 }
