@@ -232,6 +232,27 @@ impl<E: Events> Vchan<E> {
     }
 }
 
+impl<E: Events> Vchan<E> {
+    /// Waits until the peer has read everything written: closing loses
+    /// nothing then (libxenvchan's readers drop what is left in the ring
+    /// when they see the close). [`Error::Closed`] if the peer goes first.
+    pub fn flush(&mut self) -> Result<(), Error> {
+        let size = self.tx.size();
+        loop {
+            let space = self
+                .fast(|| self.tx.space(), NOTIFY_READ, size as usize)
+                .ok_or(Error::Protocol)?;
+            if space == size {
+                return Ok(());
+            }
+            if !self.is_open() {
+                return Err(Error::Closed);
+            }
+            self.wait_once()?;
+        }
+    }
+}
+
 impl<E: Events> Drop for Vchan<E> {
     /// Closes this end (`libxenvchan_close`): its live byte to 0 and a
     /// kick, so the peer's blocked calls return; then `E` releases the

@@ -255,6 +255,18 @@ fn garbage_indexes_are_a_protocol_error() {
 }
 
 #[test]
+fn flush_waits_for_the_reader() {
+    let mut p = pair(12, 12);
+    p.srv.write(&[5; 3000]).unwrap();
+    // The client reads nothing: the flush waits, finds the peer gone.
+    p.srv_sim.dead.set(true);
+    assert!(matches!(p.srv.flush(), Err(Error::Closed)));
+    p.srv_sim.dead.set(false);
+    assert_eq!(p.cli.read(&mut [0; 4096]).unwrap(), 3000);
+    p.srv.flush().unwrap();
+}
+
+#[test]
 fn close_is_seen_after_the_data() {
     let mut p = pair(10, 11);
     p.cli.write(b"last words").unwrap();
