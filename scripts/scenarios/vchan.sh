@@ -10,7 +10,16 @@
 #   vchan-peer-destroyed: xl destroy of the client domain mid-stream: the
 #       server sees the close within a second, ends cleanly, baseline back;
 #   vchan-peer-killed: kill -9 of dom0's proxy mid-stream: its kernel's
-#       unmap notify clears cli_live; the same checks.
+#       unmap notify clears cli_live; the same checks;
+#   vchan-libxenvchan-64k: dom0's tools/vchan-interop, linked against
+#       Debian's libxenvchan, with 64 KiB rings (order 16) in both roles
+#       against the guest; 4 MiB each way, CRC-32s equal;
+#   vchan-local: the benchmark's baseline, the pair's 64 MiB through a
+#       64 KiB loopback ring in one guest process.
+# Then one "vchan benchmark:" line: MiB/s of the pair, of the guest with
+# dom0's libxenvchan (64 KiB rings), of two dom0 processes over
+# libxenvchan (Linux's own figure, or why Linux refused), of the loopback,
+# and the pair's ratio to the loopback.
 # VCHAN_CASES="pair ..." runs only the named cases (names after vchan-).
 # Each guest's kernel checks its baseline (free pages, grant references,
 # hole frames) and that a server removed its xenstore directory.
@@ -18,10 +27,11 @@
 . scripts/lib/share.sh
 
 PROXY=$(command -v vchan-socket-proxy)
+TOOL=target/dom0-tools/vchan-interop
 SIZE=4194304
 PAIR_KIB=65536
 # Enough for the end of any stream the test cuts short.
-ENDLESS_KIB=16000000
+ENDLESS_KIB=8000000
 D=$XENGUEST_LOGS/vchan
 mkdir -p "$D"
 
@@ -133,8 +143,14 @@ dom0_case() {
 vchan_pair() {
     _case=vchan-pair
     _args="order=16 port=2 kib=$PAIR_KIB"
-    pair_run "$_case" "vchan role=client mode=recv $_args" \
+    pair_start "$_case" "vchan role=client mode=recv $_args" \
         "scenario=vchan role=server mode=send $_args" || return
+    # Polled with grep, not xl: under emulation each `xl domid` of
+    # guest_wait takes dom0 CPU time the guests' wake-ups wait for.
+    wait_line xenguest-b '^RESULT ' "$GUEST_TIMEOUT"
+    wait_line xenguest-a '^RESULT ' 30
+    guest_wait xenguest-a
+    guest_wait xenguest-b
     _a=$(cat_line xenguest-a) _b=$(cat_line xenguest-b)
     echo "  A | $_a"
     echo "  B | $_b"
@@ -142,6 +158,8 @@ vchan_pair() {
         fail "$_case" "A sent $(field "$_a" sent), B received $(field "$_b" received)"
         return
     fi
+    PAIR_RATE=$(rate "$_b")
+    PAIR_KICKS="A $(kicks "$_a"), B $(kicks "$_b")"
     pair_judge "$_case" vchan vchan \
         "$((PAIR_KIB / 1024)) MiB A to B over 64 KiB rings, CRC-32s equal; B $(rate "$_b") MiB/s; kicks/MiB: A $(kicks "$_a"), B $(kicks "$_b")"
 }
@@ -211,15 +229,111 @@ vchan_peer_killed() {
     close_seen "$_case" "$_t0"
 }
 
+# lib_case CASE ROLE PORT: case CASE-ROLE: the guest (xenguest-a) is ROLE with 64 KiB
+# rings, dom0's vchan-interop the other role; 4 MiB each way.
+lib_case() {
+    _case=$1-$2 _role=$2 _port=$3
+    if [ ! -x "$TOOL" ]; then
+        fail "$_case" "no $TOOL (scripts/lib/tools.sh builds it)"
+        return
+    fi
+    if ! guest_create xenguest-a configs/xenguest-a.cfg \
+        "cmdline=\"scenario=vchan role=$_role peer=0 port=$_port order=16 kib=$((SIZE / 1024)) loglevel=info\""; then
+        fail "$_case" "xl create failed"
+        return
+    fi
+    _id=$(guest_domid xenguest-a)
+    if [ "$_role" = server ]; then
+        _path=/local/domain/$_id/data/vchan/0/$_port
+        "$TOOL" client "$_id" "$_path" "$SIZE" >"$D/lib.out" 2>&1 &
+    else
+        _path=/local/domain/0/data/vchan/$_id/$_port
+        "$TOOL" server "$_id" "$_path" "$SIZE" 65536 >"$D/lib.out" 2>&1 &
+    fi
+    _pid=$!
+    guest_unpause xenguest-a
+    wait "$_pid"
+    _trc=$?
+    guest_wait xenguest-a
+    _g=$(cat_line xenguest-a)
+    _t=$(grep -h '^vchan-interop: sent' "$D/lib.out")
+    grep -h '^vchan' "$(guest_log xenguest-a)" | tr -d '\r' | sed 's/^/  guest | /'
+    sed 's/^/  dom0 | /' "$D/lib.out"
+    if ! _why=$(guest_result xenguest-a vchan); then
+        fail "$_case" "guest $_role: $_why"
+        show_log xenguest-a
+    elif [ "$_trc" -ne 0 ]; then
+        fail "$_case" "dom0's vchan-interop exited with $_trc"
+    elif [ "$(field "$_g" sent)" != "$(field "$_t" received)" ] ||
+        [ "$(field "$_t" sent)" != "$(field "$_g" received)" ]; then
+        fail "$_case" "CRC-32s differ"
+    else
+        LIB_RATE="$LIB_RATE $(rate "$_t")"
+        pass "$_case (guest $_role, dom0 libxenvchan the other end, 64 KiB rings, $SIZE bytes each way, CRC-32s equal; guest $(rate "$_g") MiB/s, dom0 $(rate "$_t") MiB/s)"
+    fi
+}
+
+# dom0_self: two dom0 processes over libxenvchan with 64 KiB rings, dom0
+# mapping its own grants: Linux's figure, or why it refused.
+dom0_self() {
+    _path=/local/domain/0/data/vchan/0/9
+    "$TOOL" server 0 "$_path" "$SIZE" 65536 >"$D/self-server.out" 2>&1 &
+    _pid=$!
+    "$TOOL" client 0 "$_path" "$SIZE" >"$D/self-client.out" 2>&1
+    _crc=$?
+    wait "$_pid"
+    sed 's/^/  dom0 self | /' "$D/self-server.out" "$D/self-client.out"
+    _t=$(grep -h '^vchan-interop: sent' "$D/self-client.out")
+    if [ "$_crc" -eq 0 ] && [ -n "$_t" ]; then
+        SELF_RATE=$(rate "$_t")
+    else
+        SELF_RATE="refused ($(tail -n 1 "$D/self-client.out"))"
+    fi
+}
+
+# vchan_local: the loopback baseline in one guest process.
+vchan_local() {
+    _case=vchan-local
+    if ! guest_create xenguest-a configs/xenguest-a.cfg \
+        "cmdline=\"scenario=vchan mode=local order=16 kib=$PAIR_KIB loglevel=info\""; then
+        fail "$_case" "xl create failed"
+        return
+    fi
+    guest_unpause xenguest-a
+    guest_wait xenguest-a
+    _l=$(cat_line xenguest-a)
+    echo "  guest | $_l"
+    if ! _why=$(guest_result xenguest-a vchan); then
+        fail "$_case" "$_why"
+        show_log xenguest-a
+    else
+        LOCAL_RATE=$(rate "$_l")
+        pass "$_case ($((PAIR_KIB / 1024)) MiB through a 64 KiB loopback ring in one process, $LOCAL_RATE MiB/s)"
+    fi
+}
+
+# bench_line: the benchmark's figures, from the cases that ran.
+bench_line() {
+    _ratio=$(awk "BEGIN { if (\"${LOCAL_RATE:-0}\" + 0 > 0) printf \"%.2f\", \"${PAIR_RATE:-0}\" / \"$LOCAL_RATE\"; else print \"?\" }")
+    echo "vchan benchmark: pair ${PAIR_RATE:-?} MiB/s (64 KiB rings, kicks/MiB ${PAIR_KICKS:-?}); guest with dom0 libxenvchan (64 KiB):${LIB_RATE:- ?} MiB/s; dom0 self over libxenvchan: ${SELF_RATE:-?}; in-domain loopback ${LOCAL_RATE:-?} MiB/s; pair/loopback $_ratio"
+}
+
 # VCHAN_CASES picks some of the cases (by default all, in this order).
-for c in ${VCHAN_CASES:-dom0-client dom0-server pair peer-destroyed peer-killed}; do
+for c in ${VCHAN_CASES:-dom0-client dom0-server pair peer-destroyed peer-killed libxenvchan-64k local}; do
     case $c in
         dom0-client) dom0_case vchan-dom0-client server client ;;
         dom0-server) dom0_case vchan-dom0-server client server ;;
         pair) vchan_pair ;;
         peer-destroyed) vchan_peer_destroyed ;;
         peer-killed) vchan_peer_killed ;;
+        libxenvchan-64k)
+            lib_case vchan-libxenvchan-64k server 5
+            lib_case vchan-libxenvchan-64k client 6
+            [ -x "$TOOL" ] && dom0_self
+            ;;
+        local) vchan_local ;;
         *) fail "vchan-$c" "no such case" ;;
     esac
 done
+bench_line
 finish

@@ -11,6 +11,7 @@
 //! | `ring` | one ring: free-running indexes, masked positions, volatile copies |
 //! | [`stream`] | [`Vchan`]: read, write, the notify-bit protocol, liveness |
 //! | [`connect`] | [`server`] and [`client`]: the set-up over gntdev, evtchn and xenstore |
+//! | [`local`] | [`local::loopback`]: both ends in one process, the benchmark's baseline |
 //!
 //! libxenvchan calls and ours: `libxenvchan_server_init` [`server`],
 //! `libxenvchan_client_init` [`client`], `libxenvchan_read`/`_write`
@@ -28,6 +29,7 @@
 #![no_std]
 
 pub mod connect;
+pub mod local;
 mod ring;
 pub mod shared;
 pub mod stream;

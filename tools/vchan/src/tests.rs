@@ -11,7 +11,7 @@ use std::vec::Vec;
 
 use crate::shared::*;
 use crate::stream::{Events, Vchan};
-use crate::{Error, parse_key, ring::Ring};
+use crate::{Error, parse_key};
 
 /// Page-aligned zeroed memory.
 struct Mem {
@@ -74,9 +74,6 @@ struct Pair {
 fn pair(lo: u16, ro: u16) -> Pair {
     let layout = Layout::new(lo, ro).unwrap();
     let page = Mem::new(1);
-    // SAFETY: one page, live as long as the pair.
-    let shared = unsafe { Shared::new(page.ptr) };
-    shared.init_server(lo, ro);
     let mut mem = Vec::new();
     let mut at = |p: Place| match p {
         // SAFETY: inside the page.
@@ -89,34 +86,17 @@ fn pair(lo: u16, ro: u16) -> Pair {
         }
     };
     let (left, right) = (at(layout.left()), at(layout.right()));
+    let base = page.ptr;
     mem.push(page);
     let (srv_sim, cli_sim) = (Sim::default(), Sim::default());
-    // SAFETY: the rings' memory lives as long as the pair.
-    let srv = unsafe {
-        Vchan::new(
-            shared,
-            Ring::new(shared, LEFT, left, lo),
-            Ring::new(shared, RIGHT, right, ro),
-            true,
-            srv_sim.clone(),
-        )
-    };
-    shared.set_byte(CLI_LIVE, LIVE_OPEN);
-    shared.set_byte(SRV_NOTIFY, NOTIFY_WRITE);
-    // SAFETY: as above.
-    let cli = unsafe {
-        Vchan::new(
-            shared,
-            Ring::new(shared, RIGHT, right, ro),
-            Ring::new(shared, LEFT, left, lo),
-            false,
-            cli_sim.clone(),
-        )
-    };
+    // SAFETY: the page and rings live as long as the pair (`_mem`).
+    let (srv, cli) =
+        unsafe { crate::local::join(base, left, right, layout, srv_sim.clone(), cli_sim.clone()) };
     Pair {
         srv,
         cli,
-        shared,
+        // SAFETY: as above.
+        shared: unsafe { Shared::new(base) },
         srv_sim,
         cli_sim,
         _mem: mem,

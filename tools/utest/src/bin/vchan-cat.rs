@@ -4,15 +4,16 @@
 //! Qubes' convention), then streams: a seeded pseudo-random payload of N
 //! bytes out while it takes N bytes in (`duplex`), the payload out only
 //! (`send`), N bytes in only (`recv`), or what comes in back out
-//! (`echo`). It prints the CRC-32 (as dom0's busybox `crc32` prints it)
+//! (`echo`); or, with no peer, the payload through a loopback vchan in
+//! this process (`local`: the benchmark's in-domain copy). It prints the CRC-32 (as dom0's busybox `crc32` prints it)
 //! and length of what it sent and of what it received, the time,
 //! the throughput and the event-channel kicks it sent per MiB.
 //!
 //! Argument bits: 0-15 the peer's domain, 16-31 the port of the path,
-//! 32-55 N in KiB, 56 the client role, 57-58 the mode (0 duplex, 1 echo,
-//! 2 send, 3 recv), 59: the peer's close before N bytes is the expected
-//! end, 60-63 the ring order c (0: libxenvchan's in-page default, else
-//! both rings 2^(c + 9) bytes).
+//! 32-54 N in KiB, 55 the client role, 56-58 the mode (0 duplex, 1 echo,
+//! 2 send, 3 recv, 4 local), 59: the peer's close before N bytes is the
+//! expected end, 60-63 the ring order c (0: libxenvchan's in-page
+//! default, else both rings 2^(c + 9) bytes).
 #![no_std]
 #![no_main]
 
@@ -135,13 +136,20 @@ impl Payload {
 fn run(arg: u64) -> Result<(), Error> {
     let peer = arg as u16;
     let port = (arg >> 16) as u16;
-    let total = ((arg >> 32) & 0xff_ffff) << 10;
-    let client = arg >> 56 & 1 == 1;
-    let mode = [Mode::Duplex, Mode::Echo, Mode::Send, Mode::Recv][(arg >> 57 & 3) as usize];
+    let total = ((arg >> 32) & 0x7f_ffff) << 10;
+    let client = arg >> 55 & 1 == 1;
     let until_closed = arg >> 59 & 1 == 1;
     let ring = match arg >> 60 {
         0 => 0,
         c => 1usize << (c + 9),
+    };
+    let mode = match arg >> 56 & 7 {
+        0 => Mode::Duplex,
+        1 => Mode::Echo,
+        2 => Mode::Send,
+        3 => Mode::Recv,
+        4 => return local(total, ring),
+        _ => return Err(Error::Sys("mode", urt::errno::EINVAL)),
     };
     let mut xs = Xs::open().map_err(|e| Error::Store("open", e))?;
     let me = xs
@@ -172,9 +180,53 @@ fn run(arg: u64) -> Result<(), Error> {
     let r = stream(&mut v, mode, total, seed);
     let ns = urt::clock_ns().saturating_sub(t0).max(1);
     let (sent, got, closed) = r?;
+    report(&sent, &got, ns, v.kicks());
+    if closed {
+        if !until_closed {
+            return Err(Error::Closed);
+        }
+        println!("vchan-cat: the peer closed; closing");
+    } else if until_closed {
+        println!("vchan-cat: FAIL the peer did not close");
+        return Err(Error::Protocol);
+    }
+    Ok(())
+}
+
+/// The payload through a loopback vchan in this process.
+fn local(total: u64, ring: usize) -> Result<(), Error> {
+    let order = ring.max(1).trailing_zeros() as u16;
+    let mut l = vchan::local::loopback(order)?;
+    let (rx, tx) = l.server.ring_sizes();
+    println!("vchan-cat: loopback, rings {rx} in / {tx} out, {total} bytes");
+    let (mut sent, mut got) = (Crc32::new(), Crc32::new());
+    let mut payload = Payload::new(SEED);
+    let mut buf = [0u8; 8192];
+    l.server.set_blocking(false);
+    l.client.set_blocking(false);
+    let t0 = urt::clock_ns();
+    while got.len < total {
+        if sent.len < total {
+            let chunk = payload.next((total - sent.len).min(4096) as usize);
+            let n = l.server.write(chunk)?;
+            sent.update(&chunk[..n]);
+            payload.take(n);
+        }
+        let n = l.client.read(&mut buf)?;
+        got.update(&buf[..n]);
+    }
+    let ns = urt::clock_ns().saturating_sub(t0).max(1);
+    report(&sent, &got, ns, 0);
+    if sent.value() != got.value() {
+        return Err(Error::Protocol);
+    }
+    Ok(())
+}
+
+/// Prints the result line: checksums, time, MiB/s, kicks per MiB.
+fn report(sent: &Crc32, got: &Crc32, ns: u64, kicks: u64) {
     let bytes = sent.len.max(got.len);
     let kib_s = bytes * 1_000_000_000 / 1024 / ns;
-    let kicks = v.kicks();
     println!(
         "vchan-cat: sent crc32 {:08x} {} bytes; received crc32 {:08x} {} bytes; {} ms, {}.{:03} MiB/s, {kicks} kicks ({} per MiB)",
         sent.value(),
@@ -186,16 +238,6 @@ fn run(arg: u64) -> Result<(), Error> {
         (kib_s % 1024) * 1000 / 1024,
         kicks * (1 << 20) / bytes.max(1),
     );
-    if closed {
-        if !until_closed {
-            return Err(Error::Closed);
-        }
-        println!("vchan-cat: the peer closed; closing");
-    } else if until_closed {
-        println!("vchan-cat: FAIL the peer did not close");
-        return Err(Error::Protocol);
-    }
-    Ok(())
 }
 
 /// Connects as the client, waiting for the server to publish its keys
