@@ -32,7 +32,7 @@ use urt::evtchn::{EVTCHN_STATUS_INTERDOMAIN, EVTCHN_STATUS_UNBOUND};
 
 /// How long one wait for the peer's kick lasts before the stream looks
 /// whether the peer's domain still exists.
-pub const POLL_NS: u64 = 100_000_000;
+pub const POLL_NS: u64 = 50_000_000;
 /// Transaction attempts before the server gives up on `EAGAIN`.
 const TX_ATTEMPTS: usize = 16;
 
