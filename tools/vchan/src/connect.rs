@@ -73,11 +73,6 @@ impl Xen {
         })
     }
 
-    /// Our port of the event channel.
-    pub fn port(&self) -> u32 {
-        self.port
-    }
-
     /// Releases a share (server) or a mapping (client) of `pages` at `addr`.
     fn release(&self, addr: u64, pages: usize) {
         let _ = if self.server {

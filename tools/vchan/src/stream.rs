@@ -76,11 +76,6 @@ impl<E: Events> Vchan<E> {
         self.blocking = blocking;
     }
 
-    /// The resources behind the stream.
-    pub fn events(&self) -> &E {
-        &self.events
-    }
-
     /// The resources behind the stream, to use.
     pub(crate) fn events_mut(&mut self) -> &mut E {
         &mut self.events
