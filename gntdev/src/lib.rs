@@ -13,7 +13,7 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`abi`] | ioctl numbers and structs (FreeBSD `sys/xen/gntdev.h`, plus `GRANT_COPY`, `SET_MAX_GRANTS`) |
+//! | [`abi`] | ioctl numbers and structs (FreeBSD `sys/xen/gntdev.h`, plus `GRANT_COPY`, `SET_MAX_GRANTS`), from `uapi::gntdev` |
 //! | [`device`] | [`Gntdev`] (one per kernel: services, deferred grants, counters) and [`GntdevFile`] (one per open) |
 //! | `extent` | the first-fit allocator of file offsets (private) |
 //! | `pager` | the managed device pagers of mapped and allocated grants (private) |
@@ -28,7 +28,12 @@
 
 extern crate alloc;
 
-pub mod abi;
+/// The device's user ABI, defined once in `uapi` (its ioctl structs and
+/// numbers, and the ioctl numbering they are built with).
+pub mod abi {
+    pub use uapi::gntdev::*;
+    pub use uapi::ioc::*;
+}
 mod copy;
 pub mod device;
 mod extent;

@@ -6,10 +6,12 @@
 # shellcheck shell=bash
 
 # Bump when the base's contents or /init change.
-BASE_STAMP=v4
+BASE_STAMP=v5
 DOM0_KERNEL_MODULES=(xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs)
 # xenctx: a stuck guest's registers and stack for the harness (xl.sh).
-XEN_TOOLS=(xl xenstored xenconsoled xen-init-dom0 xenconsole xenctx)
+# vchan-socket-proxy (xen-utils-4.17, over libxenvchan from libxenmisc4.17):
+# the vchan scenarios' unmodified peer.
+XEN_TOOLS=(xl xenstored xenconsoled xen-init-dom0 xenconsole xenctx vchan-socket-proxy)
 
 dom0_kernel() {
     local k
@@ -35,7 +37,7 @@ copy_with_libs() {
 build_base_initramfs() {
     local out=$CACHE/dom0-base.cpio.gz
     [[ -e $out && -e $CACHE/dom0-base.$BASE_STAMP ]] && return 0
-    progress "building dom0 initramfs (busybox, xl, xenstored, xenconsoled)"
+    progress "building dom0 initramfs (busybox, xl, xenstored, xenconsoled, vchan-socket-proxy)"
     local tree=$CACHE/dom0-base
     rm -rf "$tree"
     mkdir -p "$tree"/{bin,sbin,usr/bin,usr/sbin,etc/xen,lib/modules,proc,sys,dev,tmp,run,root}

@@ -20,8 +20,8 @@ use core::sync::atomic::Ordering;
 
 use crate::abi::event_channel::{
     EVTCHNOP_alloc_unbound, EVTCHNOP_bind_interdomain, EVTCHNOP_bind_virq, EVTCHNOP_close,
-    EVTCHNOP_send, EVTCHNOP_unmask, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindVirq,
-    EvtchnClose, EvtchnSend, EvtchnUnmask,
+    EVTCHNOP_send, EVTCHNOP_status, EVTCHNOP_unmask, EvtchnAllocUnbound, EvtchnBindInterdomain,
+    EvtchnBindVirq, EvtchnClose, EvtchnSend, EvtchnStatus, EvtchnUnmask,
 };
 use crate::abi::op::EVENT_CHANNEL_OP;
 use crate::abi::shared_info::{BITS_PER_EVTCHN_WORD, EVTCHN_2L_NR_CHANNELS, SharedInfo};
@@ -83,6 +83,19 @@ pub fn close(port: Port) -> Result<(), XenErrno> {
 /// Unmasks `port`, re-raising it if it is pending (`EVTCHNOP_unmask`).
 pub fn unmask(port: Port) -> Result<(), XenErrno> {
     op(EVTCHNOP_unmask, &mut EvtchnUnmask { port })
+}
+
+/// The state of local `port`, an `EVTCHNSTAT_*` value (`EVTCHNOP_status`):
+/// an interdomain port whose peer closed it, or whose domain died, is
+/// unbound again.
+pub fn status(port: Port) -> Result<u32, XenErrno> {
+    let mut arg = EvtchnStatus {
+        dom: DOMID_SELF,
+        port,
+        ..Default::default()
+    };
+    op(EVTCHNOP_status, &mut arg)?;
+    Ok(arg.status)
 }
 
 /// Event-channel operations, as drivers use them.

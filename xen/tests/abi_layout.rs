@@ -179,6 +179,8 @@ fn memory_vcpu_evtchn(f: &mut Vec<Fact>) {
         virq => "virq", vcpu => "vcpu", port => "port");
     layout!(f, event_channel::EvtchnClose, "struct evtchn_close", port => "port");
     layout!(f, event_channel::EvtchnUnmask, "struct evtchn_unmask", port => "port");
+    layout!(f, event_channel::EvtchnStatus, "struct evtchn_status",
+        dom => "dom", port => "port", status => "status", vcpu => "vcpu", u => "u");
     constant!(f,
         abi::DOMID_FIRST_RESERVED => "DOMID_FIRST_RESERVED",
         memory::XENMEM_increase_reservation => "XENMEM_increase_reservation",

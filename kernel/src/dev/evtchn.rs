@@ -9,6 +9,7 @@
 //! | `_IOW('E', 7)` `UNBIND` | port | close one of this open's ports |
 //! | `_IOW('E', 8)` `NOTIFY` | port | signal one of this open's ports |
 //! | `_IOW('E', 10)` `SET_READ_TIMEOUT` (ours) | u64 ns | bound each `read`; 0: no bound |
+//! | `_IOWR('E', 11)` `STATUS` (ours) | port, OUT status | `EVTCHNOP_status` of one of this open's ports |
 //!
 //! `read` returns the ports of this open that fired since the last read,
 //! as native-endian u32s (at least one; the buffer must hold one), and
@@ -23,22 +24,15 @@ use spin::Mutex;
 use vm::Errno;
 use xen::abi::{DomId, Port};
 
-use super::{DevFile, ioc};
+use uapi::evtchn::{
+    IOCTL_EVTCHN_BIND_INTERDOMAIN, IOCTL_EVTCHN_BIND_UNBOUND_PORT, IOCTL_EVTCHN_NOTIFY,
+    IOCTL_EVTCHN_SET_READ_TIMEOUT, IOCTL_EVTCHN_STATUS, IOCTL_EVTCHN_UNBIND,
+};
+
+use super::DevFile;
+use crate::syscall::errno;
 use crate::{events, sched};
 
-/// `_IOWR('E', 5, {u32 remote_domain; u32 remote_port; u32 port})`.
-pub const IOCTL_EVTCHN_BIND_INTERDOMAIN: u32 = ioc::ioc(ioc::IN | ioc::OUT, b'E', 5, 12);
-/// `_IOWR('E', 6, {u32 remote_domain; u32 port})`.
-pub const IOCTL_EVTCHN_BIND_UNBOUND_PORT: u32 = ioc::ioc(ioc::IN | ioc::OUT, b'E', 6, 8);
-/// `_IOW('E', 7, {u32 port})`.
-pub const IOCTL_EVTCHN_UNBIND: u32 = ioc::ioc(ioc::IN, b'E', 7, 4);
-/// `_IOW('E', 8, {u32 port})`.
-pub const IOCTL_EVTCHN_NOTIFY: u32 = ioc::ioc(ioc::IN, b'E', 8, 4);
-/// `_IOW('E', 10, u64)`: the read timeout in ns (0: none).
-pub const IOCTL_EVTCHN_SET_READ_TIMEOUT: u32 = ioc::ioc(ioc::IN, b'E', 10, 8);
-
-/// `ETIMEDOUT`.
-const ETIMEDOUT: Errno = Errno(110);
 /// How long a read sleeps before it looks at its other ports again.
 const POLL_SLICE_NS: u64 = 5_000_000;
 
@@ -140,6 +134,12 @@ impl DevFile for EvtchnFile {
                 let port = self.owned(u32_at(data, 0)?)?;
                 xen::event_channel::send(port).map_err(xerr)
             }
+            IOCTL_EVTCHN_STATUS => {
+                let port = self.owned(u32_at(data, 0)?)?;
+                let st = xen::event_channel::status(port).map_err(xerr)?;
+                data[4..8].copy_from_slice(&st.to_ne_bytes());
+                Ok(())
+            }
             IOCTL_EVTCHN_SET_READ_TIMEOUT => {
                 let ns = u64::from_ne_bytes(data.try_into().map_err(|_| Errno::EINVAL)?);
                 self.state.lock().timeout_ns = ns;
@@ -156,7 +156,7 @@ impl DevFile for EvtchnFile {
         let deadline = sched::deadline_after(self.state.lock().timeout_ns);
         while !self.collect() {
             let first = self.state.lock().ports.first().copied();
-            let woke = sched::block_step(first, deadline, POLL_SLICE_NS).ok_or(ETIMEDOUT)?;
+            let woke = sched::block_step(first, deadline, POLL_SLICE_NS).ok_or(errno::ETIMEDOUT)?;
             if woke == sched::Wakeup::Event
                 && let Some(p) = first
             {

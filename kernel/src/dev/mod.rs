@@ -5,7 +5,7 @@
 //! state, a [`DevFile`]. The system call layer does the user copies: `read`
 //! and `write` get kernel buffers, `ioctl` gets the argument struct already
 //! copied in (and copies it back out) by the size and direction encoded in
-//! the command, as FreeBSD's `ioctl` does ([`ioc`]); a driver copies any
+//! the command, as FreeBSD's `ioctl` does ([`uapi::ioc`]); a driver copies any
 //! array the struct points to itself with `usercopy`. `mmap_single`
 //! returns the VM object and page the mapping starts at, as FreeBSD's
 //! `d_mmap_single`; the VM maps it and faults pages in through the
@@ -31,26 +31,6 @@ use vm::object::VmObject;
 use vm::{Errno, Prot};
 
 use crate::syscall::errno;
-
-/// FreeBSD's ioctl command encoding: direction, argument size, group, number.
-pub mod ioc {
-    /// The kernel copies the argument out to the caller.
-    pub const OUT: u32 = 0x4000_0000;
-    /// The kernel copies the argument in from the caller.
-    pub const IN: u32 = 0x8000_0000;
-    /// Mask of the argument size (after shifting by 16).
-    pub const PARM_MASK: u32 = 0x1fff;
-
-    /// `_IOC(dir, group, num, len)`.
-    pub const fn ioc(dir: u32, group: u8, num: u8, len: usize) -> u32 {
-        dir | ((len as u32 & PARM_MASK) << 16) | (group as u32) << 8 | num as u32
-    }
-
-    /// Size of the argument of `cmd`.
-    pub const fn size(cmd: u32) -> usize {
-        ((cmd >> 16) & PARM_MASK) as usize
-    }
-}
 
 /// What a mapping of a device maps.
 pub struct DevMapping {

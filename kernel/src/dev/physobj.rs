@@ -11,10 +11,9 @@ use vm::object::{VmObject, offset_range_to_pages};
 use vm::pager::phys::phys_pager_allocate;
 use vm::{Errno, PAGE_SIZE, Prot};
 
-use super::{DevFile, DevMapping, ioc};
+use uapi::physobj::PHYSOBJ_SET_SIZE;
 
-/// `_IOW('P', 1, u64)`: create the object with this many pages (once).
-pub const PHYSOBJ_SET_SIZE: u32 = ioc::ioc(ioc::IN, b'P', 1, 8);
+use super::{DevFile, DevMapping};
 
 /// One open.
 struct PhysObj {

@@ -35,15 +35,13 @@ use xen::abi::xs_wire::{XENSTORE_PAYLOAD_MAX, XSD_ERRORS, XSD_SOCKMSG_SIZE, msg}
 use xen::hypercall::XenErrno;
 use xen::xenstore::TxId;
 
-use super::{DevFile, ioc};
+use uapi::xenstore::IOCTL_XENSTORE_SET_READ_TIMEOUT;
+
+use super::DevFile;
+use crate::syscall::errno;
 use crate::xenstore::WatchSink;
 use crate::{sched, xenstore};
 
-/// `_IOW('X', 10, u64)`: bound each `read` to this many ns (0: no bound).
-pub const IOCTL_XENSTORE_SET_READ_TIMEOUT: u32 = ioc::ioc(ioc::IN, b'X', 10, 8);
-
-/// `ETIMEDOUT`.
-const ETIMEDOUT: Errno = Errno(110);
 /// How long a blocked `read` sleeps before it looks for events again
 /// (the store port's wake-up may be taken by a request in progress).
 const POLL_SLICE_NS: u64 = 20_000_000;
@@ -215,7 +213,8 @@ impl DevFile for XsFile {
                     return Ok(n);
                 }
             }
-            sched::block_step(Some(xenstore::port()), deadline, POLL_SLICE_NS).ok_or(ETIMEDOUT)?;
+            sched::block_step(Some(xenstore::port()), deadline, POLL_SLICE_NS)
+                .ok_or(errno::ETIMEDOUT)?;
         }
     }
 

@@ -51,7 +51,7 @@ fn baseline() -> (u64, u64, u64) {
 
 /// Runs `program` with `arg`, expecting one of the exit statuses `want`,
 /// then checks the baseline; `who` prefixes the report lines.
-fn run(who: &str, program: &str, arg: u64, want: &[i32]) -> Outcome {
+pub(super) fn run(who: &str, program: &str, arg: u64, want: &[i32]) -> Outcome {
     let before = baseline();
     let s0 = dev::gntdev_stats();
     let p = proc::spawn(program, arg).map_err(|e| {

@@ -8,6 +8,7 @@ mod gntdev;
 mod pmap;
 mod process;
 mod share;
+mod vchan;
 
 use crate::boot_info::BootInfo;
 use crate::cmdline::Options;
@@ -56,6 +57,10 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "gntdev-bad",
         run: |_, o| gntdev::bad(o),
+    },
+    Scenario {
+        name: "vchan",
+        run: |_, o| vchan::run(o),
     },
     Scenario {
         name: "pmap",

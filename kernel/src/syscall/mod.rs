@@ -30,12 +30,13 @@ pub mod errno;
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
+use uapi::ioc::{IOC_IN, IOC_OUT, iocparm_len};
 use uapi::{fcntl, mman, nr, sysctl};
 use vm::{Errno, Prot};
 
 use crate::arch::pmap;
 use crate::arch::trap::TrapFrame;
-use crate::dev::{self, File, ioc};
+use crate::dev::{self, File};
 use crate::proc::{self, MAX_FILES, Process, vmspace};
 use crate::{events, mem, sched, usercopy};
 
@@ -157,12 +158,12 @@ fn ioctl(p: &Process, fd: u64, cmd: u32, arg: u64) -> Result<u64, Errno> {
     if f.dev.copies_ioctl_arg() {
         return f.dev.ioctl_user(cmd, arg).map(|()| 0);
     }
-    let mut data = alloc::vec![0u8; ioc::size(cmd)];
-    if cmd & ioc::IN != 0 {
+    let mut data = alloc::vec![0u8; iocparm_len(cmd)];
+    if cmd & IOC_IN != 0 {
         usercopy::copyin(arg, &mut data)?;
     }
     f.dev.ioctl(cmd, &mut data)?;
-    if cmd & ioc::OUT != 0 {
+    if cmd & IOC_OUT != 0 {
         usercopy::copyout(&data, arg)?;
     }
     Ok(0)

@@ -1,10 +1,31 @@
 //! The kernel's user ABI, the one definition both sides build from (as
 //! FreeBSD's `sys/sys/*.h` or Linux's `include/uapi`): system call numbers,
-//! `mmap` and `open` flags and `sysctl` keys. The kernel's `syscall`
-//! module implements them (its documentation has the table of calls);
-//! `tools/urt` re-exports them to user programs. Error numbers are Linux's
-//! and not defined here.
+//! `mmap` and `open` flags, `sysctl` keys, error numbers, the page size,
+//! and every device's ioctl numbers and structs. The kernel's `syscall`
+//! module implements them (its documentation has the table of calls) and
+//! its devices (`dev`, the `gntdev` crate) decode them; `tools/urt` and
+//! `tools/gnttab` use them in user programs. `tests/abi_layout.rs` pins
+//! the structs to the C headers.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`ioc`] | ioctl numbering (FreeBSD's `ioccom.h`) |
+//! | [`gntdev`] | `/dev/xen/gntdev` (FreeBSD's `sys/xen/gntdev.h`, plus `GRANT_COPY`, `SET_MAX_GRANTS`) |
+//! | [`evtchn`] | `/dev/xen/evtchn` (FreeBSD's `sys/xen/evtchn.h`) |
+//! | [`xenstore`] | `/dev/xen/xenstore` |
+//! | [`physobj`] | `/dev/physobj` |
+//! | [`errno`] | error numbers (Linux's) |
 #![no_std]
+
+pub mod errno;
+pub mod evtchn;
+pub mod gntdev;
+pub mod ioc;
+pub mod physobj;
+pub mod xenstore;
+
+/// The page size of the user ABI (`mmap` offsets and lengths, grants).
+pub const PAGE_SIZE: usize = 4096;
 
 /// System call numbers: number in rax, arguments in rdi, rsi, rdx, r10,
 /// r8, r9; the result in rax, `-errno` on failure.

@@ -3,13 +3,12 @@
 
 use urt::SysResult;
 
-use crate::{IOC_IN, IOC_OUT, ioc};
-
-const BIND_INTERDOMAIN: u32 = ioc(IOC_IN | IOC_OUT, b'E', 5, 12);
-const BIND_UNBOUND_PORT: u32 = ioc(IOC_IN | IOC_OUT, b'E', 6, 8);
-const UNBIND: u32 = ioc(IOC_IN, b'E', 7, 4);
-const NOTIFY: u32 = ioc(IOC_IN, b'E', 8, 4);
-const SET_READ_TIMEOUT: u32 = ioc(IOC_IN, b'E', 10, 8);
+use urt::evtchn::{
+    IOCTL_EVTCHN_BIND_INTERDOMAIN as BIND_INTERDOMAIN,
+    IOCTL_EVTCHN_BIND_UNBOUND_PORT as BIND_UNBOUND_PORT, IOCTL_EVTCHN_NOTIFY as NOTIFY,
+    IOCTL_EVTCHN_SET_READ_TIMEOUT as SET_READ_TIMEOUT, IOCTL_EVTCHN_STATUS as STATUS,
+    IOCTL_EVTCHN_UNBIND as UNBIND,
+};
 
 /// An open of the device; its ports close with it.
 pub struct Evtchn {
@@ -18,25 +17,25 @@ pub struct Evtchn {
 
 impl Evtchn {
     /// Opens `/dev/xen/evtchn`.
-    pub fn open() -> Result<Self, i64> {
+    pub fn open() -> Result<Self, i32> {
         Ok(Self {
             fd: urt::open(b"/dev/xen/evtchn\0", urt::fcntl::O_RDWR)?,
         })
     }
 
-    fn call<const N: usize>(&self, cmd: u32, mut a: [u32; N]) -> Result<[u32; N], i64> {
+    fn call<const N: usize>(&self, cmd: u32, mut a: [u32; N]) -> Result<[u32; N], i32> {
         urt::ioctl(self.fd, cmd, a.as_mut_ptr() as u64)?;
         Ok(a)
     }
 
     /// A new port for domain `remote` to bind (`xenevtchn_bind_unbound_port`).
-    pub fn bind_unbound_port(&self, remote: u32) -> Result<u32, i64> {
+    pub fn bind_unbound_port(&self, remote: u32) -> Result<u32, i32> {
         Ok(self.call(BIND_UNBOUND_PORT, [remote, 0])?[1])
     }
 
     /// Binds to `remote`'s port `remote_port` (`xenevtchn_bind_interdomain`);
     /// returns the local port.
-    pub fn bind_interdomain(&self, remote: u32, remote_port: u32) -> Result<u32, i64> {
+    pub fn bind_interdomain(&self, remote: u32, remote_port: u32) -> Result<u32, i32> {
         Ok(self.call(BIND_INTERDOMAIN, [remote, remote_port, 0])?[2])
     }
 
@@ -50,6 +49,11 @@ impl Evtchn {
         self.call(UNBIND, [port]).map(|_| 0)
     }
 
+    /// The state of `port` (`EVTCHNOP_status`): `urt::evtchn::EVTCHN_STATUS_*`.
+    pub fn status(&self, port: u32) -> Result<u32, i32> {
+        Ok(self.call(STATUS, [port, 0])?[1])
+    }
+
     /// Bounds each [`wait`](Self::wait) to `ns` (0: no bound).
     pub fn set_timeout(&self, ns: u64) -> SysResult {
         let mut v = ns;
@@ -58,7 +62,7 @@ impl Evtchn {
 
     /// Blocks until a port of this open fires (`xenevtchn_pending`);
     /// returns it. `ETIMEDOUT` after the timeout.
-    pub fn wait(&self) -> Result<u32, i64> {
+    pub fn wait(&self) -> Result<u32, i32> {
         let mut p = [0u8; 4];
         urt::read(self.fd, &mut p)?;
         Ok(u32::from_ne_bytes(p))

@@ -13,110 +13,8 @@ pub mod xs;
 use urt::mman::{MAP_ANON, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE};
 use urt::{PAGE, SysResult};
 
-/// FreeBSD's `_IOC`: direction, size, group, number.
-pub const fn ioc(dir: u32, group: u8, num: u8, len: usize) -> u32 {
-    dir | ((len as u32 & 0x1fff) << 16) | (group as u32) << 8 | num as u32
-}
-/// The kernel copies the argument in.
-pub const IOC_IN: u32 = 0x8000_0000;
-/// The kernel copies the argument out.
-pub const IOC_OUT: u32 = 0x4000_0000;
-
-/// gntdev's ioctl structs and numbers (FreeBSD `sys/xen/gntdev.h`).
-pub mod abi {
-    #![allow(missing_docs)]
-    use super::{IOC_IN, IOC_OUT, ioc};
-
-    #[repr(C)]
-    #[derive(Clone, Copy, Debug, Default)]
-    pub struct UnmapNotify {
-        pub index: u64,
-        pub action: u32,
-        pub event_channel_port: u32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Debug, Default)]
-    pub struct AllocGref {
-        pub domid: u16,
-        pub flags: u16,
-        pub count: u32,
-        pub index: u64,
-        pub gref_ids: u64,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Debug, Default)]
-    pub struct DeallocGref {
-        pub index: u64,
-        pub count: u32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Debug, Default)]
-    pub struct GrantRef {
-        pub domid: u32,
-        pub gref: u32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Debug, Default)]
-    pub struct MapGrantRef {
-        pub count: u32,
-        pub pad0: u32,
-        pub index: u64,
-        pub refs: u64,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Debug, Default)]
-    pub struct UnmapGrantRef {
-        pub index: u64,
-        pub count: u32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Debug, Default)]
-    pub struct GetOffsetForVaddr {
-        pub vaddr: u64,
-        pub offset: u64,
-        pub count: u32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Debug, Default)]
-    pub struct GrantCopy {
-        pub count: u32,
-        pub segments: u64,
-    }
-    /// One segment: `source`/`dest` are a user address or
-    /// `{u32 ref; u16 offset; u16 domid}` as `flags` say.
-    #[repr(C)]
-    #[derive(Clone, Copy, Debug, Default)]
-    pub struct GrantCopySegment {
-        pub source: u64,
-        pub dest: u64,
-        pub len: u16,
-        pub flags: u16,
-        pub status: i16,
-    }
-
-    pub const UNMAP_NOTIFY_CLEAR_BYTE: u32 = 1;
-    pub const UNMAP_NOTIFY_SEND_EVENT: u32 = 2;
-    pub const GNTDEV_ALLOC_FLAG_WRITABLE: u16 = 1;
-    pub const GNTCOPY_SOURCE_GREF: u16 = 1;
-    pub const GNTCOPY_DEST_GREF: u16 = 2;
-
-    /// A grant side of a copy segment: grant `gref` of `domid`, from byte
-    /// `offset` of its page.
-    pub const fn copy_foreign(gref: u32, offset: u16, domid: u16) -> u64 {
-        gref as u64 | (offset as u64) << 32 | (domid as u64) << 48
-    }
-
-    const fn sz<T>() -> usize {
-        core::mem::size_of::<T>()
-    }
-    pub const SET_UNMAP_NOTIFY: u32 = ioc(IOC_IN, b'E', 0, sz::<UnmapNotify>());
-    pub const ALLOC_GREF: u32 = ioc(IOC_IN | IOC_OUT, b'E', 1, sz::<AllocGref>());
-    pub const DEALLOC_GREF: u32 = ioc(IOC_IN, b'E', 2, sz::<DeallocGref>());
-    pub const MAP_GRANT_REF: u32 = ioc(IOC_IN | IOC_OUT, b'E', 3, sz::<MapGrantRef>());
-    pub const UNMAP_GRANT_REF: u32 = ioc(IOC_IN, b'E', 4, sz::<UnmapGrantRef>());
-    pub const GET_OFFSET_FOR_VADDR: u32 = ioc(IOC_IN | IOC_OUT, b'E', 5, sz::<GetOffsetForVaddr>());
-    pub const GRANT_COPY: u32 = ioc(IOC_IN, b'E', 8, sz::<GrantCopy>());
-}
+/// gntdev's ioctl structs and numbers, from the user ABI (`uapi::gntdev`).
+pub use urt::gntdev as abi;
 
 /// Anonymous memory holding `len` values of `T` (zeroed), unmapped on drop.
 pub struct Buf<T: Copy> {
@@ -127,7 +25,7 @@ pub struct Buf<T: Copy> {
 
 impl<T: Copy> Buf<T> {
     /// `len` zeroed values.
-    pub fn new(len: usize) -> Result<Self, i64> {
+    pub fn new(len: usize) -> Result<Self, i32> {
         let bytes = (len.max(1) * core::mem::size_of::<T>()).next_multiple_of(PAGE);
         let addr = urt::mmap(
             0,
@@ -187,7 +85,7 @@ pub struct Gnttab {
 
 impl Gnttab {
     /// Opens the device (`xengnttab_open`).
-    pub fn open() -> Result<Self, i64> {
+    pub fn open() -> Result<Self, i32> {
         Ok(Self {
             fd: urt::open(b"/dev/xen/gntdev\0", urt::fcntl::O_RDWR)?,
         })
@@ -211,7 +109,7 @@ impl Gnttab {
         if n.port.is_some() {
             a.action |= abi::UNMAP_NOTIFY_SEND_EVENT;
         }
-        ioctl(self.fd, abi::SET_UNMAP_NOTIFY, &mut a)
+        ioctl(self.fd, abi::IOCTL_GNTDEV_SET_UNMAP_NOTIFY, &mut a)
     }
 
     /// Maps grants `refs[i]` of domains `domids[i]` (one domain for all
@@ -225,14 +123,14 @@ impl Gnttab {
         refs: &[u32],
         writable: bool,
         notify: Option<Notify>,
-    ) -> Result<u64, i64> {
+    ) -> Result<u64, i32> {
         let count = refs.len();
         if domids.is_empty() || (domids.len() != 1 && domids.len() != count) {
             return Err(urt::errno::EINVAL);
         }
-        let mut pairs = Buf::<abi::GrantRef>::new(count)?;
+        let mut pairs = Buf::<abi::GrantRefArg>::new(count)?;
         for (i, p) in pairs.values().iter_mut().enumerate() {
-            *p = abi::GrantRef {
+            *p = abi::GrantRefArg {
                 domid: domids[if domids.len() == 1 { 0 } else { i }],
                 gref: refs[i],
             };
@@ -243,7 +141,7 @@ impl Gnttab {
             index: 0,
             refs: pairs.addr(),
         };
-        ioctl(self.fd, abi::MAP_GRANT_REF, &mut m)?;
+        ioctl(self.fd, abi::IOCTL_GNTDEV_MAP_GRANT_REF, &mut m)?;
         let prot = if writable {
             PROT_READ | PROT_WRITE
         } else {
@@ -266,7 +164,7 @@ impl Gnttab {
                 index: m.index,
                 count: count as u32,
             };
-            let _ = ioctl(self.fd, abi::UNMAP_GRANT_REF, &mut u);
+            let _ = ioctl(self.fd, abi::IOCTL_GNTDEV_UNMAP_GRANT_REF, &mut u);
         }
         r
     }
@@ -284,7 +182,7 @@ impl Gnttab {
             vaddr: addr,
             ..Default::default()
         };
-        ioctl(self.fd, abi::GET_OFFSET_FOR_VADDR, &mut g)?;
+        ioctl(self.fd, abi::IOCTL_GNTDEV_GET_OFFSET_FOR_VADDR, &mut g)?;
         if g.count as usize != count {
             return Err(urt::errno::EINVAL);
         }
@@ -293,7 +191,7 @@ impl Gnttab {
             index: g.offset,
             count: g.count,
         };
-        ioctl(self.fd, abi::UNMAP_GRANT_REF, &mut u)
+        ioctl(self.fd, abi::IOCTL_GNTDEV_UNMAP_GRANT_REF, &mut u)
     }
 
     /// Copies `segs` with grant copies (`xengnttab_grant_copy`); each
@@ -303,7 +201,7 @@ impl Gnttab {
             count: segs.len() as u32,
             segments: segs.as_mut_ptr() as u64,
         };
-        ioctl(self.fd, abi::GRANT_COPY, &mut a)
+        ioctl(self.fd, abi::IOCTL_GNTDEV_GRANT_COPY, &mut a)
     }
 
     /// Shares `refs.len()` new zeroed pages with `domid`
@@ -330,7 +228,7 @@ impl Gnttab {
             index: 0,
             gref_ids: ids.addr(),
         };
-        ioctl(self.fd, abi::ALLOC_GREF, &mut a)?;
+        ioctl(self.fd, abi::IOCTL_GNTDEV_ALLOC_GREF, &mut a)?;
         let len = count * PAGE;
         let r = urt::mmap(0, len, PROT_READ | PROT_WRITE, MAP_SHARED, self.fd, a.index).and_then(
             |addr| match notify {
@@ -344,7 +242,7 @@ impl Gnttab {
             index: a.index,
             count: count as u32,
         };
-        let _ = ioctl(self.fd, abi::DEALLOC_GREF, &mut d);
+        let _ = ioctl(self.fd, abi::IOCTL_GNTDEV_DEALLOC_GREF, &mut d);
         refs.copy_from_slice(ids.values());
         r
     }

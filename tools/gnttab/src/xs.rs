@@ -1,9 +1,12 @@
 //! A xenstore client over `/dev/xen/xenstore` (the wire format: an
 //! `xsd_sockmsg` header and payload per request, the reply likewise), and
 //! watches ([`Watch`], `xs_watch`/`xs_read_watch`), each on an open of
-//! its own so that its events never come between a request and its reply.
+//! its own so that its events never come between a request and its reply,
+//! and transactions ([`Xs::transaction_start`]: the requests that follow
+//! belong to it until [`Xs::transaction_end`]).
 
 use urt::SysResult;
+use urt::xenstore::IOCTL_XENSTORE_SET_READ_TIMEOUT as SET_READ_TIMEOUT;
 
 /// `XS_READ`.
 const XS_READ: u32 = 2;
@@ -13,12 +16,14 @@ const XS_WRITE: u32 = 11;
 const XS_RM: u32 = 13;
 /// `XS_WATCH`.
 const XS_WATCH: u32 = 4;
+/// `XS_TRANSACTION_START`.
+const XS_TRANSACTION_START: u32 = 6;
+/// `XS_TRANSACTION_END`.
+const XS_TRANSACTION_END: u32 = 7;
 /// `XS_SET_PERMS`.
 const XS_SET_PERMS: u32 = 14;
 /// `XS_WATCH_EVENT`.
 const XS_WATCH_EVENT: u32 = 15;
-/// The device's `SET_READ_TIMEOUT` ioctl, `_IOW('X', 10, u64)`.
-const SET_READ_TIMEOUT: u32 = crate::ioc(crate::IOC_IN, b'X', 10, 8);
 /// `XS_ERROR`.
 const XS_ERROR: u32 = 16;
 /// Largest payload.
@@ -30,6 +35,8 @@ const HDR: usize = 16;
 pub struct Xs {
     fd: u64,
     next_id: u32,
+    /// The transaction requests go in (0: none).
+    tx: u32,
     /// Watch events read while waiting for a reply (not kept: a watcher
     /// re-reads what it watches).
     events_skipped: u32,
@@ -39,7 +46,7 @@ pub struct Xs {
 #[derive(Clone, Copy, Debug)]
 pub enum XsError {
     /// A system call failed with this errno.
-    Sys(i64),
+    Sys(i32),
     /// xenstored answered `XS_ERROR` with this name (e.g. `ENOENT`).
     Xs([u8; 16]),
     /// The request does not fit one message, or the reply its buffer.
@@ -49,6 +56,13 @@ pub enum XsError {
     Gone,
 }
 
+impl XsError {
+    /// Whether xenstored answered the error `name` (e.g. `"EAGAIN"`).
+    pub fn is(&self, name: &str) -> bool {
+        matches!(self, Self::Xs(n) if n.split(|&b| b == 0).next() == Some(name.as_bytes()))
+    }
+}
+
 impl Xs {
     /// Opens `/dev/xen/xenstore`.
     pub fn open() -> Result<Self, XsError> {
@@ -56,6 +70,7 @@ impl Xs {
         Ok(Self {
             fd,
             next_id: 1,
+            tx: 0,
             events_skipped: 0,
         })
     }
@@ -101,7 +116,7 @@ impl Xs {
         }
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        for (i, v) in [ty, id, 0, len as u32].iter().enumerate() {
+        for (i, v) in [ty, id, self.tx, len as u32].iter().enumerate() {
             msg[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
         }
         urt::write(self.fd, &msg[..HDR + len]).map_err(XsError::Sys)?;
@@ -124,6 +139,31 @@ impl Xs {
         }
         out[..rlen].copy_from_slice(&body[..rlen]);
         Ok(rlen)
+    }
+
+    /// Starts a transaction: the requests that follow are part of it until
+    /// [`transaction_end`](Self::transaction_end).
+    pub fn transaction_start(&mut self) -> Result<(), XsError> {
+        let mut id = [0u8; 16];
+        let n = self.request(XS_TRANSACTION_START, &[b"\0"], &mut id)?;
+        let tx = parse_u64(id[..n].strip_suffix(b"\0").unwrap_or(&id[..n]))
+            .and_then(|t| u32::try_from(t).ok())
+            .filter(|&t| t != 0)
+            .ok_or(XsError::Sys(urt::errno::EPROTO))?;
+        self.tx = tx;
+        Ok(())
+    }
+
+    /// Ends the transaction, committing it when `commit`; xenstored's
+    /// `EAGAIN` says another change came between: start again.
+    pub fn transaction_end(&mut self, commit: bool) -> Result<(), XsError> {
+        let r = self.request(
+            XS_TRANSACTION_END,
+            &[if commit { b"T\0" } else { b"F\0" }],
+            &mut [0u8; 16],
+        );
+        self.tx = 0;
+        r.map(drop)
     }
 
     /// Reads `path` into `out`; returns the value's length.

@@ -1,6 +1,7 @@
 //! The runtime of user programs for the xenguest kernel: the entry point
-//! ([`entry!`]), the system calls (numbers, flags and `sysctl` keys from
-//! the kernel's `uapi` crate, re-exported here),
+//! ([`entry!`]), the system calls (numbers, flags, `sysctl` keys, error
+//! numbers and the devices' ioctls from the kernel's `uapi` crate,
+//! re-exported here),
 //! printing to the console, and a panic handler that prints and exits 101.
 //!
 //! Programs are static executables for `x86_64-unknown-none`, linked by
@@ -11,24 +12,8 @@
 use core::arch::asm;
 use core::fmt;
 
-pub use uapi::{fcntl, mman, nr, sysctl};
-
-/// Error numbers (Linux values).
-pub mod errno {
-    #![allow(missing_docs)]
-    pub const ENOENT: i64 = 2;
-    pub const EBADF: i64 = 9;
-    pub const ENOMEM: i64 = 12;
-    pub const EACCES: i64 = 13;
-    pub const EFAULT: i64 = 14;
-    pub const EINVAL: i64 = 22;
-    pub const ENOTTY: i64 = 25;
-    pub const ENOSYS: i64 = 38;
-    pub const ETIMEDOUT: i64 = 110;
-}
-
-/// The page size.
-pub const PAGE: usize = 4096;
+pub use uapi::PAGE_SIZE as PAGE;
+pub use uapi::{errno, evtchn, fcntl, gntdev, ioc, mman, nr, physobj, sysctl, xenstore};
 
 /// A raw system call with up to six arguments: the kernel's result, a
 /// negative errno on failure.
@@ -49,11 +34,15 @@ pub fn syscall(n: u64, a: [u64; 6]) -> i64 {
     r
 }
 
-/// A result: the value, or the errno.
-pub type SysResult = Result<u64, i64>;
+/// A result: the value, or the errno (`uapi::errno`).
+pub type SysResult = Result<u64, i32>;
 
 fn check(r: i64) -> SysResult {
-    if r < 0 { Err(-r) } else { Ok(r as u64) }
+    if r < 0 {
+        Err((-r) as i32)
+    } else {
+        Ok(r as u64)
+    }
 }
 
 /// Ends the process with `status`.

@@ -5,7 +5,8 @@ use super::{DomId, Port};
 
 pub use xen_sys::{
     EVTCHNOP_alloc_unbound, EVTCHNOP_bind_interdomain, EVTCHNOP_bind_virq, EVTCHNOP_close,
-    EVTCHNOP_send, EVTCHNOP_unmask, NR_VIRQS, VIRQ_CONSOLE, VIRQ_DEBUG, VIRQ_DOM_EXC, VIRQ_TIMER,
+    EVTCHNOP_send, EVTCHNOP_status, EVTCHNOP_unmask, NR_VIRQS, VIRQ_CONSOLE, VIRQ_DEBUG,
+    VIRQ_DOM_EXC, VIRQ_TIMER,
 };
 
 /// `struct evtchn_send`: argument of `EVTCHNOP_send`.
@@ -68,4 +69,22 @@ pub struct EvtchnClose {
 pub struct EvtchnUnmask {
     /// The port to unmask.
     pub port: Port,
+}
+
+/// `struct evtchn_status`: argument of `EVTCHNOP_status`. The union that
+/// follows `vcpu` (8 bytes: the peer of an unbound or interdomain port,
+/// or a pirq, virq) is kept raw.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EvtchnStatus {
+    /// IN: the port's domain, usually [`DOMID_SELF`](super::DOMID_SELF).
+    pub dom: DomId,
+    /// IN: the port.
+    pub port: Port,
+    /// OUT: `EVTCHNSTAT_*`.
+    pub status: u32,
+    /// OUT: the vCPU it notifies.
+    pub vcpu: u32,
+    /// OUT: the union, raw.
+    pub u: [u32; 2],
 }

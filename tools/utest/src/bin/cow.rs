@@ -9,8 +9,6 @@ use urt::{PAGE, check, println};
 urt::entry!(main);
 
 const PAGES: usize = 16;
-/// `_IOW('P', 1, u64)` of `/dev/physobj`.
-const PHYSOBJ_SET_SIZE: u32 = 0x8000_0000 | (8 << 16) | (b'P' as u32) << 8 | 1;
 
 fn word(base: u64, page: usize) -> *mut u64 {
     (base as usize + page * PAGE) as *mut u64
@@ -23,7 +21,12 @@ fn main(_arg: u64) -> i32 {
     };
     let size = PAGES as u64;
     check!(
-        urt::ioctl(fd, PHYSOBJ_SET_SIZE, &size as *const u64 as u64).is_ok(),
+        urt::ioctl(
+            fd,
+            urt::physobj::PHYSOBJ_SET_SIZE,
+            &size as *const u64 as u64
+        )
+        .is_ok(),
         "set size"
     );
     let rw = PROT_READ | PROT_WRITE;

@@ -11,8 +11,6 @@ use urt::{PAGE, check, println};
 
 urt::entry!(main);
 
-/// `_IOW('P', 1, u64)` of `/dev/physobj`.
-const PHYSOBJ_SET_SIZE: u32 = 0x8000_0000 | (8 << 16) | (b'P' as u32) << 8 | 1;
 /// `_IOR('P', 1, u64)`: an OUT ioctl, unknown to the device.
 const PHYSOBJ_OUT: u32 = 0x4000_0000 | (8 << 16) | (b'P' as u32) << 8 | 9;
 
@@ -40,41 +38,47 @@ fn main(_arg: u64) -> i32 {
     let mut n = 0;
     for (what, p) in bad {
         let w = urt::syscall(urt::nr::WRITE, [null, p, 16, 0, 0, 0]);
-        check!(w == -EFAULT, "write from {what} pointer: {w}");
+        check!(w == -i64::from(EFAULT), "write from {what} pointer: {w}");
         let r = urt::syscall(urt::nr::READ, [zero, p, 16, 0, 0, 0]);
-        check!(r == -EFAULT, "read into {what} pointer: {r}");
+        check!(r == -i64::from(EFAULT), "read into {what} pointer: {r}");
         let o = urt::syscall(urt::nr::OPEN, [p, 0, 0, 0, 0, 0]);
-        check!(o == -EFAULT, "open of {what} path: {o}");
+        check!(o == -i64::from(EFAULT), "open of {what} path: {o}");
         let i = urt::syscall(
             urt::nr::IOCTL,
-            [obj, u64::from(PHYSOBJ_SET_SIZE), p, 0, 0, 0],
+            [obj, u64::from(urt::physobj::PHYSOBJ_SET_SIZE), p, 0, 0, 0],
         );
-        check!(i == -EFAULT, "ioctl with {what} argument: {i}");
+        check!(i == -i64::from(EFAULT), "ioctl with {what} argument: {i}");
         n += 4;
     }
     // An unknown ioctl is the device's error; an IN argument may straddle
     // two pages (the second read-only and untouched: zero).
     let ro = base + PAGE as u64;
     let i = urt::syscall(urt::nr::IOCTL, [obj, u64::from(PHYSOBJ_OUT), ro, 0, 0, 0]);
-    check!(i == -urt::errno::ENOTTY, "unknown ioctl: {i}");
+    check!(i == -i64::from(urt::errno::ENOTTY), "unknown ioctl: {i}");
     let end = ro - 4;
     // SAFETY: the last 4 bytes of the first (read-write) page.
     unsafe { (end as *mut u32).write_volatile(16) };
     let i = urt::syscall(
         urt::nr::IOCTL,
-        [obj, u64::from(PHYSOBJ_SET_SIZE), end, 0, 0, 0],
+        [obj, u64::from(urt::physobj::PHYSOBJ_SET_SIZE), end, 0, 0, 0],
     );
     check!(i == 0, "ioctl argument across two pages: {i}");
     // A path crossing from one page into the next is read across both.
     // SAFETY: as above.
     unsafe { (end as *mut [u8; 4]).write_volatile(*b"/dev") };
     let o = urt::syscall(urt::nr::OPEN, [end, 0, 0, 0, 0, 0]);
-    check!(o == -urt::errno::ENOENT, "a path across two pages: {o}");
+    check!(
+        o == -i64::from(urt::errno::ENOENT),
+        "a path across two pages: {o}"
+    );
     // A copy out into the read-only page, and across into it.
     let r = urt::syscall(urt::nr::READ, [zero, ro, 16, 0, 0, 0]);
-    check!(r == -EFAULT, "read into a read-only page: {r}");
+    check!(r == -i64::from(EFAULT), "read into a read-only page: {r}");
     let r = urt::syscall(urt::nr::READ, [zero, end, 16, 0, 0, 0]);
-    check!(r == -EFAULT, "read across into a read-only page: {r}");
+    check!(
+        r == -i64::from(EFAULT),
+        "read across into a read-only page: {r}"
+    );
     let r = urt::syscall(urt::nr::READ, [zero, base, 16, 0, 0, 0]);
     check!(r == 16, "read into a writable page: {r}");
     n += 5;
@@ -87,10 +91,10 @@ fn main(_arg: u64) -> i32 {
     check!(w == 64, "write from an untouched page: {w}");
     for nr in [urt::nr::CLOCK + 1, 999, u64::MAX] {
         let r = urt::syscall(nr, [0; 6]);
-        check!(r == -ENOSYS, "system call {nr}: {r}");
+        check!(r == -i64::from(ENOSYS), "system call {nr}: {r}");
     }
     let c = urt::syscall(urt::nr::CLOSE, [77, 0, 0, 0, 0, 0]);
-    check!(c == -urt::errno::EBADF, "close of a bad fd: {c}");
+    check!(c == -i64::from(urt::errno::EBADF), "close of a bad fd: {c}");
     println!(
         "efault: {n} bad-pointer calls gave EFAULT; unknown calls ENOSYS; untouched pages are faulted in by copies"
     );

@@ -4,10 +4,13 @@
 #![no_std]
 #![no_main]
 
-use gnttab::abi::{self, GrantCopySegment, GrantRef, MapGrantRef, UnmapGrantRef};
+use gnttab::abi::{
+    self, GrantCopySegment, GrantRefArg as GrantRef, IOCTL_GNTDEV_MAP_GRANT_REF,
+    IOCTL_GNTDEV_UNMAP_GRANT_REF, MapGrantRef, UnmapGrantRef,
+};
 use gnttab::xs::Xs;
 use gnttab::{Buf, Gnttab};
-use urt::errno::{EFAULT, EINVAL, ENOSYS};
+use urt::errno::{EFAULT, EINVAL, ENOSPC, ENOSYS};
 use urt::mman::{MAP_SHARED, PROT_READ};
 use urt::{PAGE, check, println};
 
@@ -15,26 +18,24 @@ urt::entry!(main);
 
 /// `DOMID_SELF`.
 const DOMID_SELF: u32 = 0x7ff0;
-/// `ENOSPC`: above the per-open grant limit.
-const ENOSPC: i64 = 28;
 
-fn ioctl<T>(fd: u64, cmd: u32, arg: &mut T) -> Result<u64, i64> {
+fn ioctl<T>(fd: u64, cmd: u32, arg: &mut T) -> Result<u64, i32> {
     urt::ioctl(fd, cmd, arg as *mut T as u64)
 }
 
-fn map(fd: u64, count: u32, refs: u64) -> Result<u64, i64> {
+fn map(fd: u64, count: u32, refs: u64) -> Result<u64, i32> {
     let mut m = MapGrantRef {
         count,
         pad0: 0,
         index: 0,
         refs,
     };
-    ioctl(fd, abi::MAP_GRANT_REF, &mut m).map(|_| m.index)
+    ioctl(fd, IOCTL_GNTDEV_MAP_GRANT_REF, &mut m).map(|_| m.index)
 }
 
-fn unmap(fd: u64, index: u64, count: u32) -> Result<u64, i64> {
+fn unmap(fd: u64, index: u64, count: u32) -> Result<u64, i32> {
     let mut u = UnmapGrantRef { index, count };
-    ioctl(fd, abi::UNMAP_GRANT_REF, &mut u)
+    ioctl(fd, IOCTL_GNTDEV_UNMAP_GRANT_REF, &mut u)
 }
 
 fn main(_arg: u64) -> i32 {
@@ -47,7 +48,7 @@ fn main(_arg: u64) -> i32 {
         return 1;
     };
     let ok = refs.addr();
-    let cases: [(&str, u64, i64); 4] = [
+    let cases: [(&str, u64, i32); 4] = [
         ("null array", 0, EFAULT),
         ("unmapped array", 0x7000_0000_0000, EFAULT),
         ("kernel array", 0x10_0000, EFAULT),
@@ -57,7 +58,7 @@ fn main(_arg: u64) -> i32 {
         let r = map(fd, 2, ptr);
         check!(r == Err(want), "{what}: {r:?}, expected errno {want}");
     }
-    let r = urt::ioctl(fd, abi::MAP_GRANT_REF, 0);
+    let r = urt::ioctl(fd, IOCTL_GNTDEV_MAP_GRANT_REF, 0);
     check!(r == Err(EFAULT), "null struct: {r:?}");
     let r = map(fd, 0, ok);
     check!(r == Err(EINVAL), "count 0: {r:?}");
@@ -83,7 +84,7 @@ fn main(_arg: u64) -> i32 {
     check!(unmap(fd, index, 2).is_ok(), "unmap");
     let r = unmap(fd, index, 2);
     check!(r == Err(EINVAL), "double unmap: {r:?}");
-    let r = urt::ioctl(fd, gnttab::ioc(gnttab::IOC_IN, b'E', 42, 8), ok);
+    let r = urt::ioctl(fd, urt::ioc::ioc(urt::ioc::IOC_IN, b'E', 42, 8), ok);
     check!(r == Err(ENOSYS), "unknown ioctl: {r:?}");
     // Our own grants, by our id or DOMID_SELF.
     let me = Xs::open().and_then(|mut xs| xs.read_u64("domid"));

@@ -9,7 +9,7 @@
 #![no_std]
 #![no_main]
 
-use gnttab::abi::{self, AllocGref};
+use gnttab::abi::{AllocGref, IOCTL_GNTDEV_ALLOC_GREF};
 use gnttab::{Buf, Gnttab};
 use urt::mman::{MAP_SHARED, PROT_READ};
 use urt::{PAGE, println};
@@ -41,8 +41,12 @@ fn run() -> Result<(), &'static str> {
         index: 0,
         gref_ids: ids.addr(),
     };
-    urt::ioctl(gnt.fd(), abi::ALLOC_GREF, &mut a as *mut AllocGref as u64)
-        .map_err(|_| "ALLOC_GREF")?;
+    urt::ioctl(
+        gnt.fd(),
+        IOCTL_GNTDEV_ALLOC_GREF,
+        &mut a as *mut AllocGref as u64,
+    )
+    .map_err(|_| "ALLOC_GREF")?;
     println!("gnt-hog: mapping {PAGES} pages again and again, touching each mapping");
     let mut sum = 0u32;
     for n in 0..MAX_MAPPINGS {

@@ -31,7 +31,7 @@
 #![no_std]
 #![no_main]
 
-use gnttab::abi::{self, GrantCopySegment};
+use gnttab::abi::{CopySideArg, GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GrantCopySegment};
 use gnttab::evtchn::Evtchn;
 use gnttab::xs::{Fmt, Watch, Xs, parse_u64};
 use gnttab::{Buf, Gnttab, Notify};
@@ -359,9 +359,14 @@ fn copy_replies(
     for (i, s) in segs.values().iter_mut().enumerate() {
         *s = GrantCopySegment {
             source: src + 4 * i as u64,
-            dest: abi::copy_foreign(refs[i], 0, peer),
+            dest: CopySideArg::Foreign {
+                gref: refs[i],
+                offset: 0,
+                domid: peer,
+            }
+            .encode(),
             len: 4,
-            flags: abi::GNTCOPY_DEST_GREF,
+            flags: GNTCOPY_DEST_GREF,
             status: 1,
         };
     }
@@ -373,10 +378,15 @@ fn copy_replies(
     let dst = back.addr();
     for (i, s) in segs.values().iter_mut().enumerate() {
         *s = GrantCopySegment {
-            source: abi::copy_foreign(refs[i], 0, peer),
+            source: CopySideArg::Foreign {
+                gref: refs[i],
+                offset: 0,
+                domid: peer,
+            }
+            .encode(),
             dest: dst + (i * PAGE) as u64,
             len: PAGE as u16,
-            flags: abi::GNTCOPY_SOURCE_GREF,
+            flags: GNTCOPY_SOURCE_GREF,
             status: 1,
         };
     }

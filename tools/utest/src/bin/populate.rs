@@ -10,8 +10,6 @@ use urt::{PAGE, check, println, sysctl};
 urt::entry!(main);
 
 const PAGES: usize = 1024;
-/// `_IOW('P', 1, u64)` of `/dev/physobj`.
-const PHYSOBJ_SET_SIZE: u32 = 0x8000_0000 | (8 << 16) | (b'P' as u32) << 8 | 1;
 
 fn stat(key: u64) -> u64 {
     urt::sysctl(key, sysctl::READ_ONLY).unwrap_or(u64::MAX)
@@ -22,7 +20,12 @@ fn stat(key: u64) -> u64 {
 fn touch_all() -> Result<u64, &'static str> {
     let fd = urt::open(b"/dev/physobj\0", urt::fcntl::O_RDWR).map_err(|_| "open")?;
     let size = PAGES as u64;
-    urt::ioctl(fd, PHYSOBJ_SET_SIZE, &size as *const u64 as u64).map_err(|_| "set size")?;
+    urt::ioctl(
+        fd,
+        urt::physobj::PHYSOBJ_SET_SIZE,
+        &size as *const u64 as u64,
+    )
+    .map_err(|_| "set size")?;
     let base = urt::mmap(0, PAGES * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
         .map_err(|_| "mmap")?;
     let before = stat(sysctl::PROC_FAULTS);

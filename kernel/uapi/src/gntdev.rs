@@ -19,43 +19,10 @@
 //! (the guest is x86_64, so `sizeof(void *) == 8`).
 //!
 //! The structs are `#[repr(C)]` with the C layouts (pinned by
-//! `tests/abi_layout.rs`); they are converted to and from the bytes user
+//! the crate's `tests/abi_layout.rs`); they are converted to and from the bytes user
 //! space passes with [`IoctlArg`], field by field, without `unsafe`.
 
-/// Bits of the size field (`IOCPARM_SHIFT`, FreeBSD `sys/ioccom.h`).
-pub const IOCPARM_SHIFT: u32 = 13;
-/// Mask of the size field (`IOCPARM_MASK`).
-pub const IOCPARM_MASK: u32 = (1 << IOCPARM_SHIFT) - 1;
-/// No parameters (`IOC_VOID`).
-pub const IOC_VOID: u32 = 0x2000_0000;
-/// Copy the parameters out to user space after the call (`IOC_OUT`).
-pub const IOC_OUT: u32 = 0x4000_0000;
-/// Copy the parameters in from user space before the call (`IOC_IN`).
-pub const IOC_IN: u32 = 0x8000_0000;
-/// Both directions (`IOC_INOUT`).
-pub const IOC_INOUT: u32 = IOC_IN | IOC_OUT;
-/// The direction bits (`IOC_DIRMASK`).
-pub const IOC_DIRMASK: u32 = IOC_VOID | IOC_OUT | IOC_IN;
-
-/// An ioctl number, as FreeBSD's `_IOC(inout, group, num, len)`.
-pub const fn ioc(inout: u32, group: u8, num: u8, len: usize) -> u32 {
-    inout | ((len as u32 & IOCPARM_MASK) << 16) | ((group as u32) << 8) | num as u32
-}
-
-/// `_IOW(group, num, T)`: the kernel reads a `T`.
-pub const fn iow<T>(group: u8, num: u8) -> u32 {
-    ioc(IOC_IN, group, num, core::mem::size_of::<T>())
-}
-
-/// `_IOWR(group, num, T)`: the kernel reads and writes back a `T`.
-pub const fn iowr<T>(group: u8, num: u8) -> u32 {
-    ioc(IOC_INOUT, group, num, core::mem::size_of::<T>())
-}
-
-/// The parameter size of ioctl `cmd` (`IOCPARM_LEN`).
-pub const fn iocparm_len(cmd: u32) -> usize {
-    ((cmd >> 16) & IOCPARM_MASK) as usize
-}
+use crate::ioc::{iow, iowr};
 
 /// The ioctl group of gntdev.
 pub const GNTDEV_GROUP: u8 = b'E';
@@ -66,6 +33,12 @@ pub const UNMAP_NOTIFY_CLEAR_BYTE: u32 = 0x1;
 pub const UNMAP_NOTIFY_SEND_EVENT: u32 = 0x2;
 /// `ALLOC_GREF` flag: the peer may write the pages (`GNTDEV_ALLOC_FLAG_WRITABLE`).
 pub const GNTDEV_ALLOC_FLAG_WRITABLE: u16 = 1;
+/// [`GrantCopySegment::flags`]: the source is a grant (Xen's
+/// `GNTCOPY_source_gref`).
+pub const GNTCOPY_SOURCE_GREF: u16 = 1;
+/// [`GrantCopySegment::flags`]: the destination is a grant (Xen's
+/// `GNTCOPY_dest_gref`).
+pub const GNTCOPY_DEST_GREF: u16 = 2;
 /// The default and largest per-open grant limit (Linux gntdev's default
 /// `limit`).
 pub const DEFAULT_MAX_GRANTS: u32 = 65536;
@@ -308,6 +281,8 @@ pub const IOCTL_GNTDEV_SET_MAX_GRANTS: u32 = iow::<SetMaxGrants>(GNTDEV_GROUP, 9
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::ioc::iocparm_len;
 
     #[test]
     fn numbers_follow_ioccom() {

@@ -1,4 +1,5 @@
-//! Pins every ioctl struct of `gntdev::abi`.
+//! Pins every ioctl struct of the user ABI (`uapi::gntdev`; the other
+//! devices' arguments are plain `u32`/`u64` words).
 //!
 //! FreeBSD's structs: FreeBSD's `sys/xen/gntdev.h` is not installed
 //! anywhere we can compile against, so their sizes and offsets are
@@ -15,7 +16,8 @@ use std::path::PathBuf;
 
 use abicheck::{Fact, constant, layout};
 
-use gntdev::abi::*;
+use uapi::gntdev::*;
+use uapi::ioc::*;
 
 #[test]
 fn freebsd_structs_match_freebsd_header() {
@@ -100,6 +102,11 @@ fn linux_structs_match_xen_tools_header() {
     constant!(f,
         UNMAP_NOTIFY_CLEAR_BYTE => "UNMAP_NOTIFY_CLEAR_BYTE",
         UNMAP_NOTIFY_SEND_EVENT => "UNMAP_NOTIFY_SEND_EVENT",
+        GNTCOPY_SOURCE_GREF => "GNTCOPY_source_gref",
+        GNTCOPY_DEST_GREF => "GNTCOPY_dest_gref",
+        uapi::evtchn::EVTCHN_STATUS_CLOSED => "EVTCHNSTAT_closed",
+        uapi::evtchn::EVTCHN_STATUS_UNBOUND => "EVTCHNSTAT_unbound",
+        uapi::evtchn::EVTCHN_STATUS_INTERDOMAIN => "EVTCHNSTAT_interdomain",
     );
     // The packing of CopySideArg, checked on the Rust side too.
     let raw = CopySideArg::Foreign {
@@ -111,10 +118,15 @@ fn linux_structs_match_xen_tools_header() {
     assert_eq!(raw.to_ne_bytes(), [1, 2, 3, 4, 5, 6, 7, 8]);
 
     let wrong = abicheck::check(
-        &PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gntdev_abi_layout"),
+        &PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("uapi_abi_layout"),
         &abicheck::xen_include_dir("xen/sys/gntdev.h"),
         &[],
-        &["xen/sys/gntdev.h"],
+        &[
+            "xen/xen.h",
+            "xen/grant_table.h",
+            "xen/event_channel.h",
+            "xen/sys/gntdev.h",
+        ],
         "",
         &f,
     );

@@ -1,0 +1,48 @@
+#!/bin/sh
+# vchan: byte streams over libxenvchan's wire protocol (tools/vchan, the
+# guest's vchan-cat via scenario=vchan, kernel/src/scenario/vchan.rs)
+#   vchan-dom0-client: the guest serves, dom0's unmodified Debian
+#       vchan-socket-proxy -m client connects (in-page rings, 1024/2048
+#       bytes); 4 MiB each way, the CRC-32s equal on both ends;
+#   vchan-dom0-server: the roles swapped (-m server, the guest connects);
+#   vchan-pair: two of our domains, 64 KiB rings (order 16), 32 MiB from
+#       A to B (64 MiB is too slow for a loaded emulated host);
+#   vchan-peer-destroyed: xl destroy of the client domain mid-stream: the
+#       server sees the close within a second, ends cleanly, baseline back;
+#   vchan-peer-killed: kill -9 of dom0's proxy mid-stream: its kernel's
+#       unmap notify clears cli_live; the same checks;
+#   vchan-libxenvchan-64k: dom0's tools/vchan-interop, linked against
+#       Debian's libxenvchan, with 64 KiB rings (order 16) in both roles
+#       against the guest; 4 MiB each way, CRC-32s equal;
+#   vchan-local: the benchmark's baseline, the pair's 32 MiB through a
+#       64 KiB loopback ring in one guest process.
+# Then one "vchan benchmark:" line: MiB/s of the pair, of the guest with
+# dom0's libxenvchan (64 KiB rings), of two dom0 processes over
+# libxenvchan (Linux's own figure, or why Linux refused), of the loopback,
+# and the pair's ratio to the loopback.
+# VCHAN_CASES="pair ..." runs only the named cases (names after vchan-).
+# Each guest's kernel checks its baseline (free pages, grant references,
+# hole frames) and that a server removed its xenstore directory.
+. scripts/lib/xl.sh
+. scripts/lib/share.sh
+. scripts/lib/vchan.sh
+
+# VCHAN_CASES picks some of the cases (by default all, in this order).
+for c in ${VCHAN_CASES:-dom0-client dom0-server pair peer-destroyed peer-killed libxenvchan-64k local}; do
+    case $c in
+        dom0-client) run_case dom0_case vchan-dom0-client server client ;;
+        dom0-server) run_case dom0_case vchan-dom0-server client server ;;
+        pair) run_case vchan_pair ;;
+        peer-destroyed) run_case vchan_peer_destroyed ;;
+        peer-killed) run_case vchan_peer_killed ;;
+        libxenvchan-64k)
+            run_case lib_case vchan-libxenvchan-64k server 5
+            run_case lib_case vchan-libxenvchan-64k client 6
+            [ -x "$TOOL" ] && dom0_self
+            ;;
+        local) run_case vchan_local ;;
+        *) fail "vchan-$c" "no such case" ;;
+    esac
+done
+bench_line
+finish
