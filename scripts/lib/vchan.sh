@@ -100,6 +100,8 @@ dom0_case() {
     vchan_create "$_case" "role=$_role peer=0 port=1 kib=$((SIZE / 1024))" || return
     if [ "$_role" = server ]; then _srv=$_id _cli=0; else _srv=0 _cli=$_id; fi
     _path=/local/domain/$_srv/data/vchan/$_cli/1
+    # feed watches out.bin grow while the proxy writes it: on purpose.
+    # shellcheck disable=SC2094
     feed "$D/in.bin" "$D/out.bin" 240 |
         timeout 300 "$PROXY" -m "$_mode" "$_id" "$_path" - >"$D/out.bin" 2>"$D/proxy.err" &
     _pid=$!

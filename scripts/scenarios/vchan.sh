@@ -32,15 +32,15 @@ for c in ${VCHAN_CASES:-dom0-client dom0-server pair peer-destroyed peer-killed 
     case $c in
         dom0-client) run_case dom0_case vchan-dom0-client server client ;;
         dom0-server) run_case dom0_case vchan-dom0-server client server ;;
-        pair) run_case vchan_pair ;;
-        peer-destroyed) run_case vchan_peer_destroyed ;;
-        peer-killed) run_case vchan_peer_killed ;;
+        pair) run_case vchan_pair vchan-pair ;;
+        peer-destroyed) run_case vchan_peer_destroyed vchan-peer-destroyed ;;
+        peer-killed) run_case vchan_peer_killed vchan-peer-killed ;;
         libxenvchan-64k)
             run_case lib_case vchan-libxenvchan-64k server 5
             run_case lib_case vchan-libxenvchan-64k client 6
             [ -x "$TOOL" ] && dom0_self
             ;;
-        local) run_case vchan_local ;;
+        local) run_case vchan_local vchan-local ;;
         *) fail "vchan-$c" "no such case" ;;
     esac
 done
