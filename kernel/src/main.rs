@@ -37,7 +37,8 @@ use xen::cpuid::XenLeaves;
 /// Entered from `arch::boot` with the physical address of `hvm_start_info`.
 #[unsafe(no_mangle)]
 extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
-    arch::gdt::init();
+    arch::percpu::init(0);
+    arch::gdt::init(0, arch::gdt::boot_ist_top());
     arch::trap::init();
     arch::syscall::init();
     let Some(leaves) = XenLeaves::find() else {

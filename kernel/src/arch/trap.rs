@@ -88,6 +88,12 @@ macro_rules! stub {
 global_asm!(
     ".pushsection .text.trap, \"ax\", @progbits",
     "trap_common:",
+    // From user mode (the CS the CPU pushed, above the vector and error
+    // code), take the kernel's gs: see `percpu`.
+    "test qword ptr [rsp + 24], 3",
+    "jz 2f",
+    "swapgs",
+    "2:",
     save_gprs!(),
     "mov rdi, rsp",
     "cld",
@@ -114,6 +120,11 @@ global_asm!(
     "pop rbx",
     "pop rax",
     "add rsp, 16",
+    // Back to user mode: give it its gs again.
+    "test qword ptr [rsp + 8], 3",
+    "jz 2f",
+    "swapgs",
+    "2:",
     "iretq",
     stub!(0),
     stub!(1),
