@@ -25,6 +25,7 @@ mod mem;
 mod proc;
 mod scenario;
 mod sched;
+mod smp;
 mod syscall;
 mod usercopy;
 mod xenstore;
@@ -87,11 +88,13 @@ extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
     if let Err(e) = grants::init() {
         fatal(format_args!("grant table: {e}"));
     }
+    let cpus = smp::init();
     let (major, minor) = leaves.version();
     let domid = leaves.domid();
     kprintln!(
-        "xenguest: domain {} on Xen {major}.{minor}, {} KiB RAM in {} memory map entries, cmdline \"{}\"",
+        "xenguest: domain {} on Xen {major}.{minor}, {cpus} of {} vCPUs up, {} KiB RAM in {} memory map entries, cmdline \"{}\"",
         DomainId(domid),
+        smp::possible(),
         boot.ram_bytes() / 1024,
         boot.memmap().len(),
         boot.cmdline(),

@@ -186,6 +186,11 @@ pub const UPCALL_VECTOR: u8 = 243;
 
 static IDT: Once<InterruptDescriptorTable> = Once::new();
 
+/// Loads the IDT that [`init`] built on this CPU.
+pub fn load() {
+    IDT.get().expect("trap::init ran").load();
+}
+
 /// Builds and loads the IDT.
 pub fn init() {
     let idt = IDT.call_once(|| {
@@ -338,6 +343,7 @@ pub const PF_INSN: u64 = 1 << 4;
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     if frame.vector == u64::from(UPCALL_VECTOR) {
         crate::events::upcall();
+        crate::sched::preempt_point(frame.is_user_mode());
         return;
     }
     if frame.is_user_mode() {
