@@ -137,7 +137,9 @@ pub fn register_vcpu_info(cpu: usize) {
     // SAFETY: the slot is 64 bytes of a page-aligned static of the image
     // (RAM, identity-mapped), kept for Xen for the domain's life and read
     // and written only through atomics.
-    let r = unsafe { xen::vcpu::register_vcpu_info(cpu as u32, at / PAGE_SIZE, (at % PAGE_SIZE) as u32) };
+    let r = unsafe {
+        xen::vcpu::register_vcpu_info(cpu as u32, at / PAGE_SIZE, (at % PAGE_SIZE) as u32)
+    };
     match r {
         Ok(()) => REGISTERED[cpu].store(true, Ordering::Release),
         Err(e) => log::warn!("vCPU {cpu}: vcpu_info not registered (Xen error {})", e.0),
@@ -195,7 +197,8 @@ pub fn bind(port: Port, handler: Handler) {
 pub fn bind_on(port: Port, handler: Handler, cpu: usize) {
     let p = port as usize % EVTCHN_2L_NR_CHANNELS;
     interrupts::without_interrupts(|| HANDLERS.write()[p] = Some(handler));
-    OWNED[cpu][p / BITS_PER_EVTCHN_WORD].fetch_or(1 << (p % BITS_PER_EVTCHN_WORD), Ordering::AcqRel);
+    OWNED[cpu][p / BITS_PER_EVTCHN_WORD]
+        .fetch_or(1 << (p % BITS_PER_EVTCHN_WORD), Ordering::AcqRel);
     let _ = take(port);
     // A port fresh from Xen is unmasked; unmask anyway so a port reused
     // after `unbind` delivers again (and re-raises a pending event).
@@ -285,6 +288,28 @@ pub fn wait(port: Port, timeout_ns: u64) -> bool {
             interrupts::enable_and_hlt();
         }
         let _ = take(timer);
+    }
+}
+
+/// Idles this vCPU for `ns` on its own one-shot timer; returns whether
+/// that timer's event woke it (rather than the time passing unseen).
+pub fn sleep_on_timer(ns: u64) -> bool {
+    let timer = timer_port();
+    let deadline = now_ns().saturating_add(ns);
+    let _ = take(timer);
+    loop {
+        arm_timer(deadline);
+        interrupts::disable();
+        if !peek(timer) {
+            interrupts::enable_and_hlt();
+        }
+        interrupts::enable();
+        if take(timer) && now_ns() >= deadline {
+            return true;
+        }
+        if now_ns() >= deadline.saturating_add(ns) {
+            return false;
+        }
     }
 }
 

@@ -410,7 +410,7 @@ pub fn block(wait: Wait) -> Wakeup {
     }
     t.state = State::Blocked(wait);
     t.woke = None;
-    let mut s = switch_away(s, cpu);
+    let mut s = switch_away(s, cpu, false);
     let cur = s.cpus[percpu::id()].current;
     let why = s
         .threads
@@ -445,13 +445,7 @@ pub fn wake(tid: Tid) {
 pub fn yield_now() {
     let (mut s, on) = lock();
     let cpu = percpu::id();
-    let cur = s.cpus[cpu].current;
-    s.threads
-        .get_mut(&cur)
-        .expect("current thread exists")
-        .state = State::Ready;
-    s.cpus[cpu].ready.push_back(cur);
-    drop(switch_away(s, cpu));
+    drop(switch_away(s, cpu, true));
     restore(on);
 }
 
@@ -466,7 +460,7 @@ pub fn exit_current() -> ! {
         .get_mut(&cur)
         .expect("current thread exists")
         .state = State::Dead;
-    drop(switch_away(s, cpu));
+    drop(switch_away(s, cpu, false));
     unreachable!("a dead thread was resumed");
 }
 
@@ -491,6 +485,12 @@ pub fn reap() {
 /// thread (`user`: the upcall interrupted user mode). In kernel mode only
 /// the request is kept, for the next return to user mode.
 pub fn preempt_point(user: bool) {
+    if user && crate::proc::current_killed() {
+        // The upcall is done: end the process with interrupts on, as a
+        // system call would.
+        interrupts::enable();
+        crate::proc::exit(crate::proc::KILLED_STATUS);
+    }
     let cpu = percpu::id();
     let now = events::now_ns();
     let (mut s, on) = lock();
@@ -525,16 +525,16 @@ pub fn preempt_point(user: bool) {
         return;
     }
     PREEMPTIONS.fetch_add(1, Ordering::Relaxed);
-    let cur = s.cpus[cpu].current;
-    s.threads.get_mut(&cur).expect("current exists").state = State::Ready;
-    s.cpus[cpu].ready.push_back(cur);
-    drop(switch_away(s, cpu));
+    drop(switch_away(s, cpu, true));
     restore(on);
 }
 
 /// At a return to user mode from a system call: the preemption that a
 /// tick during the call asked for.
 pub fn return_to_user() {
+    if crate::proc::current_killed() {
+        crate::proc::exit(crate::proc::KILLED_STATUS);
+    }
     if NEED_RESCHED[percpu::id()].load(Ordering::Relaxed) {
         interrupts::without_interrupts(|| preempt_point(true));
     }
@@ -547,7 +547,7 @@ extern "C" fn idle_main(cpu: usize) -> ! {
         let (mut s, _) = lock();
         s.poll(now);
         if !s.cpus[cpu].ready.is_empty() || s.can_steal(cpu) {
-            let s = switch_away(s, cpu);
+            let s = switch_away(s, cpu, false);
             drop(s);
             continue;
         }
@@ -671,21 +671,42 @@ impl Sched {
 }
 
 /// Gives CPU `cpu` to its next thread. The caller holds the lock with
-/// interrupts off and has set the running thread's state (ready and
-/// queued, blocked, dead, or idle for the idle thread); returns, with the
+/// interrupts off and has set the running thread's state (blocked, dead,
+/// or idle for the idle thread), or asks for it to be `requeue`d at the
+/// end of this CPU's queue once the next thread is picked (a yield or a
+/// preemption: it runs on if nothing else is ready). Returns, with the
 /// lock taken again and interrupts still off, once the running thread is
 /// resumed (on whatever CPU: read `percpu::id()` again).
-fn switch_away(mut s: MutexGuard<'static, Sched>, cpu: usize) -> MutexGuard<'static, Sched> {
+fn switch_away(
+    mut s: MutexGuard<'static, Sched>,
+    cpu: usize,
+    requeue: bool,
+) -> MutexGuard<'static, Sched> {
     let now = events::now_ns();
     s.poll(now);
     let cur = s.cpus[cpu].current;
     let idle = s.cpus[cpu].idle;
-    let next = s.pick(cpu).unwrap_or(idle);
+    let next = match s.pick(cpu) {
+        Some(t) => t,
+        None if requeue => cur,
+        None => idle,
+    };
     if next == cur {
+        // Runs on, with a new slice.
         if cur != idle {
             s.threads.get_mut(&cur).expect("current exists").state = State::Running;
         }
-        return s;
+        s.cpus[cpu].slice_end = now.saturating_add(SLICE_NS);
+        let process = s.threads[&cur].ctx.process.is_some();
+        drop(s);
+        if process {
+            events::set_timer(now.saturating_add(SLICE_NS));
+        }
+        return SCHED.lock();
+    }
+    if requeue {
+        s.threads.get_mut(&cur).expect("current exists").state = State::Ready;
+        s.cpus[cpu].ready.push_back(cur);
     }
     let old = s.threads[&cur].ctx.clone();
     old.switching.store(true, Ordering::Relaxed);

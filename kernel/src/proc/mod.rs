@@ -17,7 +17,7 @@ pub mod vmspace;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use spin::Mutex;
 use vm::map::KernResult;
@@ -41,6 +41,9 @@ const fn killed(sig: i32) -> i32 {
     128 + sig
 }
 const SIGILL: i32 = 4;
+const SIGKILL: i32 = 9;
+/// Exit status of a process ended by [`kill`].
+pub const KILLED_STATUS: i32 = killed(SIGKILL);
 const SIGTRAP: i32 = 5;
 const SIGBUS: i32 = 7;
 const SIGFPE: i32 = 8;
@@ -59,6 +62,9 @@ pub struct Process {
     pub files: Mutex<Vec<Option<Arc<File>>>>,
     /// Page faults taken (user and copy routines).
     pub faults: AtomicU64,
+    /// (a) Set by [`kill`]: its threads end at their next preemption
+    /// point or return from a system call.
+    killed: AtomicBool,
     /// Exit status, once exited (a).
     status: Mutex<Option<i32>>,
     /// The thread that waits for it.
@@ -184,12 +190,25 @@ pub fn spawn(name: &str, arg: u64) -> Result<Arc<Process>, SpawnError> {
         vm: Mutex::new(Some(Arc::new(vm))),
         files: Mutex::new(Vec::new()),
         faults: AtomicU64::new(0),
+        killed: AtomicBool::new(false),
         status: Mutex::new(None),
         parent: sched::current(),
     });
     // As if entered by a call: rsp + 8 is 16-byte aligned.
     sched::spawn_user(p.clone(), exe.entry, USER_END - 8, arg);
     Ok(p)
+}
+
+/// Ends `p` (status [`KILLED_STATUS`]) at its next preemption point or
+/// return from a system call; a thread blocked in the kernel ends when its
+/// wait does.
+pub fn kill(p: &Process) {
+    p.killed.store(true, Ordering::Release);
+}
+
+/// Whether the running thread's process was killed.
+pub fn current_killed() -> bool {
+    sched::current_process().is_some_and(|p| p.killed.load(Ordering::Acquire))
 }
 
 /// Waits until `p` has exited; returns its status.

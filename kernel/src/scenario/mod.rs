@@ -8,6 +8,7 @@ mod gntdev;
 mod pmap;
 mod process;
 mod share;
+mod smp;
 
 use crate::boot_info::BootInfo;
 use crate::cmdline::Options;
@@ -88,6 +89,14 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "user-populate",
         run: |_, _| process::run_program("populate", 0),
+    },
+    Scenario {
+        name: "smp-boot",
+        run: |_, _| smp::boot(),
+    },
+    Scenario {
+        name: "smp-preempt",
+        run: |_, _| smp::preempt(),
     },
     // Harness self-tests: each must be reported as a failure.
     Scenario {

@@ -89,6 +89,7 @@ pub fn dispatch(frame: &mut TrapFrame) {
         Ok(v) => v,
         Err(e) => (-i64::from(e.0)) as u64,
     };
+    sched::return_to_user();
 }
 
 fn file(p: &Process, fd: u64) -> Result<Arc<File>, Errno> {
