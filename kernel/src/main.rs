@@ -112,6 +112,14 @@ extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
     }
     let outcome = scenario::run(opts.scenario.unwrap_or(scenario::DEFAULT), &boot, &opts);
     let ev = events::stats();
+    let sc = sched::stats();
+    log::info!(
+        "scheduler: {} context switches, {} preemptions, {} steals on {} vCPUs",
+        sc.switches,
+        sc.preemptions,
+        sc.steals,
+        smp::online()
+    );
     let (heap_size, heap_peak) = heap::usage();
     log::info!(
         "powering off: {} upcalls, {} events dispatched, {} spurious; {} hypercalls; kernel heap peak {} of {} KiB",

@@ -443,7 +443,7 @@ pub fn wake(tid: Tid) {
 
 /// Lets the other ready threads of this CPU run first.
 pub fn yield_now() {
-    let (mut s, on) = lock();
+    let (s, on) = lock();
     let cpu = percpu::id();
     drop(switch_away(s, cpu, true));
     restore(on);

@@ -103,6 +103,7 @@ impl core::fmt::Display for StartError {
 /// Returns how many CPUs run.
 pub fn init() -> usize {
     ONLINE[0].store(true, Ordering::Release);
+    crate::arch::pmap::set_remote_call(call_on);
     if let Err(e) = bind_ipis(0) {
         log::warn!("vCPU 0: no IPIs ({e}); staying on one CPU");
         return 1;

@@ -11,11 +11,11 @@
 run() {
     name=xenguest-smp
     guest_create "$name" configs/xenguest-a.cfg "cmdline=\"scenario=$1 loglevel=info\"" \
-        'vcpus=4' || { fail "$1" "create"; return; }
+        'vcpus=4' 'memory=64' || { fail "$1" "create"; return; }
     guest_unpause "$name"
     guest_wait "$name"
     log=$(guest_log "$name")
-    grep -h '^xenguest: \|^smp\|^process ' "$log" | sed 's/\r$//; s/^/  /'
+    grep -h '^xenguest: \|^smp\|^process \|^threads' "$log" | sed 's/\r$//; s/^/  /'
     if why=$(guest_result "$name" "$1"); then
         pass "$1"
     else
@@ -24,7 +24,7 @@ run() {
     fi
 }
 
-for c in smp-boot smp-preempt; do
+for c in ${SMP_CASES:-smp-boot smp-preempt smp-threads}; do
     run "$c"
 done
 finish

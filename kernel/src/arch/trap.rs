@@ -333,6 +333,9 @@ impl TrapFrame {
     }
 }
 
+/// RFLAGS.IF: interrupts were enabled.
+const RFLAGS_IF: u64 = 1 << 9;
+
 /// Page-fault error code bit: the access was a write.
 pub const PF_WRITE: u64 = 1 << 1;
 /// Page-fault error code bit: the access was an instruction fetch.
@@ -346,13 +349,28 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         crate::sched::preempt_point(frame.is_user_mode());
         return;
     }
+    // Read before interrupts may come back: a nested fault would change it.
+    let cr2 = Cr2::read_raw();
     if frame.is_user_mode() {
-        // Faults of user programs are theirs to resolve or die of.
-        crate::proc::user_trap(frame, Cr2::read_raw());
+        // Faults of user programs are theirs to resolve or die of, with
+        // interrupts on, as in a system call: resolving may wait for other
+        // CPUs (a TLB shootdown), which must be able to reach us too.
+        x86_64::instructions::interrupts::enable();
+        crate::proc::user_trap(frame, cr2);
+        crate::sched::return_to_user();
+        x86_64::instructions::interrupts::disable();
         return;
     }
-    if frame.vector == 14 && crate::usercopy::recover(frame, Cr2::read_raw()) {
-        return;
+    if frame.vector == 14 {
+        // A copy routine's fault: interrupts as they were where it came.
+        if frame.rflags & RFLAGS_IF != 0 {
+            x86_64::instructions::interrupts::enable();
+        }
+        let recovered = crate::usercopy::recover(frame, cr2);
+        x86_64::instructions::interrupts::disable();
+        if recovered {
+            return;
+        }
     }
     crate::fatal(format_args!("unhandled exception: {frame}"));
 }

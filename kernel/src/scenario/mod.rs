@@ -98,6 +98,10 @@ const SCENARIOS: &[Scenario] = &[
         name: "smp-preempt",
         run: |_, _| smp::preempt(),
     },
+    Scenario {
+        name: "smp-threads",
+        run: |_, _| smp::threads(),
+    },
     // Harness self-tests: each must be reported as a failure.
     Scenario {
         name: "fault",

@@ -124,3 +124,18 @@ pub fn preempt() -> Outcome {
     }
     Ok(())
 }
+
+/// `smp-threads`: the `threads` program (4 threads faulting one region at
+/// once, bad thread and futex calls, the thread limit); free pages and
+/// kernel threads back to their baseline.
+pub fn threads() -> Outcome {
+    let live = sched::stats().live_threads;
+    super::process::run_program("threads", 0)?;
+    sched::reap();
+    let after = sched::stats().live_threads;
+    kprintln!("smp-threads: kernel threads {live} before, {after} after");
+    if after != live {
+        return Err("threads not reaped");
+    }
+    Ok(())
+}

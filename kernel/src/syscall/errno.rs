@@ -17,3 +17,7 @@ pub const ENOTTY: Errno = Errno(25);
 pub const ENAMETOOLONG: Errno = Errno(36);
 /// No such system call.
 pub const ENOSYS: Errno = Errno(38);
+/// Interrupted: the process is being killed.
+pub const EINTR: Errno = Errno(4);
+/// A wait's timeout passed.
+pub const ETIMEDOUT: Errno = Errno(110);
