@@ -21,9 +21,10 @@
 //!
 //! Switching: a thread that gives up its CPU marks itself `switching`
 //! under the lock; `arch::context::switch` clears the mark once its
-//! registers and stack pointer are saved, and a CPU about to resume it
-//! waits for that (Linux's `p->on_cpu`), so the lock is never held across
-//! a context switch and a thread never runs on two CPUs.
+//! registers and stack pointer are saved, and no CPU picks a thread so
+//! marked (it stays queued until the mark clears: Linux's `p->on_cpu`), so
+//! the lock is never held across a context switch, no CPU waits for
+//! another's switch, and a thread never runs on two CPUs.
 //!
 //! Lost wake-ups: [`wake`] of a thread that is not blocked (it is about to
 //! block, on another CPU) leaves a token that its next [`block`] consumes
@@ -628,14 +629,22 @@ impl Sched {
     }
 
     fn stealable(&self, tid: Tid) -> bool {
-        self.threads[&tid].ctx.pinned.is_none()
+        self.threads[&tid].ctx.pinned.is_none() && self.resumable(tid)
     }
 
-    /// The next thread for CPU `cpu`: its own queue's first, else the
-    /// first stealable thread of the fullest other queue.
+    /// Whether ready thread `tid` can be resumed now: it has finished
+    /// switching away from the CPU it last ran on. A thread still
+    /// switching stays queued: two CPUs that each picked the other's
+    /// outgoing thread and waited for it would wait forever.
+    fn resumable(&self, tid: Tid) -> bool {
+        !self.threads[&tid].ctx.switching.load(Ordering::Acquire)
+    }
+
+    /// The next thread for CPU `cpu`: the first resumable one of its own
+    /// queue, else the first stealable one of the fullest other queue.
     fn pick(&mut self, cpu: usize) -> Option<Tid> {
-        if let Some(t) = self.cpus[cpu].ready.pop_front() {
-            return Some(t);
+        if let Some(i) = self.cpus[cpu].ready.iter().position(|&t| self.resumable(t)) {
+            return self.cpus[cpu].ready.remove(i);
         }
         let victim = (0..MAX_CPUS)
             .filter(|&c| c != cpu)
@@ -732,10 +741,10 @@ fn switch_away(
     if let Some(top) = new.stack_top() {
         syscall::set_kernel_stack(top);
     }
-    // The thread may still be switching away on the CPU it ran on.
-    while new.switching.load(Ordering::Acquire) {
-        core::hint::spin_loop();
-    }
+    debug_assert!(
+        !new.switching.load(Ordering::Acquire),
+        "picked a thread still switching away"
+    );
     let load = new.rsp.load(Ordering::Acquire);
     drop(new);
     let save = old.rsp.as_ptr();

@@ -46,7 +46,7 @@ fn dequeue(k: (usize, u64), tid: sched::Tid) -> bool {
 
 /// `futex_wait`: sleeps while the word at `addr` is `expected`.
 pub fn wait(p: &Process, addr: u64, expected: u64, timeout_ns: u64) -> Result<(), Errno> {
-    if addr % 4 != 0 {
+    if !addr.is_multiple_of(4) {
         return Err(Errno::EINVAL);
     }
     let expected = u32::try_from(expected).map_err(|_| Errno::EINVAL)?;
@@ -88,7 +88,7 @@ pub fn wait(p: &Process, addr: u64, expected: u64, timeout_ns: u64) -> Result<()
 
 /// `futex_wake`: wakes up to `n` waiters of `addr`, oldest first.
 pub fn wake(p: &Process, addr: u64, n: u64) -> Result<u64, Errno> {
-    if addr % 4 != 0 {
+    if !addr.is_multiple_of(4) {
         return Err(Errno::EINVAL);
     }
     let k = key(p, addr);

@@ -30,12 +30,12 @@ pub fn create(
     exit_word: u64,
 ) -> Result<u64, Errno> {
     usercopy::check_range(entry, 1)?;
-    if stack_top % 16 != 0 {
+    if !stack_top.is_multiple_of(16) {
         return Err(Errno::EINVAL);
     }
     usercopy::check_range(stack_top.checked_sub(16).ok_or(Errno::EFAULT)?, 16)?;
     if exit_word != 0 {
-        if exit_word % 4 != 0 {
+        if !exit_word.is_multiple_of(4) {
             return Err(Errno::EINVAL);
         }
         usercopy::check_range(exit_word, 4)?;

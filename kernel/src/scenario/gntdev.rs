@@ -11,7 +11,7 @@
 //! Command line: `scenario=gntdev-bad` (bad input: `gnt-bad`'s ioctl
 //! arguments, `gnt-badref`'s mapping with a grant that does not exist,
 //! `gnt-hog`'s mappings without end), `scenario=gntdev-share peer=DOMID pages=N`,
-//! `scenario=gntdev-map [peer=DOMID] [mode=exit|ro-write|hold|compare|copy]`; the mode
+//! `scenario=gntdev-map [peer=DOMID] [mode=exit|ro-write|hold|compare|copy|threads|stress]`; the mode
 //! says what `gnt-map` does once it has verified the pages:
 //! - `exit` (default): exits without unmapping (the kernel unmaps and
 //!   fires the unmap notify);
@@ -147,6 +147,8 @@ pub fn map(opts: &Options<'_>) -> Outcome {
         "hold" => (2, 0),
         "compare" => (3, 0),
         "copy" => (4, 0),
+        "threads" => (5, KILLED_SEGV),
+        "stress" => (6, 0),
         m => {
             log::error!("gntdev-map: unknown mode={m}");
             return Err("unknown mode");
