@@ -8,7 +8,7 @@ use urt::{PAGE, Thread, mman, println};
 /// Threads that touch the mapping together.
 pub const THREADS: u32 = 4;
 /// Map, touch and unmap cycles of the stress mode, all threads together.
-const STRESS_CYCLES: u64 = 2_000;
+const STRESS_CYCLES: u64 = 10_000;
 /// Pages per stress mapping.
 const STRESS_PAGES: usize = 16;
 
