@@ -91,7 +91,7 @@ pub fn unmap_under_readers(gnt: &Gnttab, addr: u64, n: usize) -> Result<(), &'st
     READY.store(0, Ordering::Release);
     for _ in 1..THREADS {
         // Never joined: the process ends with them.
-        core::mem::forget(Thread::spawn(reader, 0).map_err(|_| "reader thread")?);
+        let _reader = Thread::spawn(reader, 0).map_err(|_| "reader thread")?;
     }
     // Let the readers get going on their CPUs.
     let _ = urt::sleep(20_000_000);
