@@ -35,7 +35,9 @@
 //! object lock, the grant table's, and (p); (u) is taken last, and never
 //! held across a hypercall. A pager's `dtor` runs from the
 //! object's drop and takes (m), (r) and (p), never (f); so no Arc of an
-//! object is ever dropped with (r) or (m) held.
+//! object is ever dropped with (r) or (m) held. (f) is never held across a
+//! copy from or to user memory: the copy may fault, and a fault may wait
+//! (for the map lock, a busy page) on a thread that waits for (f).
 
 use alloc::collections::BTreeMap;
 use alloc::sync::{Arc, Weak};
@@ -610,8 +612,11 @@ impl GntdevFile {
             return Err(Errno::EINVAL);
         }
         let readonly = a.flags & GNTDEV_ALLOC_FLAG_WRITABLE == 0;
-        let mut inner = self.inner.lock();
-        let index = inner.reserve(a.count)?;
+        // The index is reserved, then the lock dropped: the copy-out may
+        // fault, and a fault may wait for the map lock, which a `munmap`
+        // tearing down a mapping of this file holds while it takes this
+        // lock.
+        let index = self.inner.lock().reserve(a.count)?;
         let mut grants: Vec<(PageId, GrantRef)> = Vec::with_capacity(a.count as usize);
         let mut res = Ok(());
         for _ in 0..a.count {
@@ -643,6 +648,7 @@ impl GntdevFile {
             }
             res = user.copy_out(a.gref_ids, &ids);
         }
+        let mut inner = self.inner.lock();
         if let Err(e) = res {
             for &(page, gref) in &grants {
                 self.dev.end_grant(gref, page);
@@ -689,8 +695,8 @@ impl GntdevFile {
 
     /// `MAP_GRANT_REF`: copy in and record the references; no hypercall.
     fn map_grant_ref(&self, user: &dyn UserMemory, a: &mut MapGrantRef) -> Result<(), Errno> {
-        let mut inner = self.inner.lock();
-        let index = inner.reserve(a.count)?;
+        // Reserved, then copied in without the lock (see `alloc_gref`).
+        let index = self.inner.lock().reserve(a.count)?;
         let mut raw = vec![0u8; a.count as usize * GrantRefArg::SIZE];
         let refs: Result<Vec<(DomId, GrantRef)>, Errno> =
             user.copy_in(a.refs, &mut raw).and_then(|()| {
@@ -710,6 +716,7 @@ impl GntdevFile {
                     })
                     .collect()
             });
+        let mut inner = self.inner.lock();
         let refs = match refs {
             Ok(r) => r,
             Err(e) => {

@@ -1,40 +1,93 @@
-//! Event channels in the kernel: the shared info page, the upcall, per-port
-//! wake-up flags, waiting with a deadline, and the one-shot timer.
+//! Event channels in the kernel: the shared info page, each vCPU's
+//! `vcpu_info`, the upcall, per-port wake-up flags, waiting with a
+//! deadline, and each vCPU's one-shot timer.
 //!
-//! Xen delivers event upcalls as interrupt [`UPCALL_VECTOR`]; the upcall
-//! runs the 2-level scan of `xen::event_channel::EventChannels` and each
-//! bound port's handler, which by default sets the port's bit in [`FIRED`].
-//! Waiters test-and-clear their bit, and idle with `sti; hlt`: Xen turns
-//! HLT into a block of the vCPU that returns at once when an event is
-//! deliverable, and the one-instruction interrupt shadow of `sti` closes
-//! the window between the last check and the block. (`SCHEDOP_block` from
-//! a guest with interrupts off would sleep through an event that arrived
-//! just before it, since Xen sees the event as undeliverable.)
+//! Xen delivers event upcalls as interrupt [`UPCALL_VECTOR`] on the vCPU a
+//! port notifies (the global callback vector reaches every vCPU with a
+//! `vcpu_info`: `shared/notes/smp.md` §3). The upcall runs the 2-level scan
+//! for the running vCPU over the ports it owns and each port's handler,
+//! which by default sets the port's bit in [`FIRED`]. Waiters
+//! test-and-clear their bit, and idle with `sti; hlt`: Xen turns HLT into
+//! a block of the vCPU that returns at once when an event is deliverable,
+//! and the one-instruction interrupt shadow of `sti` closes the window
+//! between the last check and the block. (`SCHEDOP_block` from a guest
+//! with interrupts off would sleep through an event that arrived just
+//! before it, since Xen sees the event as undeliverable.)
 //!
-//! Locking: `CHANNELS` (the handler table and scan position) is taken by
-//! the upcall with interrupts off, so other code takes it only inside
-//! `without_interrupts`. `FIRED` is atomic.
+//! Ports and vCPUs: the pending and mask words are shared by all vCPUs, so
+//! each vCPU scans only the ports it owns ([`OWNED`], as Linux's
+//! `cpu_evtchn_mask`). Per-vCPU ports (its `VIRQ_TIMER`, its IPIs) are
+//! owned by their vCPU; every other port notifies vCPU 0, as Xen binds it,
+//! and is owned by CPU 0.
+//!
+//! # Locking
+//!
+//! | state | protection |
+//! |---|---|
+//! | [`HANDLERS`] | (h) its reader-writer spin lock; written with interrupts off, read by the upcall |
+//! | [`CURSORS`] | (c) each CPU's own, taken by its upcall only (interrupts off) |
+//! | [`OWNED`], [`FIRED`], [`TIMER_PORT`], counters | (a) atomic |
+//! | `VCPU_INFO` | (x) written by Xen and by the upcall of its vCPU: atomics |
+//!
+//! Lock order: `HANDLERS` is never held while a handler runs; a cursor is
+//! held across its CPU's handlers, which take no cursor.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use spin::{Mutex, Once};
+use spin::{Once, RwLock};
 use x86_64::instructions::interrupts;
 use xen::abi::Port;
 use xen::abi::event_channel::VIRQ_TIMER;
 use xen::abi::hvm::PARAM_CALLBACK_IRQ;
-use xen::abi::shared_info::{EVTCHN_2L_NR_CHANNELS, SharedInfo};
-use xen::event_channel::{EventChannels, EventStats, Handler};
+use xen::abi::shared_info::{
+    BITS_PER_EVTCHN_WORD, EVTCHN_2L_NR_CHANNELS, EVTCHN_WORDS, SharedInfo, VcpuInfo,
+};
+use xen::event_channel::{EventStats, Handler, ScanCursor};
 use xen::hypercall::XenErrno;
 
+use crate::arch::percpu::{self, MAX_CPUS};
 use crate::arch::trap::UPCALL_VECTOR;
 use crate::layout::{self, PAGE_SIZE};
 
 static SHARED: Once<&'static SharedInfo> = Once::new();
-static CHANNELS: Mutex<Option<EventChannels>> = Mutex::new(None);
-/// Ports whose events arrived and were not yet taken; one bit per port.
-static FIRED: [AtomicU64; EVTCHN_2L_NR_CHANNELS / 64] =
-    [const { AtomicU64::new(0) }; EVTCHN_2L_NR_CHANNELS / 64];
-static TIMER_PORT: Once<Port> = Once::new();
+
+/// Each vCPU's own `vcpu_info`, registered with Xen
+/// (`VCPUOP_register_vcpu_info`): one 64-byte line each, in one page of
+/// the image (RAM, never freed).
+#[repr(C, align(4096))]
+struct VcpuInfoPage([VcpuInfo; MAX_CPUS]);
+static VCPU_INFO: VcpuInfoPage = VcpuInfoPage([const { VcpuInfo::new() }; MAX_CPUS]);
+/// (a) Whether vCPU `i` uses its slot of [`VCPU_INFO`] (else the legacy
+/// one in the shared info page).
+static REGISTERED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// (h) The handler of each port.
+static HANDLERS: RwLock<[Option<Handler>; EVTCHN_2L_NR_CHANNELS]> =
+    RwLock::new([None; EVTCHN_2L_NR_CHANNELS]);
+/// (a) The ports each vCPU serves, one bit per port.
+static OWNED: [[AtomicU64; EVTCHN_WORDS]; MAX_CPUS] =
+    [const { [const { AtomicU64::new(0) }; EVTCHN_WORDS] }; MAX_CPUS];
+/// (c) Each vCPU's scan position.
+static CURSORS: [spin::Mutex<ScanCursor>; MAX_CPUS] =
+    [const { spin::Mutex::new(ScanCursor::new()) }; MAX_CPUS];
+/// (a) Ports whose events arrived and were not yet taken; one bit per port.
+static FIRED: [AtomicU64; EVTCHN_WORDS] = [const { AtomicU64::new(0) }; EVTCHN_WORDS];
+/// (a) Each vCPU's `VIRQ_TIMER` port (0: none yet).
+static TIMER_PORT: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+
+/// (a) Per-vCPU counts.
+struct CpuCounts {
+    upcalls: AtomicU64,
+    timer_events: AtomicU64,
+}
+static COUNTS: [CpuCounts; MAX_CPUS] = [const {
+    CpuCounts {
+        upcalls: AtomicU64::new(0),
+        timer_events: AtomicU64::new(0),
+    }
+}; MAX_CPUS];
+static DISPATCHED: AtomicU64 = AtomicU64::new(0);
+static SPURIOUS: AtomicU64 = AtomicU64::new(0);
 
 /// Why event channels could not be set up.
 pub enum InitError {
@@ -53,8 +106,9 @@ impl core::fmt::Display for InitError {
     }
 }
 
-/// Maps the shared info page, asks for upcalls on [`UPCALL_VECTOR`], binds
-/// the timer VIRQ and enables interrupts.
+/// Maps the shared info page, moves the boot vCPU's `vcpu_info` to our
+/// page, asks for upcalls on [`UPCALL_VECTOR`], binds the boot vCPU's
+/// timer and enables interrupts.
 pub fn init() -> Result<(), InitError> {
     let run = layout::alloc_hole(1).map_err(|_| InitError::NoHoleFrame)?;
     // SAFETY: the frame is in the hole, unused by anything else, and
@@ -66,18 +120,64 @@ pub fn init() -> Result<(), InitError> {
     // all atomics, so shared access with Xen is sound.
     let shared: &'static SharedInfo = unsafe { &*((run.gfn * PAGE_SIZE) as *const SharedInfo) };
     SHARED.call_once(|| shared);
-    *CHANNELS.lock() = Some(EventChannels::new());
+    register_vcpu_info(0);
     xen::hvm::set_param(PARAM_CALLBACK_IRQ, xen::hvm::callback_vector(UPCALL_VECTOR))
         .map_err(|e| InitError::Xen("set callback vector", e))?;
-    shared.vcpu_info[0]
-        .evtchn_upcall_mask
-        .store(0, Ordering::Release);
-    let timer = xen::event_channel::bind_virq(VIRQ_TIMER, 0)
-        .map_err(|e| InitError::Xen("bind VIRQ_TIMER", e))?;
-    TIMER_PORT.call_once(|| timer);
-    bind(timer, mark);
+    unmask_upcalls(0);
+    bind_timer(0).map_err(|e| InitError::Xen("bind VIRQ_TIMER", e))?;
     interrupts::enable();
     Ok(())
+}
+
+/// Moves vCPU `cpu`'s `vcpu_info` into [`VCPU_INFO`]; the boot vCPU calls
+/// it for itself, and for each other vCPU before it starts. Without it
+/// (Xen refused) the vCPU keeps its legacy slot.
+pub fn register_vcpu_info(cpu: usize) {
+    let at = &VCPU_INFO.0[cpu] as *const VcpuInfo as u64;
+    // SAFETY: the slot is 64 bytes of a page-aligned static of the image
+    // (RAM, identity-mapped), kept for Xen for the domain's life and read
+    // and written only through atomics.
+    let r = unsafe {
+        xen::vcpu::register_vcpu_info(cpu as u32, at / PAGE_SIZE, (at % PAGE_SIZE) as u32)
+    };
+    match r {
+        Ok(()) => REGISTERED[cpu].store(true, Ordering::Release),
+        Err(e) => log::warn!("vCPU {cpu}: vcpu_info not registered (Xen error {})", e.0),
+    }
+}
+
+/// Lets Xen deliver upcalls to vCPU `cpu` (its `vcpu_info` starts with
+/// them masked).
+pub fn unmask_upcalls(cpu: usize) {
+    vcpu_info(cpu)
+        .evtchn_upcall_mask
+        .store(0, Ordering::Release);
+}
+
+/// vCPU `cpu`'s `vcpu_info`.
+fn vcpu_info(cpu: usize) -> &'static VcpuInfo {
+    if REGISTERED[cpu].load(Ordering::Acquire) {
+        &VCPU_INFO.0[cpu]
+    } else {
+        &SHARED.get().expect("events::init ran").vcpu_info[cpu]
+    }
+}
+
+/// Binds `VIRQ_TIMER` of vCPU `cpu` (owned by it). Before the vCPU arms
+/// its timer: a tick with no port is dropped.
+pub fn bind_timer(cpu: usize) -> Result<(), XenErrno> {
+    let port = xen::event_channel::bind_virq(VIRQ_TIMER, cpu as u32)?;
+    TIMER_PORT[cpu].store(port, Ordering::Release);
+    bind_on(port, timer, cpu);
+    Ok(())
+}
+
+/// The timer VIRQ's handler: count, and mark the port fired.
+fn timer(port: Port, ctx: usize) {
+    COUNTS[percpu::id()]
+        .timer_events
+        .fetch_add(1, Ordering::Relaxed);
+    mark(port, ctx);
 }
 
 /// The default handler: remember that `port` fired.
@@ -86,13 +186,19 @@ pub fn mark(port: Port, _ctx: usize) {
     FIRED[p / 64].fetch_or(1 << (p % 64), Ordering::AcqRel);
 }
 
-/// Runs `handler` for events on `port` and unmasks it.
+/// Runs `handler` for events on `port`, a port that notifies vCPU 0 (every
+/// port Xen binds by default), and unmasks it.
 pub fn bind(port: Port, handler: Handler) {
-    interrupts::without_interrupts(|| {
-        if let Some(ch) = CHANNELS.lock().as_mut() {
-            ch.register(port, handler, 0);
-        }
-    });
+    bind_on(port, handler, 0);
+}
+
+/// Runs `handler` for events on `port`, which notifies vCPU `cpu`, on that
+/// vCPU, and unmasks it.
+pub fn bind_on(port: Port, handler: Handler, cpu: usize) {
+    let p = port as usize % EVTCHN_2L_NR_CHANNELS;
+    interrupts::without_interrupts(|| HANDLERS.write()[p] = Some(handler));
+    OWNED[cpu][p / BITS_PER_EVTCHN_WORD]
+        .fetch_or(1 << (p % BITS_PER_EVTCHN_WORD), Ordering::AcqRel);
     let _ = take(port);
     // A port fresh from Xen is unmasked; unmask anyway so a port reused
     // after `unbind` delivers again (and re-raises a pending event).
@@ -101,22 +207,41 @@ pub fn bind(port: Port, handler: Handler) {
 
 /// Forgets `port`'s handler and closes the port.
 pub fn unbind(port: Port) -> Result<(), XenErrno> {
-    interrupts::without_interrupts(|| {
-        if let Some(ch) = CHANNELS.lock().as_mut() {
-            ch.unregister(port);
-        }
-    });
+    let p = port as usize % EVTCHN_2L_NR_CHANNELS;
+    interrupts::without_interrupts(|| HANDLERS.write()[p] = None);
     let r = xen::event_channel::close(port);
+    for owned in &OWNED {
+        owned[p / BITS_PER_EVTCHN_WORD]
+            .fetch_and(!(1 << (p % BITS_PER_EVTCHN_WORD)), Ordering::AcqRel);
+    }
     let _ = take(port);
     r
 }
 
-/// Called from the trap dispatcher on [`UPCALL_VECTOR`], interrupts off.
+/// The upcall on the running vCPU: called from the trap dispatcher on
+/// [`UPCALL_VECTOR`], interrupts off.
 pub fn upcall() {
     let Some(shared) = SHARED.get() else { return };
-    if let Some(ch) = CHANNELS.lock().as_mut() {
-        ch.handle_upcall(shared, 0);
-    }
+    let cpu = percpu::id();
+    COUNTS[cpu].upcalls.fetch_add(1, Ordering::Relaxed);
+    let owned = &OWNED[cpu];
+    CURSORS[cpu].lock().scan(
+        shared,
+        vcpu_info(cpu),
+        |w| owned[w].load(Ordering::Acquire),
+        |p| {
+            let h = HANDLERS.read()[p as usize];
+            match h {
+                Some(h) => {
+                    DISPATCHED.fetch_add(1, Ordering::Relaxed);
+                    h(p, 0);
+                }
+                None => {
+                    SPURIOUS.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        },
+    );
 }
 
 /// Whether `port` fired since the last call; clears the flag.
@@ -126,16 +251,26 @@ pub fn take(port: Port) -> bool {
     FIRED[p / 64].fetch_and(!bit, Ordering::AcqRel) & bit != 0
 }
 
-/// Xen system time now, in ns.
+/// Xen system time now, in ns, from the running vCPU's clock.
 pub fn now_ns() -> u64 {
-    let shared = SHARED.get().expect("events::init ran");
-    xen::time::now(&shared.vcpu_info[0].time)
+    xen::time::now(&vcpu_info(percpu::id()).time)
 }
 
-/// Waits until `port` fires (returns true) or `timeout_ns` passes (false).
+/// The running vCPU's timer port.
+fn timer_port() -> Port {
+    TIMER_PORT[percpu::id()].load(Ordering::Acquire)
+}
+
+/// Arms the running vCPU's one-shot timer for `deadline`.
+fn arm_timer(deadline: u64) {
+    let _ = xen::vcpu::set_singleshot_timer(percpu::id() as u32, deadline, 0);
+}
+
+/// Waits until `port` fires (returns true) or `timeout_ns` passes (false),
+/// idling this vCPU meanwhile.
 pub fn wait(port: Port, timeout_ns: u64) -> bool {
     let deadline = now_ns().saturating_add(timeout_ns);
-    let timer = *TIMER_PORT.get().expect("events::init ran");
+    let timer = timer_port();
     loop {
         if take(port) {
             return true;
@@ -145,7 +280,7 @@ pub fn wait(port: Port, timeout_ns: u64) -> bool {
         }
         // Re-arm each round: the timer port may have fired for an earlier
         // deadline. A deadline already passed fires at once.
-        let _ = xen::vcpu::set_singleshot_timer(0, deadline, 0);
+        arm_timer(deadline);
         interrupts::disable();
         if peek(port) || peek(timer) {
             interrupts::enable();
@@ -156,19 +291,47 @@ pub fn wait(port: Port, timeout_ns: u64) -> bool {
     }
 }
 
+/// Idles this vCPU for `ns` on its own one-shot timer; returns whether
+/// that timer's event woke it (rather than the time passing unseen).
+pub fn sleep_on_timer(ns: u64) -> bool {
+    let timer = timer_port();
+    let deadline = now_ns().saturating_add(ns);
+    let _ = take(timer);
+    loop {
+        arm_timer(deadline);
+        interrupts::disable();
+        if !peek(timer) {
+            interrupts::enable_and_hlt();
+        }
+        interrupts::enable();
+        if take(timer) && now_ns() >= deadline {
+            return true;
+        }
+        if now_ns() >= deadline.saturating_add(ns) {
+            return false;
+        }
+    }
+}
+
 /// Idles the vCPU until an event arrives or `deadline` (Xen system time,
 /// ns) passes, unless `ready()`, checked with interrupts off, already
 /// holds (the scheduler's idle loop; the same `sti; hlt` as [`wait`]).
+/// Returns with interrupts off.
 pub fn idle(deadline: u64, ready: &dyn Fn() -> bool) {
-    let timer = *TIMER_PORT.get().expect("events::init ran");
-    let _ = xen::vcpu::set_singleshot_timer(0, deadline, 0);
+    let timer = timer_port();
+    arm_timer(deadline);
     interrupts::disable();
-    if ready() || peek(timer) {
-        interrupts::enable();
-    } else {
+    if !ready() && !peek(timer) {
         interrupts::enable_and_hlt();
+        interrupts::disable();
     }
     let _ = take(timer);
+}
+
+/// Arms the running vCPU's timer for `deadline` without waiting (the
+/// scheduler's time slice).
+pub fn set_timer(deadline: u64) {
+    arm_timer(deadline);
 }
 
 /// Whether `port` fired and was not yet taken.
@@ -181,13 +344,23 @@ fn peek(port: Port) -> bool {
     FIRED[p / 64].load(Ordering::Acquire) & (1 << (p % 64)) != 0
 }
 
-/// Upcall statistics.
+/// Upcall statistics, summed over the vCPUs.
 pub fn stats() -> EventStats {
-    interrupts::without_interrupts(|| {
-        CHANNELS
-            .lock()
-            .as_ref()
-            .map(|c| c.stats())
-            .unwrap_or_default()
-    })
+    EventStats {
+        dispatched: DISPATCHED.load(Ordering::Relaxed),
+        spurious: SPURIOUS.load(Ordering::Relaxed),
+        upcalls: COUNTS
+            .iter()
+            .map(|c| c.upcalls.load(Ordering::Relaxed))
+            .sum(),
+    }
+}
+
+/// Upcalls and timer events taken by vCPU `cpu`.
+pub fn cpu_stats(cpu: usize) -> (u64, u64) {
+    let c = &COUNTS[cpu];
+    (
+        c.upcalls.load(Ordering::Relaxed),
+        c.timer_events.load(Ordering::Relaxed),
+    )
 }

@@ -74,6 +74,9 @@ pub struct KernelStack {
 // SAFETY: the block is owned by this value alone; only the thread
 // running on the stack uses it through the mapping.
 unsafe impl Send for KernelStack {}
+// SAFETY: a shared reference gives only the stack's addresses (`top`),
+// never access to the block.
+unsafe impl Sync for KernelStack {}
 
 impl KernelStack {
     /// A new stack: a slot, and a heap block mapped there. `ENOMEM` when
@@ -118,9 +121,7 @@ impl KernelStack {
 
 impl Drop for KernelStack {
     fn drop(&mut self) {
-        for i in 0..STACK_SIZE / PAGE {
-            pmap::kernel_remove(self.bottom() + i * PAGE);
-        }
+        pmap::kernel_remove(self.bottom(), STACK_SIZE / PAGE);
         // SAFETY: `block` came from `alloc_zeroed(BLOCK)` and, unmapped
         // from the slot, nothing uses it any more.
         unsafe { dealloc(self.block, BLOCK) };

@@ -27,6 +27,7 @@ mod proc;
 mod scenario;
 mod sched;
 mod shared_page;
+mod smp;
 mod syscall;
 mod usercopy;
 mod xenstore;
@@ -39,7 +40,8 @@ use xen::cpuid::XenLeaves;
 /// Entered from `arch::boot` with the physical address of `hvm_start_info`.
 #[unsafe(no_mangle)]
 extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
-    arch::gdt::init();
+    arch::percpu::init(0);
+    arch::gdt::init(0, arch::gdt::boot_ist_top());
     arch::trap::init();
     arch::syscall::init();
     let Some(leaves) = XenLeaves::find() else {
@@ -88,11 +90,13 @@ extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
     if let Err(e) = grants::init() {
         fatal(format_args!("grant table: {e}"));
     }
+    let cpus = smp::init();
     let (major, minor) = leaves.version();
     let domid = leaves.domid();
     kprintln!(
-        "xenguest: domain {} on Xen {major}.{minor}, {} KiB RAM in {} memory map entries, cmdline \"{}\"",
+        "xenguest: domain {} on Xen {major}.{minor}, {cpus} of {} vCPUs up, {} KiB RAM in {} memory map entries, cmdline \"{}\"",
         DomainId(domid),
+        smp::possible(),
         boot.ram_bytes() / 1024,
         boot.memmap().len(),
         boot.cmdline(),
@@ -116,6 +120,14 @@ extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
     }
     let outcome = scenario::run(opts.scenario.unwrap_or(scenario::DEFAULT), &boot, &opts);
     let ev = events::stats();
+    let sc = sched::stats();
+    log::info!(
+        "scheduler: {} context switches, {} preemptions, {} steals on {} vCPUs",
+        sc.switches,
+        sc.preemptions,
+        sc.steals,
+        smp::online()
+    );
     let (heap_size, heap_peak) = heap::usage();
     log::info!(
         "powering off: {} upcalls, {} events dispatched, {} spurious; {} hypercalls; kernel heap peak {} of {} KiB",

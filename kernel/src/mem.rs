@@ -79,6 +79,14 @@ impl BusyWait for YieldWait {
     }
 
     fn wakeup(&self, _page: &VmPage) {}
+
+    fn pause(&self) {
+        if crate::sched::started() {
+            crate::sched::yield_now();
+        } else {
+            core::hint::spin_loop();
+        }
+    }
 }
 
 /// A page of RAM owned by its holder until [`free_page`].

@@ -1,25 +1,60 @@
-//! Threads and the scheduler: one vCPU, no preemption in the kernel.
+//! Threads and the scheduler, on every vCPU: per-CPU run queues with
+//! stealing, a time slice for user threads, no preemption in the kernel.
 //!
-//! Every process has one thread with its own kernel stack, and kernel
-//! services may run threads of their own ([`spawn_kernel`]); the boot thread
-//! (tid 0, on the boot stack) runs the kernel's scenarios and waits for
-//! processes. A thread runs until it blocks ([`block`]), yields or exits;
-//! [`schedule`] then picks the next ready thread in FIFO order. With none
-//! ready, the thread that called it idles in `events::idle` (`sti; hlt`)
-//! until an event channel it or another blocked thread waits on fires or
-//! the earliest deadline passes.
+//! Every process thread has its own kernel stack, and kernel services may
+//! run threads of their own ([`spawn_kernel`]); the boot thread (tid 0, on
+//! the boot stack) runs the kernel's scenarios and waits for processes.
+//! Each CPU has an idle thread, which runs when nothing else is ready and
+//! idles the vCPU (`events::idle`: `sti; hlt`) until an event or the
+//! earliest deadline.
 //!
-//! Locking: `SCHED` is never taken by the upcall, and is released before
-//! each context switch.
+//! A thread runs until it blocks ([`block`]), yields or exits, or, in user
+//! mode, until its time slice ([`SLICE_NS`]) ends: the CPU's one-shot
+//! timer then interrupts it and the upcall's tail ([`preempt_point`])
+//! switches to the next ready thread of the CPU. Kernel code is never
+//! preempted: a slice that ends in a system call ends at its return.
+//!
+//! Run queues: each CPU takes from its own queue first, then steals the
+//! oldest unpinned thread of the fullest other queue. A thread made ready
+//! goes to an idle CPU if there is one (its last CPU first), which a
+//! reschedule IPI wakes; else to the waker's queue.
+//!
+//! Switching: a thread that gives up its CPU marks itself `switching`
+//! under the lock; `arch::context::switch` clears the mark once its
+//! registers and stack pointer are saved, and no CPU picks a thread so
+//! marked (it stays queued until the mark clears: Linux's `p->on_cpu`), so
+//! the lock is never held across a context switch, no CPU waits for
+//! another's switch, and a thread never runs on two CPUs.
+//!
+//! Lost wake-ups: [`wake`] of a thread that is not blocked (it is about to
+//! block, on another CPU) leaves a token that its next [`block`] consumes
+//! and returns at once, like `thread::park`; every waiter re-checks its
+//! condition in a loop.
+//!
+//! # Locking
+//!
+//! | state | protection |
+//! |---|---|
+//! | `Sched` (threads' states, run queues, each CPU's current thread) | (s) `SCHED`, taken with interrupts off |
+//! | `Context::rsp` | (w) written by its thread's CPU while switching away, read by the CPU that resumes it once `switching` is clear |
+//! | `Context::switching` | (a) atomic: set under (s), cleared by the switch |
+//! | `Context::stack`, `process`, `pinned` | (i) set at creation |
+//! | `NEED_RESCHED`, counters | (a) atomic |
+//!
+//! Lock order: `SCHED` is a leaf, but for `Process::vm` taken by
+//! `Process::activate` after it is released; the upcall takes `SCHED` (the
+//! reason it is taken with interrupts off).
 
-use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use spin::Mutex;
+use spin::{Mutex, MutexGuard};
+use x86_64::instructions::interrupts;
 use xen::abi::Port;
 
+use crate::arch::percpu::{self, MAX_CPUS};
 use crate::arch::{context, pmap, syscall};
 use crate::events;
 use crate::kstack::KernelStack;
@@ -30,6 +65,8 @@ pub type Tid = u32;
 
 /// How long the idle loop sleeps when nothing has a deadline.
 const IDLE_SLICE_NS: u64 = 1_000_000_000;
+/// A user thread's time slice.
+pub const SLICE_NS: u64 = 10_000_000;
 
 /// Why a blocked thread woke.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,115 +90,278 @@ pub struct Wait {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
+    /// Running on a CPU.
     Running,
+    /// On a run queue.
     Ready,
     Blocked(Wait),
     Dead,
+    /// A CPU's idle thread, running or not: never on a queue.
+    Idle,
 }
 
-struct Thread {
-    /// Saved stack pointer while not running.
-    rsp: u64,
-    /// Kernel stack, with a guard page (none for the boot thread).
+/// What a switch needs of a thread, outside the lock.
+struct Context {
+    /// (w) Saved stack pointer while not running.
+    rsp: AtomicU64,
+    /// (a) Set while the thread is switching away from its CPU.
+    switching: AtomicBool,
+    /// (i) Kernel stack, with a guard page (none for the boot thread).
     stack: Option<KernelStack>,
-    state: State,
-    woke: Option<Wakeup>,
+    /// (i) Its process, for a process thread.
     process: Option<Arc<Process>>,
+    /// (i) The CPU it must run on, if any.
+    pinned: Option<usize>,
 }
 
-impl Thread {
+impl Context {
     fn stack_top(&self) -> Option<u64> {
         self.stack.as_ref().map(KernelStack::top)
     }
 }
 
-struct Sched {
-    threads: BTreeMap<Tid, Box<Thread>>,
-    ready: VecDeque<Tid>,
+/// A thread's scheduling state (s).
+struct Thread {
+    ctx: Arc<Context>,
+    state: State,
+    woke: Option<Wakeup>,
+    /// A [`wake`] that found it not blocked.
+    wake_token: bool,
+    last_cpu: usize,
+}
+
+/// One CPU's part (s).
+struct Cpu {
+    online: bool,
     current: Tid,
+    idle: Tid,
+    ready: VecDeque<Tid>,
+    /// When the running thread's slice ends.
+    slice_end: u64,
+}
+
+struct Sched {
+    threads: BTreeMap<Tid, Thread>,
+    cpus: [Cpu; MAX_CPUS],
     next_tid: Tid,
 }
 
 static SCHED: Mutex<Sched> = Mutex::new(Sched {
     threads: BTreeMap::new(),
-    ready: VecDeque::new(),
-    current: 0,
+    cpus: [const {
+        Cpu {
+            online: false,
+            current: 0,
+            idle: 0,
+            ready: VecDeque::new(),
+            slice_end: 0,
+        }
+    }; MAX_CPUS],
     next_tid: 1,
 });
 
-/// Registers the running boot thread as tid 0.
+/// (a) Set for a CPU that should reschedule at its next preemption point
+/// (a reschedule IPI, or a ready thread waiting for its slice to end).
+static NEED_RESCHED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// (a) Context switches made by each CPU.
+static SWITCHES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// (a) Preemptions of user threads at the end of their slice.
+static PREEMPTIONS: AtomicU64 = AtomicU64::new(0);
+/// (a) Threads taken from another CPU's queue.
+static STEALS: AtomicU64 = AtomicU64::new(0);
+/// (a) Threads alive (not yet reaped), for leak checks.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Takes `SCHED` with interrupts off; the guard's drop does not restore
+/// them (the caller does, with the flag returned).
+fn lock() -> (MutexGuard<'static, Sched>, bool) {
+    let on = interrupts::are_enabled();
+    interrupts::disable();
+    (SCHED.lock(), on)
+}
+
+fn restore(on: bool) {
+    if on {
+        interrupts::enable();
+    }
+}
+
+/// Registers the running boot thread as tid 0 and makes the boot CPU's
+/// idle thread.
 pub fn init() {
-    SCHED.lock().threads.insert(
+    let (mut s, on) = lock();
+    s.threads.insert(
         0,
-        Box::new(Thread {
-            rsp: 0,
-            stack: None,
+        Thread {
+            ctx: Arc::new(Context {
+                rsp: AtomicU64::new(0),
+                switching: AtomicBool::new(false),
+                stack: None,
+                process: None,
+                pinned: None,
+            }),
             state: State::Running,
             woke: None,
-            process: None,
-        }),
+            wake_token: false,
+            last_cpu: 0,
+        },
     );
+    s.cpus[0].current = 0;
+    LIVE.fetch_add(1, Ordering::Relaxed);
+    drop(s);
+    restore(on);
+    add_idle(0, false);
+    let (mut s, on) = lock();
+    s.cpus[0].online = true;
+    drop(s);
+    restore(on);
+}
+
+/// Makes CPU `cpu`'s idle thread. The boot CPU's starts in
+/// [`idle_main`] when first switched to; another CPU's runs from the
+/// CPU's first instruction on ([`prepare_cpu`]), so its context is made
+/// by its first switch away.
+fn add_idle(cpu: usize, started: bool) -> (Tid, u64) {
+    let mut top = 0;
+    let tid = add_thread(None, Some(cpu), State::Idle, |t| {
+        top = t;
+        if started {
+            0
+        } else {
+            // SAFETY: `add_thread` passes the top of a stack allocated
+            // for this thread alone.
+            unsafe { context::new_kernel_context(t, idle_main, cpu) }
+        }
+    });
+    let (mut s, on) = lock();
+    s.cpus[cpu].idle = tid;
+    if started {
+        s.cpus[cpu].current = tid;
+    }
+    drop(s);
+    restore(on);
+    (tid, top)
+}
+
+/// Prepares CPU `cpu`, not yet started, to run: its idle thread, whose
+/// stack the CPU starts on (the top is returned) and which it enters with
+/// [`run_idle`].
+pub fn prepare_cpu(cpu: usize) -> u64 {
+    add_idle(cpu, true).1
+}
+
+/// Called by a new CPU on its idle thread's stack, interrupts off, once
+/// it can take events: it joins the scheduler as its idle thread.
+pub fn run_idle(cpu: usize) -> ! {
+    {
+        let (mut s, _) = lock();
+        s.cpus[cpu].online = true;
+    }
+    idle_main(cpu)
 }
 
 /// Whether [`init`] ran: there is a running thread that can yield.
 pub fn started() -> bool {
-    let s = SCHED.lock();
-    s.threads.contains_key(&s.current)
+    let (s, on) = lock();
+    let r = s.cpus[0].online;
+    drop(s);
+    restore(on);
+    r
 }
 
 /// The running thread.
 pub fn current() -> Tid {
-    SCHED.lock().current
+    let (s, on) = lock();
+    let t = s.cpus[percpu::id()].current;
+    drop(s);
+    restore(on);
+    t
 }
 
 /// The running thread, unless the scheduler's lock is held (for the
 /// fatal path, which may have interrupted its holder).
 pub fn try_current() -> Option<Tid> {
-    SCHED.try_lock().map(|s| s.current)
+    SCHED.try_lock().map(|s| s.cpus[percpu::id()].current)
 }
 
 /// The running thread's process, if it is a process thread.
 pub fn current_process() -> Option<Arc<Process>> {
-    let s = SCHED.lock();
-    s.threads[&s.current].process.clone()
+    let (s, on) = lock();
+    let t = s.cpus[percpu::id()].current;
+    let p = s.threads[&t].ctx.process.clone();
+    drop(s);
+    restore(on);
+    p
 }
 
 /// Makes a ready thread of `process` that enters user mode at `entry` with
 /// stack pointer `sp` and `rdi` = `arg`.
 pub fn spawn_user(process: Arc<Process>, entry: u64, sp: u64, arg: u64) -> Tid {
-    // SAFETY: `add_thread` passes the top of a stack allocated for this
-    // thread alone.
-    add_thread(Some(process), |top| unsafe {
-        context::new_user_context(top, entry, sp, arg)
-    })
-}
-
-/// Makes a ready kernel thread that runs `entry` on its own stack, in the
-/// kernel's address space (no process).
-pub fn spawn_kernel(entry: extern "C" fn() -> !) -> Tid {
-    // SAFETY: as in `spawn_user`.
-    add_thread(None, |top| unsafe {
-        context::new_kernel_context(top, entry)
-    })
-}
-
-/// Adds a ready thread with a new kernel stack whose initial context
-/// `context` builds from the stack's top.
-fn add_thread(process: Option<Arc<Process>>, context: impl FnOnce(u64) -> u64) -> Tid {
-    let mut t = Box::new(Thread {
-        rsp: 0,
-        stack: Some(KernelStack::new().expect("memory for a kernel stack")),
-        state: State::Ready,
-        woke: None,
-        process,
+    let tid = add_thread(Some(process), None, State::Ready, |top| {
+        // SAFETY: `add_thread` passes the top of a stack allocated for
+        // this thread alone.
+        unsafe { context::new_user_context(top, entry, sp, arg) }
     });
-    t.rsp = context(t.stack_top().expect("has a stack"));
-    let mut s = SCHED.lock();
+    make_ready(tid);
+    tid
+}
+
+/// Makes a ready kernel thread that runs `entry(arg)` on its own stack, in
+/// the kernel's address space (no process), on CPU `pinned` only if given.
+pub fn spawn_kernel(entry: extern "C" fn(usize) -> !, arg: usize, pinned: Option<usize>) -> Tid {
+    let tid = add_thread(None, pinned, State::Ready, |top| {
+        // SAFETY: as in `spawn_user`.
+        unsafe { context::new_kernel_context(top, entry, arg) }
+    });
+    make_ready(tid);
+    tid
+}
+
+/// Adds a thread in `state` with a new kernel stack whose initial context
+/// `context` builds from the stack's top; a ready thread is not queued
+/// yet.
+fn add_thread(
+    process: Option<Arc<Process>>,
+    pinned: Option<usize>,
+    state: State,
+    context: impl FnOnce(u64) -> u64,
+) -> Tid {
+    let ctx = Context {
+        rsp: AtomicU64::new(0),
+        switching: AtomicBool::new(false),
+        stack: Some(KernelStack::new().expect("memory for a kernel stack")),
+        process,
+        pinned,
+    };
+    ctx.rsp.store(
+        context(ctx.stack_top().expect("has a stack")),
+        Ordering::Relaxed,
+    );
+    let (mut s, on) = lock();
     let tid = s.next_tid;
     s.next_tid += 1;
-    s.threads.insert(tid, t);
-    s.ready.push_back(tid);
+    s.threads.insert(
+        tid,
+        Thread {
+            ctx: Arc::new(ctx),
+            state,
+            woke: None,
+            wake_token: false,
+            last_cpu: pinned.unwrap_or(0),
+        },
+    );
+    LIVE.fetch_add(1, Ordering::Relaxed);
+    drop(s);
+    restore(on);
     tid
+}
+
+/// Queues ready thread `tid` ([`Sched::enqueue`]).
+fn make_ready(tid: Tid) {
+    let (mut s, on) = lock();
+    s.enqueue(tid);
+    drop(s);
+    restore(on);
 }
 
 /// Sleeps the running thread until `deadline` (Xen system time, ns),
@@ -197,85 +397,210 @@ pub fn block_step(port: Option<Port>, deadline: Option<u64>, slice_ns: u64) -> O
     }))
 }
 
-/// Blocks the running thread until `wait` is satisfied or [`wake`].
+/// Blocks the running thread until `wait` is satisfied or [`wake`] (or a
+/// wake-up token left before; see the module's doc).
 pub fn block(wait: Wait) -> Wakeup {
-    {
-        let mut s = SCHED.lock();
-        let cur = s.current;
-        let t = s.threads.get_mut(&cur).expect("current thread exists");
-        t.state = State::Blocked(wait);
-        t.woke = None;
+    let (mut s, on) = lock();
+    let cpu = percpu::id();
+    let cur = s.cpus[cpu].current;
+    let t = s.threads.get_mut(&cur).expect("current thread exists");
+    if core::mem::take(&mut t.wake_token) {
+        drop(s);
+        restore(on);
+        return Wakeup::Woken;
     }
-    schedule();
-    let mut s = SCHED.lock();
-    let cur = s.current;
-    s.threads
+    t.state = State::Blocked(wait);
+    t.woke = None;
+    let mut s = switch_away(s, cpu, false);
+    let cur = s.cpus[percpu::id()].current;
+    let why = s
+        .threads
         .get_mut(&cur)
         .and_then(|t| t.woke.take())
-        .unwrap_or(Wakeup::Woken)
+        .unwrap_or(Wakeup::Woken);
+    drop(s);
+    restore(on);
+    why
 }
 
-/// Makes blocked thread `tid` ready.
+/// Makes blocked thread `tid` ready; a thread that is not blocked gets a
+/// token that its next [`block`] consumes.
 pub fn wake(tid: Tid) {
-    let mut s = SCHED.lock();
-    if let Some(t) = s.threads.get_mut(&tid)
-        && matches!(t.state, State::Blocked(_))
-    {
-        t.state = State::Ready;
-        t.woke = Some(Wakeup::Woken);
-        s.ready.push_back(tid);
+    let (mut s, on) = lock();
+    if let Some(t) = s.threads.get_mut(&tid) {
+        match t.state {
+            State::Blocked(_) => {
+                t.state = State::Ready;
+                t.woke = Some(Wakeup::Woken);
+                s.enqueue(tid);
+            }
+            State::Dead => {}
+            _ => t.wake_token = true,
+        }
     }
+    drop(s);
+    restore(on);
 }
 
-/// Lets the other ready threads run first.
+/// Lets the other ready threads of this CPU run first.
 pub fn yield_now() {
-    {
-        let mut s = SCHED.lock();
-        let cur = s.current;
-        s.threads
-            .get_mut(&cur)
-            .expect("current thread exists")
-            .state = State::Ready;
-        s.ready.push_back(cur);
-    }
-    schedule();
+    let (s, on) = lock();
+    let cpu = percpu::id();
+    drop(switch_away(s, cpu, true));
+    restore(on);
 }
 
-/// Ends the running thread. Its stack is freed once another thread runs.
+/// Ends the running thread. Its stack is freed once it has switched away
+/// ([`reap`]).
 pub fn exit_current() -> ! {
-    {
-        let mut s = SCHED.lock();
-        let cur = s.current;
-        assert_ne!(cur, 0, "the boot thread cannot exit");
-        s.threads
-            .get_mut(&cur)
-            .expect("current thread exists")
-            .state = State::Dead;
-    }
-    schedule();
+    let (mut s, _) = lock();
+    let cpu = percpu::id();
+    let cur = s.cpus[cpu].current;
+    assert_ne!(cur, 0, "the boot thread cannot exit");
+    s.threads
+        .get_mut(&cur)
+        .expect("current thread exists")
+        .state = State::Dead;
+    drop(switch_away(s, cpu, false));
     unreachable!("a dead thread was resumed");
 }
 
-/// Frees the stacks of dead threads.
+/// Frees the stacks of dead threads that have switched away.
 pub fn reap() {
-    let dead: Vec<Box<Thread>> = {
-        let mut s = SCHED.lock();
-        let cur = s.current;
-        let ids: Vec<Tid> = s
-            .threads
-            .iter()
-            .filter(|&(&t, th)| t != cur && th.state == State::Dead)
-            .map(|(&t, _)| t)
-            .collect();
-        ids.iter().filter_map(|t| s.threads.remove(t)).collect()
-    };
+    let (mut s, on) = lock();
+    let ids: Vec<Tid> = s
+        .threads
+        .iter()
+        .filter(|(_, t)| t.state == State::Dead && !t.ctx.switching.load(Ordering::Acquire))
+        .map(|(&tid, _)| tid)
+        .collect();
+    let dead: Vec<Thread> = ids.iter().filter_map(|t| s.threads.remove(t)).collect();
+    drop(s);
+    restore(on);
+    LIVE.fetch_sub(dead.len(), Ordering::Relaxed);
     drop(dead);
 }
 
-impl Sched {
-    /// Moves blocked threads whose event or deadline came to the ready queue.
-    fn poll(&mut self) {
+/// The upcall's tail, interrupts off: a user thread whose slice has ended,
+/// or whose CPU was asked to reschedule, gives the CPU to the next ready
+/// thread (`user`: the upcall interrupted user mode). In kernel mode only
+/// the request is kept, for the next return to user mode.
+pub fn preempt_point(user: bool) {
+    if user && crate::proc::current_killed() {
+        // The upcall is done: end the process with interrupts on, as a
+        // system call would.
+        interrupts::enable();
+        crate::proc::exit(crate::proc::KILLED_STATUS);
+    }
+    let cpu = percpu::id();
+    let now = events::now_ns();
+    let (mut s, on) = lock();
+    s.poll(now);
+    let c = &s.cpus[cpu];
+    let expired = now >= c.slice_end;
+    if c.current == c.idle {
+        // The idle loop looks for work itself when the upcall returns.
+        drop(s);
+        restore(on);
+        return;
+    }
+    let waiting = !s.cpus[cpu].ready.is_empty();
+    if !(expired || NEED_RESCHED[cpu].load(Ordering::Relaxed)) {
+        drop(s);
+        restore(on);
+        return;
+    }
+    if !user {
+        NEED_RESCHED[cpu].store(true, Ordering::Relaxed);
+        drop(s);
+        restore(on);
+        return;
+    }
+    NEED_RESCHED[cpu].store(false, Ordering::Relaxed);
+    if !waiting && !s.can_steal(cpu) {
+        // Nobody else wants the CPU: a new slice.
+        s.cpus[cpu].slice_end = now.saturating_add(SLICE_NS);
+        drop(s);
+        events::set_timer(now.saturating_add(SLICE_NS));
+        restore(on);
+        return;
+    }
+    PREEMPTIONS.fetch_add(1, Ordering::Relaxed);
+    drop(switch_away(s, cpu, true));
+    restore(on);
+}
+
+/// At a return to user mode from a system call: the preemption that a
+/// tick during the call asked for.
+pub fn return_to_user() {
+    if crate::proc::current_killed() {
+        crate::proc::exit(crate::proc::KILLED_STATUS);
+    }
+    if NEED_RESCHED[percpu::id()].load(Ordering::Relaxed) {
+        interrupts::without_interrupts(|| preempt_point(true));
+    }
+}
+
+/// The idle thread of CPU `cpu`.
+extern "C" fn idle_main(cpu: usize) -> ! {
+    loop {
         let now = events::now_ns();
+        let (mut s, _) = lock();
+        s.poll(now);
+        if !s.cpus[cpu].ready.is_empty() || s.can_steal(cpu) {
+            let s = switch_away(s, cpu, false);
+            drop(s);
+            continue;
+        }
+        let deadline = s
+            .earliest_deadline()
+            .unwrap_or_else(|| now.saturating_add(IDLE_SLICE_NS));
+        let ports = s.ports();
+        drop(s);
+        events::idle(deadline, &|| {
+            NEED_RESCHED[cpu].swap(false, Ordering::Relaxed)
+                || ports.iter().any(|&p| events::pending(p))
+        });
+        NEED_RESCHED[cpu].store(false, Ordering::Relaxed);
+    }
+}
+
+/// Asks CPU `cpu` to look at its run queue (a reschedule IPI, if it has
+/// been set up: see `crate::smp`).
+fn kick(cpu: usize) {
+    NEED_RESCHED[cpu].store(true, Ordering::Relaxed);
+    crate::smp::send_reschedule(cpu);
+}
+
+impl Sched {
+    /// Queues ready thread `tid`: on its pinned CPU; else on an idle CPU
+    /// (its last one first); else on this CPU's queue. A CPU other than
+    /// this one is kicked.
+    fn enqueue(&mut self, tid: Tid) {
+        let me = percpu::id();
+        let t = &self.threads[&tid];
+        let target = match t.ctx.pinned {
+            Some(c) => c,
+            None => {
+                let idle = |c: usize| {
+                    let cpu = &self.cpus[c];
+                    cpu.online && cpu.ready.is_empty() && cpu.current == cpu.idle
+                };
+                if idle(t.last_cpu) {
+                    t.last_cpu
+                } else {
+                    (0..MAX_CPUS).find(|&c| idle(c)).unwrap_or(me)
+                }
+            }
+        };
+        self.cpus[target].ready.push_back(tid);
+        if target != me {
+            kick(target);
+        }
+    }
+
+    /// Moves blocked threads whose event or deadline came to a run queue.
+    fn poll(&mut self, now: u64) {
         let mut woken = Vec::new();
         for (&tid, t) in self.threads.iter_mut() {
             let State::Blocked(w) = t.state else { continue };
@@ -290,7 +615,47 @@ impl Sched {
             t.woke = Some(why);
             woken.push(tid);
         }
-        self.ready.extend(woken);
+        for tid in woken {
+            self.enqueue(tid);
+        }
+    }
+
+    /// Whether another CPU's queue holds a thread this CPU may take.
+    fn can_steal(&self, cpu: usize) -> bool {
+        self.cpus
+            .iter()
+            .enumerate()
+            .any(|(c, q)| c != cpu && q.ready.iter().any(|t| self.stealable(*t)))
+    }
+
+    fn stealable(&self, tid: Tid) -> bool {
+        self.threads[&tid].ctx.pinned.is_none() && self.resumable(tid)
+    }
+
+    /// Whether ready thread `tid` can be resumed now: it has finished
+    /// switching away from the CPU it last ran on. A thread still
+    /// switching stays queued: two CPUs that each picked the other's
+    /// outgoing thread and waited for it would wait forever.
+    fn resumable(&self, tid: Tid) -> bool {
+        !self.threads[&tid].ctx.switching.load(Ordering::Acquire)
+    }
+
+    /// The next thread for CPU `cpu`: the first resumable one of its own
+    /// queue, else the first stealable one of the fullest other queue.
+    fn pick(&mut self, cpu: usize) -> Option<Tid> {
+        if let Some(i) = self.cpus[cpu].ready.iter().position(|&t| self.resumable(t)) {
+            return self.cpus[cpu].ready.remove(i);
+        }
+        let victim = (0..MAX_CPUS)
+            .filter(|&c| c != cpu)
+            .filter(|&c| self.cpus[c].ready.iter().any(|&t| self.stealable(t)))
+            .max_by_key(|&c| self.cpus[c].ready.len())?;
+        let i = self.cpus[victim]
+            .ready
+            .iter()
+            .position(|&t| self.stealable(t))?;
+        STEALS.fetch_add(1, Ordering::Relaxed);
+        self.cpus[victim].ready.remove(i)
     }
 
     fn earliest_deadline(&self) -> Option<u64> {
@@ -314,43 +679,113 @@ impl Sched {
     }
 }
 
-/// Switches to the next ready thread, idling until there is one. The
-/// caller has set the running thread's state (ready, blocked or dead).
-fn schedule() {
-    loop {
-        let mut s = SCHED.lock();
-        s.poll();
-        if let Some(next) = s.ready.pop_front() {
-            let cur = s.current;
-            s.threads.get_mut(&next).expect("ready thread exists").state = State::Running;
-            if next == cur {
-                return;
-            }
-            let save: *mut u64 = &mut s.threads.get_mut(&cur).expect("current exists").rsp;
-            let t = &s.threads[&next];
-            let load = t.rsp;
-            match &t.process {
-                Some(p) => p.activate(),
-                None => pmap::activate_kernel(),
-            }
-            if let Some(top) = t.stack_top() {
-                syscall::set_kernel_stack(top);
-            }
-            s.current = next;
-            drop(s);
-            // SAFETY: `save` points into the current thread's boxed record,
-            // which stays allocated until the thread is dead and another
-            // runs; `load` was saved by `switch` or built by
-            // `new_user_context` or `new_kernel_context` on a stack that
-            // is still allocated.
-            unsafe { context::switch(save, load) };
-            return;
+/// Gives CPU `cpu` to its next thread. The caller holds the lock with
+/// interrupts off and has set the running thread's state (blocked, dead,
+/// or idle for the idle thread), or asks for it to be `requeue`d at the
+/// end of this CPU's queue once the next thread is picked (a yield or a
+/// preemption: it runs on if nothing else is ready). Returns, with the
+/// lock taken again and interrupts still off, once the running thread is
+/// resumed (on whatever CPU: read `percpu::id()` again).
+fn switch_away(
+    mut s: MutexGuard<'static, Sched>,
+    cpu: usize,
+    requeue: bool,
+) -> MutexGuard<'static, Sched> {
+    let now = events::now_ns();
+    s.poll(now);
+    let cur = s.cpus[cpu].current;
+    let idle = s.cpus[cpu].idle;
+    let next = match s.pick(cpu) {
+        Some(t) => t,
+        None if requeue => cur,
+        None => idle,
+    };
+    if next == cur {
+        // Runs on, with a new slice.
+        if cur != idle {
+            s.threads.get_mut(&cur).expect("current exists").state = State::Running;
         }
-        let deadline = s
-            .earliest_deadline()
-            .unwrap_or_else(|| events::now_ns() + IDLE_SLICE_NS);
-        let ports = s.ports();
+        s.cpus[cpu].slice_end = now.saturating_add(SLICE_NS);
+        let process = s.threads[&cur].ctx.process.is_some();
         drop(s);
-        events::idle(deadline, &|| ports.iter().any(|&p| events::pending(p)));
+        if process {
+            events::set_timer(now.saturating_add(SLICE_NS));
+        }
+        return SCHED.lock();
     }
+    if requeue {
+        s.threads.get_mut(&cur).expect("current exists").state = State::Ready;
+        s.cpus[cpu].ready.push_back(cur);
+    }
+    let old = s.threads[&cur].ctx.clone();
+    old.switching.store(true, Ordering::Relaxed);
+    let t = s.threads.get_mut(&next).expect("next exists");
+    if next != idle {
+        t.state = State::Running;
+        t.last_cpu = cpu;
+    }
+    let new = t.ctx.clone();
+    let c = &mut s.cpus[cpu];
+    c.current = next;
+    c.slice_end = now.saturating_add(SLICE_NS);
+    drop(s);
+    SWITCHES[cpu].fetch_add(1, Ordering::Relaxed);
+    match &new.process {
+        Some(p) => {
+            p.activate();
+            // The slice's end interrupts a user thread that does not block.
+            events::set_timer(now.saturating_add(SLICE_NS));
+        }
+        None => pmap::activate_kernel(),
+    }
+    if let Some(top) = new.stack_top() {
+        syscall::set_kernel_stack(top);
+    }
+    debug_assert!(
+        !new.switching.load(Ordering::Acquire),
+        "picked a thread still switching away"
+    );
+    let load = new.rsp.load(Ordering::Acquire);
+    drop(new);
+    let save = old.rsp.as_ptr();
+    let flag = old.switching.as_ptr().cast::<u8>();
+    // No reference is held across the switch: a dead thread never comes
+    // back to drop it. Its `Thread` record keeps the context alive.
+    drop(old);
+    // SAFETY: `save` and `flag` point into the old thread's context, kept
+    // alive by its `Thread` record until it is reaped, which waits for
+    // `switching` to clear; `load` was saved by `switch` (the thread has
+    // finished switching away: we waited for its flag) or built by
+    // `new_user_context`/`new_kernel_context` on a stack that is still
+    // allocated; the thread is `Running` on this CPU alone.
+    unsafe { context::switch(save, load, flag) };
+    SCHED.lock()
+}
+
+/// Scheduler counts for `sysctl` and the SMP checks.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SchedStats {
+    /// Context switches, all CPUs.
+    pub switches: u64,
+    /// User threads preempted at the end of their slice.
+    pub preemptions: u64,
+    /// Threads taken from another CPU's queue.
+    pub steals: u64,
+    /// Threads not yet reaped.
+    pub live_threads: u64,
+}
+
+/// The counts so far.
+pub fn stats() -> SchedStats {
+    SchedStats {
+        switches: SWITCHES.iter().map(|s| s.load(Ordering::Relaxed)).sum(),
+        preemptions: PREEMPTIONS.load(Ordering::Relaxed),
+        steals: STEALS.load(Ordering::Relaxed),
+        live_threads: LIVE.load(Ordering::Relaxed) as u64,
+    }
+}
+
+/// Context switches made by CPU `cpu`.
+pub fn cpu_switches(cpu: usize) -> u64 {
+    SWITCHES[cpu].load(Ordering::Relaxed)
 }

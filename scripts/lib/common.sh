@@ -51,8 +51,14 @@ build_guest() {
         cargo build --quiet --release -p utest --bins --target "$GUEST_TARGET")
     local out=$ROOT/target/$GUEST_TARGET/release programs=()
     local src
-    for src in "$ROOT"/tools/utest/src/bin/*.rs; do
-        programs+=("$(basename "$src" .rs)")
+    # One program per bin/NAME.rs or bin/NAME/main.rs, as cargo finds them.
+    for src in "$ROOT"/tools/utest/src/bin/*.rs "$ROOT"/tools/utest/src/bin/*/main.rs; do
+        [[ -e $src ]] || continue
+        if [[ $src == */main.rs ]]; then
+            programs+=("$(basename "$(dirname "$src")")")
+        else
+            programs+=("$(basename "$src" .rs)")
+        fi
     done
     mkdir -p "$ROOT/target/user"
     tar --format=ustar -C "$out" -cf "$ROOT/$USER_ARCHIVE_REL.tmp" "${programs[@]}"

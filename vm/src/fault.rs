@@ -37,7 +37,7 @@ use crate::grab::{GrabFlags, grab, grab_valid};
 use crate::map::{KernResult, LookupResult, VmMap};
 use crate::meter::Counter;
 use crate::object::{ObjectFlags, ObjectType, VmObject};
-use crate::page::{PageId, PageQueue};
+use crate::page::{BusyMode, PageId, PageQueue};
 use crate::pager::PagerResult;
 use crate::pmap::{EnterFlags, Pmap};
 use crate::{PAGE_SIZE, Prot};
@@ -157,8 +157,30 @@ fn fault_once(
         g.flags().contains(ObjectFlags::POPULATE) && g.shadow_count() == 0
     };
     map.lookup_done(guard);
-    if populate && let Some(done) = f.populate(&l)? {
-        return Ok(done.map(|n| (FaultPath::Populate, n)));
+    if populate {
+        // One populate per object at a time, and none for a page that is
+        // resident: a fault that finds the page busy (inserted by another
+        // fault's populate, as FreeBSD's faulters sleep on) or a populate
+        // in progress waits for it and retries, and then takes the fast
+        // path.
+        let d = l.object.domain();
+        let resident = l.object.lock().lookup(l.pindex);
+        if let Some(id) = resident {
+            let m = d.page(id);
+            if !m.try_sbusy() {
+                m.busy_sleep(BusyMode::Shared, d.wait());
+                return Ok(None);
+            }
+            m.sunbusy(d.wait());
+        } else {
+            let Some(_populating) = l.object.start_populate() else {
+                d.wait().pause();
+                return Ok(None);
+            };
+            if let Some(done) = f.populate(&l)? {
+                return Ok(done.map(|n| (FaultPath::Populate, n)));
+            }
+        }
     }
     f.full(&l, va)
 }

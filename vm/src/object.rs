@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `domain`, `otype`, `pager` | constant |
 //! | `pip` (paging in progress) | (a) atomic |
+//! | `populating` | (a) atomic: set by the one fault in the pager's `populate` |
 //! | size, flags, page index, backing object, shadow list | (o) the object lock ([`VmObject::lock`]) |
 //! | the pages' `pindex` | (o) plus the page's exclusive busy lock |
 //!
@@ -24,7 +25,7 @@
 use alloc::boxed::Box;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use hashbrown::HashMap;
 use spin::{Mutex, MutexGuard};
@@ -81,6 +82,8 @@ pub struct VmObject {
     otype: ObjectType,
     pager: Box<dyn PagerOps>,
     pip: AtomicU32,
+    /// (a) A fault is in the pager's `populate` ([`VmObject::start_populate`]).
+    populating: AtomicBool,
     inner: Mutex<ObjectInner>,
 }
 
@@ -120,6 +123,7 @@ impl VmObject {
             otype,
             pager,
             pip: AtomicU32::new(0),
+            populating: AtomicBool::new(false),
             inner: Mutex::new(ObjectInner {
                 size,
                 flags,
@@ -191,6 +195,22 @@ impl VmObject {
     pub fn pip_guard(&self) -> PipGuard<'_> {
         self.pip.fetch_add(1, Ordering::Acquire);
         PipGuard(self)
+    }
+
+    /// The right to call the pager's `populate`, if no other fault has it:
+    /// one populate of an object at a time, so that the faults of several
+    /// threads on one mapping make one populate (the others wait for it
+    /// and find its pages resident).
+    pub fn start_populate(&self) -> Option<PopulateGuard<'_>> {
+        self.populating
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+            .then(|| PopulateGuard(self))
+    }
+
+    /// Whether a fault is in the pager's `populate`.
+    pub fn is_populating(&self) -> bool {
+        self.populating.load(Ordering::Acquire)
     }
 
     /// The backing object and offset, if this is a shadow.
@@ -304,6 +324,16 @@ impl Drop for VmObject {
         if let Some(s) = survivor {
             s.collapse();
         }
+    }
+}
+
+/// The one populate of an object in progress ([`VmObject::start_populate`]).
+#[derive(Debug)]
+pub struct PopulateGuard<'a>(&'a VmObject);
+
+impl Drop for PopulateGuard<'_> {
+    fn drop(&mut self) {
+        self.0.populating.store(false, Ordering::Release);
     }
 }
 
@@ -487,6 +517,18 @@ mod tests {
         );
         assert_eq!(d.phys.free_count(), 16);
         assert_eq!(d.counters.wired.get(), 0);
+    }
+
+    #[test]
+    fn one_populate_at_a_time() {
+        let d = domain(16);
+        let o = VmObject::allocate_default(d, 4);
+        let g = o.start_populate().expect("free");
+        assert!(o.start_populate().is_none(), "taken");
+        assert!(o.is_populating(), "a refused attempt leaves it taken");
+        drop(g);
+        assert!(!o.is_populating());
+        assert!(o.start_populate().is_some());
     }
 
     #[test]

@@ -79,6 +79,12 @@ pub trait BusyWait: Send + Sync {
     fn sleep_if(&self, page: &VmPage, cond: &mut dyn FnMut() -> bool);
     /// Wake every thread sleeping on `page`.
     fn wakeup(&self, page: &VmPage);
+    /// Wait a moment for another thread's progress that no page stands
+    /// for yet (a populate in progress); the caller then retries. The
+    /// default spins once.
+    fn pause(&self) {
+        core::hint::spin_loop();
+    }
 }
 
 /// The fallback [`BusyWait`]: no queue, waiters spin and retry.

@@ -19,12 +19,13 @@ use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
 use crate::abi::event_channel::{
-    EVTCHNOP_alloc_unbound, EVTCHNOP_bind_interdomain, EVTCHNOP_bind_virq, EVTCHNOP_close,
-    EVTCHNOP_send, EVTCHNOP_status, EVTCHNOP_unmask, EvtchnAllocUnbound, EvtchnBindInterdomain,
-    EvtchnBindVirq, EvtchnClose, EvtchnSend, EvtchnStatus, EvtchnUnmask,
+    EVTCHNOP_alloc_unbound, EVTCHNOP_bind_interdomain, EVTCHNOP_bind_ipi, EVTCHNOP_bind_virq,
+    EVTCHNOP_close, EVTCHNOP_send, EVTCHNOP_status, EVTCHNOP_unmask, EvtchnAllocUnbound,
+    EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindVirq, EvtchnClose, EvtchnSend, EvtchnStatus,
+    EvtchnUnmask,
 };
 use crate::abi::op::EVENT_CHANNEL_OP;
-use crate::abi::shared_info::{BITS_PER_EVTCHN_WORD, EVTCHN_2L_NR_CHANNELS, SharedInfo};
+use crate::abi::shared_info::{BITS_PER_EVTCHN_WORD, EVTCHN_2L_NR_CHANNELS, SharedInfo, VcpuInfo};
 use crate::abi::{DOMID_SELF, DomId, Port};
 use crate::hypercall::{self, XenErrno};
 
@@ -72,6 +73,14 @@ pub fn bind_virq(virq: u32, vcpu: u32) -> Result<Port, XenErrno> {
         port: 0,
     };
     op(EVTCHNOP_bind_virq, &mut arg)?;
+    Ok(arg.port)
+}
+
+/// A port that notifies `vcpu` when any vCPU of ours sends on it
+/// (`EVTCHNOP_bind_ipi`): an inter-processor interrupt.
+pub fn bind_ipi(vcpu: u32) -> Result<Port, XenErrno> {
+    let mut arg = EvtchnBindIpi { vcpu, port: 0 };
+    op(EVTCHNOP_bind_ipi, &mut arg)?;
     Ok(arg.port)
 }
 
@@ -197,10 +206,10 @@ pub struct EventChannels {
     stats: EventStats,
 }
 
-#[cfg(any(test, feature = "alloc"))]
-/// Where the next scan starts: the word and bit after the last port served.
+/// One vCPU's 2-level scan: where its next scan starts, the word and bit
+/// after the last port it served (a fair order: no port starves another).
 #[derive(Debug, Default)]
-struct ScanCursor {
+pub struct ScanCursor {
     next_word: usize,
     next_bit: usize,
 }
@@ -245,30 +254,53 @@ impl EventChannels {
         } = self;
         stats.upcalls += 1;
         let mut seen = 0;
-        cursor.scan(shared, vcpu, |p| {
-            seen += 1;
-            match handlers.get(p as usize).copied().flatten() {
-                Some((h, ctx)) => {
-                    stats.dispatched += 1;
-                    h(p, ctx);
+        cursor.scan(
+            shared,
+            &shared.vcpu_info[vcpu],
+            |_| !0,
+            |p| {
+                seen += 1;
+                match handlers.get(p as usize).copied().flatten() {
+                    Some((h, ctx)) => {
+                        stats.dispatched += 1;
+                        h(p, ctx);
+                    }
+                    None => stats.spurious += 1,
                 }
-                None => stats.spurious += 1,
-            }
-        });
+            },
+        );
         seen
     }
 
     /// The 2-level scan alone: calls `found(port)` for each pending,
     /// unmasked port (its pending bit already cleared), fairly ordered.
     pub fn scan(&mut self, shared: &SharedInfo, vcpu: usize, found: impl FnMut(Port)) {
-        self.cursor.scan(shared, vcpu, found);
+        self.cursor
+            .scan(shared, &shared.vcpu_info[vcpu], |_| !0, found);
     }
 }
 
-#[cfg(any(test, feature = "alloc"))]
 impl ScanCursor {
-    fn scan(&mut self, shared: &SharedInfo, vcpu: usize, mut found: impl FnMut(Port)) {
-        let vi = &shared.vcpu_info[vcpu];
+    /// A cursor at port 0.
+    pub const fn new() -> Self {
+        Self {
+            next_word: 0,
+            next_bit: 0,
+        }
+    }
+
+    /// The upcall's scan for the vCPU whose `vcpu_info` is `vi`: calls
+    /// `found(port)` for each pending, unmasked port of word `w` whose bit
+    /// is set in `owned(w)` (the ports this vCPU serves: the shared words
+    /// hold every vCPU's ports), its pending bit cleared first. Ports of
+    /// other vCPUs are left pending for them.
+    pub fn scan(
+        &mut self,
+        shared: &SharedInfo,
+        vi: &VcpuInfo,
+        owned: impl Fn(usize) -> u64,
+        mut found: impl FnMut(Port),
+    ) {
         const W: usize = BITS_PER_EVTCHN_WORD;
         while vi.evtchn_upcall_pending.swap(0, Ordering::AcqRel) != 0
             || vi.evtchn_pending_sel.load(Ordering::Acquire) != 0
@@ -290,13 +322,19 @@ impl ScanCursor {
                 let range = if hi == W { !0u64 } else { (1u64 << hi) - 1 } & !((1u64 << lo) - 1);
                 let mut bits = shared.evtchn_pending[w].load(Ordering::Acquire)
                     & !shared.evtchn_mask[w].load(Ordering::Acquire)
+                    & owned(w)
                     & range;
                 while bits != 0 {
                     let b = bits.trailing_zeros() as usize;
                     bits &= bits - 1;
                     // Clear before handling: an event raised while the
-                    // handler runs is seen by the next scan.
-                    shared.evtchn_pending[w].fetch_and(!(1 << b), Ordering::AcqRel);
+                    // handler runs is seen by the next scan. A port that
+                    // was cleared meanwhile (a concurrent scan after a
+                    // move to another vCPU) is not reported twice.
+                    let was = shared.evtchn_pending[w].fetch_and(!(1 << b), Ordering::AcqRel);
+                    if was & (1 << b) == 0 {
+                        continue;
+                    }
                     self.next_word = if b + 1 == W { (w + 1) % W } else { w };
                     self.next_bit = (b + 1) % W;
                     found((w * W + b) as Port);
@@ -362,6 +400,29 @@ mod tests {
         }
         // After 100: 101 first, then 200, then wrap to 1 and 99.
         assert_eq!(drain(&mut ev, &s), [101, 200, 1, 99]);
+    }
+
+    #[test]
+    fn scan_serves_only_owned_ports() {
+        let s = shared();
+        let mut cpu0 = ScanCursor::new();
+        let mut cpu1 = ScanCursor::new();
+        // Ports 3 and 70 belong to vCPU 1; 4 and 71 to vCPU 0.
+        let owned1 = |w: usize| [1u64 << 3, 1 << 6][w.min(1)] * u64::from(w < 2);
+        let owned0 = |w: usize| [1u64 << 4, 1 << 7][w.min(1)] * u64::from(w < 2);
+        for p in [3, 4, 70, 71] {
+            raise(&s, 0, p);
+        }
+        let mut got = Vec::new();
+        cpu0.scan(&s, &s.vcpu_info[0], owned0, |p| got.push(p));
+        assert_eq!(got, [4, 71]);
+        // vCPU 1's ports stay pending for it.
+        assert_ne!(s.evtchn_pending[0].load(Relaxed) & (1 << 3), 0);
+        s.vcpu_info[1].evtchn_pending_sel.fetch_or(0b11, Relaxed);
+        got.clear();
+        cpu1.scan(&s, &s.vcpu_info[1], owned1, |p| got.push(p));
+        assert_eq!(got, [3, 70]);
+        assert!(s.evtchn_pending.iter().all(|w| w.load(Relaxed) == 0));
     }
 
     static HITS: AtomicUsize = AtomicUsize::new(0);

@@ -178,6 +178,16 @@ fn memory_vcpu_evtchn(f: &mut Vec<Fact>) {
     layout!(f, event_channel::EvtchnBindVirq, "struct evtchn_bind_virq",
         virq => "virq", vcpu => "vcpu", port => "port");
     layout!(f, event_channel::EvtchnClose, "struct evtchn_close", port => "port");
+    layout!(f, event_channel::EvtchnBindIpi, "struct evtchn_bind_ipi",
+        vcpu => "vcpu", port => "port");
+    layout!(f, vcpu::VcpuRegisterVcpuInfo, "struct vcpu_register_vcpu_info",
+        mfn => "mfn", offset => "offset", rsvd => "rsvd");
+    layout!(f, vcpu::VcpuHvmX86_64, "struct vcpu_hvm_x86_64",
+        rax => "rax", rcx => "rcx", rdx => "rdx", rbx => "rbx", rsp => "rsp", rbp => "rbp",
+        rsi => "rsi", rdi => "rdi", rip => "rip", rflags => "rflags", cr0 => "cr0",
+        cr3 => "cr3", cr4 => "cr4", efer => "efer");
+    layout!(f, vcpu::VcpuHvmContext, "struct vcpu_hvm_context",
+        mode => "mode", pad => "pad", x86_64 => "cpu_regs.x86_64");
     layout!(f, event_channel::EvtchnUnmask, "struct evtchn_unmask", port => "port");
     layout!(f, event_channel::EvtchnStatus, "struct evtchn_status",
         dom => "dom", port => "port", status => "status", vcpu => "vcpu", u => "u");
@@ -194,6 +204,8 @@ fn memory_vcpu_evtchn(f: &mut Vec<Fact>) {
         memory::XENMAPSPACE_gmfn_range => "XENMAPSPACE_gmfn_range",
         memory::XENMAPIDX_grant_table_status => "XENMAPIDX_grant_table_status",
         vcpu::VCPUOP_initialise => "VCPUOP_initialise",
+        vcpu::VCPU_HVM_MODE_64B => "VCPU_HVM_MODE_64B",
+        event_channel::EVTCHNOP_bind_ipi => "EVTCHNOP_bind_ipi",
         vcpu::VCPUOP_up => "VCPUOP_up",
         vcpu::VCPUOP_down => "VCPUOP_down",
         vcpu::VCPUOP_is_up => "VCPUOP_is_up",
@@ -304,6 +316,7 @@ const HEADERS: &[&str] = &[
     "xen/grant_table.h",
     "xen/vcpu.h",
     "xen/hvm/hvm_op.h",
+    "xen/hvm/hvm_vcpu.h",
     "xen/hvm/params.h",
     "xen/arch-x86/hvm/start_info.h",
     "xen/arch-x86/cpuid.h",

@@ -1,5 +1,6 @@
 //! Kernel context switch: the callee-saved registers on the old thread's
-//! stack, the stack pointer swapped, and theirs popped.
+//! stack, the stack pointer saved, the old thread released to other CPUs,
+//! and the new thread's stack pointer loaded and its registers popped.
 
 use core::arch::global_asm;
 
@@ -17,6 +18,9 @@ global_asm!(
     "push r14",
     "push r15",
     "mov [rdi], rsp",
+    // From here on the old stack is not touched: another CPU may resume
+    // the old thread as soon as it sees this byte clear.
+    "mov byte ptr [rdx], 0",
     "mov rsp, rsi",
     "pop r15",
     "pop r14",
@@ -25,28 +29,40 @@ global_asm!(
     "pop rbx",
     "pop rbp",
     "ret",
+    // A new kernel thread's first return lands here, with its entry in
+    // r12 and argument in r13: interrupts on (threads are switched with
+    // them off), then the entry, which never returns.
+    ".globl kernel_thread_start",
+    "kernel_thread_start:",
+    "sti",
+    "mov rdi, r13",
+    "call r12",
+    "ud2",
     ".popsection",
 );
 
 unsafe extern "C" {
-    fn context_switch(save: *mut u64, load: u64);
+    fn context_switch(save: *mut u64, load: u64, switching: *mut u8);
     fn trap_return();
+    fn kernel_thread_start();
 }
 
 /// Callee-saved registers `context_switch` pops.
 const SAVED: usize = 6;
 
-/// Saves the running thread's context in `*save` and continues the thread
-/// whose context is `load`.
+/// Saves the running thread's context in `*save`, clears `*switching`
+/// (the old thread may then be resumed elsewhere), and continues the
+/// thread whose context is `load`. Called with interrupts off.
 ///
 /// # Safety
-/// `save` must stay valid until the saved context is resumed; `load` must
-/// come from [`switch`], [`new_user_context`] or [`new_kernel_context`], on
-/// a kernel stack that is still allocated, and no other code may resume it
-/// at the same time.
-pub unsafe fn switch(save: *mut u64, load: u64) {
+/// `save` and `switching` must stay valid until the saved context is
+/// resumed; `load` must come from [`switch`], [`new_user_context`] or
+/// [`new_kernel_context`], on a kernel stack that is still allocated,
+/// whose thread has finished switching away, and no other code may resume
+/// it at the same time.
+pub unsafe fn switch(save: *mut u64, load: u64, switching: *mut u8) {
     // SAFETY: the caller's conditions are the routine's.
-    unsafe { context_switch(save, load) }
+    unsafe { context_switch(save, load, switching) }
 }
 
 /// Prepares the stack ending at `top` (16-byte aligned) for a thread that
@@ -94,21 +110,22 @@ pub unsafe fn new_user_context(top: u64, rip: u64, rsp: u64, arg: u64) -> u64 {
 }
 
 /// Prepares the stack ending at `top` (16-byte aligned) for a kernel
-/// thread that starts in `entry`, and returns its context for [`switch`].
+/// thread that starts in `entry(arg)` with interrupts on, and returns its
+/// context for [`switch`].
 ///
 /// # Safety
 /// As for [`new_user_context`].
-pub unsafe fn new_kernel_context(top: u64, entry: extern "C" fn() -> !) -> u64 {
-    // `context_switch` returns into `entry` as if it had been called:
-    // the stack pointer is then 8 below a 16-byte boundary, with a zero
-    // return address above it that `entry`, which never returns, ignores.
-    let ret_at = top - 16;
+pub unsafe fn new_kernel_context(top: u64, entry: extern "C" fn(usize) -> !, arg: usize) -> u64 {
+    // `context_switch`'s `ret` into `kernel_thread_start` leaves the stack
+    // 16-byte aligned (8 above `ret_at`), as its call of `entry` needs.
+    let ret_at = top - 24;
     let ctx = ret_at - (SAVED as u64) * 8;
-    // SAFETY: the caller gives us the stack; both writes are inside it.
+    // Popped in this order: r15, r14, r13, r12, rbx, rbp.
+    let regs: [u64; SAVED] = [0, 0, arg as u64, entry as usize as u64, 0, 0];
+    // SAFETY: the caller gives us the stack; every write is inside it.
     unsafe {
-        (top as *mut u64).sub(1).write(0);
-        (ret_at as *mut u64).write(entry as usize as u64);
-        core::ptr::write_bytes(ctx as *mut u64, 0, SAVED);
+        (ret_at as *mut u64).write(kernel_thread_start as *const () as u64);
+        (ctx as *mut [u64; SAVED]).write(regs);
     }
     ctx
 }

@@ -4,6 +4,7 @@
 pub mod boot;
 pub mod context;
 pub mod gdt;
+pub mod percpu;
 pub mod pmap;
 pub mod syscall;
 pub mod trap;

@@ -38,10 +38,20 @@
 //!
 //! # TLB
 //!
-//! One vCPU: only the active address space (CR3) can have TLB entries that
-//! matter, since loading CR3 flushes every non-global entry. A change of up
-//! to [`INVLPG_MAX`] pages of the active pmap is invalidated page by page
-//! with `invlpg`, a larger one with a reload of CR3; both are counted.
+//! Loading CR3 flushes every non-global entry, so only the CPUs on which an
+//! address space is loaded now can hold stale entries of it. Each pmap
+//! keeps the set of CPUs that loaded it ([`Pmap::active`]: set by
+//! `activate` before CR3 is loaded, cleared lazily by a CPU that gets a
+//! shootdown for a pmap it no longer runs). A change of up to
+//! [`INVLPG_MAX`] pages is invalidated page by page with `invlpg`, a larger
+//! one with a reload of CR3, here and - with one IPI round per change
+//! (one per `munmap`, `mprotect` or page removal, not per page: a
+//! shootdown, through the hook `smp` installs, [`set_remote_call`]) - on
+//! every other CPU of the set, before the change returns: only then may
+//! the caller free the pages or unmap the grants. The set is read after
+//! the tables were changed, and `activate` sets its bit before loading
+//! CR3, so a CPU missing from it loads the new tables. Counted: pages
+//! invalidated, full flushes, shootdown rounds, IPIs and remote pages.
 
 use alloc::collections::BTreeMap;
 use alloc::collections::btree_map::Entry;
@@ -101,9 +111,28 @@ pub struct TlbStats {
     pub large_mappings: u64,
     /// 2 MiB mappings split into page tables.
     pub demotions: u64,
+    /// Changes that other CPUs had to flush (one IPI round each).
+    pub shootdowns: u64,
+    /// Shootdown IPIs sent.
+    pub shootdown_ipis: u64,
+    /// Pages invalidated on other CPUs (a full flush counts as none).
+    pub shootdown_pages: u64,
 }
 
 static INVLPG: AtomicU64 = AtomicU64::new(0);
+static SHOOTDOWNS: AtomicU64 = AtomicU64::new(0);
+static SHOOTDOWN_IPIS: AtomicU64 = AtomicU64::new(0);
+static SHOOTDOWN_PAGES: AtomicU64 = AtomicU64::new(0);
+
+/// Runs `f(arg)` on every CPU of a mask (a bit per CPU) and returns once
+/// all have: `smp::call_on`, installed at boot.
+pub type RemoteCall = fn(u64, fn(usize), usize);
+static REMOTE_CALL: Once<RemoteCall> = Once::new();
+
+/// Installs the IPI primitive shootdowns use (before a second CPU runs).
+pub fn set_remote_call(call: RemoteCall) {
+    REMOTE_CALL.call_once(|| call);
+}
 static FULL_FLUSHES: AtomicU64 = AtomicU64::new(0);
 static LARGE_MAPPINGS: AtomicU64 = AtomicU64::new(0);
 static DEMOTIONS: AtomicU64 = AtomicU64::new(0);
@@ -115,6 +144,9 @@ pub fn tlb_stats() -> TlbStats {
         full_flushes: FULL_FLUSHES.load(Ordering::Relaxed),
         large_mappings: LARGE_MAPPINGS.load(Ordering::Relaxed),
         demotions: DEMOTIONS.load(Ordering::Relaxed),
+        shootdowns: SHOOTDOWNS.load(Ordering::Relaxed),
+        shootdown_ipis: SHOOTDOWN_IPIS.load(Ordering::Relaxed),
+        shootdown_pages: SHOOTDOWN_PAGES.load(Ordering::Relaxed),
     }
 }
 
@@ -218,20 +250,51 @@ fn kernel_table() -> Result<u64, Errno> {
     Ok(t as u64)
 }
 
-/// Removes the mapping [`kernel_enter`] made at `va` and invalidates it.
-pub fn kernel_remove(va: u64) {
-    let _k = KERNEL_MAPS.lock();
-    let mut table = KERNEL.get().expect("pmap::init ran").0;
-    for level in (1..4).rev() {
-        let e = read(entry(table, index(va, level)));
-        if e & PTE_P == 0 {
-            return;
+/// Removes the `pages` mappings [`kernel_enter`] made from `va` on and
+/// invalidates them on every CPU.
+pub fn kernel_remove(va: u64, pages: u64) {
+    let k = KERNEL_MAPS.lock();
+    for i in 0..pages {
+        let va = va + i * PAGE;
+        let mut table = KERNEL.get().expect("pmap::init ran").0;
+        let mut present = true;
+        for level in (1..4).rev() {
+            let e = read(entry(table, index(va, level)));
+            if e & PTE_P == 0 {
+                present = false;
+                break;
+            }
+            table = e & PTE_ADDR;
         }
-        table = e & PTE_ADDR;
+        if present {
+            write(entry(table, index(va, 0)), 0);
+            x86_64::instructions::tlb::flush(VirtAddr::new(va));
+        }
     }
-    write(entry(table, index(va, 0)), 0);
-    // One vCPU: the local invalidation is all there is to do.
-    x86_64::instructions::tlb::flush(VirtAddr::new(va));
+    drop(k);
+    // Every CPU may hold the old entries (the kernel half is in every
+    // address space): one shootdown round for the run, before the pages
+    // may be reused.
+    if let Some(call) = REMOTE_CALL.get() {
+        let all = !(1u64 << super::percpu::id());
+        let range = (va, pages);
+        SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
+        call(
+            all,
+            flush_kernel_range,
+            &range as *const (u64, u64) as usize,
+        );
+    }
+}
+
+/// Invalidates, on this CPU, the kernel range at `arg` (a `(va, pages)`).
+fn flush_kernel_range(arg: usize) {
+    // SAFETY: `arg` is the address of a `(u64, u64)` that `kernel_remove`
+    // keeps alive until every target has returned from here.
+    let (va, pages) = unsafe { *(arg as *const (u64, u64)) };
+    for i in 0..pages {
+        x86_64::instructions::tlb::flush(VirtAddr::new(va + i * PAGE));
+    }
 }
 
 /// Mapping lists of managed pages (v).
@@ -314,6 +377,10 @@ enum Slot {
 
 /// Page tables of one address space (`struct pmap`).
 pub struct Pmap {
+    /// (i) The PML4's physical address, fixed for the pmap's life.
+    root: u64,
+    /// (a) CPUs that may hold TLB entries of this address space.
+    active: AtomicU64,
     inner: Mutex<PmapInner>, // (l)
     /// Ourselves, for the mapping lists.
     this: Weak<Pmap>,
@@ -329,23 +396,57 @@ struct PmapInner {
 }
 
 /// Invalidations collected during one operation.
-struct Shootdown {
-    active: bool,
+struct Shootdown<'a> {
+    pmap: &'a Pmap,
     pages: Vec<u64>,
     overflow: bool,
 }
 
-impl Shootdown {
-    fn new(pml4: u64) -> Self {
+/// A remote CPU's part of a shootdown, on the sender's stack until every
+/// target ran it.
+struct FlushRequest<'a> {
+    root: u64,
+    active: &'a AtomicU64,
+    /// `None`: a full flush.
+    pages: Option<&'a [u64]>,
+}
+
+/// Flushes this CPU's TLB for the request at `arg` (a `FlushRequest`),
+/// or leaves the pmap's set if this CPU no longer runs it.
+fn flush_here(arg: usize) {
+    // SAFETY: `arg` is the address of a `FlushRequest` that its sender
+    // keeps alive until every target has returned from here.
+    let req = unsafe { &*(arg as *const FlushRequest<'_>) };
+    if Cr3::read().0.start_address().as_u64() != req.root {
+        req.active
+            .fetch_and(!(1 << super::percpu::id()), Ordering::SeqCst);
+        return;
+    }
+    match req.pages {
+        Some(pages) => {
+            for &va in pages {
+                x86_64::instructions::tlb::flush(VirtAddr::new(va));
+            }
+        }
+        None => {
+            let (frame, flags) = Cr3::read();
+            // SAFETY: reloading the current CR3 value only flushes the TLB.
+            unsafe { Cr3::write(frame, flags) };
+        }
+    }
+}
+
+impl<'a> Shootdown<'a> {
+    fn new(pmap: &'a Pmap) -> Self {
         Self {
-            active: Cr3::read().0.start_address().as_u64() == pml4,
+            pmap,
             pages: Vec::new(),
             overflow: false,
         }
     }
 
     fn add(&mut self, va: u64, npages: u64) {
-        if !self.active || self.overflow {
+        if self.overflow {
             return;
         }
         if self.pages.len() as u64 + npages > INVLPG_MAX {
@@ -357,17 +458,44 @@ impl Shootdown {
     }
 
     fn finish(self) {
-        if self.overflow {
-            let (frame, flags) = Cr3::read();
-            // SAFETY: reloading the current CR3 value only flushes the TLB.
-            unsafe { Cr3::write(frame, flags) };
-            FULL_FLUSHES.fetch_add(1, Ordering::Relaxed);
-        } else {
-            for &va in &self.pages {
-                x86_64::instructions::tlb::flush(VirtAddr::new(va));
-            }
-            INVLPG.fetch_add(self.pages.len() as u64, Ordering::Relaxed);
+        if !self.overflow && self.pages.is_empty() {
+            return;
         }
+        let me = super::percpu::id();
+        if Cr3::read().0.start_address().as_u64() == self.pmap.root {
+            if self.overflow {
+                let (frame, flags) = Cr3::read();
+                // SAFETY: reloading the current CR3 value only flushes the
+                // TLB.
+                unsafe { Cr3::write(frame, flags) };
+                FULL_FLUSHES.fetch_add(1, Ordering::Relaxed);
+            } else {
+                for &va in &self.pages {
+                    x86_64::instructions::tlb::flush(VirtAddr::new(va));
+                }
+                INVLPG.fetch_add(self.pages.len() as u64, Ordering::Relaxed);
+            }
+        }
+        // Read after the tables changed: see the module's doc.
+        let remote = self.pmap.active.load(Ordering::SeqCst) & !(1 << me);
+        if remote == 0 {
+            return;
+        }
+        let Some(call) = REMOTE_CALL.get() else {
+            return;
+        };
+        let req = FlushRequest {
+            root: self.pmap.root,
+            active: &self.pmap.active,
+            pages: (!self.overflow).then_some(&self.pages[..]),
+        };
+        SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
+        SHOOTDOWN_IPIS.fetch_add(u64::from(remote.count_ones()), Ordering::Relaxed);
+        SHOOTDOWN_PAGES.fetch_add(
+            self.pages.len() as u64 * u64::from(remote.count_ones()),
+            Ordering::Relaxed,
+        );
+        call(remote, flush_here, &req as *const FlushRequest<'_> as usize);
     }
 }
 
@@ -379,6 +507,8 @@ impl Pmap {
         let (id, pml4) = alloc_table()?;
         write(entry(pml4, 0), slot0);
         Ok(Arc::new_cyclic(|this| Self {
+            root: pml4,
+            active: AtomicU64::new(0),
             inner: Mutex::new(PmapInner {
                 pml4,
                 tables: alloc::vec![id],
@@ -388,9 +518,13 @@ impl Pmap {
         }))
     }
 
-    /// Makes this the address space of the CPU (`pmap_activate`).
+    /// Makes this the address space of the CPU (`pmap_activate`). Takes
+    /// no lock: a CPU may call it with interrupts off while another holds
+    /// this pmap's lock and waits for its shootdown.
     pub fn activate(&self) {
-        load_cr3(self.inner.lock().pml4);
+        self.active
+            .fetch_or(1 << super::percpu::id(), Ordering::SeqCst);
+        load_cr3(self.root);
     }
 
     /// Pages mapped now, in 4 KiB units.
@@ -404,7 +538,7 @@ impl Pmap {
     /// range are demoted first.
     fn for_each_mapping(&self, sva: u64, eva: u64, mut f: impl FnMut(u64, u64) -> Option<u64>) {
         let mut g = self.inner.lock();
-        let mut sd = Shootdown::new(g.pml4);
+        let mut sd = Shootdown::new(self);
         let mut va = sva.max(USER_MIN) & !(PAGE - 1);
         let eva = eva.min(USER_END);
         while va < eva {
@@ -510,7 +644,7 @@ impl VmPmap for Pmap {
             return Err(KernResult::ResourceShortage);
         }
         let mut g = self.inner.lock();
-        let mut sd = Shootdown::new(g.pml4);
+        let mut sd = Shootdown::new(self);
         let slot = match g
             .walk(va, true, &mut sd)
             .map_err(|_| KernResult::ResourceShortage)?
@@ -569,7 +703,7 @@ impl VmPmap for Pmap {
     /// physical address.
     fn extract(&self, va: u64) -> Option<(u64, Prot)> {
         let mut g = self.inner.lock();
-        let mut sd = Shootdown::new(g.pml4);
+        let mut sd = Shootdown::new(self);
         let (pte, pa) = match g.walk(va, false, &mut sd).ok()?? {
             Slot::Small(p) => {
                 let pte = Some(read(p)).filter(|v| v & PTE_P != 0)?;
@@ -593,7 +727,7 @@ impl VmPmap for Pmap {
 
     fn extract_and_hold(&self, va: u64, prot: Prot) -> Option<PageId> {
         let mut g = self.inner.lock();
-        let mut sd = Shootdown::new(g.pml4);
+        let mut sd = Shootdown::new(self);
         let (pte, base) = match g.walk(va, false, &mut sd).ok()?? {
             Slot::Small(p) => (read(p), read(p) & PTE_ADDR),
             Slot::Large(p) => (
@@ -663,7 +797,7 @@ impl PmapInner {
         self.tables.retain(|&t| t != id);
         phys.free_page(id);
         // The TLB and paging-structure caches may hold the old table.
-        sd.overflow = sd.active;
+        sd.overflow = true;
         LARGE_MAPPINGS.fetch_add(1, Ordering::Relaxed);
     }
     /// The table of `level` (3 = PDPT, 2 = PD, 1 = PT) covering `va`,
@@ -722,7 +856,7 @@ impl PmapInner {
         }
         write(pde_slot, pt | PTE_P | PTE_W | PTE_U);
         // The old large TLB entry must go; any va inside it names it.
-        sd.overflow = sd.active;
+        sd.overflow = true;
         DEMOTIONS.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -794,7 +928,7 @@ pub fn remove_all(page: PageId) {
             continue;
         };
         let mut g = pmap.inner.lock();
-        let mut sd = Shootdown::new(g.pml4);
+        let mut sd = Shootdown::new(&pmap);
         if let Ok(Some(Slot::Small(p))) = g.walk(e.va, true, &mut sd)
             && read(p) & PTE_P != 0
             && read(p) & PTE_ADDR == pa

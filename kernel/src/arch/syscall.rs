@@ -1,9 +1,9 @@
 //! The `syscall` instruction's entry path.
 //!
 //! `syscall` leaves the user stack in place and interrupts masked (SFMASK),
-//! so the entry saves the user rsp in a scratch word, switches to the
-//! running thread's kernel stack ([`set_kernel_stack`]; one vCPU, so plain
-//! globals stand in for per-CPU data and `swapgs`), and builds the same
+//! so the entry swaps in the kernel's `gs` (`swapgs`), saves the user rsp
+//! in this CPU's scratch word, switches to the running thread's kernel
+//! stack ([`set_kernel_stack`], a per-CPU word: see `percpu`), and builds the same
 //! [`TrapFrame`] an exception from user mode would have, with vector
 //! [`SYSCALL_VECTOR`]. It returns through `trap_return`'s `iretq` rather
 //! than `sysretq`: one exit path for every entry, and no `sysret` with a
@@ -13,12 +13,12 @@
 //! result in rax, a negative errno on failure; rcx and r11 are clobbered.
 
 use core::arch::global_asm;
-use core::sync::atomic::{AtomicU64, Ordering};
 
 use x86_64::VirtAddr;
 use x86_64::registers::model_specific::{Efer, EferFlags, LStar, Msr};
 
 use super::gdt::{self, KERNEL_CS, USER_CS, USER_DS};
+use super::percpu::{self, GS_KERNEL_RSP, GS_USER_RSP};
 use super::trap::{TrapFrame, save_gprs};
 
 /// The `vector` of a [`TrapFrame`] built by a system call.
@@ -29,22 +29,15 @@ const MSR_SFMASK: u32 = 0xc000_0084;
 /// RFLAGS bits cleared on entry: TF, IF, DF, NT, AC.
 const SFMASK: u64 = (1 << 8) | (1 << 9) | (1 << 10) | (1 << 14) | (1 << 18);
 
-/// Top of the running thread's kernel stack, loaded by the entry (a).
-#[unsafe(no_mangle)]
-static SYSCALL_KERNEL_RSP: AtomicU64 = AtomicU64::new(0);
-/// The user rsp between entry and the frame push; interrupts are masked
-/// meanwhile (a).
-#[unsafe(no_mangle)]
-static SYSCALL_USER_RSP: AtomicU64 = AtomicU64::new(0);
-
 global_asm!(
     ".pushsection .text.syscall, \"ax\", @progbits",
     ".globl syscall_entry",
     "syscall_entry:",
-    "mov [rip + SYSCALL_USER_RSP], rsp",
-    "mov rsp, [rip + SYSCALL_KERNEL_RSP]",
+    "swapgs",
+    "mov gs:[{user_rsp}], rsp",
+    "mov rsp, gs:[{kernel_rsp}]",
     "push {uds}",
-    "push qword ptr [rip + SYSCALL_USER_RSP]",
+    "push qword ptr gs:[{user_rsp}]",
     "push r11",
     "push {ucs}",
     "push rcx",
@@ -60,6 +53,8 @@ global_asm!(
     uds = const USER_DS,
     ucs = const USER_CS,
     vector = const SYSCALL_VECTOR,
+    user_rsp = const GS_USER_RSP,
+    kernel_rsp = const GS_KERNEL_RSP,
 );
 
 unsafe extern "C" {
@@ -83,8 +78,10 @@ pub fn init() {
 /// Makes `top` the kernel stack of entries from user mode: system calls,
 /// and interrupts and exceptions (the TSS's rsp0).
 pub fn set_kernel_stack(top: u64) {
-    SYSCALL_KERNEL_RSP.store(top, Ordering::Relaxed);
-    gdt::set_kernel_stack(top);
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        percpu::set_syscall_stack(top);
+        gdt::set_kernel_stack(top);
+    });
 }
 
 /// Called by the entry path with interrupts masked.

@@ -88,6 +88,12 @@ macro_rules! stub {
 global_asm!(
     ".pushsection .text.trap, \"ax\", @progbits",
     "trap_common:",
+    // From user mode (the CS the CPU pushed, above the vector and error
+    // code), take the kernel's gs: see `percpu`.
+    "test qword ptr [rsp + 24], 3",
+    "jz 2f",
+    "swapgs",
+    "2:",
     save_gprs!(),
     "mov rdi, rsp",
     "cld",
@@ -114,6 +120,11 @@ global_asm!(
     "pop rbx",
     "pop rax",
     "add rsp, 16",
+    // Back to user mode: give it its gs again.
+    "test qword ptr [rsp + 8], 3",
+    "jz 2f",
+    "swapgs",
+    "2:",
     "iretq",
     stub!(0),
     stub!(1),
@@ -174,6 +185,11 @@ unsafe extern "C" {
 pub const UPCALL_VECTOR: u8 = 243;
 
 static IDT: Once<InterruptDescriptorTable> = Once::new();
+
+/// Loads the IDT that [`init`] built on this CPU.
+pub fn load() {
+    IDT.get().expect("trap::init ran").load();
+}
 
 /// Builds and loads the IDT.
 pub fn init() {
@@ -317,6 +333,9 @@ impl TrapFrame {
     }
 }
 
+/// RFLAGS.IF: interrupts were enabled.
+const RFLAGS_IF: u64 = 1 << 9;
+
 /// Page-fault error code bit: the access was a write.
 pub const PF_WRITE: u64 = 1 << 1;
 /// Page-fault error code bit: the access was an instruction fetch.
@@ -327,15 +346,31 @@ pub const PF_INSN: u64 = 1 << 4;
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     if frame.vector == u64::from(UPCALL_VECTOR) {
         crate::events::upcall();
+        crate::sched::preempt_point(frame.is_user_mode());
         return;
     }
+    // Read before interrupts may come back: a nested fault would change it.
+    let cr2 = Cr2::read_raw();
     if frame.is_user_mode() {
-        // Faults of user programs are theirs to resolve or die of.
-        crate::proc::user_trap(frame, Cr2::read_raw());
+        // Faults of user programs are theirs to resolve or die of, with
+        // interrupts on, as in a system call: resolving may wait for other
+        // CPUs (a TLB shootdown), which must be able to reach us too.
+        x86_64::instructions::interrupts::enable();
+        crate::proc::user_trap(frame, cr2);
+        crate::sched::return_to_user();
+        x86_64::instructions::interrupts::disable();
         return;
     }
-    if frame.vector == 14 && crate::usercopy::recover(frame, Cr2::read_raw()) {
-        return;
+    if frame.vector == 14 {
+        // A copy routine's fault: interrupts as they were where it came.
+        if frame.rflags & RFLAGS_IF != 0 {
+            x86_64::instructions::interrupts::enable();
+        }
+        let recovered = crate::usercopy::recover(frame, cr2);
+        x86_64::instructions::interrupts::disable();
+        if recovered {
+            return;
+        }
     }
     // A kernel stack overflow: the page fault on the guard could not be
     // delivered on that stack, so it became this double fault (on its IST

@@ -165,7 +165,7 @@ impl MapLookup for Maps {
 /// The device, made (with its reaper thread) on first use.
 fn device() -> &'static Arc<Gntdev> {
     DEVICE.call_once(|| {
-        sched::spawn_kernel(reaper);
+        sched::spawn_kernel(reaper, 0, None);
         Gntdev::new(Services {
             vm: mem::domain().clone(),
             grants: grants::shared(),
@@ -194,7 +194,7 @@ pub fn reap() {
 /// mapped them let go (unmap, or their domain dies and Xen releases its
 /// mappings), so that pages and references return without any program
 /// using the device again.
-extern "C" fn reaper() -> ! {
+extern "C" fn reaper(_: usize) -> ! {
     loop {
         reap();
         let s = stats();

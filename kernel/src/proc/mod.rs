@@ -1,4 +1,4 @@
-//! Processes: an address space, a descriptor table, one thread.
+//! Processes: an address space, a descriptor table, threads.
 //!
 //! A process is created from an ELF program of the archive ([`programs`]),
 //! runs in user mode until it exits or is killed, and is then torn down at
@@ -7,17 +7,20 @@
 //! message, and the kernel goes on.
 //!
 //! Locking: `vm` guards the address-space pointer only (the map has its
-//! own lock, see [`vmspace`]), `files` the descriptor table; never both at
-//! once, neither held across a fault or a sleep, and neither taken by the
-//! upcall.
+//! own lock, see [`vmspace`]), `files` the descriptor table, `threads` the
+//! list of live threads (taken before the scheduler's lock, never after);
+//! `exit_status` and `status` are leaves. None is held across a fault or a
+//! sleep, and none is taken by the upcall but `killed` (atomic).
 
+pub mod futex;
 pub mod programs;
+pub mod thread;
 pub mod vmspace;
 
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use spin::Mutex;
 use vm::map::KernResult;
@@ -41,6 +44,9 @@ const fn killed(sig: i32) -> i32 {
     128 + sig
 }
 const SIGILL: i32 = 4;
+const SIGKILL: i32 = 9;
+/// Exit status of a process ended by [`kill`].
+pub const KILLED_STATUS: i32 = killed(SIGKILL);
 const SIGTRAP: i32 = 5;
 const SIGBUS: i32 = 7;
 const SIGFPE: i32 = 8;
@@ -59,7 +65,16 @@ pub struct Process {
     pub files: Mutex<Vec<Option<Arc<File>>>>,
     /// Page faults taken (user and copy routines).
     pub faults: AtomicU64,
-    /// Exit status, once exited (a).
+    /// (a) Set by [`kill`]: its threads end at their next preemption
+    /// point or return from a system call.
+    killed: AtomicBool,
+    /// Live threads, each with its exit word (0: none).
+    threads: Mutex<Vec<(Tid, u64)>>,
+    /// The status the process ends with: the first `exit`, fatal fault or
+    /// kill of any of its threads.
+    exit_status: Mutex<Option<i32>>,
+    /// Exit status, once the last thread left and the process is torn
+    /// down.
     status: Mutex<Option<i32>>,
     /// The thread that waits for it.
     parent: Tid,
@@ -184,12 +199,37 @@ pub fn spawn(name: &str, arg: u64) -> Result<Arc<Process>, SpawnError> {
         vm: Mutex::new(Some(Arc::new(vm))),
         files: Mutex::new(Vec::new()),
         faults: AtomicU64::new(0),
+        killed: AtomicBool::new(false),
+        threads: Mutex::new(Vec::new()),
+        exit_status: Mutex::new(None),
         status: Mutex::new(None),
         parent: sched::current(),
     });
-    // As if entered by a call: rsp + 8 is 16-byte aligned.
-    sched::spawn_user(p.clone(), exe.entry, USER_END - 8, arg);
+    // As if entered by a call: rsp + 8 is 16-byte aligned. The list is
+    // held until the thread is on it: it cannot leave before.
+    let mut threads = p.threads.lock();
+    let tid = sched::spawn_user(p.clone(), exe.entry, USER_END - 8, arg);
+    threads.push((tid, 0));
+    drop(threads);
     Ok(p)
+}
+
+/// Ends `p` (status [`KILLED_STATUS`]) at its next preemption point or
+/// return from a system call; a thread blocked in the kernel ends when its
+/// wait does.
+pub fn kill(p: &Process) {
+    p.exit_status.lock().get_or_insert(KILLED_STATUS);
+    p.killed.store(true, Ordering::Release);
+    for &(tid, _) in p.threads.lock().iter() {
+        sched::wake(tid);
+    }
+    futex::wake_all(p);
+}
+
+/// Whether the running thread's process is ending (killed, or another of
+/// its threads exited or faulted).
+pub fn current_killed() -> bool {
+    sched::current_process().is_some_and(|p| p.killed.load(Ordering::Acquire))
 }
 
 /// Waits until `p` has exited; returns its status.
@@ -203,10 +243,21 @@ pub fn wait(p: &Process) -> i32 {
     }
 }
 
-/// Ends the running process with `status`: frees its address space,
-/// closes its descriptors and wakes its parent.
+/// Ends the running process with `status` (unless it already ends with
+/// another): every thread ends (the others at their next preemption point
+/// or system call return), and the last one tears the process down.
 pub fn exit(status: i32) -> ! {
     let p = sched::current_process().expect("a process thread");
+    p.exit_status.lock().get_or_insert(status);
+    p.killed.store(true, Ordering::Release);
+    thread::wake_others(&p);
+    drop(p);
+    thread::exit_current()
+}
+
+/// The end of a process, by its last thread: frees its address space,
+/// closes its descriptors and wakes its parent.
+fn teardown(p: &Process) {
     // The address space goes before the descriptors (as Linux's `exit_mm`
     // before `exit_files`): a mapping's teardown may still use an open
     // device, e.g. gntdev's unmap notify signals a port of
@@ -218,10 +269,9 @@ pub fn exit(status: i32) -> ! {
     }
     let files = core::mem::take(&mut *p.files.lock());
     drop(files);
+    let status = p.exit_status.lock().unwrap_or(0);
     *p.status.lock() = Some(status);
     sched::wake(p.parent);
-    drop(p);
-    sched::exit_current()
 }
 
 /// Resolves a fault of the running process at user address `va`

@@ -32,7 +32,12 @@ pub const MMAP_BASE: u64 = 0x0000_1000_0000_0000;
 /// off, faults pass [`FaultFlags::NOPOPULATE`].
 pub static POPULATE_ENABLED: AtomicBool = AtomicBool::new(true);
 
+/// Searches for space one `mmap` makes before it gives up: each retry
+/// means another thread took the space found.
+const FIND_RETRIES: usize = 16;
+
 /// What [`VmSpace::map`] maps.
+#[derive(Clone)]
 pub struct Mapping {
     /// Rights.
     pub prot: Prot,
@@ -95,7 +100,16 @@ impl VmSpace {
             addr
         } else {
             let hint = addr.max(MMAP_BASE) & !(PAGE - 1);
-            self.map.find_space(size, 0, hint).map_err(errno)?
+            // Another thread of the process may take the space between the
+            // search and the insert: search again then.
+            for _ in 0..FIND_RETRIES {
+                let start = self.map.find_space(size, 0, hint).map_err(errno)?;
+                match self.insert(start, size, m.clone()) {
+                    Err(KernResult::NoSpace) => continue,
+                    r => return r.map(|()| start).map_err(errno),
+                }
+            }
+            return Err(Errno::ENOMEM);
         };
         self.insert(start, size, m).map_err(errno)?;
         Ok(start)

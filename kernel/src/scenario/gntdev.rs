@@ -30,7 +30,12 @@
 //!   first, in the middle and last, each of which must fail as a whole
 //!   and be rolled back;
 //! - `notify-unmapped`: as `exit`, after a map of one grant that is never
-//!   mmapped, with a `SEND_EVENT` notify: its release must send it.
+//!   mmapped, with a `SEND_EVENT` notify: its release must send it;
+//! - `threads` (SMP): four threads touch the mapping at once (one
+//!   populate, one map hypercall), then one unmaps it while the others
+//!   read: a reader's fault after the shootdown kills the process (139);
+//! - `stress` (SMP): 10,000 map/touch/unmap cycles of gntdev and
+//!   anonymous mappings on four threads, then as `exit`.
 
 use super::Outcome;
 use super::process::KILLED_SEGV;
@@ -157,6 +162,8 @@ pub fn map(opts: &Options<'_>) -> Outcome {
         "copy" => (4, 0),
         "xsa-361" => (5, 0),
         "notify-unmapped" => (6, 0),
+        "threads" => (7, KILLED_SEGV),
+        "stress" => (8, 0),
         m => {
             log::error!("gntdev-map: unknown mode={m}");
             return Err("unknown mode");

@@ -8,6 +8,7 @@ mod gntdev;
 mod pmap;
 mod process;
 mod share;
+mod smp;
 mod vchan;
 
 use crate::boot_info::BootInfo;
@@ -94,6 +95,18 @@ const SCENARIOS: &[Scenario] = &[
         name: "user-populate",
         run: |_, _| process::run_program("populate", 0),
     },
+    Scenario {
+        name: "smp-boot",
+        run: |_, _| smp::boot(),
+    },
+    Scenario {
+        name: "smp-preempt",
+        run: |_, _| smp::preempt(),
+    },
+    Scenario {
+        name: "smp-threads",
+        run: |_, _| smp::threads(),
+    },
     // Harness self-tests: each must be reported as a failure.
     Scenario {
         name: "fault",
@@ -146,14 +159,14 @@ fn pass_then(end: End) -> Outcome {
 /// page below it must catch it and the double-fault handler report the
 /// thread, rip and guard address with a crash shutdown.
 fn guard_overflow() -> Outcome {
-    let tid = crate::sched::spawn_kernel(overflow);
+    let tid = crate::sched::spawn_kernel(overflow, 0, None);
     crate::kprintln!("guard-overflow: thread {tid} recurses without end");
     crate::sched::sleep_until(crate::events::now_ns().saturating_add(5_000_000_000));
     Err("the stack overflow was not caught")
 }
 
 /// A thread that never stops recursing (512 bytes of frame per level).
-extern "C" fn overflow() -> ! {
+extern "C" fn overflow(_: usize) -> ! {
     let depth = recurse(0);
     log::error!("recursion returned at depth {depth}");
     crate::sched::exit_current()

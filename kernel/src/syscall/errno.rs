@@ -20,3 +20,5 @@ pub const ENAMETOOLONG: Errno = Errno(e::ENAMETOOLONG);
 pub const ENOSYS: Errno = Errno(e::ENOSYS);
 /// A blocking read's timeout passed (the evtchn and xenstore devices).
 pub const ETIMEDOUT: Errno = Errno(e::ETIMEDOUT);
+/// Interrupted: the process is being killed.
+pub const EINTR: Errno = Errno(e::EINTR);

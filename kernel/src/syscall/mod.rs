@@ -20,6 +20,10 @@
 //! | 11 | yield | | 0 |
 //! | 12 | sysctl | key, new value (`u64::MAX`: none) | old value |
 //! | 13 | clock | | Xen system time (ns, monotonic) |
+//! | 14 | thread_create | entry, stack top, argument, exit word | thread id |
+//! | 15 | thread_exit | | does not return |
+//! | 16 | futex_wait | address, expected value, timeout (ns, 0: none) | 0 |
+//! | 17 | futex_wake | address, most to wake | threads woken |
 //!
 //! Numbers, flags and `sysctl` keys come from the `uapi` crate, which the
 //! user runtime builds from too (`sysctl` keys 6 to 18: gntdev, grant and
@@ -83,6 +87,13 @@ pub fn dispatch(frame: &mut TrapFrame) {
         }
         nr::SYSCTL => sysctl(&p, a[0], a[1]),
         nr::CLOCK => Ok(events::now_ns()),
+        nr::THREAD_CREATE => proc::thread::create(&p, a[0], a[1], a[2], a[3]),
+        nr::THREAD_EXIT => {
+            drop(p);
+            proc::thread::exit_current()
+        }
+        nr::FUTEX_WAIT => proc::futex::wait(&p, a[0], a[1], a[2]).map(|()| 0),
+        nr::FUTEX_WAKE => proc::futex::wake(&p, a[0], a[1]),
         _ => Err(errno::ENOSYS),
     };
     drop(p);
@@ -90,6 +101,7 @@ pub fn dispatch(frame: &mut TrapFrame) {
         Ok(v) => v,
         Err(e) => (-i64::from(e.0)) as u64,
     };
+    sched::return_to_user();
 }
 
 fn file(p: &Process, fd: u64) -> Result<Arc<File>, Errno> {
@@ -259,6 +271,12 @@ fn sysctl(p: &Process, key: u64, new: u64) -> Result<u64, Errno> {
         sysctl::TLB_INVLPG => tlb.invlpg,
         sysctl::TLB_FULL => tlb.full_flushes,
         sysctl::PMAP_LARGE => tlb.large_mappings,
+        sysctl::TLB_SHOOTDOWNS => tlb.shootdowns,
+        sysctl::TLB_SHOOTDOWN_IPIS => tlb.shootdown_ipis,
+        sysctl::TLB_SHOOTDOWN_PAGES => tlb.shootdown_pages,
+        sysctl::SMP_CPUS => crate::smp::online() as u64,
+        sysctl::SCHED_PREEMPTIONS => sched::stats().preemptions,
+        sysctl::SCHED_THREADS => sched::stats().live_threads,
         sysctl::GNTDEV_MAPPINGS..=sysctl::GRANT_COPY_OPS => gntdev_stat(key),
         _ => return Err(Errno::ENOENT),
     };

@@ -7,6 +7,8 @@ pub const EPERM: i32 = 1;
 pub const ENOENT: i32 = 2;
 /// I/O error.
 pub const EIO: i32 = 5;
+/// Interrupted system call.
+pub const EINTR: i32 = 4;
 /// Argument list too long.
 pub const E2BIG: i32 = 7;
 /// Bad file descriptor.

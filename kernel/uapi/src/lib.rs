@@ -58,6 +58,21 @@ pub mod nr {
     pub const SYSCTL: u64 = 12;
     /// `clock()`: Xen system time in ns (monotonic, since the host booted).
     pub const CLOCK: u64 = 13;
+    /// `thread_create(entry, stack_top, arg, exit_word)`: a new thread of
+    /// the process at `entry(arg)` on `stack_top` (16-aligned); when it
+    /// ends, the kernel stores 0 at `exit_word` (if not 0) and wakes its
+    /// futex waiters. Returns the thread id.
+    pub const THREAD_CREATE: u64 = 14;
+    /// `thread_exit()`: ends the calling thread; the last one ends the
+    /// process with status 0.
+    pub const THREAD_EXIT: u64 = 15;
+    /// `futex_wait(addr, expected, timeout_ns)`: sleeps while the `u32` at
+    /// `addr` holds `expected`, until a `futex_wake` (0), the timeout
+    /// (`ETIMEDOUT`; 0: none); `EAGAIN` if it does not hold.
+    pub const FUTEX_WAIT: u64 = 16;
+    /// `futex_wake(addr, n)`: wakes up to `n` waiters of `addr`; returns
+    /// how many.
+    pub const FUTEX_WAKE: u64 = 17;
 }
 
 /// `mmap` and `mprotect` rights and `mmap` flags (Linux values).
@@ -134,6 +149,18 @@ pub mod sysctl {
     pub const GRANT_HYPERCALLS: u64 = 17;
     /// Grant copy ops submitted (first attempts).
     pub const GRANT_COPY_OPS: u64 = 18;
+    /// Changes of mappings that other CPUs had to flush (shootdown rounds).
+    pub const TLB_SHOOTDOWNS: u64 = 19;
+    /// Shootdown IPIs sent.
+    pub const TLB_SHOOTDOWN_IPIS: u64 = 20;
+    /// Pages invalidated on other CPUs by shootdowns.
+    pub const TLB_SHOOTDOWN_PAGES: u64 = 21;
+    /// vCPUs running.
+    pub const SMP_CPUS: u64 = 22;
+    /// User threads preempted at the end of their time slice.
+    pub const SCHED_PREEMPTIONS: u64 = 23;
+    /// Threads alive in the kernel (kernel, idle and user).
+    pub const SCHED_THREADS: u64 = 24;
     /// The `new` value that leaves the key unchanged.
     pub const READ_ONLY: u64 = u64::MAX;
 }

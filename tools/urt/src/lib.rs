@@ -189,3 +189,112 @@ macro_rules! check {
         }
     };
 }
+
+/// A thread of this process, made by [`Thread::spawn`].
+pub struct Thread {
+    stack: u64,
+}
+
+/// Stack size of a [`Thread`].
+pub const THREAD_STACK: usize = 64 * 1024;
+
+/// Where a new thread starts: `block` holds the function and its
+/// argument, at the top of the thread's stack.
+extern "C" fn thread_start(block: u64) -> ! {
+    // SAFETY: `Thread::spawn` wrote a `fn(u64)` and its argument at
+    // `block`, on this thread's stack, which nothing else writes.
+    let (f, arg) = unsafe { *(block as *const (fn(u64), u64)) };
+    f(arg);
+    thread_exit()
+}
+
+impl Thread {
+    /// Runs `f(arg)` in a new thread with a stack of its own.
+    pub fn spawn(f: fn(u64), arg: u64) -> Result<Self, i32> {
+        let stack = mmap(
+            0,
+            THREAD_STACK,
+            mman::PROT_READ | mman::PROT_WRITE,
+            mman::MAP_PRIVATE | mman::MAP_ANON,
+            u64::MAX,
+            0,
+        )?;
+        let top = stack + THREAD_STACK as u64;
+        let block = top - 16;
+        // SAFETY: both words are inside the mapping just made, which no
+        // thread uses yet; the exit word (1: running) is its first word.
+        unsafe {
+            *(block as *mut (fn(u64), u64)) = (f, arg);
+            (*(stack as *const core::sync::atomic::AtomicU32))
+                .store(1, core::sync::atomic::Ordering::Release);
+        }
+        match thread_create(thread_start as *const () as u64, block, block, stack) {
+            Ok(_) => Ok(Self { stack }),
+            Err(e) => {
+                let _ = munmap(stack, THREAD_STACK);
+                Err(e)
+            }
+        }
+    }
+
+    fn exit_word(&self) -> &core::sync::atomic::AtomicU32 {
+        // SAFETY: the first word of the stack mapping, which lives until
+        // `join` unmaps it; the kernel writes it only through its checked
+        // copy path.
+        unsafe { &*(self.stack as *const core::sync::atomic::AtomicU32) }
+    }
+
+    /// Waits until the thread has ended, then frees its stack.
+    pub fn join(self) {
+        loop {
+            let v = self.exit_word().load(core::sync::atomic::Ordering::Acquire);
+            if v == 0 {
+                break;
+            }
+            let _ = futex_wait(self.exit_word(), v, 0);
+        }
+        let _ = munmap(self.stack, THREAD_STACK);
+    }
+}
+
+/// A thread at `entry(arg)` on the stack ending at `stack_top`; the kernel
+/// clears the `u32` at `exit_word` (if not 0) and wakes it when the thread
+/// ends. Returns the thread id.
+pub fn thread_create(entry: u64, stack_top: u64, arg: u64, exit_word: u64) -> SysResult {
+    check(syscall(
+        nr::THREAD_CREATE,
+        [entry, stack_top, arg, exit_word, 0, 0],
+    ))
+}
+
+/// Ends the calling thread (the process, if it is the last).
+pub fn thread_exit() -> ! {
+    syscall(nr::THREAD_EXIT, [0; 6]);
+    unreachable!("thread_exit returned")
+}
+
+/// Sleeps while `word` holds `expected`, until woken or `timeout_ns` (0:
+/// none) passes.
+pub fn futex_wait(
+    word: &core::sync::atomic::AtomicU32,
+    expected: u32,
+    timeout_ns: u64,
+) -> SysResult {
+    futex_wait_at(word.as_ptr() as u64, expected, timeout_ns)
+}
+
+/// [`futex_wait`] on a raw address (for tests of bad addresses).
+pub fn futex_wait_at(addr: u64, expected: u32, timeout_ns: u64) -> SysResult {
+    check(syscall(
+        nr::FUTEX_WAIT,
+        [addr, u64::from(expected), timeout_ns, 0, 0, 0],
+    ))
+}
+
+/// Wakes up to `n` waiters of `word`; returns how many.
+pub fn futex_wake(word: &core::sync::atomic::AtomicU32, n: u64) -> SysResult {
+    check(syscall(
+        nr::FUTEX_WAKE,
+        [word.as_ptr() as u64, n, 0, 0, 0, 0],
+    ))
+}

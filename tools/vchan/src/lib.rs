@@ -77,6 +77,7 @@ impl fmt::Display for Error {
                 }
                 XsError::Sys(e) => write!(f, "xenstore {what}: errno {e}"),
                 XsError::TooLong => write!(f, "xenstore {what}: too long"),
+                XsError::Gone => write!(f, "xenstore {what}: the node's owner is gone"),
             },
             Self::BadKey(k) => write!(f, "xenstore key {k} is not a non-zero number"),
             Self::Zero(what) => write!(f, "{what}: Xen handed out 0"),

@@ -4,9 +4,9 @@
 use super::{DomId, Port};
 
 pub use xen_sys::{
-    EVTCHNOP_alloc_unbound, EVTCHNOP_bind_interdomain, EVTCHNOP_bind_virq, EVTCHNOP_close,
-    EVTCHNOP_send, EVTCHNOP_status, EVTCHNOP_unmask, NR_VIRQS, VIRQ_CONSOLE, VIRQ_DEBUG,
-    VIRQ_DOM_EXC, VIRQ_TIMER,
+    EVTCHNOP_alloc_unbound, EVTCHNOP_bind_interdomain, EVTCHNOP_bind_ipi, EVTCHNOP_bind_virq,
+    EVTCHNOP_close, EVTCHNOP_send, EVTCHNOP_status, EVTCHNOP_unmask, NR_VIRQS, VIRQ_CONSOLE,
+    VIRQ_DEBUG, VIRQ_DOM_EXC, VIRQ_TIMER,
 };
 
 /// `struct evtchn_send`: argument of `EVTCHNOP_send`.
@@ -87,4 +87,14 @@ pub struct EvtchnStatus {
     pub vcpu: u32,
     /// OUT: the union, raw.
     pub u: [u32; 2],
+}
+
+/// `struct evtchn_bind_ipi`: argument of `EVTCHNOP_bind_ipi`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EvtchnBindIpi {
+    /// IN: the vCPU the port notifies.
+    pub vcpu: u32,
+    /// OUT: the new port.
+    pub port: Port,
 }

@@ -66,6 +66,29 @@ pub struct VcpuInfo {
     pub time: VcpuTimeInfo,
 }
 
+impl VcpuInfo {
+    /// A zeroed `vcpu_info` (as Xen's dummy area, but for the mask): for
+    /// a guest's own copy before `VCPUOP_register_vcpu_info` fills it.
+    pub const fn new() -> Self {
+        Self {
+            evtchn_upcall_pending: AtomicU8::new(0),
+            evtchn_upcall_mask: AtomicU8::new(0),
+            evtchn_pending_sel: AtomicU64::new(0),
+            arch: ArchVcpuInfo { cr2: 0, pad: 0 },
+            time: VcpuTimeInfo {
+                version: AtomicU32::new(0),
+                pad0: 0,
+                tsc_timestamp: AtomicU64::new(0),
+                system_time: AtomicU64::new(0),
+                tsc_to_system_mul: AtomicU32::new(0),
+                tsc_shift: AtomicU8::new(0),
+                flags: AtomicU8::new(0),
+                pad1: [0; 2],
+            },
+        }
+    }
+}
+
 /// `struct arch_shared_info` (x86_64).
 #[repr(C)]
 #[derive(Debug, Default)]

@@ -103,7 +103,12 @@ fn main(_arg: u64) -> i32 {
     }
     // Zero-length GRANT_COPY segments (issue 14 defect 5): accepted with
     // nothing copied, a null buffer and a junk reference and domain alike.
-    let junk = abi::copy_foreign(0xdead_beef, 0xffff, DOMID_SELF as u16);
+    let junk = abi::CopySideArg::Foreign {
+        gref: 0xdead_beef,
+        offset: 0xffff,
+        domid: DOMID_SELF as u16,
+    }
+    .encode();
     let mut segs = [
         GrantCopySegment {
             source: 0,

@@ -1,0 +1,68 @@
+#!/bin/sh
+# smp: domains with vcpus=4. smp-boot: every vCPU is started and runs a
+# kernel thread of its own, its timer fires and an IPI reaches it.
+# smp-preempt: more user processes spinning forever than vCPUs, and two
+# short programs still finish; the spinners are then killed.
+# smp-threads: four threads of one process fault one anonymous region at
+# once; bad thread and futex calls; the thread limit.
+# smp-gntdev: four threads of gnt-map touch one 1024-page gntdev mapping
+# at once (one populate, one map hypercall), then one unmaps it while the
+# others read it: a reader's fault kills the process (a read that
+# succeeds after munmap returned would fail the case), one unmap
+# hypercall, one notify.
+# smp-stress (run it by name: SMP_CASES=smp-stress): 10,000 map/touch/
+# unmap cycles of gntdev and anonymous mappings on four threads; both
+# kernels back at their baseline. Not in the default list yet: the mapper
+# still hangs in it (a lock held across a wait in the VM; see the issue's
+# notes), and a case known to hang would only cost every run its timeout.
+# The emulated host has 2 CPUs (QEMU -smp 2): 4 vCPUs oversubscribe them,
+# which is the harder case for preemption and IPIs.
+. scripts/lib/xl.sh
+. scripts/lib/share.sh
+
+# run SCENARIO: boots a 4-vCPU guest with scenario=SCENARIO.
+run() {
+    name=xenguest-smp
+    guest_create "$name" configs/xenguest-a.cfg "cmdline=\"scenario=$1 loglevel=info\"" \
+        'vcpus=4' 'memory=64' || { fail "$1" "create"; return; }
+    guest_unpause "$name"
+    guest_wait "$name"
+    log=$(guest_log "$name")
+    grep -h '^xenguest: \|^smp\|^process \|^threads' "$log" | sed 's/\r$//; s/^/  /'
+    if why=$(guest_result "$name" "$1"); then
+        pass "$1"
+    else
+        fail "$1" "$why"
+        show_log "$name"
+    fi
+}
+
+# smp_pair CASE MODE LINE: a pair run, both domains with 4 vCPUs, gnt-map
+# in MODE (tools/utest/src/bin/gnt-map/smp.rs), judged as the gntdev pairs
+# are; the text after "gnt-map: LINE" in B's output is the detail.
+smp_pair() {
+    _case=$1 _mode=$2 _line=$3
+    pair_start "$_case" "gntdev-map mode=$_mode" "scenario=gntdev-share pages=1024" \
+        'vcpus=4' 'memory=64' || return
+    _hung=
+    guest_wait xenguest-b || _hung=B
+    guest_wait xenguest-a || _hung="$_hung A"
+    show_lines xenguest-a xenguest-b
+    if [ -n "$_hung" ]; then
+        fail "$_case" "did not end:$_hung"
+        show_log xenguest-b
+        show_log xenguest-a
+        return
+    fi
+    pair_judge "$_case" gntdev-share gntdev-map \
+        "$(sed -n "s/^gnt-map: $_line//p" "$(guest_log xenguest-b)" | tr -d '\r' | head -n 1)"
+}
+
+for c in ${SMP_CASES:-smp-boot smp-preempt smp-threads smp-gntdev}; do
+    case $c in
+        smp-gntdev) smp_pair smp-gntdev threads "mapped " ;;
+        smp-stress) smp_pair smp-stress stress "stress: " ;;
+        *) run "$c" ;;
+    esac
+done
+finish
