@@ -204,16 +204,24 @@ vchan_peer_killed() {
     _case=vchan-peer-killed
     rm -f "$D/stop"
     vchan_create "$_case" "role=server mode=send until-closed=1 peer=0 port=4 kib=$ENDLESS_KIB" || return
+    rm -f "$D/killed.out"
     hold "$D/stop" 120 |
-        "$PROXY" -m client "$_id" "/local/domain/$_id/data/vchan/0/4" - >/dev/null 2>"$D/proxy.err" &
+        "$PROXY" -m client "$_id" "/local/domain/$_id/data/vchan/0/4" - >"$D/killed.out" 2>"$D/proxy.err" &
     _pid=$!
     guest_unpause xenguest-a
-    sleep 5
+    # Mid-stream: once bytes have come through (a slow host may take more
+    # than a few seconds to connect), and a little more.
+    _end=$(($(date +%s) + 60))
+    until [ -s "$D/killed.out" ] || [ "$(date +%s)" -gt "$_end" ]; do
+        sleep 0.1
+    done
+    sleep 1
     _t0=$(now_cs)
     kill -9 "$_pid"
     echo "  kill -9 of vchan-socket-proxy (pid $_pid) mid-stream"
     touch "$D/stop"
     wait "$_pid"
+    rm -f "$D/killed.out"
     close_seen "$_case" "$_t0"
 }
 
