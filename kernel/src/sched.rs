@@ -186,35 +186,41 @@ fn restore(on: bool) {
     }
 }
 
+/// Runs `f` on the scheduler's state, `SCHED` held with interrupts off,
+/// and restores the interrupt flag (for everything that does not switch).
+fn with_sched<R>(f: impl FnOnce(&mut Sched) -> R) -> R {
+    let (mut s, on) = lock();
+    let r = f(&mut s);
+    drop(s);
+    restore(on);
+    r
+}
+
 /// Registers the running boot thread as tid 0 and makes the boot CPU's
 /// idle thread.
 pub fn init() {
-    let (mut s, on) = lock();
-    s.threads.insert(
-        0,
-        Thread {
-            ctx: Arc::new(Context {
-                rsp: AtomicU64::new(0),
-                switching: AtomicBool::new(false),
-                stack: None,
-                process: None,
-                pinned: None,
-            }),
-            state: State::Running,
-            woke: None,
-            wake_token: false,
-            last_cpu: 0,
-        },
-    );
-    s.cpus[0].current = 0;
+    with_sched(|s| {
+        s.threads.insert(
+            0,
+            Thread {
+                ctx: Arc::new(Context {
+                    rsp: AtomicU64::new(0),
+                    switching: AtomicBool::new(false),
+                    stack: None,
+                    process: None,
+                    pinned: None,
+                }),
+                state: State::Running,
+                woke: None,
+                wake_token: false,
+                last_cpu: 0,
+            },
+        );
+        s.cpus[0].current = 0;
+    });
     LIVE.fetch_add(1, Ordering::Relaxed);
-    drop(s);
-    restore(on);
     add_idle(0, false);
-    let (mut s, on) = lock();
-    s.cpus[0].online = true;
-    drop(s);
-    restore(on);
+    with_sched(|s| s.cpus[0].online = true);
 }
 
 /// Makes CPU `cpu`'s idle thread. The boot CPU's starts in
@@ -233,13 +239,12 @@ fn add_idle(cpu: usize, started: bool) -> (Tid, u64) {
             unsafe { context::new_kernel_context(t, idle_main, cpu) }
         }
     });
-    let (mut s, on) = lock();
-    s.cpus[cpu].idle = tid;
-    if started {
-        s.cpus[cpu].current = tid;
-    }
-    drop(s);
-    restore(on);
+    with_sched(|s| {
+        s.cpus[cpu].idle = tid;
+        if started {
+            s.cpus[cpu].current = tid;
+        }
+    });
     (tid, top)
 }
 
@@ -262,20 +267,12 @@ pub fn run_idle(cpu: usize) -> ! {
 
 /// Whether [`init`] ran: there is a running thread that can yield.
 pub fn started() -> bool {
-    let (s, on) = lock();
-    let r = s.cpus[0].online;
-    drop(s);
-    restore(on);
-    r
+    with_sched(|s| s.cpus[0].online)
 }
 
 /// The running thread.
 pub fn current() -> Tid {
-    let (s, on) = lock();
-    let t = s.cpus[percpu::id()].current;
-    drop(s);
-    restore(on);
-    t
+    with_sched(|s| s.cpus[percpu::id()].current)
 }
 
 /// The running thread, unless the scheduler's lock is held (for the
@@ -286,12 +283,7 @@ pub fn try_current() -> Option<Tid> {
 
 /// The running thread's process, if it is a process thread.
 pub fn current_process() -> Option<Arc<Process>> {
-    let (s, on) = lock();
-    let t = s.cpus[percpu::id()].current;
-    let p = s.threads[&t].ctx.process.clone();
-    drop(s);
-    restore(on);
-    p
+    with_sched(|s| s.threads[&s.cpus[percpu::id()].current].ctx.process.clone())
 }
 
 /// Makes a ready thread of `process` that enters user mode at `entry` with
@@ -337,31 +329,28 @@ fn add_thread(
         context(ctx.stack_top().expect("has a stack")),
         Ordering::Relaxed,
     );
-    let (mut s, on) = lock();
-    let tid = s.next_tid;
-    s.next_tid += 1;
-    s.threads.insert(
-        tid,
-        Thread {
-            ctx: Arc::new(ctx),
-            state,
-            woke: None,
-            wake_token: false,
-            last_cpu: pinned.unwrap_or(0),
-        },
-    );
+    let tid = with_sched(|s| {
+        let tid = s.next_tid;
+        s.next_tid += 1;
+        s.threads.insert(
+            tid,
+            Thread {
+                ctx: Arc::new(ctx),
+                state,
+                woke: None,
+                wake_token: false,
+                last_cpu: pinned.unwrap_or(0),
+            },
+        );
+        tid
+    });
     LIVE.fetch_add(1, Ordering::Relaxed);
-    drop(s);
-    restore(on);
     tid
 }
 
 /// Queues ready thread `tid` ([`Sched::enqueue`]).
 fn make_ready(tid: Tid) {
-    let (mut s, on) = lock();
-    s.enqueue(tid);
-    drop(s);
-    restore(on);
+    with_sched(|s| s.enqueue(tid));
 }
 
 /// Sleeps the running thread until `deadline` (Xen system time, ns),
@@ -426,20 +415,19 @@ pub fn block(wait: Wait) -> Wakeup {
 /// Makes blocked thread `tid` ready; a thread that is not blocked gets a
 /// token that its next [`block`] consumes.
 pub fn wake(tid: Tid) {
-    let (mut s, on) = lock();
-    if let Some(t) = s.threads.get_mut(&tid) {
-        match t.state {
-            State::Blocked(_) => {
-                t.state = State::Ready;
-                t.woke = Some(Wakeup::Woken);
-                s.enqueue(tid);
+    with_sched(|s| {
+        if let Some(t) = s.threads.get_mut(&tid) {
+            match t.state {
+                State::Blocked(_) => {
+                    t.state = State::Ready;
+                    t.woke = Some(Wakeup::Woken);
+                    s.enqueue(tid);
+                }
+                State::Dead => {}
+                _ => t.wake_token = true,
             }
-            State::Dead => {}
-            _ => t.wake_token = true,
         }
-    }
-    drop(s);
-    restore(on);
+    });
 }
 
 /// Lets the other ready threads of this CPU run first.
@@ -467,16 +455,16 @@ pub fn exit_current() -> ! {
 
 /// Frees the stacks of dead threads that have switched away.
 pub fn reap() {
-    let (mut s, on) = lock();
-    let ids: Vec<Tid> = s
-        .threads
-        .iter()
-        .filter(|(_, t)| t.state == State::Dead && !t.ctx.switching.load(Ordering::Acquire))
-        .map(|(&tid, _)| tid)
-        .collect();
-    let dead: Vec<Thread> = ids.iter().filter_map(|t| s.threads.remove(t)).collect();
-    drop(s);
-    restore(on);
+    // The stacks are freed after the lock is dropped.
+    let dead: Vec<Thread> = with_sched(|s| {
+        let ids: Vec<Tid> = s
+            .threads
+            .iter()
+            .filter(|(_, t)| t.state == State::Dead && !t.ctx.switching.load(Ordering::Acquire))
+            .map(|(&tid, _)| tid)
+            .collect();
+        ids.iter().filter_map(|t| s.threads.remove(t)).collect()
+    });
     LIVE.fetch_sub(dead.len(), Ordering::Relaxed);
     drop(dead);
 }

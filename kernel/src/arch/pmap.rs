@@ -411,18 +411,10 @@ struct FlushRequest<'a> {
     pages: Option<&'a [u64]>,
 }
 
-/// Flushes this CPU's TLB for the request at `arg` (a `FlushRequest`),
-/// or leaves the pmap's set if this CPU no longer runs it.
-fn flush_here(arg: usize) {
-    // SAFETY: `arg` is the address of a `FlushRequest` that its sender
-    // keeps alive until every target has returned from here.
-    let req = unsafe { &*(arg as *const FlushRequest<'_>) };
-    if Cr3::read().0.start_address().as_u64() != req.root {
-        req.active
-            .fetch_and(!(1 << super::percpu::id()), Ordering::SeqCst);
-        return;
-    }
-    match req.pages {
+/// Invalidates `pages` on this CPU (`None`: its whole TLB, by a reload of
+/// CR3).
+fn invalidate(pages: Option<&[u64]>) {
+    match pages {
         Some(pages) => {
             for &va in pages {
                 x86_64::instructions::tlb::flush(VirtAddr::new(va));
@@ -434,6 +426,20 @@ fn flush_here(arg: usize) {
             unsafe { Cr3::write(frame, flags) };
         }
     }
+}
+
+/// Flushes this CPU's TLB for the request at `arg` (a `FlushRequest`),
+/// or leaves the pmap's set if this CPU no longer runs it.
+fn flush_here(arg: usize) {
+    // SAFETY: `arg` is the address of a `FlushRequest` that its sender
+    // keeps alive until every target has returned from here.
+    let req = unsafe { &*(arg as *const FlushRequest<'_>) };
+    if Cr3::read().0.start_address().as_u64() != req.root {
+        req.active
+            .fetch_and(!(1 << super::percpu::id()), Ordering::SeqCst);
+        return;
+    }
+    invalidate(req.pages);
 }
 
 impl<'a> Shootdown<'a> {
@@ -463,16 +469,10 @@ impl<'a> Shootdown<'a> {
         }
         let me = super::percpu::id();
         if Cr3::read().0.start_address().as_u64() == self.pmap.root {
+            invalidate((!self.overflow).then_some(&self.pages[..]));
             if self.overflow {
-                let (frame, flags) = Cr3::read();
-                // SAFETY: reloading the current CR3 value only flushes the
-                // TLB.
-                unsafe { Cr3::write(frame, flags) };
                 FULL_FLUSHES.fetch_add(1, Ordering::Relaxed);
             } else {
-                for &va in &self.pages {
-                    x86_64::instructions::tlb::flush(VirtAddr::new(va));
-                }
                 INVLPG.fetch_add(self.pages.len() as u64, Ordering::Relaxed);
             }
         }

@@ -72,13 +72,7 @@ pub fn dispatch(frame: &mut TrapFrame) {
         }
         nr::GETPID => Ok(u64::from(p.pid)),
         nr::SLEEP => {
-            let deadline = events::now_ns().saturating_add(a[0]);
-            while events::now_ns() < deadline {
-                sched::block(sched::Wait {
-                    port: None,
-                    deadline: Some(deadline),
-                });
-            }
+            sched::sleep_until(events::now_ns().saturating_add(a[0]));
             Ok(0)
         }
         nr::YIELD => {

@@ -88,7 +88,6 @@ fn reader(_: u64) {
 /// Unmaps the mapping while three threads keep reading it; does not
 /// return when all goes well (a reader's fault kills the process).
 pub fn unmap_under_readers(gnt: &Gnttab, addr: u64, n: usize) -> Result<(), &'static str> {
-    READY.store(0, Ordering::Release);
     for _ in 1..THREADS {
         // Never joined: the process ends with them.
         let _reader = Thread::spawn(reader, 0).map_err(|_| "reader thread")?;
