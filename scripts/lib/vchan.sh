@@ -15,6 +15,7 @@ PAIR_TIMEOUT=360
 ENDLESS_KIB=8000000
 D=$XENGUEST_LOGS/vchan
 mkdir -p "$D"
+rm -f "$D/bench.env"
 
 # now_cs: centiseconds since dom0 booted.
 now_cs() {
@@ -149,6 +150,8 @@ vchan_pair() {
     fi
     PAIR_RATE=$(rate "$_b")
     PAIR_KICKS="A $(kicks "$_a"), B $(kicks "$_b")"
+    bench_note PAIR_RATE "$PAIR_RATE"
+    bench_note PAIR_KICKS "$PAIR_KICKS"
     pair_judge "$_case" vchan vchan \
         "$((PAIR_KIB / 1024)) MiB A to B over 64 KiB rings, CRC-32s equal; B $(rate "$_b") MiB/s; kicks/MiB: A $(kicks "$_a"), B $(kicks "$_b")"
 }
@@ -259,7 +262,11 @@ lib_case() {
         [ "$(field "$_t" sent)" != "$(field "$_g" received)" ]; then
         fail "$_case" "CRC-32s differ"
     else
-        LIB_RATE="$LIB_RATE $(rate "$_t")"
+        # Both roles add to one figure: the other role's is in the file.
+        # shellcheck disable=SC1091
+        [ -f "$D/bench.env" ] && . "$D/bench.env"
+        LIB_RATE="${LIB_RATE:-} $(rate "$_t")"
+        bench_note LIB_RATE "$LIB_RATE"
         pass "$_case (guest $_role, dom0 libxenvchan the other end, 64 KiB rings, $SIZE bytes each way, CRC-32s equal; guest $(rate "$_g") MiB/s, dom0 $(rate "$_t") MiB/s)"
     fi
 }
@@ -277,8 +284,10 @@ dom0_self() {
     _t=$(grep -h '^vchan-interop: sent' "$D/self-client.out")
     if [ "$_crc" -eq 0 ] && [ -n "$_t" ]; then
         SELF_RATE=$(rate "$_t")
+        bench_note SELF_RATE "$SELF_RATE"
     else
         SELF_RATE="refused ($(tail -n 1 "$D/self-client.out"))"
+        bench_note SELF_RATE "$SELF_RATE"
     fi
 }
 
@@ -295,12 +304,22 @@ vchan_local() {
         show_log xenguest-a
     else
         LOCAL_RATE=$(rate "$_l")
+        bench_note LOCAL_RATE "$LOCAL_RATE"
         pass "$_case ($((PAIR_KIB / 1024)) MiB through a 64 KiB loopback ring in one process, $LOCAL_RATE MiB/s)"
     fi
 }
 
+# bench_note NAME VALUE: keeps a benchmark figure for bench_line. Each
+# case runs in a subshell of its own (run_case), so the figure goes
+# through a file, not a variable.
+bench_note() {
+    printf '%s=%s\n' "$1" "$(printf '%s' "$2" | sed "s/'/'\\\\''/g; s/^/'/; s/\$/'/")" >>"$D/bench.env"
+}
+
 # bench_line: the benchmark's figures, from the cases that ran.
 bench_line() {
+    # shellcheck disable=SC1091
+    [ -f "$D/bench.env" ] && . "$D/bench.env"
     _ratio=$(awk "BEGIN { if (\"${LOCAL_RATE:-0}\" + 0 > 0) printf \"%.2f\", \"${PAIR_RATE:-0}\" / \"$LOCAL_RATE\"; else print \"?\" }")
     echo "vchan benchmark: pair ${PAIR_RATE:-?} MiB/s (64 KiB rings, kicks/MiB ${PAIR_KICKS:-?}); guest with dom0 libxenvchan (64 KiB):${LIB_RATE:- ?} MiB/s; dom0 self over libxenvchan: ${SELF_RATE:-?}; in-domain loopback ${LOCAL_RATE:-?} MiB/s; pair/loopback $_ratio"
 }

@@ -32,7 +32,13 @@ for c in ${VCHAN_CASES:-dom0-client dom0-server pair peer-destroyed peer-killed 
     case $c in
         dom0-client) run_case dom0_case vchan-dom0-client server client ;;
         dom0-server) run_case dom0_case vchan-dom0-server client server ;;
-        pair) run_case vchan_pair vchan-pair ;;
+        pair)
+            # Its stream may take PAIR_TIMEOUT (scripts/lib/vchan.sh).
+            (
+                CASE_BUDGET=$((PAIR_TIMEOUT + 60))
+                run_case vchan_pair vchan-pair
+            )
+            ;;
         peer-destroyed) run_case vchan_peer_destroyed vchan-peer-destroyed ;;
         peer-killed) run_case vchan_peer_killed vchan-peer-killed ;;
         libxenvchan-64k)
