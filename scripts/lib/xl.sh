@@ -108,6 +108,9 @@ guest_wait() {
                     *) _why="reason ${_st#* }" ;;
                 esac
                 echo "$_why" >"$XENGUEST_LOGS/$_name.end"
+                # A PVH guest's triple fault is a reboot: Xen's log has the
+                # vCPU's registers, which the guest itself could not print.
+                [ "$_why" = reboot ] && xen_triple_fault "$(guest_domid "$_name")"
                 # xenconsoled may not have copied the ring's last lines
                 # yet; the domain, kept, still has them: up to 3 s.
                 _n=0
@@ -129,6 +132,14 @@ guest_wait() {
         fi
         sleep 0.1
     done
+}
+
+# xen_triple_fault DOMID: Xen's report of DOMID's triple fault (the
+# "Triple fault" line and the vCPU state dump after it), if there is one.
+xen_triple_fault() {
+    [ -n "$1" ] || return 0
+    xl dmesg 2>/dev/null | tr -d '\r' |
+        awk -v d="d$1v" 'index($0, d) && /Triple fault/ { n = 40 } n > 0 { print "  xen | " $0; n-- }'
 }
 
 # guest_wait_line NAME SECONDS TEXT: waits until a line of NAME's console
