@@ -2,7 +2,8 @@
 # shellcheck shell=dash  # sh with `local` (scripts/lib/xl.sh)
 # Harness self-test: our kernel faults (scenario=fault), panics
 # (scenario=panic) and overflows a kernel stack into its guard page
-# (scenario=guard-overflow) on purpose, prints a PASS line and then crashes
+# (scenario=guard-overflow) or triple-faults (scenario=triple-fault) on
+# purpose, prints a PASS line and then crashes
 # (pass-then-crash) or hangs (pass-then-hang), and one case overruns its
 # time budget. Every case MUST be reported as FAIL, with the guest's
 # register dump, panic message or vCPU state, and the case after the
@@ -41,6 +42,7 @@ stuck_case() {
 run_case crash_case crash-fault fault
 run_case crash_case crash-panic panic
 run_case crash_case crash-guard-overflow guard-overflow
+run_case crash_case crash-triple-fault triple-fault
 run_case crash_case crash-pass-then-crash pass-then-crash
 (
     GUEST_TIMEOUT=15

@@ -128,6 +128,10 @@ const SCENARIOS: &[Scenario] = &[
         name: "guard-overflow",
         run: |_, _| guard_overflow(),
     },
+    Scenario {
+        name: "triple-fault",
+        run: |_, _| triple_fault(),
+    },
 ];
 
 /// How [`pass_then`] ends instead of powering off.
@@ -180,6 +184,28 @@ fn recurse(depth: u64) -> u64 {
         return pad[0];
     }
     recurse(depth + 1).wrapping_add(pad[63])
+}
+
+/// Faults with an empty IDT: the exception, then the double fault cannot
+/// be delivered, so the vCPU triple-faults, which Xen turns into a reboot
+/// of a PVH domain. Nothing in the guest can report it: the harness must
+/// show Xen's dump of the vCPU instead.
+fn triple_fault() -> Outcome {
+    crate::kprintln!("triple-fault: loading an empty IDT, then ud2");
+    crate::console::flush();
+    let empty = x86_64::structures::DescriptorTablePointer {
+        limit: 0,
+        base: x86_64::VirtAddr::zero(),
+    };
+    // SAFETY: deliberately unsound - with no IDT entry the `ud2` below
+    // can be delivered neither as #UD nor as #DF, and the vCPU stops; it
+    // never returns here.
+    unsafe {
+        x86_64::instructions::interrupts::disable();
+        x86_64::instructions::tables::lidt(&empty);
+        core::arch::asm!("ud2", options(nomem, nostack));
+    }
+    Err("ud2 with an empty IDT did not stop the vCPU")
 }
 
 /// Touches an address the boot page tables do not map: a page fault in
