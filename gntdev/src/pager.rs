@@ -146,14 +146,11 @@ impl MapPager {
             .collect();
         let grants = &self.dev.svc.grants;
         let c = &self.dev.counters;
-        let before = grants.stats();
-        let res = grants.map(hole, &reqs);
-        let after = grants.stats();
-        add(&c.map_hypercalls, after.hypercalls - before.hypercalls);
-        add(
-            &c.eagain_retries,
-            after.eagain_retries - before.eagain_retries,
-        );
+        // This map's own cost: the table's counters also move with the
+        // maps and unmaps of other CPUs meanwhile.
+        let (res, cost) = grants.map_costed(hole, &reqs);
+        add(&c.map_hypercalls, cost.hypercalls);
+        add(&c.eagain_retries, cost.eagain_retries);
         if res.iter().all(Result::is_ok) {
             st.handles = Some(res.into_iter().map(|r| r.expect("checked")).collect());
             add(&c.mappings, 1);
@@ -178,8 +175,10 @@ impl MapPager {
                 })
             })
             .collect();
-        // Ops whose rollback failed are unmapped again at teardown.
-        st.stuck = self.dev.unmap_batch(hole, &undo);
+        // Ops whose rollback failed are unmapped again at teardown, with
+        // those of earlier failed maps (their slots stay taken, so a later
+        // map fails).
+        st.stuck.extend(self.dev.unmap_batch(hole, &undo));
         Err(if res.contains(&Err(GrantError::Eagain)) {
             PagerResult::Again
         } else {

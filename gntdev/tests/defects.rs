@@ -1,5 +1,6 @@
 //! Defects found by random testing of gntdev against the simulator (issue
-//! 14, items 1 to 5), each kept as its regression test.
+//! 14, items 1 to 5; defect 6 by `tests/state_machine.rs`), each kept as
+//! its regression test.
 
 mod common;
 
@@ -10,6 +11,7 @@ use vm::Prot;
 use vm::pager::PagerResult;
 use xen::abi::grant_table::{GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTST_okay};
 use xen::event_channel::EventOps;
+use xen::grant::GrantOps;
 
 /// Defect 1: a read-only grant mapping never becomes writable. The grants
 /// are mapped `GNTMAP_readonly` for `mmap(PROT_READ)`; `mprotect` to
@@ -201,6 +203,31 @@ fn zero_length_copy_segment_with_null_pointer() {
     p.pa.read(va, &mut x).unwrap();
     assert_eq!(x, [7], "nothing copied");
     p.pa.munmap(va);
+    p.pa.dealloc_gref(p.ia, 1).unwrap();
+    p.finish();
+}
+
+/// Defect 6: a map that fails and whose rollback unmap fails too leaves
+/// its good grants mapped ("stuck") until the teardown unmaps them. A
+/// second fault that fails again replaced that list with its own (empty)
+/// one: the stuck mapping was never unmapped, its hole was given back
+/// under it, and the granter's grant stayed in use. Now every stuck
+/// mapping is unmapped at the `munmap`, and the grant is released.
+#[test]
+fn stuck_rollback_survives_another_failed_fault() {
+    let p = pair(1, true);
+    let ib = p.pb.map_grant_ref(p.a.id(), &[p.refs[0], 9999]).unwrap();
+    let vb = p.pb.mmap(ib, 2 * PAGE, RW).unwrap();
+    p.b.dom.inject_unmap_failures(1);
+    assert_eq!(p.pb.touch(vb, false), Err(PagerResult::Error));
+    assert_eq!(p.b.dom.mappings(), 1, "the rollback failed: still mapped");
+    assert_eq!(p.pb.touch(vb, false), Err(PagerResult::Error), "again");
+    p.pb.munmap(vb);
+    assert_eq!(p.b.dom.mappings(), 0, "unmapped at the teardown");
+    assert!(!p.a.dom.grants().in_use(p.refs[0]), "released");
+    let s = p.b.dev.stats();
+    assert_eq!((s.unmap_errors, s.pending_unmaps), (1, 0));
+    p.pb.unmap_grant_ref(ib, 2).unwrap();
     p.pa.dealloc_gref(p.ia, 1).unwrap();
     p.finish();
 }

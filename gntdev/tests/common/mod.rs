@@ -42,11 +42,26 @@ fn xerr(e: xen::hypercall::XenErrno) -> Errno {
 /// Guest-physical memory of a simulated domain.
 pub struct SimPhys(pub SimDomain);
 
+impl SimPhys {
+    /// `EFAULT` once the domain was destroyed ([`Sim::destroy`]): its
+    /// memory is gone, and the kernel code a test still runs for it (a
+    /// dead domain's processes torn down) must not reach it.
+    fn alive(&self) -> Result<(), Errno> {
+        if self.0.sim().is_alive(self.0.id()) {
+            Ok(())
+        } else {
+            Err(Errno::EFAULT)
+        }
+    }
+}
+
 impl PhysMemory for SimPhys {
     fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        self.alive()?;
         self.0.read(gpa, buf).map_err(xerr)
     }
     fn write(&self, gpa: u64, bytes: &[u8]) -> Result<(), Errno> {
+        self.alive()?;
         self.0.write(gpa, bytes).map_err(xerr)
     }
 }
@@ -267,6 +282,12 @@ impl FakeUser {
         }
         let off = (addr - start) as usize;
         Ok(f(&mut bytes[off..off + len]))
+    }
+
+    /// Whether `len` bytes at `addr` are user memory (what `copy_in` and
+    /// `copy_out` accept).
+    pub fn is_mapped(&self, addr: u64, len: usize) -> bool {
+        self.region(addr, len, |_| ()).is_ok()
     }
 
     pub fn put(&self, addr: u64, bytes: &[u8]) {

@@ -200,8 +200,18 @@ pub trait GrantOps {
 
     /// Maps a batch of foreign grants into `hole` with one hypercall (plus
     /// one per retry round of the `GNTST_eagain` ops); the result for
-    /// request `i` is at index `i`.
-    fn map(&self, hole: &Hole, reqs: &[MapRequest]) -> Vec<Result<GrantHandle, GrantError>>;
+    /// request `i` is at index `i`, and what this call alone cost (the
+    /// table's [`stats`](Self::stats) also count other CPUs' calls).
+    fn map_costed(
+        &self,
+        hole: &Hole,
+        reqs: &[MapRequest],
+    ) -> (Vec<Result<GrantHandle, GrantError>>, MapCost);
+
+    /// [`map_costed`](Self::map_costed) without the cost.
+    fn map(&self, hole: &Hole, reqs: &[MapRequest]) -> Vec<Result<GrantHandle, GrantError>> {
+        self.map_costed(hole, reqs).0
+    }
 
     /// Unmaps a batch of mappings from `hole` with one hypercall. The
     /// frames are holes again afterwards.
@@ -339,6 +349,15 @@ batch_op!(GnttabMapGrantRef, GnttabUnmapGrantRef, GnttabCopy);
 /// A status Xen never writes: the op was not processed (the hypercall
 /// failed before reaching it).
 pub const NOT_RUN: i16 = i16::MAX;
+
+/// What one [`GrantOps::map_costed`] call cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MapCost {
+    /// Map hypercalls issued, retry rounds included.
+    pub hypercalls: u64,
+    /// Ops re-submitted because of `GNTST_eagain`.
+    pub eagain_retries: u64,
+}
 
 /// What [`submit_with_retry`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

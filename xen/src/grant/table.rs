@@ -15,7 +15,7 @@ use spin::Mutex;
 use super::refs::RefAllocator;
 use super::{
     CopyOp, CopySide, Counters, EndAccess, GrantError, GrantHandle, GrantHypercalls, GrantOps,
-    GrantRef, GrantStats, Hole, MapRequest, Reaped, RetryPolicy, TableSize, UnmapRequest,
+    GrantRef, GrantStats, Hole, MapCost, MapRequest, Reaped, RetryPolicy, TableSize, UnmapRequest,
     submit_with_retry,
 };
 use crate::abi::DomId;
@@ -263,7 +263,11 @@ impl<H: GrantHypercalls, M: GrantFrameMemory> GrantOps for GrantTable<H, M> {
             .collect()
     }
 
-    fn map(&self, hole: &Hole, reqs: &[MapRequest]) -> Vec<Result<GrantHandle, GrantError>> {
+    fn map_costed(
+        &self,
+        hole: &Hole,
+        reqs: &[MapRequest],
+    ) -> (Vec<Result<GrantHandle, GrantError>>, MapCost) {
         let mut ops = Self::map_ops(hole, reqs);
         // Only the ops inside the hole reach Xen.
         let inside: Vec<usize> = (0..reqs.len())
@@ -283,14 +287,19 @@ impl<H: GrantHypercalls, M: GrantFrameMemory> GrantOps for GrantTable<H, M> {
         for (&i, op) in inside.iter().zip(&sub) {
             ops[i] = *op;
         }
-        (0..reqs.len())
+        let results = (0..reqs.len())
             .map(|i| {
                 if hole.gfn(reqs[i].slot).is_none() {
                     return Err(GrantError::BadVirtAddr);
                 }
                 out.result(ops[i].status).map(|()| ops[i].handle)
             })
-            .collect()
+            .collect();
+        let cost = MapCost {
+            hypercalls: out.hypercalls,
+            eagain_retries: out.retried_ops,
+        };
+        (results, cost)
     }
 
     fn unmap(&self, hole: &Hole, reqs: &[UnmapRequest]) -> Vec<Result<(), GrantError>> {
