@@ -10,6 +10,7 @@
 
 use core::arch::global_asm;
 use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Once;
 use x86_64::VirtAddr;
@@ -158,7 +159,26 @@ global_asm!(
     stub!(err 29),
     stub!(err 30),
     stub!(31),
-    stub!(243),
+    // The event upcall. An interrupt must not arrive while the code it
+    // interrupts has interrupts masked, yet in the emulated host one
+    // sometimes does (seen: an upcall nested in an upcall's handler,
+    // whose pushed RFLAGS had IF clear, deadlocked on its own CPU's scan
+    // cursor). Such an upcall is put off before anything else runs: the
+    // masked code may be the syscall entry or `trap_return`, with the
+    // user's `gs`, or may hold a lock the upcall takes. Nothing is lost:
+    // Xen raises the callback vector for as long as `vcpu_info`'s
+    // `evtchn_upcall_pending` is set, which only the scan clears, so the
+    // upcall comes again once interrupts are enabled.
+    ".globl trap_stub_243",
+    "trap_stub_243:",
+    "test qword ptr [rsp + 16], {rflags_if}",
+    "jz 3f",
+    "push 0",
+    "push 243",
+    "jmp trap_common",
+    "3:",
+    "lock inc qword ptr [rip + {masked}]",
+    "iretq",
     ".popsection",
     ".pushsection .rodata.trap_stubs, \"a\", @progbits",
     ".balign 8",
@@ -173,7 +193,18 @@ global_asm!(
     ".quad trap_stub_24, trap_stub_25, trap_stub_26, trap_stub_27",
     ".quad trap_stub_28, trap_stub_29, trap_stub_30, trap_stub_31",
     ".popsection",
+    rflags_if = const RFLAGS_IF,
+    masked = sym MASKED_UPCALLS,
 );
+
+/// (a) Upcalls delivered while the interrupted code had interrupts masked,
+/// put off by their stub (see `trap_stub_243`).
+static MASKED_UPCALLS: AtomicU64 = AtomicU64::new(0);
+
+/// How many upcalls were delivered with interrupts masked and put off.
+pub fn masked_upcalls() -> u64 {
+    MASKED_UPCALLS.load(Ordering::Relaxed)
+}
 
 unsafe extern "C" {
     static trap_stubs: [u64; 32];
