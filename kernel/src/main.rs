@@ -4,8 +4,9 @@
 //! long mode on the boot stack; we load our GDT and IDT, find Xen through
 //! CPUID and install the hypercall page, find the console ring, copy the
 //! start info, take the kernel heap from RAM (nothing allocates before
-//! that), hand the rest of RAM to the VM, print the banner, run the
-//! selected scenario and power off.
+//! that), hand the rest of RAM to the VM, print the banner, start
+//! answering the toolstack (`control`), run the selected scenario and
+//! power off.
 #![no_std]
 #![no_main]
 
@@ -15,6 +16,7 @@ mod arch;
 mod boot_info;
 mod cmdline;
 mod console;
+mod control;
 mod dev;
 mod elf;
 mod events;
@@ -118,6 +120,7 @@ extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
     for m in boot.modules() {
         log::debug!("module at {:#x}, {} bytes", m.paddr, m.size);
     }
+    control::init();
     let outcome = scenario::run(opts.scenario.unwrap_or(scenario::DEFAULT), &boot, &opts);
     let ev = events::stats();
     let sc = sched::stats();
@@ -130,8 +133,9 @@ extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
     );
     let (heap_size, heap_peak) = heap::usage();
     log::info!(
-        "powering off: {} upcalls, {} events dispatched, {} spurious; {} hypercalls; kernel heap peak {} of {} KiB",
+        "powering off: {} upcalls ({} delivered masked, put off), {} events dispatched, {} spurious; {} hypercalls; kernel heap peak {} of {} KiB",
         ev.upcalls,
+        arch::trap::masked_upcalls(),
         ev.dispatched,
         ev.spurious,
         xen::hypercall::counts().iter().sum::<u64>(),
@@ -139,9 +143,12 @@ extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
         heap_size / 1024
     );
     console::flush();
-    xen::sched::shutdown(match outcome {
-        Ok(()) => ShutdownReason::Poweroff,
-        Err(_) => ShutdownReason::Crash,
+    // A shutdown the toolstack asked for ends the domain its way, whatever
+    // the scenario made of its processes being killed.
+    xen::sched::shutdown(match (control::requested(), outcome) {
+        (Some(reason), _) => reason,
+        (None, Ok(())) => ShutdownReason::Poweroff,
+        (None, Err(_)) => ShutdownReason::Crash,
     })
 }
 

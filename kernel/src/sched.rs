@@ -354,9 +354,10 @@ fn make_ready(tid: Tid) {
 }
 
 /// Sleeps the running thread until `deadline` (Xen system time, ns),
-/// letting the other threads run meanwhile.
+/// letting the other threads run meanwhile; a process thread wakes early
+/// when its process is killed.
 pub fn sleep_until(deadline: u64) {
-    while events::now_ns() < deadline {
+    while events::now_ns() < deadline && !crate::proc::current_killed() {
         block(Wait {
             port: None,
             deadline: Some(deadline),

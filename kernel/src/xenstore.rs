@@ -50,6 +50,9 @@ static PORT: Once<Port> = Once::new();
 static SINKS: Mutex<BTreeMap<u64, Weak<dyn WatchSink>>> = Mutex::new(BTreeMap::new());
 /// The next sink id.
 static NEXT_SINK: AtomicU64 = AtomicU64::new(1);
+/// (a) Watch events of the kernel's own watches received so far, by
+/// whichever thread dispatched them ([`kernel_watch_events`]).
+static KERNEL_EVENTS: AtomicU64 = AtomicU64::new(0);
 
 /// Receives the watch events of one user open.
 pub trait WatchSink: Send + Sync {
@@ -95,9 +98,19 @@ pub fn dispatch_watches() -> Result<usize, XenErrno> {
             .and_then(|(id, tok)| Some((SINKS.lock().get(&id)?.upgrade()?, tok)));
         match target {
             Some((sink, tok)) => sink.deliver(ev.path.as_bytes(), tok.as_bytes()),
-            None => others += 1,
+            None => {
+                KERNEL_EVENTS.fetch_add(1, Ordering::Relaxed);
+                others += 1;
+            }
         }
     }
+}
+
+/// How many events of the kernel's own watches any thread has dispatched
+/// ([`dispatch_watches`]): a watcher whose event another thread took
+/// still sees the count move, and re-reads what it watches.
+pub fn kernel_watch_events() -> u64 {
+    KERNEL_EVENTS.load(Ordering::Relaxed)
 }
 
 /// The store event channel; [`init`] must have run.

@@ -17,11 +17,6 @@ D=$XENGUEST_LOGS/vchan
 mkdir -p "$D"
 rm -f "$D/bench.env"
 
-# now_cs: centiseconds since dom0 booted.
-now_cs() {
-    sed 's/^\([0-9]*\)\.\([0-9][0-9]\).*/\1\2/' /proc/uptime
-}
-
 # feed IN OUT SECONDS: writes IN, then keeps the pipe open until OUT is
 # as long as IN (or SECONDS pass): vchan-socket-proxy ends at its input's
 # EOF and drops what the vchan still holds for it.

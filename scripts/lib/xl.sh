@@ -142,6 +142,11 @@ xen_triple_fault() {
         awk -v d="d$1v" 'index($0, d) && /Triple fault/ { n = 40 } n > 0 { print "  xen | " $0; n-- }'
 }
 
+# now_cs: centiseconds since dom0 booted.
+now_cs() {
+    sed 's/^\([0-9]*\)\.\([0-9][0-9]\).*/\1\2/' /proc/uptime
+}
+
 # guest_wait_line NAME SECONDS TEXT: waits until a line of NAME's console
 # starts with TEXT; fails after SECONDS.
 guest_wait_line() {
@@ -154,18 +159,22 @@ guest_wait_line() {
 }
 
 # guest_hang NAME: what a stuck guest was doing: its console's last lines
-# first (usually the answer), then its vCPU's registers and stack from
+# first (usually the answer), then each vCPU's registers and stack from
 # xenctx, which reads them through a domctl and prints nothing on Xen's
-# console. Bounded: Xen's 'd' debug key, used before, dumps every vCPU on
-# the serial line and once wedged the whole emulated host mid-dump.
+# console (a hang on SMP is often one vCPU waiting for another). Bounded:
+# Xen's 'd' debug key, used before, dumps every vCPU on the serial line
+# and once wedged the whole emulated host mid-dump.
 guest_hang() {
-    local _id
+    local _id _v
     echo "  $1's console, last lines:"
     tail -n 15 "$(guest_log "$1")" 2>/dev/null | sed -e 's/\r$//' -e "s/^/    $1 | /"
     _id=$(guest_domid "$1")
     [ -n "$_id" ] || return 0
-    echo "  $1's vCPU 0 (xenctx):"
-    timeout 10 xenctx -a "$_id" 0 2>&1 | head -n 40 | sed 's/^/    /'
+    xl pause "$_id" 2>/dev/null
+    for _v in $(timeout 10 xl vcpu-list "$_id" 2>/dev/null | awk 'NR > 1 { print $3 }'); do
+        echo "  $1's vCPU $_v (xenctx):"
+        timeout 10 xenctx -a "$_id" "$_v" 2>&1 | head -n 40 | sed 's/^/    /'
+    done
 }
 
 # guest_destroy NAME: destroys NAME if it exists, bounded in time.

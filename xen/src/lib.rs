@@ -23,6 +23,7 @@ extern crate alloc;
 
 pub mod abi;
 pub mod console;
+pub mod control;
 pub mod cpuid;
 pub mod event_channel;
 pub mod gnttab;

@@ -155,6 +155,10 @@ impl DevFile for EvtchnFile {
         }
         let deadline = sched::deadline_after(self.state.lock().timeout_ns);
         while !self.collect() {
+            // A killed process leaves at once, not at its timeout.
+            if crate::proc::current_killed() {
+                return Err(errno::EINTR);
+            }
             let first = self.state.lock().ports.first().copied();
             let woke = sched::block_step(first, deadline, POLL_SLICE_NS).ok_or(errno::ETIMEDOUT)?;
             if woke == sched::Wakeup::Event

@@ -213,6 +213,10 @@ impl DevFile for XsFile {
                     return Ok(n);
                 }
             }
+            // A killed process leaves at once, not at its timeout.
+            if crate::proc::current_killed() {
+                return Err(errno::EINTR);
+            }
             sched::block_step(Some(xenstore::port()), deadline, POLL_SLICE_NS)
                 .ok_or(errno::ETIMEDOUT)?;
         }

@@ -9,8 +9,10 @@
 //! Locking: `vm` guards the address-space pointer only (the map has its
 //! own lock, see [`vmspace`]), `files` the descriptor table, `threads` the
 //! list of live threads (taken before the scheduler's lock, never after);
-//! `exit_status` and `status` are leaves. None is held across a fault or a
-//! sleep, and none is taken by the upcall but `killed` (atomic).
+//! `exit_status` and `status` are leaves; `PROCESSES` (the registry of
+//! processes for shutdown and reports) is taken before `status` only. None
+//! is held across a fault or a sleep, and none is taken by the upcall but
+//! `killed` (atomic).
 
 pub mod futex;
 pub mod programs;
@@ -18,7 +20,7 @@ pub mod thread;
 pub mod vmspace;
 
 use alloc::string::String;
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -81,6 +83,9 @@ pub struct Process {
 }
 
 static NEXT_PID: AtomicU32 = AtomicU32::new(1);
+/// Every process started and not yet found torn down, for [`kill_all`]
+/// and [`list`] (a leaf lock; dead entries are pruned at [`spawn`]).
+static PROCESSES: Mutex<Vec<Weak<Process>>> = Mutex::new(Vec::new());
 
 /// Why a program could not be started.
 #[derive(Debug)]
@@ -205,6 +210,11 @@ pub fn spawn(name: &str, arg: u64) -> Result<Arc<Process>, SpawnError> {
         status: Mutex::new(None),
         parent: sched::current(),
     });
+    {
+        let mut all = PROCESSES.lock();
+        all.retain(|w| w.upgrade().is_some_and(|q| q.status.lock().is_none()));
+        all.push(Arc::downgrade(&p));
+    }
     // As if entered by a call: rsp + 8 is 16-byte aligned. The list is
     // held until the thread is on it: it cannot leave before.
     let mut threads = p.threads.lock();
@@ -212,6 +222,63 @@ pub fn spawn(name: &str, arg: u64) -> Result<Arc<Process>, SpawnError> {
     threads.push((tid, 0));
     drop(threads);
     Ok(p)
+}
+
+/// The processes not yet torn down.
+fn running() -> Vec<Arc<Process>> {
+    PROCESSES
+        .lock()
+        .iter()
+        .filter_map(Weak::upgrade)
+        .filter(|p| p.status.lock().is_none())
+        .collect()
+}
+
+/// [`kill`]s every process not yet torn down; returns how many.
+pub fn kill_all() -> usize {
+    let all = running();
+    for p in &all {
+        kill(p);
+    }
+    all.len()
+}
+
+/// How many processes are not yet torn down.
+pub fn live() -> usize {
+    running().len()
+}
+
+/// One line about a running process, for reports.
+pub struct ProcessInfo {
+    /// Process id.
+    pub pid: u32,
+    /// Program name.
+    pub name: String,
+    /// Live threads.
+    pub threads: usize,
+    /// Page faults taken.
+    pub faults: u64,
+    /// Descriptors open.
+    pub files: usize,
+    /// Whether it is being killed.
+    pub killed: bool,
+}
+
+/// The processes not yet torn down, by pid.
+pub fn list() -> Vec<ProcessInfo> {
+    let mut v: Vec<ProcessInfo> = running()
+        .iter()
+        .map(|p| ProcessInfo {
+            pid: p.pid,
+            name: p.name.clone(),
+            threads: p.threads.lock().len(),
+            faults: p.faults.load(Ordering::Relaxed),
+            files: p.files.lock().iter().flatten().count(),
+            killed: p.killed.load(Ordering::Acquire),
+        })
+        .collect();
+    v.sort_by_key(|i| i.pid);
+    v
 }
 
 /// Ends `p` (status [`KILLED_STATUS`]) at its next preemption point or

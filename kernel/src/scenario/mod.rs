@@ -211,10 +211,7 @@ fn triple_fault() -> Outcome {
 /// Touches an address the boot page tables do not map: a page fault in
 /// kernel mode, which must end in a register dump and a crashed domain.
 fn fault() -> Outcome {
-    let unmapped = 0x40_0000_0000usize as *const u64;
-    // SAFETY: deliberately unsound - this read is meant to fault, and the
-    // fault handler never returns here.
-    let v = unsafe { unmapped.read_volatile() };
+    let v = crate::control::fault_on_purpose();
     log::error!("read {v:#x} from an unmapped address without a fault");
     Err("unmapped read did not fault")
 }
@@ -230,9 +227,14 @@ pub fn run(name: &str, boot: &BootInfo, opts: &Options<'_>) -> Outcome {
     };
     CURRENT.call_once(|| s.name);
     let outcome = (s.run)(boot, opts);
-    match outcome {
-        Ok(()) => crate::kprintln!("RESULT {} PASS", s.name),
-        Err(why) => crate::kprintln!("RESULT {} FAIL {why}", s.name),
+    match (crate::control::requested(), outcome) {
+        // Its processes were killed for a shutdown: no verdict.
+        (Some(reason), _) => crate::kprintln!(
+            "RESULT {} STOPPED by the toolstack's {reason:?} request",
+            s.name
+        ),
+        (None, Ok(())) => crate::kprintln!("RESULT {} PASS", s.name),
+        (None, Err(why)) => crate::kprintln!("RESULT {} FAIL {why}", s.name),
     }
     outcome
 }

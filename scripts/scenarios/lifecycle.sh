@@ -1,0 +1,144 @@
+#!/bin/sh
+# shellcheck shell=dash  # sh with `local` (scripts/lib/xl.sh)
+# lifecycle: the toolstack's requests through the control/ nodes
+# (kernel/src/control.rs).
+#   life-shutdown: a pair where B maps 16 of A's pages through gntdev and
+#       holds them; a junk value in B's control/shutdown is ignored (a log
+#       line, B runs on); `xl sysrq B t` prints B's report (its process,
+#       its gntdev mapping); then `xl shutdown -w B`: B ends with reason
+#       poweroff within seconds, its process killed and its mapping torn
+#       down with the unmap notify, which A sees; A ends cleanly, back at
+#       its baseline (every grant ended, none left for a dead peer);
+#   life-reboot: the same pair and `xl reboot B`: B ends with reason
+#       reboot (its on_reboot applies), A as above;
+#   life-sysrq-crash: `xl sysrq X c` crashes a domain through a kernel
+#       page fault: it ends with reason crash and its console has the
+#       register dump.
+# The features B advertises (control/feature-*) are checked too.
+. scripts/lib/xl.sh
+. scripts/lib/share.sh
+
+# life_pair CASE: starts the holding pair and waits until B verified A's
+# pages and A read the verdict; a FAIL line and 1 otherwise.
+life_pair() {
+    pair_start "$1" "gntdev-map mode=hold" "scenario=gntdev-share pages=16" || return 1
+    if ! pair_wait_state 60 verified || ! guest_wait_line xenguest-a 60 "gnt-share: mapper verified"; then
+        fail "$1" "B never verified the pages, or A never read the verdict"
+        show_log xenguest-a
+        show_log xenguest-b
+        destroy_all
+        return 1
+    fi
+}
+
+# life_features: B's control/feature-* nodes as "poweroff reboot suspend".
+life_features() {
+    local _f _out
+    _out=
+    for _f in poweroff reboot suspend; do
+        _out="$_out$(xenstore-read "/local/domain/$PAIR_B_ID/control/feature-$_f" 2>/dev/null || echo -) "
+    done
+    echo "${_out% }"
+}
+
+# life_end CASE COMMAND REASON DETAIL...: runs COMMAND (xl shutdown or
+# reboot of B, bounded), then judges: B ended with REASON and said why,
+# A saw the unmap notify and ended cleanly at its baseline.
+life_end() {
+    local _case _cmd _reason _t0 _ms _how _why
+    _case=$1 _cmd=$2 _reason=$3
+    _t0=$(now_cs)
+    if ! timeout 60 sh -c "$_cmd" >"$XENGUEST_LOGS/life.out" 2>&1; then
+        fail "$_case" "'$_cmd' failed: $(tr '\n' ' ' <"$XENGUEST_LOGS/life.out")"
+        show_log xenguest-b
+        destroy_all
+        return
+    fi
+    guest_wait xenguest-b 30
+    _ms=$((($(now_cs) - _t0) * 10))
+    guest_wait xenguest-a
+    show_lines xenguest-a xenguest-b
+    tr -d '\r' <"$(guest_log xenguest-b)" | grep '^control: \|^RESULT ' | sed 's/^/  B | /'
+    _how=$(guest_end xenguest-b)
+    if [ "$_how" != "$_reason" ]; then
+        fail "$_case" "B ended: $_how, not $_reason"
+        show_log xenguest-b
+    elif ! tr -d '\r' <"$(guest_log xenguest-b)" | grep -q "^control: $_reason requested by the toolstack: ending 1 process"; then
+        fail "$_case" "B did not say it ended its process for the $_reason request"
+        show_log xenguest-b
+    elif ! tr -d '\r' <"$(guest_log xenguest-a)" | grep -q '^gnt-share: unmap notify seen'; then
+        fail "$_case" "A did not see B's unmap notify"
+        show_log xenguest-a
+    elif ! _why=$(guest_result xenguest-a gntdev-share); then
+        fail "$_case" "A: $_why"
+        show_log xenguest-a
+    else
+        shift 3
+        pass "$_case ('$_cmd' to B's end: $_ms ms, reason $_reason; A saw the unmap notify and is back at its baseline$*)"
+    fi
+}
+
+# life_shutdown CASE: junk, a sysrq report, then xl shutdown -w.
+life_shutdown() {
+    local _feat _log
+    life_pair "$1" || return
+    _feat=$(life_features)
+    xenstore-write "/local/domain/$PAIR_B_ID/control/shutdown" bogus
+    xl sysrq xenguest-b t
+    _log=$(guest_log xenguest-b)
+    if [ "$_feat" != "1 1 0" ]; then
+        fail "$1" "B's control/feature-poweroff, -reboot, -suspend read '$_feat', not '1 1 0'"
+    elif ! guest_wait_line xenguest-b 20 'control: unknown shutdown request "bogus" ignored'; then
+        fail "$1" "B did not log the junk shutdown request"
+    elif ! guest_wait_line xenguest-b 20 'COUNTERS sysrq '; then
+        fail "$1" "no sysrq report from B"
+    elif [ "$(counter xenguest-b sysrq processes)" != 1 ] || [ "$(counter xenguest-b sysrq gntdev_holes)" != 1 ] ||
+        ! tr -d '\r' <"$_log" | grep -q '^  pid [0-9]* gnt-map: 1 thread'; then
+        fail "$1" "B's sysrq report does not show its process and its one gntdev mapping"
+    else
+        # The junk value is still there, unacknowledged: xl overwrites it.
+        life_end "$1" "xl shutdown -w xenguest-b" poweroff "; features '1 1 0', junk request ignored, sysrq report"
+        return
+    fi
+    show_log xenguest-b
+    destroy_all
+}
+
+# life_reboot CASE: xl reboot.
+life_reboot() {
+    life_pair "$1" || return
+    life_end "$1" "xl reboot xenguest-b" reboot
+}
+
+# life_sysrq_crash CASE: sysrq c on an idle domain.
+life_sysrq_crash() {
+    local _name _how
+    _name=xenguest-life
+    guest_create "$_name" configs/xenguest-a.cfg 'cmdline="scenario=pass-then-hang loglevel=info"' ||
+        { fail "$1" "xl create failed"; return; }
+    guest_unpause "$_name"
+    if ! guest_wait_line "$_name" 30 "RESULT pass-then-hang PASS"; then
+        fail "$1" "the domain did not start"
+        show_log "$_name"
+        guest_destroy "$_name"
+        return
+    fi
+    xl sysrq "$_name" c
+    guest_wait "$_name" 30
+    _how=$(guest_end "$_name")
+    if [ "$_how" != crash ]; then
+        fail "$1" "the domain ended: $_how, not crash"
+        show_log "$_name"
+    elif ! tr -d '\r' <"$(guest_log "$_name")" | grep -q '^FATAL: unhandled exception: page fault' ||
+        ! tr -d '\r' <"$(guest_log "$_name")" | grep -q '^  rip 0x'; then
+        fail "$1" "no register dump of the sysrq crash"
+        show_log "$_name"
+    else
+        pass "$1 (sysrq c: kernel page fault, register dump, reason crash)"
+    fi
+}
+
+run_case life_shutdown life-shutdown
+run_case life_reboot life-reboot
+run_case life_sysrq_crash life-sysrq-crash
+finish

@@ -1,0 +1,136 @@
+//! The toolstack's requests through a domain's `control/` nodes in
+//! xenstore (Xen's `docs/misc/xenstore-paths`; what `xl shutdown`, `xl
+//! reboot` and `xl sysrq` write): their paths, and what a value asks for.
+//!
+//! The guest advertises what it answers in `control/feature-*` ("1": it
+//! will respond), watches `control/shutdown` and `control/sysrq`, and
+//! acknowledges a request by writing an empty value back in a transaction,
+//! as Linux's `drivers/xen/manage.c` does. xl writes only `poweroff`,
+//! `reboot` and `suspend` to `control/shutdown`; Linux also accepts
+//! `halt`. A watch fires once when it is registered and again on the
+//! guest's own acknowledgement: an empty value is no request.
+
+/// The node `xl shutdown`, `xl reboot` and `xl save` write.
+pub const SHUTDOWN: &str = "control/shutdown";
+/// The node `xl sysrq` writes (one character).
+pub const SYSRQ: &str = "control/sysrq";
+/// Feature nodes this kind of guest answers: poweroff and reboot.
+pub const FEATURES_ANSWERED: [&str; 2] = ["control/feature-poweroff", "control/feature-reboot"];
+/// Feature nodes this kind of guest does not answer (yet): suspend, which
+/// `xl save` and `xl migrate` need.
+pub const FEATURES_NOT_ANSWERED: [&str; 1] = ["control/feature-suspend"];
+
+/// What a value of `control/shutdown` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShutdownRequest {
+    /// `poweroff` (`xl shutdown`) or `halt`: stop with reason poweroff.
+    Poweroff,
+    /// `reboot` (`xl reboot`): stop with reason reboot, so that the
+    /// domain's `on_reboot` action applies.
+    Reboot,
+    /// `suspend` (`xl save`, `xl migrate`).
+    Suspend,
+}
+
+impl ShutdownRequest {
+    /// The request a value of `control/shutdown` makes: `None` for an
+    /// empty value (no request, or our own acknowledgement), `Err` with
+    /// the text for a value no guest is asked for (logged and ignored, as
+    /// Linux does). Surrounding whitespace and a trailing NUL are ignored.
+    pub fn parse(value: &[u8]) -> Option<Result<Self, &[u8]>> {
+        let v = trim(value);
+        match v {
+            b"" => None,
+            b"poweroff" | b"halt" => Some(Ok(Self::Poweroff)),
+            b"reboot" => Some(Ok(Self::Reboot)),
+            b"suspend" => Some(Ok(Self::Suspend)),
+            other => Some(Err(other)),
+        }
+    }
+}
+
+/// What a key written to `control/sysrq` asks for (the Linux keys that
+/// make sense in this kernel).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SysrqRequest {
+    /// `c`: crash the domain on purpose through a kernel fault, with the
+    /// register dump a real crash prints (Linux's `sysrq-c`).
+    Crash,
+    /// `t` (tasks) or `m` (memory): print the kernel's report of
+    /// processes, threads, memory, grants and gntdev mappings.
+    Report,
+    /// `h` or any other key: print the keys this kernel answers.
+    Help(u8),
+}
+
+impl SysrqRequest {
+    /// The request a value of `control/sysrq` makes: `None` for an empty
+    /// value (no request, or our own acknowledgement). Only the first
+    /// character counts, as in Linux.
+    pub fn parse(value: &[u8]) -> Option<Self> {
+        let key = *trim(value).first()?;
+        Some(match key {
+            b'c' => Self::Crash,
+            b't' | b'm' => Self::Report,
+            k => Self::Help(k),
+        })
+    }
+}
+
+/// The keys [`SysrqRequest::parse`] knows, for the help line.
+pub const SYSRQ_HELP: &str =
+    "c: crash the domain with a register dump; t, m: report processes, memory, grants and mappings";
+
+/// `value` without a trailing NUL and surrounding ASCII whitespace.
+fn trim(value: &[u8]) -> &[u8] {
+    let v = value.strip_suffix(b"\0").unwrap_or(value);
+    v.trim_ascii()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shutdown_values() {
+        assert_eq!(ShutdownRequest::parse(b""), None);
+        assert_eq!(ShutdownRequest::parse(b"\0"), None);
+        assert_eq!(ShutdownRequest::parse(b" \n"), None);
+        assert_eq!(
+            ShutdownRequest::parse(b"poweroff"),
+            Some(Ok(ShutdownRequest::Poweroff))
+        );
+        assert_eq!(
+            ShutdownRequest::parse(b"halt\0"),
+            Some(Ok(ShutdownRequest::Poweroff))
+        );
+        assert_eq!(
+            ShutdownRequest::parse(b"reboot"),
+            Some(Ok(ShutdownRequest::Reboot))
+        );
+        assert_eq!(
+            ShutdownRequest::parse(b"suspend"),
+            Some(Ok(ShutdownRequest::Suspend))
+        );
+        assert_eq!(ShutdownRequest::parse(b"crash"), Some(Err(&b"crash"[..])));
+        assert_eq!(
+            ShutdownRequest::parse(b"poweroffx"),
+            Some(Err(&b"poweroffx"[..]))
+        );
+        assert_eq!(
+            ShutdownRequest::parse(b"\xff\xfe"),
+            Some(Err(&b"\xff\xfe"[..]))
+        );
+    }
+
+    #[test]
+    fn sysrq_keys() {
+        assert_eq!(SysrqRequest::parse(b""), None);
+        assert_eq!(SysrqRequest::parse(b"c"), Some(SysrqRequest::Crash));
+        assert_eq!(SysrqRequest::parse(b"t"), Some(SysrqRequest::Report));
+        assert_eq!(SysrqRequest::parse(b"m\0"), Some(SysrqRequest::Report));
+        assert_eq!(SysrqRequest::parse(b"tx"), Some(SysrqRequest::Report));
+        assert_eq!(SysrqRequest::parse(b"h"), Some(SysrqRequest::Help(b'h')));
+        assert_eq!(SysrqRequest::parse(b"\x01"), Some(SysrqRequest::Help(1)));
+    }
+}
