@@ -25,8 +25,10 @@ urt::entry!(main);
 const SEED: u32 = 0x5eed_0000;
 /// References per `refs/J` node.
 const REFS_PER_NODE: usize = 256;
-/// How long each wait for the peer may take.
-const TIMEOUT_NS: u64 = 120_000_000_000;
+/// How long each wait for a live peer may take: a dead one is seen
+/// within `PEER_POLL_NS`, and a live one may be working for minutes (the
+/// SMP stress mode's 10,000 cycles took 212 s in the emulated host).
+const TIMEOUT_NS: u64 = 600_000_000_000;
 /// How often the wait for the unmap notify looks whether the peer is gone.
 const PEER_POLL_NS: u64 = 200_000_000;
 
