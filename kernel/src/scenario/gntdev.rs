@@ -142,6 +142,17 @@ pub fn bad(_opts: &Options<'_>) -> Outcome {
     run("bad", "anon", 0, &[0])
 }
 
+/// `fuzz`: the system call fuzzer (`tools/utest`'s `fuzz`) makes `calls=`
+/// random calls (20,000 by default) from `seed=` (1 by default), with
+/// xenstore messages if `xenstore=1`; the process must end by itself and
+/// everything be back at the baseline.
+pub fn fuzz(opts: &Options<'_>) -> Outcome {
+    let seed = opts.get_u64("seed").unwrap_or(1) & 0xffff_ffff;
+    let calls = opts.get_u64("calls").unwrap_or(20_000).min(0x7fff_ffff);
+    let xs = opts.get_u64("xenstore").unwrap_or(0) & 1;
+    run("fuzz", "fuzz", xs << 63 | calls << 32 | seed, &[0])
+}
+
 /// Domain A: `gnt-share` shares `pages=` pages with `peer=`.
 pub fn share(opts: &Options<'_>) -> Outcome {
     let peer = super::share::peer(opts)?;

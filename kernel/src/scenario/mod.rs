@@ -64,6 +64,10 @@ const SCENARIOS: &[Scenario] = &[
         run: |_, o| vchan::run(o),
     },
     Scenario {
+        name: "fuzz",
+        run: |_, o| gntdev::fuzz(o),
+    },
+    Scenario {
         name: "pmap",
         run: |_, _| pmap::run(),
     },

@@ -50,6 +50,13 @@ fn main(_arg: u64) -> i32 {
         check!(i == -i64::from(EFAULT), "ioctl with {what} argument: {i}");
         n += 4;
     }
+    // Nothing to copy: a zero-length write or read does not look at its
+    // buffer (as on Linux).
+    let w = urt::syscall(urt::nr::WRITE, [null, 0, 0, 0, 0, 0]);
+    check!(w == 0, "zero-length write from a null pointer: {w}");
+    let r = urt::syscall(urt::nr::READ, [zero, 0, 0, 0, 0, 0]);
+    check!(r == 0, "zero-length read into a null pointer: {r}");
+    n += 2;
     // An unknown ioctl is the device's error; an IN argument may straddle
     // two pages (the second read-only and untouched: zero).
     let ro = base + PAGE as u64;
