@@ -11,11 +11,11 @@ DOM0_CMDLINE="console=hvc0 earlyprintk=xen loglevel=1 rdinit=/init"
 # QEMU's TCG threading: single (both emulated CPUs on one host thread,
 # the default) or multi (a host thread each). On these 2-core machines
 # single ran the whole suite in 5 minutes instead of 9, and smp-stress in
-# 104 s instead of 212; under multi, guests met what no CPU does: an
-# interrupt taken with RFLAGS.IF clear, a triple fault whose dump held
-# Xen's own rip and rsp as the guest's. Domains of a pair no longer run
-# at the same time under single: compare their throughput only with
-# figures taken the same way.
+# 104 s instead of 212; under multi, guests triple-faulted with Xen's own
+# rip and rsp in the dump of their vCPU. (Under both, a guest now and then
+# takes an interrupt with RFLAGS.IF clear: kernel/src/arch/trap.rs.)
+# Domains of a pair no longer run at the same time under single: compare
+# their throughput only with figures taken the same way.
 XENHOST_TCG_THREAD=${XENHOST_TCG_THREAD:-single}
 # Seconds one boot may take before it is killed and counted as failed.
 XENHOST_TIMEOUT=${XENHOST_TIMEOUT:-600}
