@@ -230,6 +230,33 @@ pub fn report() {
             if p.killed { ", ending" } else { "" }
         );
     }
+    let now = events::now_ns();
+    for t in sched::threads() {
+        let owner = t.pid.map_or(alloc::string::String::from("kernel"), |p| {
+            alloc::format!("pid {p}")
+        });
+        let port = t
+            .wait
+            .and_then(|w| w.port)
+            .map_or(alloc::string::String::new(), |p| {
+                alloc::format!(", port {p}")
+            });
+        let deadline = t
+            .wait
+            .and_then(|w| w.deadline)
+            .map_or(alloc::string::String::new(), |d| {
+                alloc::format!(
+                    ", deadline {} ms ahead",
+                    (d as i128 - now as i128) / 1_000_000
+                )
+            });
+        kprintln!(
+            "  thread {} ({owner}): {}{port}{deadline}, vCPU {}",
+            t.tid,
+            t.state,
+            t.cpu
+        );
+    }
     let sc = sched::stats();
     kprintln!(
         "  scheduler: {} live thread(s), {} switches, {} preemptions, {} steals on {} vCPU(s)",

@@ -751,6 +751,45 @@ fn switch_away(
     SCHED.lock()
 }
 
+/// One thread as a report shows it (`control`'s sysrq report).
+pub struct ThreadInfo {
+    /// Thread id.
+    pub tid: Tid,
+    /// Its process's id; `None` for a kernel thread.
+    pub pid: Option<u32>,
+    /// Running, ready, blocked, dead or idle.
+    pub state: &'static str,
+    /// What a blocked thread waits for.
+    pub wait: Option<Wait>,
+    /// The CPU it last ran on.
+    pub cpu: usize,
+}
+
+/// Every thread, by id.
+pub fn threads() -> Vec<ThreadInfo> {
+    with_sched(|s| {
+        s.threads
+            .iter()
+            .map(|(&tid, t)| {
+                let (state, wait) = match t.state {
+                    State::Running => ("running", None),
+                    State::Ready => ("ready", None),
+                    State::Blocked(w) => ("blocked", Some(w)),
+                    State::Dead => ("dead", None),
+                    State::Idle => ("idle", None),
+                };
+                ThreadInfo {
+                    tid,
+                    pid: t.ctx.process.as_ref().map(|p| p.pid),
+                    state,
+                    wait,
+                    cpu: t.last_cpu,
+                }
+            })
+            .collect()
+    })
+}
+
 /// Scheduler counts for `sysctl` and the SMP checks.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SchedStats {

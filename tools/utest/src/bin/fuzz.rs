@@ -4,7 +4,7 @@
 //! unmapped, kernel-half, non-canonical, misaligned and straddling
 //! pointers; counts 0, 1, limits and past them, 2^32-1; random references,
 //! domains, ports, flags and offsets), and random mmap, munmap, mprotect
-//! and touches of what it mapped itself. Every call must return; the
+//! and touches of what it mapped itself (mappings of up to 64 pages). Every call must return; the
 //! kernel stays up, and the scenario (`scenario=fuzz`) checks after the
 //! exit that free pages, grant references and hole frames are back.
 //!
@@ -130,6 +130,8 @@ const XS_CHANGES: [u32; 4] = [11, 12, 13, 14];
 const MAX_FDS: usize = 12;
 const MAX_MAPS: usize = 16;
 
+/// The largest mapping it touches (64 pages).
+const TOUCH_MAX: u64 = 64 * PAGE as u64;
 /// Calls between progress lines.
 const PROGRESS: u64 = 5000;
 /// Bytes of the scratch area: argument structures, buffers and arrays.
@@ -425,7 +427,11 @@ impl Fuzz {
                 && self.fds[..self.nfds]
                     .iter()
                     .any(|&(f, p)| f == fd && p == 4);
-            let touch = (anon || zero).then_some(prot);
+            // Large ones are left untouched: sparse touches of them would
+            // take page-table pages without bound, and a fault the kernel
+            // has no memory for kills the process (it does not wait).
+            let small = len <= TOUCH_MAX;
+            let touch = ((anon || zero) && small).then_some(prot);
             let m = Map {
                 addr: r as u64,
                 len: len.next_multiple_of(PAGE as u64),
@@ -479,10 +485,13 @@ impl Fuzz {
 
     fn munmap(&mut self) -> i64 {
         if self.nmaps == 0 || self.rng.chance(4) {
-            return urt::syscall(
-                nr::MUNMAP,
-                [self.rng.pick(&BAD_ADDRS), self.count(), 0, 0, 0, 0],
-            );
+            let (addr, len) = (self.rng.pick(&BAD_ADDRS), self.count());
+            let r = urt::syscall(nr::MUNMAP, [addr, len, 0, 0, 0, 0]);
+            // A MAP_FIXED mapping of ours may sit at such an address.
+            if r >= 0 {
+                self.forget(addr, len, None);
+            }
+            return r;
         }
         let i = self.rng.below(self.nmaps as u64) as usize;
         let m = self.maps[i];
@@ -501,10 +510,17 @@ impl Fuzz {
     fn mprotect(&mut self) -> i64 {
         let prot = self.rng.below(8);
         if self.nmaps == 0 || self.rng.chance(4) {
-            return urt::syscall(
-                nr::MPROTECT,
-                [self.rng.pick(&BAD_ADDRS), self.count(), prot, 0, 0, 0],
-            );
+            let (addr, len) = (self.rng.pick(&BAD_ADDRS), self.count());
+            let r = urt::syscall(nr::MPROTECT, [addr, len, prot, 0, 0, 0]);
+            // A MAP_FIXED mapping of ours may sit at such an address: its
+            // rights are no longer known.
+            let end = addr.saturating_add(len);
+            for m in self.maps[..self.nmaps].iter_mut() {
+                if m.addr < end && addr < m.addr + m.len {
+                    m.touch = None;
+                }
+            }
+            return r;
         }
         let i = self.rng.below(self.nmaps as u64) as usize;
         let m = self.maps[i];
