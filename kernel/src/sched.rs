@@ -51,6 +51,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use spin::{Mutex, MutexGuard};
+use vm::Errno;
 use x86_64::instructions::interrupts;
 use xen::abi::Port;
 
@@ -59,6 +60,7 @@ use crate::arch::{context, pmap, syscall};
 use crate::events;
 use crate::kstack::KernelStack;
 use crate::proc::Process;
+use crate::syscall::errno;
 
 /// A thread id.
 pub type Tid = u32;
@@ -373,15 +375,23 @@ pub fn deadline_after(timeout_ns: u64) -> Option<u64> {
 
 /// One step of a wait that re-checks its condition after each return:
 /// blocks the running thread on `port` for at most `slice_ns`, never past
-/// `deadline` (Xen system time, ns; `None`: no bound). `None`, without
-/// blocking, once `deadline` has passed.
-pub fn block_step(port: Option<Port>, deadline: Option<u64>, slice_ns: u64) -> Option<Wakeup> {
+/// `deadline` (Xen system time, ns; `None`: no bound). Without blocking,
+/// `ETIMEDOUT` once `deadline` has passed, and `EINTR` once the running
+/// thread's process is killed (it leaves at once, not at its timeout).
+pub fn block_step(
+    port: Option<Port>,
+    deadline: Option<u64>,
+    slice_ns: u64,
+) -> Result<Wakeup, Errno> {
+    if crate::proc::current_killed() {
+        return Err(errno::EINTR);
+    }
     let now = events::now_ns();
     if deadline.is_some_and(|d| now >= d) {
-        return None;
+        return Err(errno::ETIMEDOUT);
     }
     let slice = now.saturating_add(slice_ns);
-    Some(block(Wait {
+    Ok(block(Wait {
         port,
         deadline: Some(deadline.map_or(slice, |d| d.min(slice))),
     }))

@@ -30,7 +30,6 @@ use uapi::evtchn::{
 };
 
 use super::DevFile;
-use crate::syscall::errno;
 use crate::{events, sched};
 
 /// How long a read sleeps before it looks at its other ports again.
@@ -155,12 +154,8 @@ impl DevFile for EvtchnFile {
         }
         let deadline = sched::deadline_after(self.state.lock().timeout_ns);
         while !self.collect() {
-            // A killed process leaves at once, not at its timeout.
-            if crate::proc::current_killed() {
-                return Err(errno::EINTR);
-            }
             let first = self.state.lock().ports.first().copied();
-            let woke = sched::block_step(first, deadline, POLL_SLICE_NS).ok_or(errno::ETIMEDOUT)?;
+            let woke = sched::block_step(first, deadline, POLL_SLICE_NS)?;
             if woke == sched::Wakeup::Event
                 && let Some(p) = first
             {

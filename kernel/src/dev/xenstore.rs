@@ -38,7 +38,6 @@ use xen::xenstore::TxId;
 use uapi::xenstore::IOCTL_XENSTORE_SET_READ_TIMEOUT;
 
 use super::DevFile;
-use crate::syscall::errno;
 use crate::xenstore::WatchSink;
 use crate::{sched, xenstore};
 
@@ -213,12 +212,7 @@ impl DevFile for XsFile {
                     return Ok(n);
                 }
             }
-            // A killed process leaves at once, not at its timeout.
-            if crate::proc::current_killed() {
-                return Err(errno::EINTR);
-            }
-            sched::block_step(Some(xenstore::port()), deadline, POLL_SLICE_NS)
-                .ok_or(errno::ETIMEDOUT)?;
+            sched::block_step(Some(xenstore::port()), deadline, POLL_SLICE_NS)?;
         }
     }
 

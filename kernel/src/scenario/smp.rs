@@ -52,7 +52,7 @@ pub fn boot() -> Outcome {
     }
     let deadline = events::now_ns() + PROBE_TIMEOUT_NS;
     while DONE.load(Ordering::Acquire) < n {
-        if sched::block_step(None, Some(deadline), 1_000_000).is_none() {
+        if sched::block_step(None, Some(deadline), 1_000_000).is_err() {
             return Err("a probe thread did not finish");
         }
     }
