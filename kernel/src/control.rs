@@ -271,18 +271,19 @@ pub fn report() {
         events::stats().upcalls,
         crate::arch::trap::masked_upcalls()
     );
+    // Each figure read once: the prose and the COUNTERS line agree.
     let (size, peak) = heap::usage();
-    kprintln!(
-        "  memory: {} free page(s); kernel heap {} KiB, peak {} KiB",
-        mem::free_pages(),
-        size / 1024,
-        peak / 1024
-    );
+    let free = mem::free_pages();
+    let holes = layout::hole_in_use();
     let (live, pending) = dev::grant_refs();
     let g = dev::gntdev_stats();
     kprintln!(
-        "  grants: {live} live, {pending} waiting for their peers to unmap; {} hole frame(s) in use",
-        layout::hole_in_use()
+        "  memory: {free} free page(s); kernel heap {} KiB, peak {} KiB",
+        size / 1024,
+        peak / 1024
+    );
+    kprintln!(
+        "  grants: {live} live, {pending} waiting for their peers to unmap; {holes} hole frame(s) in use"
     );
     kprintln!(
         "  gntdev: {} hole(s) of {} frame(s) mapped now, {} unmap(s) to retry; {} mapping(s), {} map and {} unmap hypercall(s) so far",
@@ -294,10 +295,8 @@ pub fn report() {
         g.unmap_hypercalls
     );
     kprintln!(
-        "COUNTERS sysrq processes={} free_pages={} grant_refs={live} pending_grants={pending} hole_frames={} gntdev_holes={} heap_peak_kib={}",
+        "COUNTERS sysrq processes={} free_pages={free} grant_refs={live} pending_grants={pending} hole_frames={holes} gntdev_holes={} heap_peak_kib={}",
         procs.len(),
-        mem::free_pages(),
-        layout::hole_in_use(),
         g.live_holes,
         peak / 1024
     );
