@@ -91,46 +91,43 @@ fn trim(value: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
 
+    /// What [`ShutdownRequest::parse`] returns.
+    type Parsed<'a> = Option<Result<ShutdownRequest, &'a [u8]>>;
+
     #[test]
     fn shutdown_values() {
-        assert_eq!(ShutdownRequest::parse(b""), None);
-        assert_eq!(ShutdownRequest::parse(b"\0"), None);
-        assert_eq!(ShutdownRequest::parse(b" \n"), None);
-        assert_eq!(
-            ShutdownRequest::parse(b"poweroff"),
-            Some(Ok(ShutdownRequest::Poweroff))
-        );
-        assert_eq!(
-            ShutdownRequest::parse(b"halt\0"),
-            Some(Ok(ShutdownRequest::Poweroff))
-        );
-        assert_eq!(
-            ShutdownRequest::parse(b"reboot"),
-            Some(Ok(ShutdownRequest::Reboot))
-        );
-        assert_eq!(
-            ShutdownRequest::parse(b"suspend"),
-            Some(Ok(ShutdownRequest::Suspend))
-        );
-        assert_eq!(ShutdownRequest::parse(b"crash"), Some(Err(&b"crash"[..])));
-        assert_eq!(
-            ShutdownRequest::parse(b"poweroffx"),
-            Some(Err(&b"poweroffx"[..]))
-        );
-        assert_eq!(
-            ShutdownRequest::parse(b"\xff\xfe"),
-            Some(Err(&b"\xff\xfe"[..]))
-        );
+        use ShutdownRequest::*;
+        let cases: [(&[u8], Parsed<'_>); 10] = [
+            (b"", None),
+            (b"\0", None),
+            (b" \n", None),
+            (b"poweroff", Some(Ok(Poweroff))),
+            (b"halt\0", Some(Ok(Poweroff))),
+            (b"reboot", Some(Ok(Reboot))),
+            (b"suspend", Some(Ok(Suspend))),
+            (b"crash", Some(Err(b"crash"))),
+            (b"poweroffx", Some(Err(b"poweroffx"))),
+            (b"\xff\xfe", Some(Err(b"\xff\xfe"))),
+        ];
+        for (value, want) in cases {
+            assert_eq!(ShutdownRequest::parse(value), want, "{value:?}");
+        }
     }
 
     #[test]
     fn sysrq_keys() {
-        assert_eq!(SysrqRequest::parse(b""), None);
-        assert_eq!(SysrqRequest::parse(b"c"), Some(SysrqRequest::Crash));
-        assert_eq!(SysrqRequest::parse(b"t"), Some(SysrqRequest::Report));
-        assert_eq!(SysrqRequest::parse(b"m\0"), Some(SysrqRequest::Report));
-        assert_eq!(SysrqRequest::parse(b"tx"), Some(SysrqRequest::Report));
-        assert_eq!(SysrqRequest::parse(b"h"), Some(SysrqRequest::Help(b'h')));
-        assert_eq!(SysrqRequest::parse(b"\x01"), Some(SysrqRequest::Help(1)));
+        use SysrqRequest::*;
+        let cases: [(&[u8], Option<SysrqRequest>); 7] = [
+            (b"", None),
+            (b"c", Some(Crash)),
+            (b"t", Some(Report)),
+            (b"m\0", Some(Report)),
+            (b"tx", Some(Report)),
+            (b"h", Some(Help(b'h'))),
+            (b"\x01", Some(Help(1))),
+        ];
+        for (value, want) in cases {
+            assert_eq!(SysrqRequest::parse(value), want, "{value:?}");
+        }
     }
 }
