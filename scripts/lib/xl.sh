@@ -158,27 +158,29 @@ guest_wait_line() {
     done
 }
 
-# guest_hang NAME: what a stuck guest was doing: its console's last lines
-# first (usually the answer; with our kernel's sysrq report of every
-# process and thread), then each vCPU's registers and stack from
-# xenctx, which reads them through a domctl and prints nothing on Xen's
-# console (a hang on SMP is often one vCPU waiting for another). Bounded:
+# guest_hang NAME: what a stuck guest was doing: first each vCPU's
+# registers and stack from xenctx, which reads them through a domctl and
+# prints nothing on Xen's console (a hang on SMP is often one vCPU waiting
+# for another), taken paused and before anything is sent to the guest; then
+# our kernel's sysrq report of every process and thread, which wakes an
+# idle vCPU, and the console's last lines (usually the answer). Bounded:
 # Xen's 'd' debug key, used before, dumps every vCPU on the serial line
 # and once wedged the whole emulated host mid-dump.
 guest_hang() {
     local _id _v
     _id=$(guest_domid "$1")
-    # Our kernel's report of its processes and threads (sysrq t), if its
-    # control thread still answers.
-    [ -n "$_id" ] && timeout 10 xl sysrq "$_id" t 2>/dev/null && sleep 2
+    if [ -n "$_id" ]; then
+        xl pause "$_id" 2>/dev/null
+        for _v in $(timeout 10 xl vcpu-list "$_id" 2>/dev/null | awk 'NR > 1 { print $3 }'); do
+            echo "  $1's vCPU $_v (xenctx):"
+            timeout 10 xenctx -a "$_id" "$_v" 2>&1 | head -n 40 | sed 's/^/    /'
+        done
+        xl unpause "$_id" 2>/dev/null
+        # The report, if the kernel's control thread still answers.
+        timeout 10 xl sysrq "$_id" t 2>/dev/null && sleep 2
+    fi
     echo "  $1's console, last lines:"
     tail -n 30 "$(guest_log "$1")" 2>/dev/null | sed -e 's/\r$//' -e "s/^/    $1 | /"
-    [ -n "$_id" ] || return 0
-    xl pause "$_id" 2>/dev/null
-    for _v in $(timeout 10 xl vcpu-list "$_id" 2>/dev/null | awk 'NR > 1 { print $3 }'); do
-        echo "  $1's vCPU $_v (xenctx):"
-        timeout 10 xenctx -a "$_id" "$_v" 2>&1 | head -n 40 | sed 's/^/    /'
-    done
 }
 
 # guest_destroy NAME: destroys NAME if it exists, bounded in time.
