@@ -259,12 +259,13 @@ pub fn report() {
     }
     let sc = sched::stats();
     kprintln!(
-        "  scheduler: {} live thread(s), {} switches, {} preemptions, {} steals on {} vCPU(s)",
+        "  scheduler: {} live thread(s), {} switches, {} preemptions, {} steals on {} vCPU(s); {} asleep on a sleep queue (busy pages)",
         sc.live_threads,
         sc.switches,
         sc.preemptions,
         sc.steals,
-        smp::online()
+        smp::online(),
+        crate::sleepq::sleepers()
     );
     kprintln!(
         "  events: {} upcall(s), {} delivered with interrupts masked and put off",

@@ -29,6 +29,7 @@ mod proc;
 mod scenario;
 mod sched;
 mod shared_page;
+mod sleepq;
 mod smp;
 mod syscall;
 mod usercopy;

@@ -16,10 +16,11 @@ use core::ops::Range;
 
 use spin::Once;
 use vm::domain::{PhysAccess, VmDomain};
-use vm::page::{BusyWait, PageId, VmPage};
+use vm::page::PageId;
 use vm::phys::{FreePool, PhysAllocator};
 use xen::abi::start_info::{HvmModlistEntry, MEMMAP_TYPE_RAM};
 
+use crate::arch::percpu::{self, MAX_CPUS};
 use crate::boot_info::BootInfo;
 use crate::layout::PAGE_SIZE;
 use crate::shared_page::{SharedPage, WORDS};
@@ -53,39 +54,6 @@ impl PhysAccess for DirectMap {
         unsafe {
             core::ptr::copy_nonoverlapping(src as *const u8, dst as *mut u8, PAGE_SIZE as usize)
         };
-    }
-}
-
-/// Waiting for a busy page (`vm_page_sleep_if_busy`) on one vCPU without
-/// kernel preemption: the holder can only be a thread that is not
-/// running (it blocked, or yielded, while holding the busy lock), so
-/// spinning (`vm::page::SpinWait`) would never let it run to release the
-/// page. The waiter yields instead, once the scheduler runs; before that
-/// there is one thread and nothing can hold a page busy across a switch.
-/// The VM retries after every return, so no queue is needed, and
-/// `wakeup` has nothing to do.
-struct YieldWait;
-
-impl BusyWait for YieldWait {
-    fn sleep_if(&self, _page: &VmPage, cond: &mut dyn FnMut() -> bool) {
-        if !cond() {
-            return;
-        }
-        if crate::sched::started() {
-            crate::sched::yield_now();
-        } else {
-            core::hint::spin_loop();
-        }
-    }
-
-    fn wakeup(&self, _page: &VmPage) {}
-
-    fn pause(&self) {
-        if crate::sched::started() {
-            crate::sched::yield_now();
-        } else {
-            core::hint::spin_loop();
-        }
     }
 }
 
@@ -196,7 +164,11 @@ pub fn init(boot: &BootInfo, heap: Range<u64>) {
         }
     }
     let fictitious = u32::try_from(boot.ram_bytes() / PAGE_SIZE).unwrap_or(u32::MAX);
-    let phys = PhysAllocator::new(&segs[..n], fictitious).expect("memory map segments are sane");
+    // A page cache per possible CPU, found through `gs` (set up before this
+    // runs on the boot CPU, and first thing on the others).
+    let phys = PhysAllocator::new(&segs[..n], fictitious)
+        .expect("memory map segments are sane")
+        .with_cpu_caches(MAX_CPUS, percpu::id);
     // The modules stay where Xen put them, for the kernel's life.
     for m in boot.modules() {
         let pages = module_pages(m);
@@ -208,7 +180,7 @@ pub fn init(boot: &BootInfo, heap: Range<u64>) {
         Arc::new(VmDomain::new(
             phys,
             Arc::new(DirectMap),
-            Arc::new(YieldWait),
+            Arc::new(crate::sleepq::PageWait),
         ))
     });
 }

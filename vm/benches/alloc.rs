@@ -27,6 +27,11 @@ fn benches(c: &mut Criterion) {
     let ours = workload::ours();
     let peer = peer();
     run(c, "ours", &ours);
+    run(
+        c,
+        "ours_without_cpu_cache",
+        &workload::Buddy(workload::ours()),
+    );
     run(c, "buddy_system_allocator", &peer);
     // Contiguous success rate over the same request streams.
     let (mut got_ours, mut got_peer) = (0, 0);

@@ -180,6 +180,7 @@ pub struct VmPage {
     valid: AtomicU8,      // (b) valid bits, atomic under shared busy
     dirty: AtomicU8,      // (b) dirty bits, atomic under shared busy
     memattr: AtomicU8,    // (p) MemAttr, set by its allocator
+    pool: AtomicU8,       // (p) FreePool it was allocated from, set by its allocator
 }
 
 impl VmPage {
@@ -195,6 +196,7 @@ impl VmPage {
             valid: AtomicU8::new(0),
             dirty: AtomicU8::new(0),
             memattr: AtomicU8::new(MemAttr::WriteBack as u8),
+            pool: AtomicU8::new(0),
         }
     }
 
@@ -600,7 +602,14 @@ impl VmPage {
     }
 
     /// Reset a page handed out by the allocator to its pristine state.
-    pub(crate) fn reset_for_alloc(&self) {
+    /// The free pool (`FreePool as u8`) the page was allocated from
+    /// (`m->pool`): where a free sends it back.
+    pub(crate) fn pool(&self) -> u8 {
+        self.pool.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn reset_for_alloc(&self, pool: u8) {
+        self.pool.store(pool, Ordering::Relaxed);
         debug_assert_eq!(self.ref_count(), 0, "allocating a referenced page");
         debug_assert_eq!(self.busy_word(), VPB_UNBUSIED, "allocating a busy page");
         self.valid.store(0, Ordering::Relaxed);

@@ -19,20 +19,34 @@
 //!   of a FreeBSD `vm_page`), so unlinking a buddy while coalescing is O(1)
 //!   and the alloc/free path never allocates.
 //! - No page colouring.
+//! - Per-CPU caches of free pages sit in front of the default pool's
+//!   order-0 queue (FreeBSD r331863, the `vm_page` UMA cache of
+//!   `vm_page_alloc`/`vm_page_free`): a single-page allocation or free of
+//!   a default-pool page pops or pushes the running CPU's cache and takes
+//!   no shared lock; an empty cache is filled with [`PCPU_BATCH`] pages,
+//!   and a full one ([`PCPU_CACHE`] pages) drained of as many, under one
+//!   take of the `free` lock. Direct-pool pages, larger orders and
+//!   contiguous runs go to the buddy queues, which take back every cached
+//!   page (the caches are drained) before they report failure, and before
+//!   `alloc_contig`, `reserve_range` and `free_blocks` look at them. The
+//!   running CPU's index comes from the kernel
+//!   ([`PhysAllocator::with_cpu_caches`]); host tests run with one cache.
+//! - Cached pages count as free ([`PhysAllocator::free_count`]).
 //!
 //! # Locking
 //!
 //! | state | protection |
 //! |---|---|
 //! | free lists and links (f) | `free` spin lock |
-//! | free page count | atomic, written only under the `free` lock, read anywhere |
+//! | a CPU's page cache | (c) its own spin lock: taken by that CPU, and by whoever drains every cache |
+//! | free page count | (a) atomic |
 //! | registered fictitious ranges | `fict` spin lock |
 //! | the page array | its own field protocols ([`crate::page`]) |
 //!
-//! The free count is one word written under the lock (a load and a store, no
-//! read-modify-write): per-CPU page caches, as FreeBSD's UMA-backed ones,
-//! would sit in front of `alloc_pages(.., 0)`/`free_pages(.., 0)` and keep
-//! this word as the domain-wide count without changing callers.
+//! Lock order: a cache's lock, then `free`. No two caches' locks are held
+//! at once. Neither is held while the caller runs, so both are leaves for
+//! the rest of the VM. The kernel never allocates pages in its event
+//! upcall, so the caches need no interrupt masking (nor does `free`).
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -58,6 +72,32 @@ pub enum FreePool {
     Default = 0,
     /// Direct-mapped kernel objects and page tables (`VM_FREEPOOL_DIRECT`).
     Direct = 1,
+}
+
+/// Most pages a CPU's cache holds.
+pub const PCPU_CACHE: usize = 64;
+/// Pages moved between a CPU's cache and the buddy queues at a time.
+pub const PCPU_BATCH: usize = 32;
+
+/// One CPU's cache of free default-pool pages (c): a stack, hottest on top.
+#[derive(Debug)]
+struct PcpuCache {
+    count: usize,
+    ids: [PageId; PCPU_CACHE],
+}
+
+impl PcpuCache {
+    const fn new() -> Self {
+        Self {
+            count: 0,
+            ids: [0; PCPU_CACHE],
+        }
+    }
+}
+
+/// The CPU index of a host test: there is one cache.
+fn cpu_zero() -> usize {
+    0
 }
 
 const NIL: u32 = u32::MAX;
@@ -306,6 +346,10 @@ pub struct PhysAllocator {
     /// First fictitious page structure.
     nphys: u32,
     free: Mutex<FreeQueues>,
+    /// (c) One cache per CPU.
+    caches: Box<[Mutex<PcpuCache>]>,
+    /// The running CPU's index (any value: it is taken modulo the caches).
+    current_cpu: fn() -> usize,
     free_count: AtomicU64,
     fict: Mutex<Vec<FictitiousRange>>,
 }
@@ -404,6 +448,8 @@ impl PhysAllocator {
             segs,
             nphys,
             free: Mutex::new(q),
+            caches: Box::new([Mutex::new(PcpuCache::new())]),
+            current_cpu: cpu_zero,
             free_count: AtomicU64::new(u64::from(nphys)),
             fict: Mutex::new(Vec::new()),
         })
@@ -433,21 +479,49 @@ impl PhysAllocator {
         self.free_count.load(Ordering::Relaxed)
     }
 
+    /// Give the allocator `ncpus` page caches (at least one), and the
+    /// function that names the running CPU (`0..ncpus`). Called once, before
+    /// the allocator is shared.
+    pub fn with_cpu_caches(mut self, ncpus: usize, current_cpu: fn() -> usize) -> Self {
+        self.caches = (0..ncpus.max(1))
+            .map(|_| Mutex::new(PcpuCache::new()))
+            .collect();
+        self.current_cpu = current_cpu;
+        self
+    }
+
     #[inline]
     fn sub_free(&self, n: u64) {
-        // Written only under the free lock: no read-modify-write needed.
-        self.free_count.store(
-            self.free_count.load(Ordering::Relaxed) - n,
-            Ordering::Relaxed,
-        );
+        self.free_count.fetch_sub(n, Ordering::Relaxed);
     }
 
     #[inline]
     fn add_free(&self, n: u64) {
-        self.free_count.store(
-            self.free_count.load(Ordering::Relaxed) + n,
-            Ordering::Relaxed,
-        );
+        self.free_count.fetch_add(n, Ordering::Relaxed);
+    }
+
+    #[inline]
+    fn my_cache(&self) -> &Mutex<PcpuCache> {
+        &self.caches[(self.current_cpu)() % self.caches.len()]
+    }
+
+    /// Move every cached page back to the buddy queues (`uma_reclaim` of
+    /// the page caches), so that they coalesce. Returns how many moved.
+    pub fn drain_caches(&self) -> usize {
+        let mut moved = 0;
+        for cache in self.caches.iter() {
+            let mut c = cache.lock();
+            if c.count == 0 {
+                continue;
+            }
+            let mut q = self.free.lock();
+            for &id in &c.ids[..c.count] {
+                q.free(id, 0, FreePool::Default as u8);
+            }
+            moved += c.count;
+            c.count = 0;
+        }
+        moved
     }
 
     /// Allocate a block of `2^order` pages from `pool` (`vm_phys_alloc_pages`).
@@ -455,14 +529,60 @@ impl PhysAllocator {
     #[inline]
     pub fn alloc_pages(&self, pool: FreePool, order: u8) -> Option<PageId> {
         debug_assert!(order <= MAX_ORDER);
-        let mut q = self.free.lock();
-        let id = q.alloc(pool, order)?;
-        self.sub_free(1 << order);
-        drop(q);
+        let id = if order == 0 && pool == FreePool::Default {
+            self.cache_alloc()?
+        } else {
+            let id = self.buddy_alloc(pool, order).or_else(|| {
+                if self.drain_caches() == 0 {
+                    return None;
+                }
+                self.buddy_alloc(pool, order)
+            })?;
+            self.sub_free(1 << order);
+            id
+        };
         for m in &self.pages[id as usize..(id as usize + (1 << order))] {
-            m.reset_for_alloc();
+            m.reset_for_alloc(pool as u8);
         }
         Some(id)
+    }
+
+    #[inline]
+    fn buddy_alloc(&self, pool: FreePool, order: u8) -> Option<PageId> {
+        self.free.lock().alloc(pool, order)
+    }
+
+    /// Pop a page off the running CPU's cache, filling it from the buddy
+    /// queues when empty, and, when they are empty too, after draining
+    /// every other cache.
+    #[inline]
+    fn cache_alloc(&self) -> Option<PageId> {
+        for retry in [false, true] {
+            let mut c = self.my_cache().lock();
+            if c.count == 0 {
+                let mut q = self.free.lock();
+                while c.count < PCPU_BATCH {
+                    let Some(id) = q.alloc(FreePool::Default, 0) else {
+                        break;
+                    };
+                    let n = c.count;
+                    c.ids[n] = id;
+                    c.count += 1;
+                }
+            }
+            if c.count > 0 {
+                c.count -= 1;
+                let id = c.ids[c.count];
+                drop(c);
+                self.sub_free(1);
+                return Some(id);
+            }
+            drop(c);
+            if retry || self.drain_caches() == 0 {
+                break;
+            }
+        }
+        None
     }
 
     /// Allocate one page from `pool`.
@@ -475,10 +595,32 @@ impl PhysAllocator {
     #[inline]
     pub fn free_pages(&self, id: PageId, order: u8) {
         self.check_freeable(id, 1 << order);
-        let mut q = self.free.lock();
-        let pool = q.links[id as usize].pool;
-        q.free(id, order, pool);
+        let pool = self.pages[id as usize].pool();
+        if order == 0 && pool == FreePool::Default as u8 {
+            self.cache_free(id);
+        } else {
+            self.free.lock().free(id, order, pool);
+        }
         self.add_free(1 << order);
+    }
+
+    /// Push a page on the running CPU's cache, draining its
+    /// [`PCPU_BATCH`] coldest pages to the buddy queues when it is full.
+    #[inline]
+    fn cache_free(&self, id: PageId) {
+        let mut c = self.my_cache().lock();
+        if c.count == PCPU_CACHE {
+            let mut q = self.free.lock();
+            for &old in &c.ids[..PCPU_BATCH] {
+                q.free(old, 0, FreePool::Default as u8);
+            }
+            drop(q);
+            c.ids.copy_within(PCPU_BATCH.., 0);
+            c.count -= PCPU_BATCH;
+        }
+        let n = c.count;
+        c.ids[n] = id;
+        c.count += 1;
     }
 
     /// Free one page.
@@ -526,6 +668,7 @@ impl PhysAllocator {
         }
         let lo = low.div_ceil(PAGE_SIZE);
         let hi = high / PAGE_SIZE;
+        self.drain_caches();
         let mut q = self.free.lock();
         for &seg in self.segs.iter() {
             let (slo, shi) = (seg.start_pfn.max(lo), seg.end_pfn.min(hi));
@@ -538,7 +681,7 @@ impl PhysAllocator {
                 drop(q);
                 let id = seg.id(start);
                 for m in &self.pages[id..id + npages as usize] {
-                    m.reset_for_alloc();
+                    m.reset_for_alloc(FreePool::Default as u8);
                 }
                 return Some(id as PageId);
             }
@@ -565,6 +708,7 @@ impl PhysAllocator {
     /// ignored. Fails with `EBUSY`, reserving nothing, if a page is not free.
     pub fn reserve_range(&self, start: u64, end: u64) -> Result<(), Errno> {
         let (lo, hi) = (start / PAGE_SIZE, end.div_ceil(PAGE_SIZE));
+        self.drain_caches();
         let mut q = self.free.lock();
         let parts: Vec<(Seg, u64, u64)> = self
             .segs
@@ -671,8 +815,10 @@ impl PhysAllocator {
     }
 
     /// Free blocks as `(physical address, order)`, sorted by address
-    /// (like FreeBSD's `vm.phys_free` sysctl, for diagnostics and tests).
+    /// (like FreeBSD's `vm.phys_free` sysctl, for diagnostics and tests),
+    /// after draining the per-CPU caches.
     pub fn free_blocks(&self) -> Vec<(u64, u8)> {
+        self.drain_caches();
         let q = self.free.lock();
         let mut v = Vec::new();
         for pool in q.heads.iter() {
@@ -808,6 +954,132 @@ mod tests {
         p.reserve_range(2 * MB, 3 * MB).unwrap();
         p.free_contig(3, 2);
         assert_eq!(p.free_blocks(), [(0, 8)]);
+    }
+
+    std::thread_local! {
+        static CPU: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+    }
+
+    fn test_cpu() -> usize {
+        CPU.with(|c| c.get())
+    }
+
+    #[test]
+    fn single_pages_go_through_the_cpu_cache() {
+        let p = PhysAllocator::new(&[(0, MB)], 0)
+            .unwrap()
+            .with_cpu_caches(2, test_cpu);
+        let a = p.alloc_page(FreePool::Default).unwrap();
+        // The cache was filled with a batch: the buddy queues lost that many.
+        let buddy: u64 = {
+            let q = p.free.lock();
+            q.heads[0]
+                .iter()
+                .enumerate()
+                .map(|(o, &h)| if h == NIL { 0 } else { 1u64 << o })
+                .sum()
+        };
+        assert_eq!(buddy, 256 - PCPU_BATCH as u64);
+        assert_eq!(p.free_count(), 255);
+        p.free_page(a);
+        assert_eq!(p.free_count(), 256);
+        // Last in, first out: the hot page comes back.
+        assert_eq!(p.alloc_page(FreePool::Default), Some(a));
+        p.free_page(a);
+        // A direct page bypasses the cache and a free sends it back there.
+        let d = p.alloc_page(FreePool::Direct).unwrap();
+        assert_eq!(p.page(d).pool(), FreePool::Direct as u8);
+        p.free_page(d);
+        assert_eq!(p.free_blocks(), [(0, 8)]);
+        assert_eq!(p.drain_caches(), 0);
+    }
+
+    #[test]
+    fn a_full_cache_spills_a_batch() {
+        let p = PhysAllocator::new(&[(0, MB)], 0).unwrap();
+        let held: Vec<_> = (0..PCPU_CACHE + 1)
+            .map(|_| p.alloc_page(FreePool::Default).unwrap())
+            .collect();
+        p.drain_caches();
+        for &id in &held {
+            p.free_page(id);
+        }
+        assert_eq!(p.my_cache().lock().count, PCPU_CACHE + 1 - PCPU_BATCH);
+        assert_eq!(p.free_count(), 256);
+        assert_eq!(p.drain_caches(), PCPU_CACHE + 1 - PCPU_BATCH);
+        assert_eq!(p.free_blocks(), [(0, 8)]);
+    }
+
+    #[test]
+    fn pages_cached_by_one_cpu_serve_another_when_memory_runs_out() {
+        let p = PhysAllocator::new(&[(0, 64 * PAGE_SIZE), (MB, MB + 3 * PAGE_SIZE)], 0)
+            .unwrap()
+            .with_cpu_caches(2, test_cpu);
+        let all: Vec<_> = core::iter::from_fn(|| p.alloc_page(FreePool::Default)).collect();
+        assert_eq!(all.len(), 67);
+        for &id in &all {
+            p.free_page(id);
+        }
+        assert!(p.my_cache().lock().count > 0);
+        // CPU 1 gets every page, CPU 0's cached ones included.
+        let other = std::thread::spawn(move || {
+            CPU.with(|c| c.set(1));
+            let n = core::iter::from_fn(|| p.alloc_page(FreePool::Default)).count();
+            (n, p)
+        });
+        let (n, p) = other.join().unwrap();
+        assert_eq!(n, 67);
+        assert_eq!(p.free_count(), 0);
+        // And an order-1 request finds nothing, even after a drain.
+        assert_eq!(p.alloc_pages(FreePool::Default, 1), None);
+    }
+
+    #[test]
+    fn threads_on_their_own_caches_and_cross_frees_conserve_pages() {
+        use std::sync::Arc;
+        let p = Arc::new(
+            PhysAllocator::new(&[(0, 16 * MB)], 0)
+                .unwrap()
+                .with_cpu_caches(4, test_cpu),
+        );
+        // Bounded, so that pages wait for the main thread's frees in a
+        // few batches at most.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<PageId>>(4);
+        let workers: Vec<_> = (0..4)
+            .map(|cpu| {
+                let p = p.clone();
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    CPU.with(|c| c.set(cpu));
+                    let mut seen = BTreeSet::new();
+                    for round in 0..200 {
+                        let got: Vec<_> = (0..(round % 97) + 1)
+                            .map(|_| p.alloc_page(FreePool::Default).unwrap())
+                            .collect();
+                        for &id in &got {
+                            assert!(p.page(id).ref_count() == 0);
+                            seen.insert(id);
+                        }
+                        if round % 3 == 0 {
+                            // Freed by the main thread, on its own cache.
+                            tx.send(got).unwrap();
+                        } else {
+                            got.into_iter().for_each(|id| p.free_page(id));
+                        }
+                    }
+                    seen.len()
+                })
+            })
+            .collect();
+        drop(tx);
+        for batch in rx {
+            batch.into_iter().for_each(|id| p.free_page(id));
+        }
+        for w in workers {
+            assert!(w.join().unwrap() > 0);
+        }
+        assert_eq!(p.free_count(), 4096);
+        assert_eq!(p.free_blocks(), [(0, 12)]);
     }
 
     #[test]

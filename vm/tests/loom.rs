@@ -119,6 +119,69 @@ fn downgrade_wakes_sharer() {
     });
 }
 
+/// The kernel's sleep queue (`kernel/src/sleepq.rs`) in the model's
+/// terms: the condition runs and the waiter queues itself under the queue
+/// lock; it then parks until a waker has dequeued it, and the waker
+/// unparks outside the lock. Parking has the scheduler's wake-up token
+/// semantics (an unpark before the park is kept).
+#[derive(Default)]
+struct ParkWait(Mutex<Vec<thread::Thread>>);
+
+impl ParkWait {
+    fn queued(&self, me: &thread::Thread) -> bool {
+        self.0.lock().unwrap().iter().any(|t| t.id() == me.id())
+    }
+}
+
+impl BusyWait for ParkWait {
+    fn sleep_if(&self, _page: &VmPage, cond: &mut dyn FnMut() -> bool) {
+        let me = thread::current();
+        {
+            let mut q = self.0.lock().unwrap();
+            if !cond() {
+                return;
+            }
+            q.push(me.clone());
+        }
+        while self.queued(&me) {
+            thread::park();
+        }
+    }
+
+    fn wakeup(&self, _page: &VmPage) {
+        let woken: Vec<thread::Thread> = self.0.lock().unwrap().drain(..).collect();
+        for t in woken {
+            t.unpark();
+        }
+    }
+}
+
+/// With the sleep queue's dequeue-then-unpark protocol, an exclusive
+/// waiter and a shared one both get the page after its holder lets go.
+#[test]
+fn sleep_queue_wakes_every_waiter() {
+    model(|| {
+        let wq = Arc::new(ParkWait::default());
+        let m = Arc::new(VmPage::new(0));
+        assert!(m.try_xbusy());
+        let waiters: Vec<_> = [BusyMode::Exclusive, BusyMode::Shared]
+            .into_iter()
+            .map(|mode| {
+                let (wq, m) = (wq.clone(), m.clone());
+                thread::spawn(move || {
+                    m.busy_lock(mode, &*wq);
+                    m.unbusy(mode, &*wq);
+                })
+            })
+            .collect();
+        m.xunbusy(&*wq);
+        for t in waiters {
+            t.join().unwrap();
+        }
+        assert_eq!(m.busy_word(), VPB_UNBUSIED);
+    });
+}
+
 /// `wire_mapped` never succeeds while the page is blocked, and blocking
 /// never succeeds while it is wired.
 #[test]

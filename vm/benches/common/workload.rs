@@ -46,6 +46,27 @@ impl Frames for PhysAllocator {
     }
 }
 
+/// Ours without the per-CPU page cache: the direct pool's single pages
+/// go to the buddy queues.
+pub struct Buddy(pub PhysAllocator);
+
+impl Frames for Buddy {
+    #[inline]
+    fn alloc(&self, order: u8) -> Option<u64> {
+        self.0.alloc_pages(FreePool::Direct, order).map(u64::from)
+    }
+    #[inline]
+    fn free(&self, frame: u64, order: u8) {
+        self.0.free_pages(frame as u32, order)
+    }
+    fn contig(&self, n: u64, align: u64) -> Option<u64> {
+        self.0.contig(n, align)
+    }
+    fn free_contig(&self, frame: u64, n: u64, align: u64) {
+        Frames::free_contig(&self.0, frame, n, align)
+    }
+}
+
 /// The peer.
 pub fn peer() -> LockedFrameAllocator<32> {
     let a = LockedFrameAllocator::<32>::new();
