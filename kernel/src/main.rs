@@ -32,6 +32,7 @@ mod shared_page;
 mod sleepq;
 mod smp;
 mod syscall;
+mod trap;
 mod usercopy;
 mod xenstore;
 
@@ -75,7 +76,8 @@ extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
         (heap.end - heap.start) / 1024,
         heap.start
     );
-    mem::init(&boot, heap);
+    // Busy-page waits sleep on the scheduler's sleep queues.
+    mem::init(&boot, heap, alloc::sync::Arc::new(sleepq::PageWait));
     arch::pmap::init();
     sched::init();
     proc::programs::init(&boot);
@@ -93,7 +95,10 @@ extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
     if let Err(e) = grants::init() {
         fatal(format_args!("grant table: {e}"));
     }
-    let cpus = smp::init();
+    let cpus = smp::init(smp::CpuStart {
+        prepare: sched::prepare_cpu,
+        run: sched::run_idle,
+    });
     let (major, minor) = leaves.version();
     let domid = leaves.domid();
     kprintln!(

@@ -16,7 +16,7 @@ use core::ops::Range;
 
 use spin::Once;
 use vm::domain::{PhysAccess, VmDomain};
-use vm::page::PageId;
+use vm::page::{BusyWait, PageId};
 use vm::phys::{FreePool, PhysAllocator};
 use xen::abi::start_info::{HvmModlistEntry, MEMMAP_TYPE_RAM};
 
@@ -145,8 +145,8 @@ pub fn steal(boot: &BootInfo, bytes: u64) -> Option<Range<u64>> {
 
 /// Builds the allocator from the RAM segments of `boot`'s memory map,
 /// less the image and `heap` (from [`steal`]), with a fictitious page for
-/// each page of RAM.
-pub fn init(boot: &BootInfo, heap: Range<u64>) {
+/// each page of RAM; waits for busy pages go to `wait`.
+pub fn init(boot: &BootInfo, heap: Range<u64>, wait: Arc<dyn BusyWait>) {
     let mut segs = [(0u64, 0u64); MAX_SEGMENTS];
     let mut n = 0;
     let mut cuts = [image(), heap];
@@ -176,13 +176,7 @@ pub fn init(boot: &BootInfo, heap: Range<u64>) {
             log::warn!("module at {:#x} not in allocatable RAM", m.paddr);
         }
     }
-    DOMAIN.call_once(|| {
-        Arc::new(VmDomain::new(
-            phys,
-            Arc::new(DirectMap),
-            Arc::new(crate::sleepq::PageWait),
-        ))
-    });
+    DOMAIN.call_once(|| Arc::new(VmDomain::new(phys, Arc::new(DirectMap), wait)));
 }
 
 /// The VM domain (page array, allocator, counters); [`init`] must have run.

@@ -41,13 +41,14 @@
 //! | `Context::stack`, `process`, `pinned` | (i) set at creation |
 //! | `NEED_RESCHED`, counters | (a) atomic |
 //!
-//! Lock order: `SCHED` is a leaf, but for `Process::vm` taken by
-//! `Process::activate` after it is released; the upcall takes `SCHED` (the
+//! Lock order: `SCHED` is a leaf, but for the process's `vm` lock taken by
+//! `Owner::activate` after it is released; the upcall takes `SCHED` (the
 //! reason it is taken with interrupts off).
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::any::Any;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use spin::{Mutex, MutexGuard};
@@ -59,11 +60,23 @@ use crate::arch::percpu::{self, MAX_CPUS};
 use crate::arch::{context, pmap, syscall};
 use crate::events;
 use crate::kstack::KernelStack;
-use crate::proc::Process;
 use crate::syscall::errno;
 
 /// A thread id.
 pub type Tid = u32;
+
+/// What the scheduler needs of the process whose threads it runs. The
+/// process itself lives above the scheduler (`crate::proc`), which gets
+/// its type back from [`current_owner`] by downcasting.
+pub trait Owner: Any + Send + Sync {
+    /// Makes its address space the running CPU's.
+    fn activate(&self);
+    /// Whether it is ending: its threads leave their waits and sleeps
+    /// ([`block_step`], [`sleep_until`]).
+    fn killed(&self) -> bool;
+    /// Its process id, for reports.
+    fn pid(&self) -> u32;
+}
 
 /// How long the idle loop sleeps when nothing has a deadline.
 const IDLE_SLICE_NS: u64 = 1_000_000_000;
@@ -111,7 +124,7 @@ struct Context {
     /// (i) Kernel stack, with a guard page (none for the boot thread).
     stack: Option<KernelStack>,
     /// (i) Its process, for a process thread.
-    process: Option<Arc<Process>>,
+    process: Option<Arc<dyn Owner>>,
     /// (i) The CPU it must run on, if any.
     pinned: Option<usize>,
 }
@@ -284,13 +297,13 @@ pub fn try_current() -> Option<Tid> {
 }
 
 /// The running thread's process, if it is a process thread.
-pub fn current_process() -> Option<Arc<Process>> {
+pub fn current_owner() -> Option<Arc<dyn Owner>> {
     with_sched(|s| s.threads[&s.cpus[percpu::id()].current].ctx.process.clone())
 }
 
 /// Makes a ready thread of `process` that enters user mode at `entry` with
 /// stack pointer `sp` and `rdi` = `arg`.
-pub fn spawn_user(process: Arc<Process>, entry: u64, sp: u64, arg: u64) -> Tid {
+pub fn spawn_user(process: Arc<dyn Owner>, entry: u64, sp: u64, arg: u64) -> Tid {
     let tid = add_thread(Some(process), None, State::Ready, |top| {
         // SAFETY: `add_thread` passes the top of a stack allocated for
         // this thread alone.
@@ -315,7 +328,7 @@ pub fn spawn_kernel(entry: extern "C" fn(usize) -> !, arg: usize, pinned: Option
 /// `context` builds from the stack's top; a ready thread is not queued
 /// yet.
 fn add_thread(
-    process: Option<Arc<Process>>,
+    process: Option<Arc<dyn Owner>>,
     pinned: Option<usize>,
     state: State,
     context: impl FnOnce(u64) -> u64,
@@ -359,12 +372,17 @@ fn make_ready(tid: Tid) {
 /// letting the other threads run meanwhile; a process thread wakes early
 /// when its process is killed.
 pub fn sleep_until(deadline: u64) {
-    while events::now_ns() < deadline && !crate::proc::current_killed() {
+    while events::now_ns() < deadline && !current_killed() {
         block(Wait {
             port: None,
             deadline: Some(deadline),
         });
     }
+}
+
+/// Whether the running thread's process is ending ([`Owner::killed`]).
+pub fn current_killed() -> bool {
+    current_owner().is_some_and(|p| p.killed())
 }
 
 /// The deadline `timeout_ns` from now, or none for 0 (a device's read
@@ -383,7 +401,7 @@ pub fn block_step(
     deadline: Option<u64>,
     slice_ns: u64,
 ) -> Result<Wakeup, Errno> {
-    if crate::proc::current_killed() {
+    if current_killed() {
         return Err(errno::EINTR);
     }
     let now = events::now_ns();
@@ -485,12 +503,6 @@ pub fn reap() {
 /// thread (`user`: the upcall interrupted user mode). In kernel mode only
 /// the request is kept, for the next return to user mode.
 pub fn preempt_point(user: bool) {
-    if user && crate::proc::current_killed() {
-        // The upcall is done: end the process with interrupts on, as a
-        // system call would.
-        interrupts::enable();
-        crate::proc::exit(crate::proc::KILLED_STATUS);
-    }
     let cpu = percpu::id();
     let now = events::now_ns();
     let (mut s, on) = lock();
@@ -532,9 +544,6 @@ pub fn preempt_point(user: bool) {
 /// At a return to user mode from a system call: the preemption that a
 /// tick during the call asked for.
 pub fn return_to_user() {
-    if crate::proc::current_killed() {
-        crate::proc::exit(crate::proc::KILLED_STATUS);
-    }
     if NEED_RESCHED[percpu::id()].load(Ordering::Relaxed) {
         interrupts::without_interrupts(|| preempt_point(true));
     }
@@ -790,7 +799,7 @@ pub fn threads() -> Vec<ThreadInfo> {
                 };
                 ThreadInfo {
                     tid,
-                    pid: t.ctx.process.as_ref().map(|p| p.pid),
+                    pid: t.ctx.process.as_ref().map(|p| p.pid()),
                     state,
                     wait,
                     cpu: t.last_cpu,

@@ -42,7 +42,7 @@ use xen::hypercall::XenErrno;
 
 use crate::arch::percpu::{self, MAX_CPUS};
 use crate::arch::{gdt, syscall, trap};
-use crate::{events, sched};
+use crate::events;
 
 /// How long the boot CPU waits for a started vCPU to report in.
 const START_TIMEOUT_NS: u64 = 5_000_000_000;
@@ -99,10 +99,24 @@ impl core::fmt::Display for StartError {
     }
 }
 
-/// Binds the boot CPU's IPIs, then starts every other online vCPU.
-/// Returns how many CPUs run.
-pub fn init() -> usize {
+/// What a started vCPU runs, from the scheduler: the stack its idle
+/// thread starts on, prepared by the boot CPU, and its idle loop.
+#[derive(Clone, Copy)]
+pub struct CpuStart {
+    /// Prepares CPU `cpu`'s idle thread; returns the top of its stack.
+    pub prepare: fn(usize) -> u64,
+    /// Runs CPU `cpu`'s idle loop, on that stack.
+    pub run: fn(usize) -> !,
+}
+
+/// The scheduler's entry points for started vCPUs, set by [`init`].
+static CPU_START: spin::Once<CpuStart> = spin::Once::new();
+
+/// Binds the boot CPU's IPIs, then starts every other online vCPU, each
+/// into `start`'s idle loop. Returns how many CPUs run.
+pub fn init(start: CpuStart) -> usize {
     ONLINE[0].store(true, Ordering::Release);
+    CPU_START.call_once(|| start);
     crate::arch::pmap::set_remote_call(call_on);
     if let Err(e) = bind_ipis(0) {
         log::warn!("vCPU 0: no IPIs ({e}); staying on one CPU");
@@ -119,7 +133,7 @@ pub fn init() -> usize {
             Ok(s) if s == "online" => {}
             _ => continue,
         }
-        if let Err(e) = start(cpu) {
+        if let Err(e) = start_cpu(cpu, start) {
             log::warn!("vCPU {cpu} not started: {e}");
         }
     }
@@ -152,11 +166,11 @@ fn bind_ipis(cpu: usize) -> Result<(), StartError> {
 }
 
 /// Starts vCPU `cpu` and waits until it runs its idle loop.
-fn start(cpu: usize) -> Result<(), StartError> {
+fn start_cpu(cpu: usize, start: CpuStart) -> Result<(), StartError> {
     events::register_vcpu_info(cpu);
     events::bind_timer(cpu).map_err(|e| StartError::Xen("bind VIRQ_TIMER", e))?;
     bind_ipis(cpu)?;
-    let stack_top = sched::prepare_cpu(cpu);
+    let stack_top = (start.prepare)(cpu);
     let (cr3, _) = Cr3::read_raw();
     let regs = VcpuHvmX86_64 {
         // As if `ap_main(cpu)` had been called: the return slot below a
@@ -206,7 +220,7 @@ extern "C" fn ap_main(cpu: usize) -> ! {
     events::unmask_upcalls(cpu);
     ONLINE[cpu].store(true, Ordering::Release);
     log::debug!("vCPU {cpu} up");
-    sched::run_idle(cpu)
+    (CPU_START.get().expect("smp::init set it").run)(cpu)
 }
 
 /// Asks CPU `cpu` to look at its run queue.

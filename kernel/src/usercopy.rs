@@ -5,18 +5,18 @@
 //! (`pmap::USER_MIN..USER_END`, no wrap), so a null pointer, a kernel
 //! address or a wrapping range is `EFAULT` without touching memory. The
 //! copy itself is `rep movsb` in [`copy_user`]'s assembly; a page fault
-//! there goes to [`recover`] from the trap handler: a fault the VM can
-//! resolve (`vm::fault::vm_fault`: a page not yet touched, copy-on-write)
-//! is resolved and the
-//! copy resumes where it stopped; any other makes the routine return
-//! `EFAULT` through its fixup. Nothing the user passes is trusted.
+//! there ([`in_copy`]) is the trap handler's (`crate::trap`) to resolve: a
+//! fault the VM can resolve (a page not yet touched, copy-on-write) is
+//! resolved and the copy resumes where it stopped; any other makes the
+//! routine return `EFAULT` through its fixup ([`abort_copy`]). Nothing the
+//! user passes is trusted.
 
 use core::arch::global_asm;
 
-use vm::{Errno, Prot};
+use vm::Errno;
 
 use crate::arch::pmap::{USER_END, USER_MIN};
-use crate::arch::trap::{PF_WRITE, TrapFrame};
+use crate::arch::trap::TrapFrame;
 
 global_asm!(
     ".pushsection .text.usercopy, \"ax\", @progbits",
@@ -88,25 +88,18 @@ pub fn copyinstr(src: u64, buf: &mut [u8]) -> Result<usize, Errno> {
     Err(crate::syscall::errno::ENAMETOOLONG)
 }
 
-/// Handles a kernel-mode page fault at `cr2`: inside the copy routine it is
-/// resolved through the VM or turned into the routine's `EFAULT` return.
-/// Returns false for any other kernel fault.
-pub fn recover(frame: &mut TrapFrame, cr2: u64) -> bool {
-    let (start, end, fixup) = (
+/// Whether a kernel-mode fault at `frame` is the copy routine's.
+pub fn in_copy(frame: &TrapFrame) -> bool {
+    let (start, end) = (
         (&raw const usercopy_start) as u64,
         (&raw const usercopy_end) as u64,
-        (&raw const usercopy_fixup) as u64,
     );
-    if !(start..end).contains(&frame.rip) {
-        return false;
-    }
-    let access = if frame.error & PF_WRITE != 0 {
-        Prot::WRITE
-    } else {
-        Prot::READ
-    };
-    if check_range(cr2, 1).is_err() || crate::proc::resolve_fault(cr2, access).is_err() {
-        frame.rip = fixup;
-    }
-    true
+    (start..end).contains(&frame.rip)
+}
+
+/// Ends the copy routine that faulted at `frame` with its `EFAULT` return
+/// (through its fixup).
+pub fn abort_copy(frame: &mut TrapFrame) {
+    debug_assert!(in_copy(frame));
+    frame.rip = (&raw const usercopy_fixup) as u64;
 }

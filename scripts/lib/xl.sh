@@ -250,7 +250,7 @@ fail() {
 # that the case is stopped and failed, and every domain but dom0
 # destroyed, so that one stuck case costs only itself.
 run_case() {
-    local _case _budget _lines _pid _end
+    local _case _budget _lines _pid _end _d
     _case=$2
     _budget=${CASE_BUDGET:-$((2 * GUEST_TIMEOUT + 60))}
     _lines=$(wc -l <"$RESULTS")
@@ -262,6 +262,10 @@ run_case() {
             kill "$_pid" 2>/dev/null
             wait "$_pid"
             fail "$_case" "over its budget of $_budget s: stopped, its domains destroyed"
+            # What each guest was doing, before it goes.
+            for _d in $(xl list 2>/dev/null | awk 'NR > 1 && $2 != 0 { print $1 }'); do
+                guest_hang "$_d"
+            done
             destroy_all
             return
         fi

@@ -4,10 +4,13 @@
 //! so the entry swaps in the kernel's `gs` (`swapgs`), saves the user rsp
 //! in this CPU's scratch word, switches to the running thread's kernel
 //! stack ([`set_kernel_stack`], a per-CPU word: see `percpu`), and builds the same
-//! [`TrapFrame`] an exception from user mode would have, with vector
+//! [`TrapFrame`](super::trap::TrapFrame) an exception from user mode would have, with vector
 //! [`SYSCALL_VECTOR`]. It returns through `trap_return`'s `iretq` rather
 //! than `sysretq`: one exit path for every entry, and no `sysret` with a
 //! non-canonical user rip to worry about.
+//!
+//! The entry calls `syscall_dispatch`, the kernel's (`crate::syscall`),
+//! found by the linker: this module calls nothing above `arch`.
 //!
 //! ABI (as Linux's): number in rax, arguments in rdi, rsi, rdx, r10, r8, r9;
 //! result in rax, a negative errno on failure; rcx and r11 are clobbered.
@@ -19,9 +22,9 @@ use x86_64::registers::model_specific::{Efer, EferFlags, LStar, Msr};
 
 use super::gdt::{self, KERNEL_CS, USER_CS, USER_DS};
 use super::percpu::{self, GS_KERNEL_RSP, GS_USER_RSP};
-use super::trap::{TrapFrame, save_gprs};
+use super::trap::save_gprs;
 
-/// The `vector` of a [`TrapFrame`] built by a system call.
+/// The `vector` of a [`TrapFrame`](super::trap::TrapFrame) built by a system call.
 pub const SYSCALL_VECTOR: u64 = 0x100;
 
 const MSR_STAR: u32 = 0xc000_0081;
@@ -82,12 +85,4 @@ pub fn set_kernel_stack(top: u64) {
         percpu::set_syscall_stack(top);
         gdt::set_kernel_stack(top);
     });
-}
-
-/// Called by the entry path with interrupts masked.
-#[unsafe(no_mangle)]
-extern "C" fn syscall_dispatch(frame: &mut TrapFrame) {
-    x86_64::instructions::interrupts::enable();
-    crate::syscall::dispatch(frame);
-    x86_64::instructions::interrupts::disable();
 }

@@ -1,9 +1,11 @@
-//! Exception entry: the IDT, the assembly stubs that save a full register
-//! frame, and the dispatcher.
+//! Exception entry: the IDT and the assembly stubs that save a full
+//! register frame and hand it to the kernel proper.
 //!
 //! Every vector below 32 enters `trap_common` with the vector number and an
 //! error code (a zero is pushed for exceptions without one), so the
-//! dispatcher always sees one [`TrapFrame`] layout. An exception the kernel
+//! dispatcher, `trap_dispatch`, always sees one [`TrapFrame`] layout. The
+//! dispatcher is the kernel's (`crate::trap`), found by the linker: this
+//! module is mechanism only and calls nothing above `arch`. An exception the kernel
 //! cannot handle prints a register dump and crashes the domain cleanly
 //! (`SCHEDOP_shutdown` with reason crash), so the toolstack sees a crash
 //! rather than a hang or a triple fault.
@@ -365,56 +367,9 @@ impl TrapFrame {
 }
 
 /// RFLAGS.IF: interrupts were enabled.
-const RFLAGS_IF: u64 = 1 << 9;
+pub const RFLAGS_IF: u64 = 1 << 9;
 
 /// Page-fault error code bit: the access was a write.
 pub const PF_WRITE: u64 = 1 << 1;
 /// Page-fault error code bit: the access was an instruction fetch.
 pub const PF_INSN: u64 = 1 << 4;
-
-/// Called by `trap_common` with the saved frame.
-#[unsafe(no_mangle)]
-extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
-    if frame.vector == u64::from(UPCALL_VECTOR) {
-        crate::events::upcall();
-        crate::sched::preempt_point(frame.is_user_mode());
-        return;
-    }
-    // Read before interrupts may come back: a nested fault would change it.
-    let cr2 = Cr2::read_raw();
-    if frame.is_user_mode() {
-        // Faults of user programs are theirs to resolve or die of, with
-        // interrupts on, as in a system call: resolving may wait for other
-        // CPUs (a TLB shootdown), which must be able to reach us too.
-        x86_64::instructions::interrupts::enable();
-        crate::proc::user_trap(frame, cr2);
-        crate::sched::return_to_user();
-        x86_64::instructions::interrupts::disable();
-        return;
-    }
-    if frame.vector == 14 {
-        // A copy routine's fault: interrupts as they were where it came.
-        if frame.rflags & RFLAGS_IF != 0 {
-            x86_64::instructions::interrupts::enable();
-        }
-        let recovered = crate::usercopy::recover(frame, cr2);
-        x86_64::instructions::interrupts::disable();
-        if recovered {
-            return;
-        }
-    }
-    // A kernel stack overflow: the page fault on the guard could not be
-    // delivered on that stack, so it became this double fault (on its IST
-    // stack); CR2 still names the guard.
-    if frame.vector == 8
-        && let Some(guard) = crate::kstack::guard_page(Cr2::read_raw())
-    {
-        let tid = crate::sched::try_current();
-        crate::fatal(format_args!(
-            "kernel stack overflow: thread {}, rip {:#x}, guard page {guard:#x}\n{frame}",
-            tid.map_or(-1, i64::from),
-            frame.rip
-        ));
-    }
-    crate::fatal(format_args!("unhandled exception: {frame}"));
-}

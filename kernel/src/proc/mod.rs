@@ -117,15 +117,24 @@ impl From<Errno> for SpawnError {
     }
 }
 
-impl Process {
-    /// Makes its address space the CPU's.
-    pub fn activate(&self) {
+impl sched::Owner for Process {
+    fn activate(&self) {
         match self.vm.lock().as_ref() {
             Some(vm) => vm.pmap.activate(),
             None => pmap::activate_kernel(),
         }
     }
 
+    fn killed(&self) -> bool {
+        self.killed.load(Ordering::Acquire)
+    }
+
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+}
+
+impl Process {
     /// Runs `f` on the address space (`EFAULT` once torn down), without
     /// the process's `vm` lock held.
     pub fn with_vm<R>(&self, f: impl FnOnce(&VmSpace) -> Result<R, Errno>) -> Result<R, Errno> {
@@ -293,10 +302,21 @@ pub fn kill(p: &Process) {
     futex::wake_all(p);
 }
 
-/// Whether the running thread's process is ending (killed, or another of
-/// its threads exited or faulted).
-pub fn current_killed() -> bool {
-    sched::current_process().is_some_and(|p| p.killed.load(Ordering::Acquire))
+/// The running thread's process, if it is a process thread.
+pub fn current() -> Option<Arc<Process>> {
+    let owner: Arc<dyn core::any::Any + Send + Sync> = sched::current_owner()?;
+    owner.downcast().ok()
+}
+
+/// On the way back to user mode (a system call's return, a trap's or an
+/// upcall's from user mode): a thread of an ending process ends here,
+/// with interrupts on.
+pub fn exit_if_killed() {
+    // Killed, or another of its threads exited or faulted.
+    if sched::current_killed() {
+        x86_64::instructions::interrupts::enable();
+        exit(KILLED_STATUS);
+    }
 }
 
 /// Waits until `p` has exited; returns its status.
@@ -314,7 +334,7 @@ pub fn wait(p: &Process) -> i32 {
 /// another): every thread ends (the others at their next preemption point
 /// or system call return), and the last one tears the process down.
 pub fn exit(status: i32) -> ! {
-    let p = sched::current_process().expect("a process thread");
+    let p = current().expect("a process thread");
     p.exit_status.lock().get_or_insert(status);
     p.killed.store(true, Ordering::Release);
     thread::wake_others(&p);
@@ -344,7 +364,7 @@ fn teardown(p: &Process) {
 /// Resolves a fault of the running process at user address `va`
 /// through the VM ([`VmSpace::fault`]).
 pub fn resolve_fault(va: u64, access: Prot) -> Result<(), KernResult> {
-    let p = sched::current_process().ok_or(KernResult::InvalidAddress)?;
+    let p = current().ok_or(KernResult::InvalidAddress)?;
     p.faults.fetch_add(1, Ordering::Relaxed);
     let vm = p.vm.lock().clone().ok_or(KernResult::InvalidAddress)?;
     drop(p);
@@ -376,8 +396,7 @@ pub fn user_trap(frame: &mut TrapFrame, cr2: u64) {
         13 => SIGSEGV,
         _ => SIGBUS,
     };
-    let (pid, name) =
-        sched::current_process().map_or((0, String::new()), |p| (p.pid, p.name.clone()));
+    let (pid, name) = current().map_or((0, String::new()), |p| (p.pid, p.name.clone()));
     crate::kprintln!(
         "process {pid} ({name}) killed: {} at rip {:#x}, address {cr2:#x}, error {:#x}",
         crate::arch::trap::vector_name(frame.vector),

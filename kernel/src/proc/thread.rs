@@ -59,7 +59,7 @@ pub fn create(
 /// the process's end): clears and wakes its exit word, leaves the
 /// process's list, and tears the process down if it was the last.
 pub fn exit_current() -> ! {
-    let p = sched::current_process().expect("a process thread");
+    let p = super::current().expect("a process thread");
     let me = sched::current();
     let word = {
         let threads = p.threads.lock();

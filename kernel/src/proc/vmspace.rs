@@ -209,7 +209,7 @@ impl VmSpace {
 /// `GET_OFFSET_FOR_VADDR` compares the object with its own and checks the
 /// entry covers exactly one grant run.
 pub fn lookup_object(va: u64) -> Option<(Arc<VmObject>, u64, u64)> {
-    let p = crate::sched::current_process()?;
+    let p = crate::proc::current()?;
     let page = va & !(PAGE - 1);
     let e = p.with_vm(|vm| Ok(vm.entry_at(page))).ok().flatten()?;
     let object = e.object?;

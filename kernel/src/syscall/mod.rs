@@ -49,9 +49,18 @@ const CHUNK: usize = 512;
 /// Longest path.
 const PATH_MAX: usize = 256;
 
+/// The system call entry's target: called by `arch::syscall`'s entry
+/// path with interrupts masked, which it returns with masked again.
+#[unsafe(no_mangle)]
+extern "C" fn syscall_dispatch(frame: &mut TrapFrame) {
+    x86_64::instructions::interrupts::enable();
+    dispatch(frame);
+    x86_64::instructions::interrupts::disable();
+}
+
 /// Runs the system call in `frame` and stores its result there.
-pub fn dispatch(frame: &mut TrapFrame) {
-    let p = sched::current_process().expect("system call from a process");
+fn dispatch(frame: &mut TrapFrame) {
+    let p = proc::current().expect("system call from a process");
     let a = [
         frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
     ];
@@ -95,6 +104,7 @@ pub fn dispatch(frame: &mut TrapFrame) {
         Ok(v) => v,
         Err(e) => (-i64::from(e.0)) as u64,
     };
+    proc::exit_if_killed();
     sched::return_to_user();
 }
 
