@@ -24,8 +24,8 @@ use crate::pages::{Kind, NIL, Pages, Region};
 
 /// The sizes of the classes, in bytes.
 pub const CLASSES: [usize; COUNT] = [
-    16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 1024,
-    1344, 2048,
+    16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 1024, 1344,
+    2048,
 ];
 
 /// The number of classes.
@@ -248,10 +248,18 @@ impl Class {
             let size = CLASSES[c] as u16;
             let n = per_slab(c);
             for i in 0..n {
-                let next = if i + 1 == n { NO_OBJECT } else { (i + 1) * size };
+                let next = if i + 1 == n {
+                    NO_OBJECT
+                } else {
+                    (i + 1) * size
+                };
                 // SAFETY: the page is a new slab of ours; object `i` is
                 // inside it and 16-byte aligned.
-                unsafe { page.wrapping_add((i * size) as usize).cast::<u16>().write(next) };
+                unsafe {
+                    page.wrapping_add((i * size) as usize)
+                        .cast::<u16>()
+                        .write(next)
+                };
             }
             // SAFETY: the page became a slab of class `c` under its lock
             // (`&mut self`), which owns its record from now on.

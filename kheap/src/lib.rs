@@ -310,8 +310,7 @@ impl<const CPUS: usize> Heap<CPUS> {
         self.pages
             .lock()
             .release(region, region.page_of(ptr), n as u32);
-        self.large
-            .fetch_sub(n * PAGE_SIZE, Ordering::Relaxed);
+        self.large.fetch_sub(n * PAGE_SIZE, Ordering::Relaxed);
     }
 
     /// Raises the peak to the bytes in use now.

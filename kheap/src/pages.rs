@@ -173,7 +173,10 @@ impl Region {
     /// Page `page`'s side-table entry.
     fn meta(&self, page: u32) -> *mut PageMeta {
         assert!(page < self.pages);
-        self.base.as_ptr().cast::<PageMeta>().wrapping_add(page as usize)
+        self.base
+            .as_ptr()
+            .cast::<PageMeta>()
+            .wrapping_add(page as usize)
     }
 
     /// Page `page`'s slab record: read and written only under the lock
