@@ -126,10 +126,8 @@ fn init_refuses_small_and_second_regions() {
     assert!(h.alloc(0, Layout::new::<u64>()).is_null());
     let f = Fixture::new(8);
     // SAFETY: refused before the memory is touched.
-    assert_eq!(
-        unsafe { f.heap.init(base, buf.len()) },
-        Err(InitError::Again)
-    );
+    let again = unsafe { f.heap.init(base, buf.len()) };
+    assert_eq!(again, Err(InitError::Again));
 }
 
 #[test]
