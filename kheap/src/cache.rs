@@ -24,21 +24,33 @@ pub(crate) const DEPTH: usize = 32;
 /// The bytes a magazine is sized for.
 const MAG_BYTES: usize = 4096;
 
-/// The capacity of class `c`'s magazines.
-pub(crate) const fn capacity(c: usize) -> usize {
-    let n = MAG_BYTES / CLASSES[c];
-    if n < 4 {
-        4
-    } else if n > DEPTH {
-        DEPTH
-    } else {
-        n
+/// The capacity of each class's magazines.
+static CAPACITY: [usize; COUNT] = {
+    let mut t = [0; COUNT];
+    let mut c = 0;
+    while c < COUNT {
+        let n = MAG_BYTES / CLASSES[c];
+        t[c] = if n < 4 {
+            4
+        } else if n > DEPTH {
+            DEPTH
+        } else {
+            n
+        };
+        c += 1;
     }
+    t
+};
+
+/// The capacity of class `c`'s magazines.
+#[inline]
+pub(crate) fn capacity(c: usize) -> usize {
+    CAPACITY[c]
 }
 
 /// The objects one refill or drain of class `c`'s magazine moves.
-pub(crate) const fn batch(c: usize) -> usize {
-    capacity(c) / 2
+pub(crate) fn batch(c: usize) -> usize {
+    CAPACITY[c] / 2
 }
 
 /// A stack of free objects of one class.

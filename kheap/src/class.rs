@@ -55,24 +55,28 @@ const fn by_size() -> [u8; MAX_SMALL / GRAIN] {
     t
 }
 
-/// The alignment of class `c`'s objects: slabs start on a page, so an
+/// The alignment of each class's objects: slabs start on a page, so an
 /// object is aligned to the largest power of two dividing the size.
-const fn align_of(c: usize) -> usize {
-    CLASSES[c] & CLASSES[c].wrapping_neg()
-}
+static ALIGN: [usize; COUNT] = {
+    let mut t = [0; COUNT];
+    let mut c = 0;
+    while c < COUNT {
+        t[c] = CLASSES[c] & CLASSES[c].wrapping_neg();
+        c += 1;
+    }
+    t
+};
 
 /// The class for `size` bytes aligned to `align` (a power of two), or
 /// `None` if the request takes a page run.
 #[inline]
 pub(crate) fn class_for(size: usize, align: usize) -> Option<usize> {
-    let mut c = *BY_SIZE.get(size.saturating_sub(1) / GRAIN)? as usize;
-    while align > align_of(c) {
-        c += 1;
-        if c == COUNT {
-            return None;
-        }
+    let c = *BY_SIZE.get(size.saturating_sub(1) / GRAIN)? as usize;
+    if align <= GRAIN {
+        // Every class is aligned to `GRAIN` at least.
+        return Some(c);
     }
-    Some(c)
+    (c..COUNT).find(|&c| align <= ALIGN[c])
 }
 
 /// Objects in one slab of class `c`.

@@ -58,7 +58,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use spin::{Mutex, Once};
 
-use cache::{CpuCache, batch, capacity};
+use cache::{CpuCache, Magazine, batch, capacity};
 use class::{Backing, Class, class_for};
 use pages::{Kind, Pages, Region};
 
@@ -141,15 +141,19 @@ impl<const CPUS: usize> Heap<CPUS> {
     #[inline]
     pub fn alloc(&self, cpu: usize, layout: Layout) -> *mut u8 {
         let cache = &self.cpus[cpu];
-        match class_for(layout.size(), layout.align()) {
-            Some(c) => self
-                .try_small(cache, c)
-                .or_else(|| {
-                    self.reclaim();
-                    self.try_small(cache, c)
-                })
-                .unwrap_or(null_mut()),
-            None => self.alloc_large(layout),
+        let Some(c) = class_for(layout.size(), layout.align()) else {
+            return self.alloc_large(layout);
+        };
+        let mut mags = cache.mags.lock();
+        match mags[c].pop() {
+            Some(p) => {
+                cache.count(CLASSES[c] as isize);
+                p
+            }
+            None => {
+                drop(mags);
+                self.alloc_refill(cache, c)
+            }
         }
     }
 
@@ -172,11 +176,7 @@ impl<const CPUS: usize> Heap<CPUS> {
         let mut mags = cache.mags.lock();
         let mag = &mut mags[c];
         if mag.len() == capacity(c) {
-            let n = batch(c);
-            self.classes[c]
-                .lock()
-                .put(c, &self.backing(), mag.bottom(n));
-            mag.drop_bottom(n);
+            self.drain(c, mag);
         }
         mag.push(ptr);
         cache.count(-(CLASSES[c] as isize));
@@ -258,28 +258,50 @@ impl<const CPUS: usize> Heap<CPUS> {
         s
     }
 
-    /// An object of class `c` from `cache`, refilling its magazine if
-    /// empty; `None` if the region has no page for a new slab.
-    #[inline]
-    fn try_small(&self, cache: &CpuCache, c: usize) -> Option<*mut u8> {
-        let mut mags = cache.mags.lock();
-        let mag = &mut mags[c];
-        if let Some(p) = mag.pop() {
+    /// An object of class `c` for a CPU whose magazine was empty: refills
+    /// it, reclaiming cached objects and empty slabs if the region has no
+    /// page for a new slab; null if even that finds none.
+    #[cold]
+    #[inline(never)]
+    fn alloc_refill(&self, cache: &CpuCache, c: usize) -> *mut u8 {
+        let Some(region) = self.region.get() else {
+            return null_mut();
+        };
+        let b = self.backing_of(region);
+        let refill = || {
+            let mut mags = cache.mags.lock();
+            let mag = &mut mags[c];
+            if mag.len() == 0 {
+                self.classes[c].lock().take(c, &b, mag, batch(c));
+            }
+            let p = mag.pop()?;
             cache.count(CLASSES[c] as isize);
-            return Some(p);
-        }
-        let region = self.region.get()?;
+            Some(p)
+        };
+        let Some(p) = refill().or_else(|| {
+            self.reclaim();
+            refill()
+        }) else {
+            return null_mut();
+        };
+        self.note_peak();
+        p
+    }
+
+    /// Moves the bottom half of class `c`'s full magazine `mag` back to
+    /// the class's slabs.
+    #[cold]
+    #[inline(never)]
+    fn drain(&self, c: usize, mag: &mut Magazine) {
+        let n = batch(c);
         self.classes[c]
             .lock()
-            .take(c, &self.backing_of(region), mag, batch(c));
-        let p = mag.pop()?;
-        cache.count(CLASSES[c] as isize);
-        drop(mags);
-        self.note_peak();
-        Some(p)
+            .put(c, &self.backing(), mag.bottom(n));
+        mag.drop_bottom(n);
     }
 
     /// A large block: a run of pages.
+    #[inline(never)]
     fn alloc_large(&self, layout: Layout) -> *mut u8 {
         let Some(region) = self.region.get() else {
             return null_mut();
@@ -302,6 +324,7 @@ impl<const CPUS: usize> Heap<CPUS> {
     }
 
     /// Frees a large block.
+    #[inline(never)]
     fn free_large(&self, ptr: *mut u8, layout: Layout) {
         let Some(region) = self.region.get() else {
             return;
