@@ -73,7 +73,7 @@ pub enum InitError {
     /// The heap already has a region.
     Again,
     /// The region holds no page beyond its side table (or more than
-    /// `u32::MAX - 1` pages).
+    /// `u32::MAX` pages).
     TooSmall,
 }
 

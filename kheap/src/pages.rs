@@ -25,8 +25,10 @@ use core::ptr::NonNull;
 use crate::PAGE_SIZE;
 use crate::class::SlabInfo;
 
-/// No page: the end of a list.
-pub(crate) const NIL: u32 = u32::MAX;
+/// No page: the end of a list. Page 0 holds the side table, so it is
+/// never on a list; and a heap with every list empty is all zeros (the
+/// kernel's static heap costs the image no bytes).
+pub(crate) const NIL: u32 = 0;
 
 /// What a block of pages is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -108,7 +110,7 @@ impl Region {
         let skip = base.as_ptr().align_offset(PAGE_SIZE);
         let pages = u32::try_from(len.checked_sub(skip)? / PAGE_SIZE).ok()?;
         let meta_pages = (pages as usize * size_of::<PageMeta>()).div_ceil(PAGE_SIZE) as u32;
-        if pages == NIL || meta_pages >= pages {
+        if meta_pages >= pages {
             return None;
         }
         // SAFETY: `skip < len` (checked above), so the first page is in
