@@ -381,6 +381,14 @@ mod tests {
         unsafe { Region::new(base, buf.len()) }.unwrap()
     }
 
+    /// A region over `buf`, its pages all free.
+    fn fresh(buf: &mut Vec<u8>) -> (Region, Pages) {
+        let r = region(buf);
+        let mut p = Pages::new();
+        p.init(&r);
+        (r, p)
+    }
+
     /// The free runs on the list, as (first, len), sorted.
     fn runs(p: &Pages, r: &Region) -> Vec<(u32, u32)> {
         let mut v = Vec::new();
@@ -412,9 +420,7 @@ mod tests {
     #[test]
     fn runs_are_carved_from_the_end_and_merge_back() {
         let mut buf = vec![0u8; 65 * PAGE_SIZE];
-        let r = region(&mut buf);
-        let mut p = Pages::new();
-        p.init(&r);
+        let (r, mut p) = fresh(&mut buf);
         let all = r.pages - 1;
         assert_eq!(runs(&p, &r), [(1, all)]);
         let a = p.take(&r, 3, PAGE_SIZE, Kind::Large).unwrap();
@@ -436,9 +442,7 @@ mod tests {
     #[test]
     fn aligned_runs_leave_both_remainders_free() {
         let mut buf = vec![0u8; 129 * PAGE_SIZE];
-        let r = region(&mut buf);
-        let mut p = Pages::new();
-        p.init(&r);
+        let (r, mut p) = fresh(&mut buf);
         let tail = p.take(&r, 1, PAGE_SIZE, Kind::Slab).unwrap();
         let a = p.take(&r, 2, 16 * PAGE_SIZE, Kind::Large).unwrap();
         assert_eq!(r.addr(a) as usize % (16 * PAGE_SIZE), 0);
