@@ -43,7 +43,8 @@ use crate::mem;
 
 /// Heap for what does not grow with the domain: ten times the most any
 /// scenario used (about 200 KiB beside the page array), so that a 32 MiB
-/// domain keeps the 4 MiB its heap had when it was a static of the image.
+/// domain keeps at least the 4 MiB its heap had when it was a static of
+/// the image.
 const HEAP_BASE: u64 = 2 << 20;
 
 /// Heap per page of RAM, in bytes: what a domain needs to map as many
