@@ -284,6 +284,10 @@ pub fn report() {
         peak / 1024
     );
     kprintln!(
+        "  kernel heap classes (size:in use/cached/slabs): {}",
+        heap::classes()
+    );
+    kprintln!(
         "  grants: {live} live, {pending} waiting for their peers to unmap; {holes} hole frame(s) in use"
     );
     kprintln!(
