@@ -21,6 +21,8 @@ DOM0_CMDLINE="console=hvc0 earlyprintk=xen loglevel=1 rdinit=/init"
 # Domains of a pair no longer run at the same time under single: compare
 # their throughput only with figures taken the same way.
 XENHOST_TCG_THREAD=${XENHOST_TCG_THREAD:-multi}
+# The emulated CPU: AMD's SVM with nested paging for Xen's HVM guests.
+XENHOST_CPU=${XENHOST_CPU:-qemu64,+svm,+npt,+rdrand}
 # Seconds one boot may take before it is killed and counted as failed.
 XENHOST_TIMEOUT=${XENHOST_TIMEOUT:-600}
 
@@ -58,7 +60,7 @@ xenhost_run() {
         LD_LIBRARY_PATH="$HOSTROOT/usr/lib/x86_64-linux-gnu:$HOSTROOT/lib/x86_64-linux-gnu" \
         "$HOSTROOT/usr/bin/qemu-system-x86_64" \
         -L "$HOSTROOT/usr/share/qemu" -L "$HOSTROOT/usr/share/seabios" \
-        -machine pc -accel "tcg,thread=$XENHOST_TCG_THREAD" -cpu qemu64,+svm,+npt,+rdrand \
+        -machine pc -accel "tcg,thread=$XENHOST_TCG_THREAD" -cpu "$XENHOST_CPU" \
         -smp 2 -m 2048 -display none -vga none -net none -no-reboot \
         -serial stdio -monitor none \
         -kernel "$xen" -append "$XEN_CMDLINE" \
