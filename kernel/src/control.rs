@@ -218,7 +218,11 @@ pub fn fault_on_purpose() -> u64 {
 /// memory, grants and gntdev mappings, and a COUNTERS line of the same.
 pub fn report() {
     let procs = proc::list();
-    kprintln!("sysrq report: {} process(es)", procs.len());
+    kprintln!(
+        "sysrq report at {} ms of Xen system time: {} process(es)",
+        events::now_ns() / 1_000_000,
+        procs.len()
+    );
     for p in &procs {
         kprintln!(
             "  pid {} {}: {} thread(s), {} fault(s), {} descriptor(s){}",

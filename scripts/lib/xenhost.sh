@@ -13,7 +13,10 @@ DOM0_CMDLINE="console=hvc0 earlyprintk=xen loglevel=1 rdinit=/init"
 # single (both on one host thread). On these 2-core machines
 # single ran the whole suite in 5 minutes instead of 9, and smp-stress in
 # 104 s instead of 212; under multi, guests triple-faulted with Xen's own
-# rip and rsp in the dump of their vCPU. (Under both, a guest now and then
+# rip and rsp in the dump of their vCPU (cr2 = that rip, cr3 Xen's: the
+# emulated SVM world switch loaded the host's state as the guest's), and
+# once with rip at a guest rdtsc that Xen emulates; one smp-stress run in
+# three or four. (Under both, a guest now and then
 # takes an interrupt with RFLAGS.IF clear: kernel/src/arch/trap.rs.)
 # Under single, an idle vCPU is sometimes not woken by its timer until
 # another event comes: 2 of 8 fuzz seeds stalled so (0 of the same 8

@@ -234,10 +234,22 @@ fn main(_arg: u64) -> i32 {
     // The benchmark (a figure, not a check: the emulated host's CPUs set it).
     let cpus = urt::sysctl(sysctl::SMP_CPUS, sysctl::READ_ONLY).unwrap_or(1);
     let rate = |n: u32, ns: u64| u64::from(n) * BENCH_PAGES * 1_000_000_000 / ns.max(1);
-    let (t1, t2, t4) = (bench(1), bench(2), bench(4));
+    let counter = |key| urt::sysctl(key, sysctl::READ_ONLY).unwrap_or(0);
+    let (t1, t2) = (bench(1), bench(2));
+    // Each thread of the last run unmaps its region once, while the
+    // others may still run on other CPUs: the shootdowns that cost.
+    let (sd0, ipi0) = (
+        counter(sysctl::TLB_SHOOTDOWNS),
+        counter(sysctl::TLB_SHOOTDOWN_IPIS),
+    );
+    let t4 = bench(4);
+    let (sd, ipi) = (
+        counter(sysctl::TLB_SHOOTDOWNS) - sd0,
+        counter(sysctl::TLB_SHOOTDOWN_IPIS) - ipi0,
+    );
     let (r1, r2, r4) = (rate(1, t1), rate(2, t2), rate(4, t4));
     urt::println!(
-        "threads: fault benchmark on {cpus} vCPUs, {BENCH_PAGES} pages per thread: 1 thread {r1} pages/s, 2 threads {r2} pages/s ({}.{:02}x), 4 threads {r4} pages/s ({}.{:02}x)",
+        "threads: fault benchmark on {cpus} vCPUs, {BENCH_PAGES} pages per thread: 1 thread {r1} pages/s, 2 threads {r2} pages/s ({}.{:02}x), 4 threads {r4} pages/s ({}.{:02}x); 4 munmaps of the last run: {sd} shootdown(s), {ipi} IPI(s)",
         r2 / r1.max(1),
         r2 * 100 / r1.max(1) % 100,
         r4 / r1.max(1),
