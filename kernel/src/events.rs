@@ -205,6 +205,12 @@ pub fn bind_on(port: Port, handler: Handler, cpu: usize) {
     let _ = xen::event_channel::unmask(port);
 }
 
+/// Ports with a handler now (bound by the kernel or a process), for
+/// baselines.
+pub fn bound_ports() -> usize {
+    interrupts::without_interrupts(|| HANDLERS.read().iter().filter(|h| h.is_some()).count())
+}
+
 /// Forgets `port`'s handler and closes the port.
 pub fn unbind(port: Port) -> Result<(), XenErrno> {
     let p = port as usize % EVTCHN_2L_NR_CHANNELS;

@@ -140,6 +140,11 @@ pub fn usage() -> (usize, usize) {
     (HEAP.0.size(), HEAP.0.peak())
 }
 
+/// Bytes of the heap handed out now (blocks at their class's size).
+pub fn in_use() -> usize {
+    HEAP.0.in_use()
+}
+
 /// The heap's size classes now, for a report: `size:in_use/cached/slabs`
 /// for each class with slabs.
 pub fn classes() -> Classes {

@@ -69,6 +69,12 @@ pub fn add_sink(sink: Weak<dyn WatchSink>) -> u64 {
     id
 }
 
+/// Registered watch sinks (user opens of the xenstore device), for
+/// baselines.
+pub fn sinks() -> usize {
+    SINKS.lock().len()
+}
+
 /// Forgets sink `id` (its watches must be gone first).
 pub fn remove_sink(id: u64) {
     SINKS.lock().remove(&id);

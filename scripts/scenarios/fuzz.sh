@@ -6,15 +6,16 @@
 #       reads and writes of the Xen devices, mmaps, munmaps, mprotects and
 #       touches from seed SEED (FUZZ_SEEDS: "1 2" by default); the process
 #       ends by itself, the kernel stays up and is back at its baseline
-#       (free pages, grant references, hole frames). The line gives the
-#       calls per second and the results by errno.
+#       (free pages, grant references, hole frames, event channels,
+#       xenstore watch sinks, the heap within its slack:
+#       kernel/src/scenario/gntdev.rs). The line gives the calls per
+#       second and the results by errno.
 # FUZZ_XENSTORE=1 adds messages to xenstore (they once wedged dom0's
 # xenstored: tools/utest/src/bin/fuzz.rs). scripts/fuzz runs this with
-# seeds of its own for as long as asked. Not in scripts/test's suite
-# yet: under single-threaded TCG (the emulated host's default) the
-# domain often stalls, its idle vCPU never woken by its timer until some
-# other event comes (2 of 8 seeds; 0 of the same 8 under
-# XENHOST_TCG_THREAD=multi).
+# seeds of its own for as long as asked. Under single-threaded TCG
+# (XENHOST_TCG_THREAD=single) the domain often stalls, its idle vCPU
+# never woken by its timer until some other event comes (2 of 8 seeds; 0
+# of the same 8 under multi, the default).
 . scripts/lib/xl.sh
 
 # fuzz_case CASE SEED CALLS

@@ -40,7 +40,7 @@
 use super::Outcome;
 use super::process::KILLED_SEGV;
 use crate::cmdline::Options;
-use crate::{dev, events, heap, kprintln, layout, mem, proc, sched};
+use crate::{dev, events, grants, heap, kprintln, layout, mem, proc, sched, xenstore};
 
 /// How long deferred grants may take to complete after the program (the
 /// peer's domain may be dying: Xen releases its mappings as it goes).
@@ -48,16 +48,46 @@ const REAP_TIMEOUT_NS: u64 = 20_000_000_000;
 /// How often the scenario looks whether the reaper is done.
 const REAP_POLL_NS: u64 = 50_000_000;
 
-/// Free pages, grant references (live and pending), hole frames.
-fn baseline() -> (u64, u64, u64) {
+/// What a program must leave as it found: free pages, grant references
+/// (live and pending), hole frames, bound event channels, xenstore watch
+/// sinks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Baseline {
+    free_pages: u64,
+    grant_refs: u64,
+    hole_frames: u64,
+    ports: usize,
+    watch_sinks: usize,
+}
+
+fn baseline() -> Baseline {
     let (live, pending) = dev::grant_refs();
-    (mem::free_pages(), live + pending, layout::hole_in_use())
+    Baseline {
+        free_pages: mem::free_pages(),
+        grant_refs: live + pending,
+        hole_frames: layout::hole_in_use(),
+        ports: events::bound_ports(),
+        watch_sinks: xenstore::sinks(),
+    }
+}
+
+/// Heap bytes a run may leave allocated: what the kernel keeps of a
+/// process until the next one starts (its registry entry) and queues that
+/// keep their capacity. A leak per call or per mapping is far more.
+const HEAP_SLACK: usize = 64 * 1024;
+
+/// Heap bytes in use less the grant table's bookkeeping, which grows with
+/// the table for good (a run that shares 65536 pages leaves about 900 KiB
+/// of it).
+fn heap_net() -> usize {
+    heap::in_use().saturating_sub(grants::stats().bookkeeping_bytes)
 }
 
 /// Runs `program` with `arg`, expecting one of the exit statuses `want`,
 /// then checks the baseline; `who` prefixes the report lines.
 pub(super) fn run(who: &str, program: &str, arg: u64, want: &[i32]) -> Outcome {
     let before = baseline();
+    let heap_before = heap_net();
     let s0 = dev::gntdev_stats();
     let p = proc::spawn(program, arg).map_err(|e| {
         log::error!("spawn {program}: {e}");
@@ -83,13 +113,14 @@ pub(super) fn run(who: &str, program: &str, arg: u64, want: &[i32]) -> Outcome {
     }
     let s = dev::gntdev_stats();
     let after = baseline();
+    let heap_after = heap_net();
     let (heap, peak) = heap::usage();
     kprintln!("{who}: {program} exited with status {status}");
     // The device's counters for this run and the baseline, one
     // `key=value` each: for readers and for the scripts (`counter` in
     // scripts/lib/xl.sh).
     kprintln!(
-        "COUNTERS {who} status={status} mappings={} map_hypercalls={} populates={} unmap_hypercalls={} notify_cleared={} events_sent={} eagain_retries={} deferred={deferred} deferred_left={pending} free_pages={} free_pages_after={} grant_refs={} grant_refs_after={} hole_frames={} hole_frames_after={} heap_peak_kib={} heap_kib={}",
+        "COUNTERS {who} status={status} mappings={} map_hypercalls={} populates={} unmap_hypercalls={} notify_cleared={} events_sent={} eagain_retries={} deferred={deferred} deferred_left={pending} free_pages={} free_pages_after={} grant_refs={} grant_refs_after={} hole_frames={} hole_frames_after={} ports={} ports_after={} watch_sinks={} watch_sinks_after={} heap_net={heap_before} heap_net_after={heap_after} heap_peak_kib={} heap_kib={}",
         s.mappings - s0.mappings,
         s.map_hypercalls - s0.map_hypercalls,
         s.populates - s0.populates,
@@ -97,12 +128,16 @@ pub(super) fn run(who: &str, program: &str, arg: u64, want: &[i32]) -> Outcome {
         s.bytes_cleared - s0.bytes_cleared,
         s.events_sent - s0.events_sent,
         s.eagain_retries - s0.eagain_retries,
-        before.0,
-        after.0,
-        before.1,
-        after.1,
-        before.2,
-        after.2,
+        before.free_pages,
+        after.free_pages,
+        before.grant_refs,
+        after.grant_refs,
+        before.hole_frames,
+        after.hole_frames,
+        before.ports,
+        after.ports,
+        before.watch_sinks,
+        after.watch_sinks,
         peak / 1024,
         heap / 1024
     );
@@ -111,7 +146,12 @@ pub(super) fn run(who: &str, program: &str, arg: u64, want: &[i32]) -> Outcome {
         return Err("the program did not end as expected");
     }
     if after != before {
-        return Err("free pages, grant references or hole frames not back to baseline");
+        return Err(
+            "free pages, grant references, hole frames, event channels or watch sinks not back to baseline",
+        );
+    }
+    if heap_after > heap_before + HEAP_SLACK {
+        return Err("the kernel heap grew by more than its slack");
     }
     // The mapper's benchmark: one map hypercall per mapping (more only
     // for EAGAIN retry rounds) and one unmap hypercall; a map that failed

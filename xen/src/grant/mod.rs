@@ -176,6 +176,9 @@ pub struct GrantStats {
     pub eagain_retries: u64,
     /// Ops still `GNTST_eagain` when the retries ran out.
     pub eagain_gave_up: u64,
+    /// Heap bytes the reference bookkeeping holds (it grows with the
+    /// table and keeps its capacity).
+    pub bookkeeping_bytes: usize,
 }
 
 /// The grant-table operations the grant device needs.

@@ -57,6 +57,13 @@ impl RefAllocator {
         }
     }
 
+    /// Heap bytes its vectors hold (their capacity).
+    pub fn heap_bytes(&self) -> usize {
+        self.state.capacity() * core::mem::size_of::<RefState>()
+            + self.next.capacity() * core::mem::size_of::<u32>()
+            + self.pending.capacity() * core::mem::size_of::<GrantRef>()
+    }
+
     /// References the allocator covers (the table's entries).
     pub fn capacity(&self) -> u32 {
         self.state.len() as u32
@@ -168,6 +175,21 @@ impl RefAllocator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heap_bytes_follow_growth_and_stay() {
+        let mut a = RefAllocator::new();
+        assert_eq!(a.heap_bytes(), 0);
+        a.grow(1024);
+        let grown = a.heap_bytes();
+        assert!(grown >= 1024 * 5, "{grown}");
+        let r: Vec<_> = (0..100).map(|_| a.alloc().unwrap()).collect();
+        for g in r {
+            a.free(g);
+        }
+        // Handing out and taking back references allocates nothing.
+        assert_eq!(a.heap_bytes(), grown);
+    }
 
     #[test]
     fn reserved_refs_are_never_handed_out() {

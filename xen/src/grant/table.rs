@@ -384,6 +384,8 @@ impl<H: GrantHypercalls, M: GrantFrameMemory> GrantOps for GrantTable<H, M> {
             hypercalls: c.hypercalls.load(Ordering::Relaxed),
             eagain_retries: c.eagain_retries.load(Ordering::Relaxed),
             eagain_gave_up: c.eagain_gave_up.load(Ordering::Relaxed),
+            bookkeeping_bytes: st.refs.heap_bytes()
+                + st.frames.capacity() * core::mem::size_of::<NonNull<GrantFrame>>(),
         }
     }
 }
