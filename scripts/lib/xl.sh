@@ -39,9 +39,9 @@ guest_log() {
 # shutdown needs neither xl's per-domain daemon (which carries out
 # "destroy") nor the guest's last words reaching the console log.
 # Xen emulates the guests' rdtsc here (QEMU's TCG offers no invariant
-# TSC, and refuses invtsc): tsc_mode="native" would avoid that, but made
-# single-threaded faulting half as fast and did not stop the emulation's
-# rare triple faults (scripts/lib/xenhost.sh).
+# TSC, and refuses invtsc): tsc_mode="native" would avoid that, but it
+# did not stop the emulation's rare triple faults (scripts/lib/xenhost.sh),
+# so guests keep Xen's default.
 guest_create() {
     local _name _cfg
     _name=$1
