@@ -180,6 +180,35 @@ pub fn raise(shared: &SharedInfo, vcpu: usize, port: Port) -> bool {
     sel & (1 << w) == 0 && vi.evtchn_upcall_pending.swap(1, Ordering::AcqRel) == 0
 }
 
+/// Re-raises the upcall for events that no upcall will report: ports of
+/// `vi`'s vCPU (bits of `owned(w)`) pending and unmasked in a word whose
+/// selector bit is clear. Xen raises a port only when its pending bit
+/// goes from 0 to 1, so such a port, left pending by a scan that did not
+/// own it then (bound a moment later), would swallow every later event
+/// until another port of its word fired. Sets the word's selector bit and
+/// `evtchn_upcall_pending` (the vector is re-injected while it is set) and
+/// returns how many words it found so.
+pub fn rescue_stranded(shared: &SharedInfo, vi: &VcpuInfo, owned: impl Fn(usize) -> u64) -> u32 {
+    let sel = vi.evtchn_pending_sel.load(Ordering::Acquire);
+    let mut words = 0;
+    for w in 0..BITS_PER_EVTCHN_WORD {
+        if sel & (1 << w) != 0 {
+            continue;
+        }
+        let stranded = shared.evtchn_pending[w].load(Ordering::Acquire)
+            & !shared.evtchn_mask[w].load(Ordering::Acquire)
+            & owned(w);
+        if stranded != 0 {
+            vi.evtchn_pending_sel.fetch_or(1 << w, Ordering::AcqRel);
+            words += 1;
+        }
+    }
+    if words != 0 {
+        vi.evtchn_upcall_pending.store(1, Ordering::Release);
+    }
+    words
+}
+
 fn split(port: Port) -> (usize, usize) {
     let p = port as usize % EVTCHN_2L_NR_CHANNELS;
     (p / BITS_PER_EVTCHN_WORD, p % BITS_PER_EVTCHN_WORD)
@@ -358,6 +387,32 @@ mod tests {
         let mut v = Vec::new();
         ev.scan(s, 0, |p| v.push(p));
         v
+    }
+
+    #[test]
+    fn a_port_left_pending_by_a_scan_that_did_not_own_it_is_rescued() {
+        let s = shared();
+        let vi = &s.vcpu_info[0];
+        let mut cursor = ScanCursor::new();
+        assert!(raise(&s, 0, 70));
+        // The scan runs before the port is ours: it stays pending, its
+        // word's selector bit consumed.
+        let mut seen = Vec::new();
+        cursor.scan(&s, vi, |_| 0, |p| seen.push(p));
+        assert!(seen.is_empty());
+        // Later events on it raise nothing.
+        assert!(!raise(&s, 0, 70));
+        assert_eq!(vi.evtchn_pending_sel.load(Relaxed), 0);
+        // Owned now: the rescue re-raises it, and the next scan reports it.
+        assert_eq!(
+            rescue_stranded(&s, vi, |w| if w == 1 { 1 << 6 } else { 0 }),
+            1
+        );
+        assert_eq!(vi.evtchn_upcall_pending.load(Relaxed), 1);
+        cursor.scan(&s, vi, |_| !0, |p| seen.push(p));
+        assert_eq!(seen, [70]);
+        // Nothing stranded: nothing to do.
+        assert_eq!(rescue_stranded(&s, vi, |_| !0), 0);
     }
 
     #[test]
