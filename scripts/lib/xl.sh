@@ -166,7 +166,8 @@ guest_wait_line() {
 # guest_hang NAME: what a stuck guest was doing: first each vCPU's
 # registers and stack from xenctx, which reads them through a domctl and
 # prints nothing on Xen's console (a hang on SMP is often one vCPU waiting
-# for another), taken paused and before anything is sent to the guest; then
+# for another), and Xen's dump of the domain's event channels ('e' key),
+# taken paused and before anything is sent to the guest; then
 # our kernel's sysrq report of every process and thread, which wakes an
 # idle vCPU, and the console's last lines (usually the answer). Bounded:
 # Xen's 'd' debug key, used before, dumps every vCPU on the serial line
@@ -180,6 +181,12 @@ guest_hang() {
             echo "  $1's vCPU $_v (xenctx):"
             timeout 10 xenctx -a "$_id" "$_v" 2>&1 | head -n 40 | sed 's/^/    /'
         done
+        # Xen's view of its event channels (pending, masked, selector
+        # per port): a port stuck pending swallows later events.
+        timeout 10 xl debug-keys e 2>/dev/null &&
+            timeout 10 xl dmesg 2>/dev/null |
+            sed -n "/Event channel information for domain $_id:/,/Event channel information for domain/p" |
+                head -n 40 | sed 's/^/    xen | /'
         xl unpause "$_id" 2>/dev/null
         # The report, if the kernel's control thread still answers.
         timeout 10 xl sysrq "$_id" t 2>/dev/null && sleep 2
