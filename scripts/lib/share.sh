@@ -63,7 +63,8 @@ pair_wait_state() {
 pair_judge() {
     local _why
     if ! _why=$(guest_result xenguest-a "$2"); then
-        fail "$1" "A: $_why"
+        # B's end too: a stalled B is often why A failed.
+        fail "$1" "A: $_why (B ended: $(guest_end xenguest-b))"
         show_log xenguest-a
         show_log xenguest-b
     elif ! _why=$(guest_result xenguest-b "$3"); then
