@@ -177,6 +177,12 @@ fn fault_once(
                 d.wait().pause();
                 return Ok(None);
             };
+            // A populate that ended between the lookup above and our
+            // start may have inserted the page: look again, or this fault
+            // would populate the run a second time.
+            if l.object.lock().lookup(l.pindex).is_some() {
+                return Ok(None);
+            }
             if let Some(done) = f.populate(&l)? {
                 return Ok(done.map(|n| (FaultPath::Populate, n)));
             }
