@@ -272,10 +272,9 @@ pub fn report() {
         crate::sleepq::sleepers()
     );
     kprintln!(
-        "  events: {} upcall(s), {} delivered with interrupts masked and put off, {} stranded event word(s) re-raised",
+        "  events: {} upcall(s), {} delivered with interrupts masked and put off",
         events::stats().upcalls,
         crate::arch::trap::masked_upcalls(),
-        events::stranded()
     );
     // Each figure read once: the prose and the COUNTERS line agree.
     let (size, peak) = heap::usage();

@@ -200,9 +200,12 @@ pub fn bind_on(port: Port, handler: Handler, cpu: usize) {
     OWNED[cpu][p / BITS_PER_EVTCHN_WORD]
         .fetch_or(1 << (p % BITS_PER_EVTCHN_WORD), Ordering::AcqRel);
     let _ = take(port);
-    // A port fresh from Xen is unmasked; unmask anyway so a port reused
-    // after `unbind` delivers again (and re-raises a pending event).
-    let _ = xen::event_channel::unmask(port);
+    // Owned now: an event that arrived before is reported again (an upcall
+    // that saw it pending before it was ours left it stranded), and a port
+    // reused after `unbind` delivers again.
+    if let Some(shared) = SHARED.get() {
+        let _ = xen::event_channel::rearm(shared, port, &xen::event_channel::Xen);
+    }
 }
 
 /// Ports with a handler now (bound by the kernel or a process), for
@@ -288,7 +291,6 @@ pub fn wait(port: Port, timeout_ns: u64) -> bool {
         // deadline. A deadline already passed fires at once.
         arm_timer(deadline);
         interrupts::disable();
-        rescue_stranded(percpu::id());
         if peek(port) || peek(timer) {
             interrupts::enable();
         } else {
@@ -296,30 +298,6 @@ pub fn wait(port: Port, timeout_ns: u64) -> bool {
         }
         let _ = take(timer);
     }
-}
-
-/// (a) Event words found stranded (pending, ours, no selector bit) and
-/// re-raised before an idle wait ([`rescue_stranded`]).
-static STRANDED: AtomicU64 = AtomicU64::new(0);
-
-/// Before the running vCPU halts, interrupts off: re-raises the upcall for
-/// its ports that are pending but that no upcall will report
-/// (`xen::event_channel::rescue_stranded`), so that the halt returns at
-/// once and the scan takes them. Counted: [`stranded`].
-fn rescue_stranded(cpu: usize) {
-    let Some(shared) = SHARED.get() else { return };
-    let owned = &OWNED[cpu];
-    let n = xen::event_channel::rescue_stranded(shared, vcpu_info(cpu), |w| {
-        owned[w].load(Ordering::Acquire)
-    });
-    if n != 0 {
-        STRANDED.fetch_add(u64::from(n), Ordering::Relaxed);
-    }
-}
-
-/// Event words re-raised so far because they were stranded.
-pub fn stranded() -> u64 {
-    STRANDED.load(Ordering::Relaxed)
 }
 
 /// Idles this vCPU for `ns` on its own one-shot timer; returns whether
@@ -331,7 +309,6 @@ pub fn sleep_on_timer(ns: u64) -> bool {
     loop {
         arm_timer(deadline);
         interrupts::disable();
-        rescue_stranded(percpu::id());
         if !peek(timer) {
             interrupts::enable_and_hlt();
         }
@@ -353,7 +330,6 @@ pub fn idle(deadline: u64, ready: &dyn Fn() -> bool) {
     let timer = timer_port();
     arm_timer(deadline);
     interrupts::disable();
-    rescue_stranded(percpu::id());
     if !ready() && !peek(timer) {
         interrupts::enable_and_hlt();
         interrupts::disable();

@@ -139,10 +139,9 @@ extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
     );
     let (heap_size, heap_peak) = heap::usage();
     log::info!(
-        "powering off: {} upcalls ({} delivered masked, put off; {} stranded event word(s) re-raised), {} events dispatched, {} spurious; {} hypercalls; kernel heap peak {} of {} KiB",
+        "powering off: {} upcalls ({} delivered masked, put off), {} events dispatched, {} spurious; {} hypercalls; kernel heap peak {} of {} KiB",
         ev.upcalls,
         arch::trap::masked_upcalls(),
-        events::stranded(),
         ev.dispatched,
         ev.spurious,
         xen::hypercall::counts().iter().sum::<u64>(),

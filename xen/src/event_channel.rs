@@ -180,33 +180,31 @@ pub fn raise(shared: &SharedInfo, vcpu: usize, port: Port) -> bool {
     sel & (1 << w) == 0 && vi.evtchn_upcall_pending.swap(1, Ordering::AcqRel) == 0
 }
 
-/// Re-raises the upcall for events that no upcall will report: ports of
-/// `vi`'s vCPU (bits of `owned(w)`) pending and unmasked in a word whose
-/// selector bit is clear. Xen raises a port only when its pending bit
-/// goes from 0 to 1, so such a port, left pending by a scan that did not
-/// own it then (bound a moment later), would swallow every later event
-/// until another port of its word fired. Sets the word's selector bit and
-/// `evtchn_upcall_pending` (the vector is re-injected while it is set) and
-/// returns how many words it found so.
-pub fn rescue_stranded(shared: &SharedInfo, vi: &VcpuInfo, owned: impl Fn(usize) -> u64) -> u32 {
-    let sel = vi.evtchn_pending_sel.load(Ordering::Acquire);
-    let mut words = 0;
-    for w in 0..BITS_PER_EVTCHN_WORD {
-        if sel & (1 << w) != 0 {
-            continue;
-        }
-        let stranded = shared.evtchn_pending[w].load(Ordering::Acquire)
-            & !shared.evtchn_mask[w].load(Ordering::Acquire)
-            & owned(w);
-        if stranded != 0 {
-            vi.evtchn_pending_sel.fetch_or(1 << w, Ordering::AcqRel);
-            words += 1;
-        }
+/// Xen's 2-level `EVTCHNOP_unmask` on `shared`: clears `port`'s mask bit
+/// and, if it was masked and is pending, raises it on `vcpu` (the selector
+/// bit and `evtchn_upcall_pending`). Returns whether an upcall is due.
+/// Used by the simulator and tests.
+pub fn unmask_2l(shared: &SharedInfo, vcpu: usize, port: Port) -> bool {
+    let (w, b) = split(port);
+    let was = shared.evtchn_mask[w].fetch_and(!(1 << b), Ordering::AcqRel);
+    if was & (1 << b) == 0 || shared.evtchn_pending[w].load(Ordering::Acquire) & (1 << b) == 0 {
+        return false;
     }
-    if words != 0 {
-        vi.evtchn_upcall_pending.store(1, Ordering::Release);
-    }
-    words
+    let vi = &shared.vcpu_info[vcpu];
+    let sel = vi.evtchn_pending_sel.fetch_or(1 << w, Ordering::AcqRel);
+    sel & (1 << w) == 0 && vi.evtchn_upcall_pending.swap(1, Ordering::AcqRel) == 0
+}
+
+/// Makes Xen report `port` once more if it is pending, for a port that
+/// just got its owner: masks it in `shared`, then unmasks it through
+/// `ops` (`EVTCHNOP_unmask` raises a masked port that is pending). A port
+/// that an upcall's scan saw pending before it had an owner stays
+/// pending with its word's selector bit consumed, and Xen raises a port
+/// only when its pending bit goes from 0 to 1: without this it would
+/// swallow every later event of its word.
+pub fn rearm(shared: &SharedInfo, port: Port, ops: &dyn EventOps) -> Result<(), XenErrno> {
+    mask(shared, port);
+    ops.unmask(port)
 }
 
 fn split(port: Port) -> (usize, usize) {
@@ -389,8 +387,33 @@ mod tests {
         v
     }
 
+    /// `unmask` through `unmask_2l`, as Xen's `EVTCHNOP_unmask`.
+    struct Unmask2l<'a>(&'a SharedInfo);
+
+    impl EventOps for Unmask2l<'_> {
+        fn send(&self, _: Port) -> Result<(), XenErrno> {
+            unreachable!()
+        }
+        fn alloc_unbound(&self, _: DomId) -> Result<Port, XenErrno> {
+            unreachable!()
+        }
+        fn bind_interdomain(&self, _: DomId, _: Port) -> Result<Port, XenErrno> {
+            unreachable!()
+        }
+        fn bind_virq(&self, _: u32, _: u32) -> Result<Port, XenErrno> {
+            unreachable!()
+        }
+        fn close(&self, _: Port) -> Result<(), XenErrno> {
+            unreachable!()
+        }
+        fn unmask(&self, port: Port) -> Result<(), XenErrno> {
+            unmask_2l(self.0, 0, port);
+            Ok(())
+        }
+    }
+
     #[test]
-    fn a_port_left_pending_by_a_scan_that_did_not_own_it_is_rescued() {
+    fn a_port_left_pending_by_a_scan_that_did_not_own_it_is_rearmed() {
         let s = shared();
         let vi = &s.vcpu_info[0];
         let mut cursor = ScanCursor::new();
@@ -403,16 +426,19 @@ mod tests {
         // Later events on it raise nothing.
         assert!(!raise(&s, 0, 70));
         assert_eq!(vi.evtchn_pending_sel.load(Relaxed), 0);
-        // Owned now: the rescue re-raises it, and the next scan reports it.
-        assert_eq!(
-            rescue_stranded(&s, vi, |w| if w == 1 { 1 << 6 } else { 0 }),
-            1
-        );
+        // A plain unmask of an unmasked port raises nothing either.
+        assert!(!unmask_2l(&s, 0, 70));
+        // Owned now and rearmed: the next scan reports it, once.
+        rearm(&s, 70, &Unmask2l(&s)).unwrap();
         assert_eq!(vi.evtchn_upcall_pending.load(Relaxed), 1);
+        assert_eq!(s.evtchn_mask[1].load(Relaxed), 0);
         cursor.scan(&s, vi, |_| !0, |p| seen.push(p));
         assert_eq!(seen, [70]);
-        // Nothing stranded: nothing to do.
-        assert_eq!(rescue_stranded(&s, vi, |_| !0), 0);
+        // Nothing pending: rearming raises nothing.
+        vi.evtchn_upcall_pending.store(0, Relaxed);
+        rearm(&s, 70, &Unmask2l(&s)).unwrap();
+        assert_eq!(vi.evtchn_upcall_pending.load(Relaxed), 0);
+        assert_eq!(vi.evtchn_pending_sel.load(Relaxed), 0);
     }
 
     #[test]

@@ -754,12 +754,7 @@ impl EventOps for SimDomain {
         self.evtchn(|w, me| {
             let d = w.dom(me)?;
             d.port(port)?;
-            event_channel::clear_mask(&d.shared, port);
-            // Re-raise what arrived while masked, as Xen does.
-            let (wd, b) = (port as usize / 64, port as usize % 64);
-            if d.shared.evtchn_pending[wd].fetch_and(!(1 << b), Ordering::AcqRel) & (1 << b) != 0 {
-                event_channel::raise(&d.shared, 0, port);
-            }
+            event_channel::unmask_2l(&d.shared, 0, port);
             Ok(())
         })
     }
