@@ -84,9 +84,10 @@ pub struct Services {
     /// bookkeeping of this many (one per page of RAM), so that no process
     /// can exhaust it by opening the device many times.
     pub max_grants: u64,
-    /// Our own domain id, if known: `MAP_GRANT_REF` refuses our own
-    /// grants (`EINVAL`), as it refuses `DOMID_SELF`.
-    pub own_domid: Option<DomId>,
+    /// Our own domain id now, if known (it changes when the domain is
+    /// restored or migrated): `MAP_GRANT_REF` refuses our own grants
+    /// (`EINVAL`), as it refuses `DOMID_SELF`.
+    pub own_domid: Arc<dyn Fn() -> Option<DomId> + Send + Sync>,
 }
 
 /// The device's counters ([`Gntdev::stats`]).
@@ -698,6 +699,7 @@ impl GntdevFile {
         // Reserved, then copied in without the lock (see `alloc_gref`).
         let index = self.inner.lock().reserve(a.count)?;
         let mut raw = vec![0u8; a.count as usize * GrantRefArg::SIZE];
+        let own = (self.dev.svc.own_domid)();
         let refs: Result<Vec<(DomId, GrantRef)>, Errno> =
             user.copy_in(a.refs, &mut raw).and_then(|()| {
                 raw.chunks_exact(GrantRefArg::SIZE)
@@ -709,7 +711,7 @@ impl GntdevFile {
                         // the granted RAM page unpopulated in its physical
                         // map (Xen keeps one GFN per frame): the VM would
                         // hand out pages that read all-ones.
-                        if dom == DOMID_SELF || Some(dom) == self.dev.svc.own_domid {
+                        if dom == DOMID_SELF || Some(dom) == own {
                             return Err(Errno::EINVAL);
                         }
                         Ok((dom, r.gref))
@@ -929,6 +931,12 @@ impl GntdevFile {
             Prot::all(),
             offset,
         )
+    }
+
+    /// Foreign grant mappings (`MAP_GRANT_REF` records) this open holds:
+    /// what cannot survive a move of the domain.
+    pub fn foreign_maps(&self) -> usize {
+        self.inner.lock().maps.len()
     }
 
     /// Grants allocated plus mapped that this open holds.

@@ -6,6 +6,7 @@
 //! the guest's console log and in Xen's own log.
 
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use log::{LevelFilter, Log, Metadata, Record};
 use spin::Mutex;
@@ -17,8 +18,8 @@ use xen::console::{ConsoleRing, debug_port_write};
 /// different contexts do not interleave.
 static RING: Mutex<Option<ConsoleRing>> = Mutex::new(None);
 
-/// The console's event channel, once found.
-static PORT: spin::Once<u32> = spin::Once::new();
+/// (a) The console's event channel, once found (0 before).
+static PORT: AtomicU32 = AtomicU32::new(0);
 
 /// Scheduler yields to wait for xenconsoled to drain the ring at shutdown.
 const FLUSH_YIELDS: u32 = 200_000;
@@ -33,8 +34,16 @@ pub fn init() -> Result<(), xen::hypercall::XenErrno> {
     // the only producer we create.
     let ring = unsafe { ConsoleRing::new(ring, port as u32) };
     *RING.lock() = Some(ring);
-    PORT.call_once(|| port as u32);
+    PORT.store(port as u32, Ordering::Release);
     Ok(())
+}
+
+/// After a resume into a new domain: the console page is the same frame,
+/// cleared, and the port is new. Starts the ring over on it and returns
+/// the new port (for the caller to bind).
+pub fn resume() -> Result<u32, xen::hypercall::XenErrno> {
+    init()?;
+    Ok(PORT.load(Ordering::Acquire))
 }
 
 struct RingWriter<'a>(&'a mut Option<ConsoleRing>);
@@ -52,7 +61,7 @@ impl Write for RingWriter<'_> {
 /// The console ring's event channel (xenconsoled signals it when it has
 /// consumed output or produced input).
 pub fn port() -> Option<u32> {
-    PORT.get().copied()
+    Some(PORT.load(Ordering::Acquire)).filter(|&p| p != 0)
 }
 
 /// Gathers formatted fragments so a line reaches the ring (and signals

@@ -2,9 +2,8 @@
 //! through the domain's `control/` nodes in xenstore (the values and the
 //! protocol are `xen::control`'s; `shared/notes/lifecycle.md` §1).
 //!
-//! At boot the kernel advertises `feature-poweroff` and `feature-reboot`
-//! ("1") and `feature-suspend` ("0": `xl save` and `xl migrate` are not
-//! answered yet), watches `control/shutdown` and `control/sysrq`, and
+//! At boot the kernel advertises `feature-poweroff`, `feature-reboot` and
+//! `feature-suspend` ("1"), watches `control/shutdown` and `control/sysrq`, and
 //! starts the control thread. The thread looks at both nodes whenever an
 //! event of the kernel's own watches has been dispatched (by it or any
 //! other thread: [`xenstore::kernel_watch_events`]), polling the ring every
@@ -20,8 +19,9 @@
 //! After at most [`GRACE_NS`] the domain shuts down with reason poweroff or
 //! reboot, so that the config's `on_poweroff`/`on_reboot` applies. A value
 //! no toolstack writes is logged once and ignored, unacknowledged, as
-//! Linux does; `suspend` is refused the same way (libxl then gives up
-//! after its 60 s and clears the node; the domain runs on).
+//! Linux does. `suspend` (`xl save`, `xl migrate`) is acknowledged the
+//! same way and handed to [`suspend::run`], which returns when the domain
+//! runs again, cancelled or in a new domain.
 //!
 //! `control/sysrq` keys: `c` crashes the domain through a kernel page
 //! fault (the register dump and crash shutdown of any kernel fault, as
@@ -37,7 +37,9 @@ use xen::abi::sched::ShutdownReason;
 use xen::control::{self, ShutdownRequest, SysrqRequest};
 use xen::xenstore::TxId;
 
-use crate::{console, dev, events, heap, kprintln, layout, mem, proc, sched, smp, xenstore};
+use crate::{
+    console, dev, events, heap, kprintln, layout, mem, proc, sched, smp, suspend, xenstore,
+};
 
 /// How often the control thread looks for watch events.
 pub const POLL_NS: u64 = 200_000_000;
@@ -73,21 +75,37 @@ pub fn requested() -> Option<ShutdownReason> {
 /// starts the control thread. A failure is logged: the domain then
 /// answers nothing, as before.
 pub fn init() {
-    let set_up = xenstore::with(|xs| {
-        for f in control::FEATURES_ANSWERED {
-            xs.write(TxId::NONE, f, b"1")?;
-        }
-        for f in control::FEATURES_NOT_ANSWERED {
-            xs.write(TxId::NONE, f, b"0")?;
-        }
-        xs.watch(control::SHUTDOWN, TOKEN)?;
-        xs.watch(control::SYSRQ, TOKEN)
+    let set_up = advertise_features().and_then(|()| {
+        xenstore::with(|xs| {
+            xs.watch(control::SHUTDOWN, TOKEN)?;
+            xs.watch(control::SYSRQ, TOKEN)
+        })
     });
     match set_up {
         Ok(()) => {
-            sched::spawn_kernel(control_main, 0, None);
+            // On vCPU 0: a suspend is made from there.
+            sched::spawn_kernel(control_main, 0, Some(0));
         }
         Err(e) => log::error!("control: cannot watch the control nodes: {e:?}"),
+    }
+}
+
+/// Writes the `control/feature-*` nodes the kernel answers.
+fn advertise_features() -> Result<(), xen::hypercall::XenErrno> {
+    xenstore::with(|xs| {
+        for f in control::FEATURES_ANSWERED {
+            xs.write(TxId::NONE, f, b"1")?;
+        }
+        Ok(())
+    })
+}
+
+/// Advertises the features again in a new domain (after a restore or a
+/// migration, the toolstack made the domain's nodes anew); the watches
+/// were registered again with every other.
+pub fn advertise() {
+    if let Err(e) = advertise_features() {
+        log::error!("control: cannot advertise the features: {e:?}");
     }
 }
 
@@ -156,12 +174,7 @@ fn sysrq() {
 /// Answers `control/shutdown`; `ignored` is the last value ignored, so
 /// that it is logged once.
 fn shutdown(ignored: &mut Option<alloc::vec::Vec<u8>>) {
-    let known = |v: &[u8]| {
-        matches!(
-            ShutdownRequest::parse(v),
-            Some(Ok(ShutdownRequest::Poweroff | ShutdownRequest::Reboot))
-        )
-    };
+    let known = |v: &[u8]| matches!(ShutdownRequest::parse(v), Some(Ok(_)));
     let v = take(control::SHUTDOWN, known);
     let (reason, what) = match ShutdownRequest::parse(&v) {
         None => {
@@ -170,17 +183,18 @@ fn shutdown(ignored: &mut Option<alloc::vec::Vec<u8>>) {
         }
         Some(Ok(ShutdownRequest::Poweroff)) => (ShutdownReason::Poweroff, "poweroff"),
         Some(Ok(ShutdownRequest::Reboot)) => (ShutdownReason::Reboot, "reboot"),
-        Some(other) => {
+        Some(Ok(ShutdownRequest::Suspend)) => {
+            kprintln!("control: suspend requested by the toolstack");
+            // The outcome is logged; the domain runs on in every case.
+            let _ = suspend::run();
+            return;
+        }
+        Some(Err(text)) => {
             if ignored.as_deref() != Some(&v[..]) {
-                match other {
-                    Ok(_) => kprintln!(
-                        "control: suspend requested: not supported (feature-suspend is 0), ignored"
-                    ),
-                    Err(text) => kprintln!(
-                        "control: unknown shutdown request {:?} ignored",
-                        alloc::string::String::from_utf8_lossy(text)
-                    ),
-                }
+                kprintln!(
+                    "control: unknown shutdown request {:?} ignored",
+                    alloc::string::String::from_utf8_lossy(text)
+                );
                 *ignored = Some(v);
             }
             return;
@@ -276,6 +290,11 @@ pub fn report() {
         events::stats().upcalls,
         crate::arch::trap::masked_upcalls(),
     );
+    let (cancelled, moved) = suspend::counts();
+    kprintln!(
+        "  suspends: {cancelled} cancelled, {moved} resumed in a new domain (generation {})",
+        events::generation()
+    );
     // Each figure read once: the prose and the COUNTERS line agree.
     let (size, peak) = heap::usage();
     let free = mem::free_pages();
@@ -304,9 +323,10 @@ pub fn report() {
         g.unmap_hypercalls
     );
     kprintln!(
-        "COUNTERS sysrq processes={} free_pages={free} grant_refs={live} pending_grants={pending} hole_frames={holes} gntdev_holes={} heap_peak_kib={}",
+        "COUNTERS sysrq processes={} free_pages={free} grant_refs={live} pending_grants={pending} hole_frames={holes} gntdev_holes={} heap_peak_kib={} suspends_cancelled={cancelled} suspends_moved={moved} generation={}",
         procs.len(),
         g.live_holes,
-        peak / 1024
+        peak / 1024,
+        events::generation()
     );
 }

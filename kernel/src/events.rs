@@ -129,21 +129,81 @@ pub fn init() -> Result<(), InitError> {
     Ok(())
 }
 
+/// (a) Resumes into a new domain so far ([`generation`]).
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// How many times the domain resumed into a new domain (`xl restore`,
+/// `xl migrate`): ports bound before the last change are gone.
+pub fn generation() -> u64 {
+    GENERATION.load(Ordering::Acquire)
+}
+
+/// On vCPU 0, interrupts off, the other vCPUs parked, right after a
+/// resume into a new domain (`shared/notes/lifecycle.md` §3): every port
+/// is gone, so forget every handler, owner and fired flag; place the
+/// shared info page at its old frame again and mask every port in it;
+/// register vCPU 0's `vcpu_info` and the callback vector again, and bind
+/// its timer. Each other vCPU then calls [`rejoin`]; the caller binds
+/// their timers and IPIs, and the console's and xenstore's new ports.
+/// Allocates nothing and logs nothing (a parked vCPU may hold the heap
+/// or the console).
+pub fn resume_new_domain() -> Result<(), InitError> {
+    let shared = *SHARED.get().expect("events::init ran");
+    let gfn = shared as *const SharedInfo as u64 / PAGE_SIZE;
+    // SAFETY: the frame is the one `init` took from the hole for the
+    // shared info page; in the new domain it is a hole again.
+    unsafe { xen::memory::map_shared_info(gfn) }
+        .map_err(|e| InitError::Xen("map shared info", e))?;
+    for w in &shared.evtchn_mask {
+        w.store(!0, Ordering::Release);
+    }
+    *HANDLERS.write() = [None; EVTCHN_2L_NR_CHANNELS];
+    for owned in &OWNED {
+        for w in owned {
+            w.store(0, Ordering::Release);
+        }
+    }
+    for w in &FIRED {
+        w.store(0, Ordering::Release);
+    }
+    for p in &TIMER_PORT {
+        p.store(0, Ordering::Release);
+    }
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+    rejoin(0);
+    xen::hvm::set_param(PARAM_CALLBACK_IRQ, xen::hvm::callback_vector(UPCALL_VECTOR))
+        .map_err(|e| InitError::Xen("set callback vector", e))?;
+    bind_timer(0).map_err(|e| InitError::Xen("bind VIRQ_TIMER", e))
+}
+
+/// On vCPU `cpu` itself, interrupts off, after a resume into a new
+/// domain: registers its `vcpu_info` again (Xen accepts that only from
+/// the vCPU itself while it is up) and lets upcalls in.
+pub fn rejoin(cpu: usize) {
+    REGISTERED[cpu].store(false, Ordering::Release);
+    // Refused, the vCPU keeps its legacy slot, as at boot.
+    let _ = register_vcpu_info_quiet(cpu);
+    unmask_upcalls(cpu);
+}
+
 /// Moves vCPU `cpu`'s `vcpu_info` into [`VCPU_INFO`]; the boot vCPU calls
 /// it for itself, and for each other vCPU before it starts. Without it
 /// (Xen refused) the vCPU keeps its legacy slot.
 pub fn register_vcpu_info(cpu: usize) {
+    if let Err(e) = register_vcpu_info_quiet(cpu) {
+        log::warn!("vCPU {cpu}: vcpu_info not registered (Xen error {})", e.0);
+    }
+}
+
+/// [`register_vcpu_info`] without the log line.
+fn register_vcpu_info_quiet(cpu: usize) -> Result<(), XenErrno> {
     let at = &VCPU_INFO.0[cpu] as *const VcpuInfo as u64;
     // SAFETY: the slot is 64 bytes of a page-aligned static of the image
     // (RAM, identity-mapped), kept for Xen for the domain's life and read
     // and written only through atomics.
-    let r = unsafe {
-        xen::vcpu::register_vcpu_info(cpu as u32, at / PAGE_SIZE, (at % PAGE_SIZE) as u32)
-    };
-    match r {
-        Ok(()) => REGISTERED[cpu].store(true, Ordering::Release),
-        Err(e) => log::warn!("vCPU {cpu}: vcpu_info not registered (Xen error {})", e.0),
-    }
+    unsafe { xen::vcpu::register_vcpu_info(cpu as u32, at / PAGE_SIZE, (at % PAGE_SIZE) as u32) }?;
+    REGISTERED[cpu].store(true, Ordering::Release);
+    Ok(())
 }
 
 /// Lets Xen deliver upcalls to vCPU `cpu` (its `vcpu_info` starts with

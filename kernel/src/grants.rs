@@ -22,6 +22,9 @@ pub const TABLE_FRAMES: u32 = 256;
 /// The grant table type the kernel uses.
 pub type Table = GrantTable<xen::grant::Xen, LinearFrames>;
 
+/// The kernel's table frozen for a suspend ([`xen::grant::Frozen`]).
+pub type Frozen<'a> = xen::grant::Frozen<'a, xen::grant::Xen, LinearFrames>;
+
 static TABLE: Once<Arc<Table>> = Once::new();
 /// Deferred grants that completed when another owner (gntdev) reaped the
 /// table: their owners collect them with [`take_reaped`].

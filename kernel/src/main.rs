@@ -31,6 +31,7 @@ mod sched;
 mod shared_page;
 mod sleepq;
 mod smp;
+mod suspend;
 mod syscall;
 mod trap;
 mod usercopy;

@@ -240,8 +240,102 @@ fn on_call(_port: Port, _ctx: usize) {
     serve();
 }
 
+/// Parking for a suspend ([`with_others_parked`]).
+struct Parking {
+    /// (a) The last parking asked for.
+    asked: AtomicU64,
+    /// (a) The last parking each CPU took part in.
+    taken: [AtomicU64; MAX_CPUS],
+    /// (a) CPUs parked for [`Self::asked`].
+    parked: AtomicUsize,
+    /// (a) The last parking released.
+    released: AtomicU64,
+    /// (a) Whether the released CPUs are in a new domain.
+    new_domain: AtomicBool,
+    /// (a) CPUs that went on after [`Self::released`].
+    rejoined: AtomicUsize,
+}
+
+static PARKING: Parking = Parking {
+    asked: AtomicU64::new(0),
+    taken: [const { AtomicU64::new(0) }; MAX_CPUS],
+    parked: AtomicUsize::new(0),
+    released: AtomicU64::new(0),
+    new_domain: AtomicBool::new(false),
+    rejoined: AtomicUsize::new(0),
+};
+
+/// Runs `critical` on this CPU with interrupts off while every other
+/// online CPU spins, interrupts off, in its call IPI (or wherever it
+/// serves calls), as Linux's `stop_machine` and FreeBSD's `suspend_cpus`
+/// park them for a suspend. A CPU may be parked while holding a lock it
+/// took with interrupts on, so `critical` must take no such lock: no
+/// allocation, no logging. When `critical` reports a new domain, each
+/// parked CPU re-registers itself ([`events::rejoin`]) before it goes on,
+/// after `critical` has bound its ports again ([`rebind`]). Returns
+/// `critical`'s result once every CPU has gone on. Parking is not
+/// reentrant: one caller at a time (the control thread).
+pub fn with_others_parked<R>(critical: impl FnOnce() -> (R, bool)) -> R {
+    let me = percpu::id();
+    let others: alloc::vec::Vec<usize> =
+        (0..MAX_CPUS).filter(|&c| c != me && is_online(c)).collect();
+    let p = &PARKING;
+    p.parked.store(0, Ordering::Release);
+    p.rejoined.store(0, Ordering::Release);
+    // This CPU takes no part in its own parking.
+    let round = p.asked.load(Ordering::Acquire) + 1;
+    p.taken[me].store(round, Ordering::Release);
+    p.asked.store(round, Ordering::Release);
+    for &c in &others {
+        let _ = xen::event_channel::send(CALL_PORT[c].load(Ordering::Acquire));
+    }
+    spin_serving(|| p.parked.load(Ordering::Acquire) == others.len());
+    interrupts::without_interrupts(|| {
+        let (r, new_domain) = critical();
+        p.new_domain.store(new_domain, Ordering::Release);
+        p.released.store(round, Ordering::Release);
+        while p.rejoined.load(Ordering::Acquire) < others.len() {
+            core::hint::spin_loop();
+        }
+        r
+    })
+}
+
+/// Binds CPU `cpu`'s timer and IPIs again in a new domain, from the CPU
+/// that runs [`with_others_parked`]'s critical part (binding for another
+/// vCPU needs no help from it). Allocates nothing and logs nothing.
+pub fn rebind(cpu: usize) -> Result<(), StartError> {
+    if cpu != 0 {
+        events::bind_timer(cpu).map_err(|e| StartError::Xen("bind VIRQ_TIMER", e))?;
+    }
+    bind_ipis(cpu)
+}
+
+/// Takes part in a parking if one was asked for since this CPU's last
+/// one (see [`with_others_parked`]).
+fn park_if_asked() {
+    let p = &PARKING;
+    let me = percpu::id();
+    let round = p.asked.load(Ordering::Acquire);
+    if round == p.taken[me].load(Ordering::Acquire) {
+        return;
+    }
+    p.taken[me].store(round, Ordering::Release);
+    interrupts::without_interrupts(|| {
+        p.parked.fetch_add(1, Ordering::AcqRel);
+        while p.released.load(Ordering::Acquire) < round {
+            core::hint::spin_loop();
+        }
+        if p.new_domain.load(Ordering::Acquire) {
+            events::rejoin(me);
+        }
+        p.rejoined.fetch_add(1, Ordering::AcqRel);
+    });
+}
+
 /// Runs this CPU's posted call, if any.
 fn serve() {
+    park_if_asked();
     let m = &MAILBOX[percpu::id()];
     let call = interrupts::without_interrupts(|| m.request.lock().take());
     if let Some((f, arg)) = call {

@@ -15,9 +15,9 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::Weak;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use spin::{Mutex, Once};
+use spin::{Mutex, MutexGuard, Once};
 use xen::abi::Port;
 use xen::abi::hvm::{PARAM_STORE_EVTCHN, PARAM_STORE_PFN};
 use xen::abi::xs_wire::XenstoreDomainInterface;
@@ -44,8 +44,9 @@ impl XsHooks for Hooks {
 }
 
 static STORE: Once<Mutex<Xenstore<Hooks>>> = Once::new();
-/// The store event channel.
-static PORT: Once<Port> = Once::new();
+/// (a) The store event channel (0 before [`init`]); a new one after a
+/// resume into a new domain ([`resume`]).
+static PORT: AtomicU32 = AtomicU32::new(0);
 /// Registered watch sinks by id.
 static SINKS: Mutex<BTreeMap<u64, Weak<dyn WatchSink>>> = Mutex::new(BTreeMap::new());
 /// The next sink id.
@@ -121,7 +122,7 @@ pub fn kernel_watch_events() -> u64 {
 
 /// The store event channel; [`init`] must have run.
 pub fn port() -> Port {
-    *PORT.get().expect("xenstore::init ran")
+    PORT.load(Ordering::Acquire)
 }
 
 /// Connects to xenstore. Needs [`events::init`] first.
@@ -129,13 +130,30 @@ pub fn init() -> Result<(), XenErrno> {
     let pfn = xen::hvm::get_param(PARAM_STORE_PFN)?;
     let port = xen::hvm::get_param(PARAM_STORE_EVTCHN)? as Port;
     events::bind(port, events::mark);
-    PORT.call_once(|| port);
+    PORT.store(port, Ordering::Release);
     let page = (pfn << 12) as *mut XenstoreDomainInterface;
     // SAFETY: Xen names this frame as our xenstore ring; it lies below
     // 4 GiB in the boot identity map, and this is the only client.
     let xs = unsafe { Xenstore::new(page, Hooks) };
     STORE.call_once(|| Mutex::new(xs));
     Ok(())
+}
+
+/// Holds the xenstore client for a suspend: no request is in flight,
+/// and none starts, while the guard lives.
+pub fn hold() -> MutexGuard<'static, Xenstore<Hooks>> {
+    STORE.get().expect("xenstore::init ran").lock()
+}
+
+/// After a resume into a new domain, with the client `held` since before
+/// the suspend: binds the store's new event channel and starts over on
+/// the cleared ring, registering every watch again (the kernel's and
+/// those of user opens). Returns how many watches were registered.
+pub fn resume(held: &mut Xenstore<Hooks>) -> Result<usize, XenErrno> {
+    let port = xen::hvm::get_param(PARAM_STORE_EVTCHN)? as Port;
+    events::bind(port, events::mark);
+    PORT.store(port, Ordering::Release);
+    held.reconnect()
 }
 
 /// Runs `f` with the xenstore client.

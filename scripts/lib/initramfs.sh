@@ -6,12 +6,14 @@
 # shellcheck shell=bash
 
 # Bump when the base's contents or /init change.
-BASE_STAMP=v5
+BASE_STAMP=v7
 DOM0_KERNEL_MODULES=(xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs)
 # xenctx: a stuck guest's registers and stack for the harness (xl.sh).
 # vchan-socket-proxy (xen-utils-4.17, over libxenvchan from libxenmisc4.17):
 # the vchan scenarios' unmodified peer.
-XEN_TOOLS=(xl xenstored xenconsoled xen-init-dom0 xenconsole xenctx vchan-socket-proxy)
+# libxl-save-helper: libxl runs it for `xl save`, `restore` and `migrate`.
+XEN_TOOLS=(xl xenstored xenconsoled xen-init-dom0 xenconsole xenctx vchan-socket-proxy
+    libxl-save-helper)
 
 dom0_kernel() {
     local k
@@ -48,6 +50,9 @@ build_base_initramfs() {
         copy_with_libs "$xbin/$t" "$tree"
     done
     copy_with_libs "$HOSTROOT/usr/bin/xenstore" "$tree"
+    # libxl runs its save helper by this path.
+    mkdir -p "$tree/usr/lib/xen-4.17/bin"
+    ln -sf /usr/bin/libxl-save-helper "$tree/usr/lib/xen-4.17/bin/libxl-save-helper"
     # Xen's user libraries for the dom0 tools (target/dom0-tools, tools.sh).
     for t in libxengnttab.so.1 libxenevtchn.so.1 libxenstore.so.4; do
         install -D -m 755 "$(readlink -f "$HOSTROOT/usr/lib/x86_64-linux-gnu/$t")" \

@@ -86,8 +86,8 @@ life_shutdown() {
     xenstore-write "/local/domain/$PAIR_B_ID/control/shutdown" bogus
     xl sysrq xenguest-b t
     _log=$(guest_log xenguest-b)
-    if [ "$_feat" != "1 1 0" ]; then
-        fail "$1" "B's control/feature-poweroff, -reboot, -suspend read '$_feat', not '1 1 0'"
+    if [ "$_feat" != "1 1 1" ]; then
+        fail "$1" "B's control/feature-poweroff, -reboot, -suspend read '$_feat', not '1 1 1'"
     elif ! guest_wait_line xenguest-b 20 'control: unknown shutdown request "bogus" ignored'; then
         fail "$1" "B did not log the junk shutdown request"
     elif ! guest_wait_line xenguest-b 20 'COUNTERS sysrq '; then
@@ -97,7 +97,7 @@ life_shutdown() {
         fail "$1" "B's sysrq report does not show its process and its one gntdev mapping"
     else
         # The junk value is still there, unacknowledged: xl overwrites it.
-        life_end "$1" "xl shutdown -w xenguest-b" poweroff "; features '1 1 0', junk request ignored, sysrq report"
+        life_end "$1" "xl shutdown -w xenguest-b" poweroff "; features '1 1 1', junk request ignored, sysrq report"
         return
     fi
     show_log xenguest-b

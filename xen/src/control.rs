@@ -14,11 +14,14 @@
 pub const SHUTDOWN: &str = "control/shutdown";
 /// The node `xl sysrq` writes (one character).
 pub const SYSRQ: &str = "control/sysrq";
-/// Feature nodes this kind of guest answers: poweroff and reboot.
-pub const FEATURES_ANSWERED: [&str; 2] = ["control/feature-poweroff", "control/feature-reboot"];
-/// Feature nodes this kind of guest does not answer (yet): suspend, which
-/// `xl save` and `xl migrate` need.
-pub const FEATURES_NOT_ANSWERED: [&str; 1] = ["control/feature-suspend"];
+/// Feature nodes this kind of guest answers: poweroff, reboot and suspend
+/// (`xl save`, `xl migrate`). `feature-s3`/`-s4` are not written: they
+/// are not true of it.
+pub const FEATURES_ANSWERED: [&str; 3] = [
+    "control/feature-poweroff",
+    "control/feature-reboot",
+    "control/feature-suspend",
+];
 
 /// What a value of `control/shutdown` asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -31,3 +31,44 @@ pub fn shutdown(reason: ShutdownReason) -> ! {
         // Only reached if Xen refused; try again rather than run on.
     }
 }
+
+/// How a suspend ended ([`suspend`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resumed {
+    /// The toolstack cancelled it, or took a checkpoint (`xl save -c`, a
+    /// failed save or migration): the same domain runs on, with all its
+    /// state valid.
+    Cancelled,
+    /// Restored or migrated: a new domain, with a new id, holding our RAM
+    /// and vCPU state only (`shared/notes/lifecycle.md` §3).
+    NewDomain,
+}
+
+/// Suspends this domain for `xl save`/`xl migrate`
+/// (`SCHEDOP_shutdown(SHUTDOWN_suspend)`, no start info for PVH) and
+/// returns when it runs again. The toolstack reports a cancel by setting
+/// the call's return value to 1 (`xc_domain_resume`), which it can only
+/// do while `HVM_PARAM_CALLBACK_IRQ` is set. Call it on vCPU 0 with
+/// interrupts off and the other vCPUs parked. `Err`: Xen refused.
+pub fn suspend() -> Result<Resumed, crate::hypercall::XenErrno> {
+    let mut arg = SchedShutdown {
+        reason: ShutdownReason::Suspend as u32,
+    };
+    // SAFETY: `arg` is a valid `sched_shutdown` for the whole call; the
+    // third argument (a PV guest's start info frame) is 0 for PVH.
+    let r = unsafe {
+        hypercall::raw(
+            SCHED_OP,
+            u64::from(SCHEDOP_shutdown),
+            &raw mut arg as u64,
+            0,
+            0,
+            0,
+        )
+    };
+    match r {
+        0 => Ok(Resumed::NewDomain),
+        r if r > 0 => Ok(Resumed::Cancelled),
+        r => Err(crate::hypercall::XenErrno((-r) as i32)),
+    }
+}

@@ -150,6 +150,8 @@ pub struct Xenstore<H> {
     rx: Vec<u8>,
     replies: VecDeque<(XsdSockmsg, Vec<u8>)>,
     watches: VecDeque<WatchEvent>,
+    /// The watches registered (path, token), for [`Self::reconnect`].
+    registered: Vec<(String, String)>,
     /// Set when xenstored broke the protocol; every call fails then.
     broken: bool,
     stats: XsStats,
@@ -201,6 +203,7 @@ impl<H: XsHooks> Xenstore<H> {
             rx: Vec::new(),
             replies: VecDeque::new(),
             watches: VecDeque::new(),
+            registered: Vec::new(),
             broken: false,
             stats: XsStats::default(),
         }
@@ -376,6 +379,13 @@ impl<H: XsHooks> Xenstore<H> {
     /// Watches `path` (and below); events carry `token`. xenstored fires
     /// the watch once at once.
     pub fn watch(&mut self, path: &str, token: &str) -> Result<(), XenErrno> {
+        self.send_watch(path, token)?;
+        self.registered
+            .push((String::from(path), String::from(token)));
+        Ok(())
+    }
+
+    fn send_watch(&mut self, path: &str, token: &str) -> Result<(), XenErrno> {
         self.request(
             msg::WATCH,
             TxId::NONE,
@@ -390,8 +400,39 @@ impl<H: XsHooks> Xenstore<H> {
             msg::UNWATCH,
             TxId::NONE,
             &[path.as_bytes(), b"\0", token.as_bytes(), b"\0"],
-        )
-        .map(drop)
+        )?;
+        if let Some(i) = self
+            .registered
+            .iter()
+            .position(|(p, t)| p == path && t == token)
+        {
+            self.registered.swap_remove(i);
+        }
+        Ok(())
+    }
+
+    /// Starts over on a ring that the toolstack cleared (a domain resumed
+    /// after a save or a migration: the page is zeroed, xenstored knows
+    /// nothing of us): forgets the message half received and the replies
+    /// nobody waits for, then registers every watch again. Each fires
+    /// once at registration, so its owner looks at what it watches, which
+    /// may have changed meanwhile. Queued watch events are kept. Returns
+    /// how many watches were registered again; a watch xenstored refuses
+    /// now is dropped.
+    pub fn reconnect(&mut self) -> Result<usize, XenErrno> {
+        self.rx.clear();
+        self.replies.clear();
+        self.broken = false;
+        let mut kept = Vec::with_capacity(self.registered.len());
+        for (path, token) in core::mem::take(&mut self.registered) {
+            match self.send_watch(&path, &token) {
+                Ok(()) => kept.push((path, token)),
+                Err(XenErrno::EPROTO) => return Err(XenErrno::EPROTO),
+                Err(_) => {}
+            }
+        }
+        self.registered = kept;
+        Ok(self.registered.len())
     }
 
     /// The next watch event received, without waiting.

@@ -189,7 +189,10 @@ impl Side {
             phys: Arc::new(SimPhys(dom.clone())),
             copier: Arc::new(SimCopier(dom.clone())),
             max_grants,
-            own_domid: Some(dom.id()),
+            own_domid: {
+                let id = dom.id();
+                Arc::new(move || Some(id))
+            },
         });
         Self {
             dom,

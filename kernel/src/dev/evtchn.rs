@@ -16,6 +16,13 @@
 //! blocks the calling thread in the scheduler until one fires or the read
 //! timeout passes (`ETIMEDOUT`). Ports not bound by this open are
 //! `EINVAL`; closing the device closes its ports.
+//!
+//! After the domain resumes in a new domain (`xl restore`, `xl migrate`),
+//! every port bound before is gone with the old domain: `NOTIFY`,
+//! `STATUS` and a `read` with only such ports fail with `ENOTCONN`, which
+//! is how a program learns of the move (the peer must be found and the
+//! channel set up again); `UNBIND` of one just forgets it. Its number may
+//! meanwhile name a port bound anew, which then counts.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -30,6 +37,7 @@ use uapi::evtchn::{
 };
 
 use super::DevFile;
+use crate::syscall::errno;
 use crate::{events, sched};
 
 /// How long a read sleeps before it looks at its other ports again.
@@ -44,6 +52,23 @@ struct State {
     ports: Vec<Port>,
     fired: Vec<Port>,
     timeout_ns: u64,
+    /// The domain generation `ports` belong to (`events::generation`).
+    generation: u64,
+    /// Ports of an earlier domain, gone.
+    stale: Vec<Port>,
+}
+
+impl State {
+    /// Moves the ports of an earlier domain to `stale`.
+    fn refresh(&mut self) {
+        let now = events::generation();
+        if self.generation != now {
+            self.generation = now;
+            let gone = core::mem::take(&mut self.ports);
+            self.stale.extend(gone);
+            self.fired.clear();
+        }
+    }
 }
 
 /// Opens the device.
@@ -53,6 +78,8 @@ pub fn open(_flags: u32) -> Result<Arc<dyn DevFile>, Errno> {
             ports: Vec::new(),
             fired: Vec::new(),
             timeout_ns: 0,
+            generation: events::generation(),
+            stale: Vec::new(),
         }),
     }))
 }
@@ -74,21 +101,29 @@ fn domid(v: u32) -> Result<DomId, Errno> {
 impl EvtchnFile {
     fn add(&self, port: Port) {
         events::bind(port, events::mark);
-        self.state.lock().ports.push(port);
+        let mut st = self.state.lock();
+        st.refresh();
+        st.ports.push(port);
     }
 
+    /// `port`, if this open bound it in this domain; `ENOTCONN` for one
+    /// of an earlier domain.
     fn owned(&self, port: u32) -> Result<Port, Errno> {
-        let st = self.state.lock();
-        st.ports
-            .iter()
-            .copied()
-            .find(|&p| p == port)
-            .ok_or(Errno::EINVAL)
+        let mut st = self.state.lock();
+        st.refresh();
+        if st.ports.contains(&port) {
+            Ok(port)
+        } else if st.stale.contains(&port) {
+            Err(errno::ENOTCONN)
+        } else {
+            Err(Errno::EINVAL)
+        }
     }
 
     /// Moves this open's fired ports to `fired`; whether there are any.
     fn collect(&self) -> bool {
         let mut st = self.state.lock();
+        st.refresh();
         let newly: Vec<Port> = st
             .ports
             .iter()
@@ -122,7 +157,14 @@ impl DevFile for EvtchnFile {
                 Ok(())
             }
             IOCTL_EVTCHN_UNBIND => {
-                let port = self.owned(u32_at(data, 0)?)?;
+                let port = match self.owned(u32_at(data, 0)?) {
+                    Err(errno::ENOTCONN) => {
+                        let gone = u32_at(data, 0)?;
+                        self.state.lock().stale.retain(|&p| p != gone);
+                        return Ok(());
+                    }
+                    r => r?,
+                };
                 let mut st = self.state.lock();
                 st.ports.retain(|&p| p != port);
                 st.fired.retain(|&p| p != port);
@@ -144,7 +186,7 @@ impl DevFile for EvtchnFile {
                 self.state.lock().timeout_ns = ns;
                 Ok(())
             }
-            _ => Err(crate::syscall::errno::ENOTTY),
+            _ => Err(errno::ENOTTY),
         }
     }
 
@@ -154,7 +196,13 @@ impl DevFile for EvtchnFile {
         }
         let deadline = sched::deadline_after(self.state.lock().timeout_ns);
         while !self.collect() {
-            let first = self.state.lock().ports.first().copied();
+            let first = {
+                let st = self.state.lock();
+                if st.ports.is_empty() && !st.stale.is_empty() {
+                    return Err(errno::ENOTCONN);
+                }
+                st.ports.first().copied()
+            };
             let woke = sched::block_step(first, deadline, POLL_SLICE_NS)?;
             if woke == sched::Wakeup::Event
                 && let Some(p) = first
@@ -174,7 +222,11 @@ impl DevFile for EvtchnFile {
     }
 
     fn close(&self) {
-        let ports = core::mem::take(&mut self.state.lock().ports);
+        let ports = {
+            let mut st = self.state.lock();
+            st.refresh();
+            core::mem::take(&mut st.ports)
+        };
         for p in ports {
             let _ = events::unbind(p);
         }

@@ -177,7 +177,7 @@ fn device() -> &'static Arc<Gntdev> {
             // One grant per page of RAM: what the heap is sized for
             // (`crate::heap`).
             max_grants: u64::from(mem::phys().page_count()),
-            own_domid: xen::cpuid::XenLeaves::find().and_then(|l| l.domid()),
+            own_domid: Arc::new(|| xen::cpuid::XenLeaves::find().and_then(|l| l.domid())),
         })
     })
 }
@@ -229,6 +229,10 @@ impl DevFile for File {
         self.0.ioctl(&User, &Maps, cmd, arg).inspect_err(|e| {
             log::debug!("gntdev: ioctl {cmd:#x}: {e:?}");
         })
+    }
+
+    fn holds_foreign_maps(&self) -> bool {
+        self.0.foreign_maps() != 0
     }
 
     fn mmap_single(&self, offset: u64, size: u64, prot: Prot) -> Result<DevMapping, Errno> {

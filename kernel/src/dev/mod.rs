@@ -85,6 +85,12 @@ pub trait DevFile: Send + Sync {
 
     /// The last descriptor of this open is gone.
     fn close(&self) {}
+
+    /// Whether this open holds foreign grant mappings, which cannot
+    /// survive a move of the domain (gntdev's `MAP_GRANT_REF` records).
+    fn holds_foreign_maps(&self) -> bool {
+        false
+    }
 }
 
 /// A device in the namespace.

@@ -252,6 +252,19 @@ pub fn kill_all() -> usize {
     all.len()
 }
 
+/// [`kill`]s every process not yet torn down that has a descriptor for
+/// which `pred` holds; returns how many.
+pub fn kill_holding(pred: impl Fn(&crate::dev::File) -> bool) -> usize {
+    let hit: Vec<Arc<Process>> = running()
+        .into_iter()
+        .filter(|p| p.files.lock().iter().flatten().any(|f| pred(f)))
+        .collect();
+    for p in &hit {
+        kill(p);
+    }
+    hit.len()
+}
+
 /// How many processes are not yet torn down.
 pub fn live() -> usize {
     running().len()

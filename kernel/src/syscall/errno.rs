@@ -20,5 +20,7 @@ pub const ENAMETOOLONG: Errno = Errno(e::ENAMETOOLONG);
 pub const ENOSYS: Errno = Errno(e::ENOSYS);
 /// A blocking read's timeout passed (the evtchn and xenstore devices).
 pub const ETIMEDOUT: Errno = Errno(e::ETIMEDOUT);
+/// An event channel of the domain before a restore or migration.
+pub const ENOTCONN: Errno = Errno(e::ENOTCONN);
 /// Interrupted: the process is being killed.
 pub const EINTR: Errno = Errno(e::EINTR);

@@ -289,6 +289,10 @@ fn sysctl(p: &Process, key: u64, new: u64) -> Result<u64, Errno> {
         sysctl::SMP_CPUS => crate::smp::online() as u64,
         sysctl::SCHED_PREEMPTIONS => sched::stats().preemptions,
         sysctl::SCHED_THREADS => sched::stats().live_threads,
+        sysctl::DOMAIN_GENERATION => crate::events::generation(),
+        sysctl::DOMID => xen::cpuid::XenLeaves::find()
+            .and_then(|l| l.domid())
+            .map_or(u64::MAX, u64::from),
         sysctl::GNTDEV_MAPPINGS..=sysctl::GRANT_COPY_OPS => gntdev_stat(key),
         _ => return Err(Errno::ENOENT),
     };

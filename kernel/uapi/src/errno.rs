@@ -45,5 +45,8 @@ pub const ENAMETOOLONG: i32 = 36;
 pub const ENOSYS: i32 = 38;
 /// Protocol error: the peer broke the protocol.
 pub const EPROTO: i32 = 71;
+/// Not connected: an event channel bound before the domain was restored
+/// or migrated (its port is gone with the old domain).
+pub const ENOTCONN: i32 = 107;
 /// Connection timed out.
 pub const ETIMEDOUT: i32 = 110;

@@ -19,7 +19,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 pub use crate::gnttab::GrantError;
-pub use table::{GrantFrameMemory, GrantTable, LinearFrames};
+pub use table::{Frozen, GrantFrameMemory, GrantTable, LinearFrames};
 
 use crate::abi::grant_table::{
     GNTST_eagain, GnttabCopy, GnttabMapGrantRef, GnttabQuerySize, GnttabUnmapGrantRef,

@@ -21,7 +21,8 @@ use super::{
 use crate::abi::DomId;
 use crate::abi::grant_table::{
     ENTRIES_PER_FRAME, GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTMAP_host_map, GNTMAP_readonly,
-    GnttabCopy, GnttabCopyPtr, GnttabMapGrantRef, GnttabUnmapGrantRef, GrantEntry, GrantFrame,
+    GTF_invalid, GTF_reading, GTF_type_mask, GTF_writing, GnttabCopy, GnttabCopyPtr,
+    GnttabMapGrantRef, GnttabUnmapGrantRef, GrantEntry, GrantFrame,
 };
 use crate::gnttab::QuerySizeError;
 
@@ -150,6 +151,36 @@ impl<H: GrantHypercalls, M: GrantFrameMemory> GrantTable<H, M> {
     /// The hypercall backend.
     pub fn hypercalls(&self) -> &H {
         &self.hv
+    }
+
+    /// Holds the table still for a suspend and copies every entry of its
+    /// placed frames: no reference is allocated, granted or ended until
+    /// the guard is dropped. Allocates; call it before the other vCPUs are
+    /// parked. After a resume into a new domain, [`Frozen::restore`] puts
+    /// the table back as it was.
+    pub fn freeze(&self) -> Frozen<'_, H, M> {
+        let st = self.state.lock();
+        let entries = st
+            .frames
+            .iter()
+            .flat_map(|f| {
+                // SAFETY: a placed frame stays mapped for the table's life
+                // (`GrantFrameMemory`); entries are atomics.
+                let frame = unsafe { f.as_ref() };
+                frame.entries.iter().map(|e| {
+                    (
+                        e.flags.load(Ordering::Acquire),
+                        e.domid.load(Ordering::Relaxed),
+                        e.frame.load(Ordering::Relaxed),
+                    )
+                })
+            })
+            .collect();
+        Frozen {
+            table: self,
+            st,
+            entries,
+        }
     }
 
     /// Places one more frame.
@@ -390,8 +421,166 @@ impl<H: GrantHypercalls, M: GrantFrameMemory> GrantOps for GrantTable<H, M> {
     }
 }
 
+/// A grant table held still across a suspend ([`GrantTable::freeze`]),
+/// with a copy of its entries (flags, domid, frame).
+pub struct Frozen<'a, H, M> {
+    table: &'a GrantTable<H, M>,
+    st: spin::MutexGuard<'a, State>,
+    entries: Vec<(u16, DomId, u32)>,
+}
+
+impl<H: GrantHypercalls, M: GrantFrameMemory> Frozen<'_, H, M> {
+    /// Frames the table had placed.
+    pub fn frames(&self) -> u32 {
+        self.st.frames.len() as u32
+    }
+
+    /// Entries that granted something when frozen.
+    pub fn granted(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|(f, ..)| f & GTF_type_mask != GTF_invalid)
+            .count()
+    }
+
+    /// After a resume into a new domain, whose table holds only what the
+    /// toolstack seeded: places every frame again at its old frame
+    /// (highest index first, so Xen grows the table once), then writes
+    /// every entry back as it was, without the `GTF_reading`/`GTF_writing`
+    /// status Xen kept for the old domain's peers (their mappings belong
+    /// to the old domain). Allocates nothing: it runs with the other
+    /// vCPUs parked. References keep their numbers, so a peer that maps
+    /// one again after the move reaches the same page.
+    pub fn restore(&mut self) -> Result<(), GrantError> {
+        for index in (0..self.frames()).rev() {
+            // SAFETY: `gfn(index)` is reserved for this frame
+            // (`GrantFrameMemory`'s contract) and was this frame's before.
+            unsafe {
+                self.table
+                    .hv
+                    .add_grant_frame(index, self.table.mem.gfn(index))
+            }
+            .map_err(GrantError::Hypercall)?;
+        }
+        for (i, &(flags, domid, frame)) in self.entries.iter().enumerate() {
+            let e = GrantTable::<H, M>::entry(&self.st.frames, i as GrantRef);
+            e.frame.store(frame, Ordering::Relaxed);
+            e.domid.store(domid, Ordering::Relaxed);
+            // Release, as a grant: the frame and domid before the flags.
+            e.flags
+                .store(flags & !(GTF_reading | GTF_writing), Ordering::Release);
+        }
+        Ok(())
+    }
+}
+
 impl<H, M> core::fmt::Debug for GrantTable<H, M> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("GrantTable").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::boxed::Box;
+    use core::cell::RefCell;
+
+    use super::*;
+    use crate::abi::grant_table::{GNTST_okay, GTF_permit_access, GTF_readonly, GnttabQuerySize};
+    use crate::hypercall::XenErrno;
+
+    /// Xen as far as placing frames goes: records each placement.
+    #[derive(Default)]
+    struct Placer(RefCell<Vec<(u32, u64)>>);
+
+    // SAFETY: only frame placement is used, recorded and never acted on;
+    // the frames live in `Frames` for the test's life.
+    unsafe impl GrantHypercalls for Placer {
+        unsafe fn map_grant_ref(&self, _: &mut [GnttabMapGrantRef]) -> Result<(), XenErrno> {
+            unreachable!()
+        }
+        unsafe fn unmap_grant_ref(&self, _: &mut [GnttabUnmapGrantRef]) -> Result<(), XenErrno> {
+            unreachable!()
+        }
+        unsafe fn copy(&self, _: &mut [GnttabCopy]) -> Result<(), XenErrno> {
+            unreachable!()
+        }
+        fn query_size(&self) -> Result<GnttabQuerySize, QuerySizeError> {
+            Ok(GnttabQuerySize {
+                dom: 0,
+                nr_frames: 1,
+                max_nr_frames: 4,
+                status: GNTST_okay,
+            })
+        }
+        unsafe fn add_grant_frame(&self, index: u32, gfn: u64) -> Result<(), XenErrno> {
+            self.0.borrow_mut().push((index, gfn));
+            Ok(())
+        }
+        fn backoff(&self, _: u32) {}
+    }
+
+    /// Four frames of plain memory at guest frames 100..104.
+    struct Frames(Box<[GrantFrame; 4]>);
+
+    // SAFETY: the frames are owned by this value, so they live as long.
+    unsafe impl GrantFrameMemory for Frames {
+        fn max_frames(&self) -> u32 {
+            4
+        }
+        fn gfn(&self, index: u32) -> u64 {
+            100 + u64::from(index)
+        }
+        fn frame(&self, index: u32) -> NonNull<GrantFrame> {
+            NonNull::from(&self.0[index as usize])
+        }
+    }
+
+    #[test]
+    fn a_frozen_table_comes_back_in_a_new_domain() {
+        let t = GrantTable::new(
+            Placer::default(),
+            Frames(Box::new(core::array::from_fn(|_| GrantFrame::default()))),
+        )
+        .unwrap();
+        // Two frames' worth of grants, one of them ended, one mapped by
+        // its peer (Xen's status bit set).
+        let refs: Vec<GrantRef> = (0..ENTRIES_PER_FRAME as u64 + 3)
+            .map(|i| t.grant_access(7, 0x1000 + i, i % 2 == 1).unwrap())
+            .collect();
+        assert_eq!(t.end_access(refs[5]), Ok(EndAccess::Ended));
+        GrantTable::<Placer, Frames>::entry(&t.state.lock().frames, refs[6])
+            .flags
+            .fetch_or(GTF_reading, Ordering::AcqRel);
+        let mut frozen = t.freeze();
+        assert_eq!(frozen.frames(), 2);
+        assert_eq!(frozen.granted(), refs.len() - 1);
+        // The new domain: empty frames at the same guest frames.
+        for f in t.mem.0.iter() {
+            for e in &f.entries {
+                e.flags.store(0, Ordering::Relaxed);
+                e.domid.store(0, Ordering::Relaxed);
+                e.frame.store(0, Ordering::Relaxed);
+            }
+        }
+        t.hv.0.borrow_mut().clear();
+        frozen.restore().unwrap();
+        assert_eq!(*t.hv.0.borrow(), [(1, 101), (0, 100)]);
+        drop(frozen);
+        let st = t.state.lock();
+        for (i, &r) in refs.iter().enumerate() {
+            let e = GrantTable::<Placer, Frames>::entry(&st.frames, r);
+            let want = match i {
+                5 => 0,
+                _ if i % 2 == 1 => GTF_permit_access | GTF_readonly,
+                _ => GTF_permit_access,
+            };
+            assert_eq!(e.flags.load(Ordering::Relaxed), want, "ref {r}");
+            assert_eq!(e.domid.load(Ordering::Relaxed), 7);
+            assert_eq!(e.frame.load(Ordering::Relaxed), 0x1000 + i as u32);
+        }
+        drop(st);
+        // The table works on: the mapped grant ends now.
+        assert_eq!(t.end_access(refs[6]), Ok(EndAccess::Ended));
     }
 }

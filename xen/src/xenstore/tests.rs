@@ -422,3 +422,36 @@ fn error_names_map_to_errno() {
     assert_eq!(errno_of("EISCONN"), XenErrno::EISCONN);
     assert_eq!(errno_of("EWHAT"), XenErrno::EINVAL);
 }
+
+#[test]
+fn reconnect_registers_the_watches_again_on_a_cleared_ring() {
+    let (mut xs, fake, mut page) = setup(13, 900);
+    xs.watch("/a", "ta").unwrap();
+    xs.watch("/b", "tb").unwrap();
+    xs.watch("/c", "tc").unwrap();
+    xs.unwatch("/b", "tb").unwrap();
+    while xs.poll_watch().unwrap().is_some() {}
+    // A resumed domain: the page zeroed, a xenstored that knows nothing
+    // of us.
+    *page = XenstoreDomainInterface::default();
+    let raw: *mut XenstoreDomainInterface = &mut *page;
+    *fake.borrow_mut() = Fake::new(raw, 13);
+    assert_eq!(xs.reconnect().unwrap(), 2);
+    let mut watched = fake.borrow().watches.clone();
+    watched.sort();
+    assert_eq!(
+        watched,
+        [
+            ("/a".to_string(), "ta".to_string()),
+            ("/c".to_string(), "tc".to_string())
+        ]
+    );
+    // Each fired once at registration, and fires again on a write.
+    let mut tokens: Vec<String> = (0..2).map(|_| xs.wait_watch().unwrap().token).collect();
+    tokens.sort();
+    assert_eq!(tokens, ["ta", "tc"]);
+    xs.write(T, "/c/x", b"1").unwrap();
+    assert_eq!(xs.wait_watch().unwrap().path, "/c/x");
+    // An unwatch after the reconnect is known to the new xenstored.
+    xs.unwatch("/a", "ta").unwrap();
+}

@@ -1,0 +1,154 @@
+//! Suspend and resume, for `xl save`, `xl restore` and `xl migrate`
+//! (`shared/notes/lifecycle.md` §3 and §4; Linux's `xen_suspend`,
+//! FreeBSD's `xctrl_suspend`).
+//!
+//! The control thread runs [`run`] on vCPU 0 once it has acknowledged a
+//! `suspend` request:
+//!
+//! 1. What cannot survive a move goes first, with everything running:
+//!    processes holding foreign grant mappings are killed (the mapped
+//!    frames are holes in a new domain, their handles mean nothing there),
+//!    so their teardown unmaps with the unmap notify and their peers see
+//!    the close. Our own grants stay.
+//! 2. The xenstore connection is held (no request in flight) and the grant
+//!    table frozen with a copy of its entries ([`xen::grant::Frozen`]).
+//! 3. The other vCPUs are parked ([`smp::with_others_parked`]) and vCPU 0
+//!    calls `SCHEDOP_shutdown(SHUTDOWN_suspend)` with interrupts off.
+//! 4. Cancelled (`xl save -c`, a failed save or migration): the same
+//!    domain runs on and nothing is redone. A new domain: the shared info
+//!    page, `vcpu_info`s, callback vector, timers and IPIs are set up
+//!    again while the others are still parked, the grant table's frames
+//!    placed again and its entries rewritten (references keep their
+//!    numbers, so peers can map them again), then the console and
+//!    xenstore start over on their cleared rings with their new ports,
+//!    every xenstore watch is registered again and the control nodes are
+//!    advertised again.
+//!
+//! What programs see of a move: event channels bound before it fail with
+//! `ENOTCONN` (`dev::evtchn`), and the `DOMAIN_GENERATION` sysctl counts
+//! the moves. Xen system time goes on across a save and restore or a
+//! migration on one host; a move to another host would need the clock
+//! rebased, which is not done.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use xen::sched::Resumed;
+
+use crate::{console, events, grants, kprintln, proc, sched, smp, xenstore};
+
+/// How long the processes holding foreign mappings have to end.
+const GRACE_NS: u64 = 5_000_000_000;
+/// How often their end is checked meanwhile.
+const GRACE_POLL_NS: u64 = 20_000_000;
+
+/// (a) Suspends that ended, by outcome.
+static CANCELLED: AtomicU64 = AtomicU64::new(0);
+static MOVED: AtomicU64 = AtomicU64::new(0);
+
+/// Why a suspend failed; the domain runs on in every case.
+#[derive(Debug)]
+pub enum SuspendError {
+    /// Xen refused the suspend.
+    Refused(xen::hypercall::XenErrno),
+    /// Resumed in a new domain, but a step of setting it up again failed.
+    Resume(&'static str),
+}
+
+impl core::fmt::Display for SuspendError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Refused(e) => write!(f, "Xen refused the suspend (error {})", e.0),
+            Self::Resume(what) => write!(f, "resumed, but {what} could not be set up again"),
+        }
+    }
+}
+
+/// Suspends the domain and brings it back (module doc). Runs on the
+/// control thread, pinned to vCPU 0.
+pub fn run() -> Result<Resumed, SuspendError> {
+    let killed = proc::kill_holding(|f| f.dev.holds_foreign_maps());
+    let t0 = events::now_ns();
+    if killed != 0 {
+        let deadline = t0.saturating_add(GRACE_NS);
+        while proc::kill_holding(|f| f.dev.holds_foreign_maps()) != 0 && events::now_ns() < deadline
+        {
+            sched::sleep_until(events::now_ns().saturating_add(GRACE_POLL_NS));
+        }
+    }
+    let (live, pending) = crate::dev::grant_refs();
+    kprintln!(
+        "suspend: {killed} process(es) holding foreign grant mappings ended; {live} grant(s) kept, {pending} waiting for their peers; suspending"
+    );
+    console::flush();
+    let mut store = xenstore::hold();
+    let table = grants::table();
+    let mut frozen = table.freeze();
+    let (frames, granted) = (frozen.frames(), frozen.granted());
+    let outcome = smp::with_others_parked(|| {
+        let r = match xen::sched::suspend() {
+            Ok(Resumed::NewDomain) => rebuild(&mut frozen).map(|()| Resumed::NewDomain),
+            Ok(Resumed::Cancelled) => Ok(Resumed::Cancelled),
+            Err(e) => Err(SuspendError::Refused(e)),
+        };
+        let new = matches!(r, Ok(Resumed::NewDomain) | Err(SuspendError::Resume(_)));
+        (r, new)
+    });
+    drop(frozen);
+    let outcome = outcome.and_then(|r| {
+        if r == Resumed::NewDomain {
+            reconnect(&mut store)?;
+        }
+        Ok(r)
+    });
+    drop(store);
+    match &outcome {
+        Ok(Resumed::Cancelled) => {
+            CANCELLED.fetch_add(1, Ordering::Relaxed);
+            kprintln!("suspend: cancelled, the same domain runs on");
+        }
+        Ok(Resumed::NewDomain) => {
+            MOVED.fetch_add(1, Ordering::Relaxed);
+            crate::control::advertise();
+            kprintln!(
+                "suspend: resumed in domain {}: {} vCPU(s), {frames} grant frame(s) placed again with {granted} grant(s), generation {}",
+                xen::cpuid::XenLeaves::find()
+                    .and_then(|l| l.domid())
+                    .map_or(-1, i32::from),
+                smp::online(),
+                events::generation()
+            );
+        }
+        Err(e) => kprintln!("suspend: failed: {e}"),
+    }
+    outcome
+}
+
+/// In the new domain, the other vCPUs parked, interrupts off: events,
+/// every vCPU's timer and IPIs, the grant table. Allocates and logs
+/// nothing (a parked vCPU may hold the heap or the console).
+fn rebuild(frozen: &mut grants::Frozen<'_>) -> Result<(), SuspendError> {
+    events::resume_new_domain().map_err(|_| SuspendError::Resume("event channels"))?;
+    for cpu in (0..crate::arch::percpu::MAX_CPUS).filter(|&c| smp::is_online(c)) {
+        smp::rebind(cpu).map_err(|_| SuspendError::Resume("timer and IPI ports"))?;
+    }
+    frozen
+        .restore()
+        .map_err(|_| SuspendError::Resume("grant table"))
+}
+
+/// In the new domain, everyone running again: the console and xenstore
+/// on their new ports and cleared rings.
+fn reconnect(store: &mut xen::xenstore::Xenstore<xenstore::Hooks>) -> Result<(), SuspendError> {
+    let port = console::resume().map_err(|_| SuspendError::Resume("console"))?;
+    events::bind(port, events::mark);
+    xenstore::resume(store).map_err(|_| SuspendError::Resume("xenstore"))?;
+    Ok(())
+}
+
+/// Suspends that were cancelled, and that resumed in a new domain.
+pub fn counts() -> (u64, u64) {
+    (
+        CANCELLED.load(Ordering::Relaxed),
+        MOVED.load(Ordering::Relaxed),
+    )
+}
