@@ -195,11 +195,21 @@ pub fn fuzz(opts: &Options<'_>) -> Outcome {
     run("fuzz", "fuzz", xs << 63 | calls << 32 | seed, &[0])
 }
 
-/// Domain A: `gnt-share` shares `pages=` pages with `peer=`.
+/// Domain A: `gnt-share` shares `pages=` pages with `peer=`, across
+/// `moves=` moves of the domain (`xl save`/`restore`, `xl migrate`).
 pub fn share(opts: &Options<'_>) -> Outcome {
     let peer = super::share::peer(opts)?;
     let pages = opts.get_u64("pages").unwrap_or(16);
-    run("sharer", "gnt-share", u64::from(peer) << 32 | pages, &[0])
+    let moves = opts.get_u64("moves").unwrap_or(0);
+    if pages >= 1 << 24 || moves >= 1 << 8 {
+        return Err("pages= or moves= out of range");
+    }
+    run(
+        "sharer",
+        "gnt-share",
+        u64::from(peer) << 32 | moves << 24 | pages,
+        &[0],
+    )
 }
 
 /// Domain B: `gnt-map` maps the peer's share; `mode=` says what it does

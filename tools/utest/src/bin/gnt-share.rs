@@ -10,14 +10,23 @@
 //! the kernel defers the grants until Xen has released the dead domain's
 //! mappings, and reaps them then.
 //!
-//! Argument: `peer << 32 | pages`.
+//!
+//! With `moves` > 0 the share outlives that many moves of the domain
+//! (`xl save` and `xl restore`, `xl migrate`): after each round (verdict,
+//! reply words, unmap notify) it restores the reply words and the notify
+//! byte, writes `done` without unsharing, waits until the domain has moved
+//! (the `DOMAIN_GENERATION` sysctl), then publishes the same references
+//! again under its new domain id with a new event channel, so that the
+//! peer maps them again: the kernel keeps our grants across the move.
+//!
+//! Argument: `peer << 32 | moves << 24 | pages`.
 #![no_std]
 #![no_main]
 
 use gnttab::evtchn::Evtchn;
 use gnttab::xs::{Fmt, Watch, Xs, XsError};
 use gnttab::{Buf, Gnttab};
-use urt::{PAGE, println};
+use urt::{PAGE, println, sysctl};
 
 urt::entry!(main);
 
@@ -37,7 +46,12 @@ fn word(i: usize, k: usize) -> u32 {
 }
 
 fn main(arg: u64) -> i32 {
-    match run((arg >> 32) as u32, (arg & 0xffff_ffff) as usize) {
+    let (peer, moves, pages) = (
+        (arg >> 32) as u32,
+        ((arg >> 24) & 0xff) as u32,
+        (arg & 0xff_ffff) as usize,
+    );
+    match run(peer, pages, moves) {
         Ok(()) => 0,
         Err(e) => {
             println!("gnt-share: FAIL {e}");
@@ -54,12 +68,11 @@ fn publish(xs: &mut Xs, path: &str, value: &[u8]) -> Result<(), &'static str> {
     xs.write(path, value).map_err(|_| "xenstore write")
 }
 
-fn run(peer: u32, n: usize) -> Result<(), &'static str> {
+fn run(peer: u32, n: usize, moves: u32) -> Result<(), &'static str> {
     if n == 0 {
         return Err("pages=0");
     }
     let mut xs = Xs::open().map_err(|_| "open /dev/xen/xenstore")?;
-    let me = xs.read_u64("domid").map_err(|_| "read domid")? as u32;
     let gnt = Gnttab::open().map_err(|_| "open /dev/xen/gntdev")?;
     let ev = Evtchn::open().map_err(|_| "open /dev/xen/evtchn")?;
     let mut refs = Buf::<u32>::new(n).map_err(|_| "refs buffer")?;
@@ -67,22 +80,104 @@ fn run(peer: u32, n: usize) -> Result<(), &'static str> {
         .share_pages(peer as u16, refs.values(), true, None)
         .map_err(|_| "share_pages")?;
     let words = addr as *mut u32;
+    fill(words, n);
+    let mut generation = urt::sysctl(sysctl::DOMAIN_GENERATION, sysctl::READ_ONLY)
+        .map_err(|_| "sysctl DOMAIN_GENERATION")?;
+    let mut round = 0;
+    loop {
+        let last = round == moves;
+        match share_round(&mut xs, &ev, peer, refs.values(), addr, last)? {
+            Round::Done if !last => {
+                fill(words, n);
+                generation = wait_move(generation)?;
+                round += 1;
+            }
+            _ => break,
+        }
+    }
+    gnt.unshare(addr, n).map_err(|_| "unshare")?;
+    publish_state(&mut xs, b"done")
+}
+
+/// How a round of the protocol ended.
+enum Round {
+    /// The mapper verified, replied and unmapped.
+    Done,
+    /// The mapper's domain died first.
+    PeerGone,
+}
+
+/// Fills the `n` pages at `words` with the protocol's pattern (and so
+/// restores the reply words and the notify byte of an earlier round).
+fn fill(words: *mut u32, n: usize) {
     for i in 0..n {
         for k in 0..1024 {
             // SAFETY: inside the shared mapping of `n` pages, read-write.
             unsafe { words.add(i * 1024 + k).write_volatile(word(i, k)) };
         }
     }
-    let port = ev
-        .bind_unbound_port(peer)
-        .map_err(|_| "bind_unbound_port")?;
-    ev.set_timeout(TIMEOUT_NS).map_err(|_| "set timeout")?;
+}
 
+/// Waits until the domain has moved (restored or migrated): the
+/// `DOMAIN_GENERATION` sysctl moves past `generation`. Returns the new one.
+fn wait_move(generation: u64) -> Result<u64, &'static str> {
+    let t0 = urt::clock_ns();
+    loop {
+        let now = urt::sysctl(sysctl::DOMAIN_GENERATION, sysctl::READ_ONLY)
+            .map_err(|_| "sysctl DOMAIN_GENERATION")?;
+        if now != generation {
+            let id = urt::sysctl(sysctl::DOMID, sysctl::READ_ONLY).unwrap_or(u64::MAX);
+            println!(
+                "gnt-share: the domain moved (generation {now}, now domain {id}); sharing again"
+            );
+            return Ok(now);
+        }
+        if urt::clock_ns() - t0 >= TIMEOUT_NS {
+            return Err("the domain did not move");
+        }
+        let _ = urt::sleep(PEER_POLL_NS);
+    }
+}
+
+/// The share's xenstore directory in our domain now.
+fn share_dir(xs: &mut Xs) -> Result<(u32, Fmt), &'static str> {
+    let me = xs.read_u64("domid").map_err(|_| "read domid")? as u32;
     let mut base = Fmt::new();
     base.push(b"/local/domain/")
         .num(u64::from(me))
         .push(b"/data/xenguest/share");
+    Ok((me, base))
+}
+
+/// Writes the share's `state`.
+fn publish_state(xs: &mut Xs, value: &[u8]) -> Result<(), &'static str> {
+    let (_, base) = share_dir(xs)?;
+    let mut path = Fmt::new();
+    path.push(base.as_bytes()).push(b"/state");
+    publish(xs, path.as_str(), value)
+}
+
+/// One round of the protocol over the pages at `addr` shared through
+/// `refs`: a new event channel, the share published under our domain id
+/// now, the mapper's verdict, its reply words and its unmap notify. A
+/// round that is not the `last` ends with `done` written and the pages
+/// still shared.
+fn share_round(
+    xs: &mut Xs,
+    ev: &Evtchn,
+    peer: u32,
+    refs: &[u32],
+    addr: u64,
+    last: bool,
+) -> Result<Round, &'static str> {
+    let n = refs.len();
+    let words = addr as *mut u32;
+    let (me, base) = share_dir(xs)?;
     let base = base.as_str();
+    let port = ev
+        .bind_unbound_port(peer)
+        .map_err(|_| "bind_unbound_port")?;
+    ev.set_timeout(TIMEOUT_NS).map_err(|_| "set timeout")?;
     let _ = xs.rm(base);
     xs.write(base, b"").map_err(|_| "xenstore write")?;
     xs.set_perms_owner_reader(base, me, peer)
@@ -99,9 +194,9 @@ fn run(peer: u32, n: usize) -> Result<(), &'static str> {
             .push(b"/")
             .push(k.as_bytes());
         val.clear().num(v);
-        publish(&mut xs, path.as_str(), val.as_bytes())?;
+        publish(xs, path.as_str(), val.as_bytes())?;
     }
-    for (j, chunk) in refs.values().chunks(REFS_PER_NODE).enumerate() {
+    for (j, chunk) in refs.chunks(REFS_PER_NODE).enumerate() {
         path.clear()
             .push(base.as_bytes())
             .push(b"/refs/")
@@ -113,7 +208,7 @@ fn run(peer: u32, n: usize) -> Result<(), &'static str> {
             }
             val.num(u64::from(*r));
         }
-        publish(&mut xs, path.as_str(), val.as_bytes())?;
+        publish(xs, path.as_str(), val.as_bytes())?;
     }
     // The mapper's verdict, watched before the share is ready so that no
     // change of it can come before the watch (`Xs::wait_for`).
@@ -124,8 +219,10 @@ fn run(peer: u32, n: usize) -> Result<(), &'static str> {
         .push(b"/data/xenguest/map/state");
     let mut verdict = Watch::new(map_state.as_str(), "verdict").map_err(|_| "watch map/state")?;
     path.clear().push(base.as_bytes()).push(b"/state");
-    publish(&mut xs, path.as_str(), b"ready")?;
-    println!("gnt-share: shared {n} pages with domain {peer} through gntdev, evtchn {port}");
+    publish(xs, path.as_str(), b"ready")?;
+    println!(
+        "gnt-share: shared {n} pages with domain {peer} through gntdev, as domain {me}, evtchn {port}"
+    );
 
     // The verdict, then the reply words.
     let mut st = [0u8; 128];
@@ -138,24 +235,28 @@ fn run(peer: u32, n: usize) -> Result<(), &'static str> {
         TIMEOUT_NS,
     );
     drop(verdict);
-    match seen {
+    let round = match seen {
         Ok(len) if st[..len].starts_with(b"failed") => {
             return Err("the mapper could not verify the pages");
         }
         Ok(_) => {
             check_replies(words, n)?;
-            wait_unmap_notify(&mut xs, &ev, map_state.as_str(), addr, n)?;
+            wait_unmap_notify(xs, ev, map_state.as_str(), addr, n)?;
+            Round::Done
         }
         // The mapper wrote its verdict and died before we read it.
         Err(XsError::Gone) => {
-            println!("gnt-share: the mapper's domain is gone before its verdict; unsharing")
+            println!("gnt-share: the mapper's domain is gone before its verdict; unsharing");
+            Round::PeerGone
         }
         Err(_) => return Err("no verdict from the mapper"),
+    };
+    if !last && matches!(round, Round::Done) {
+        ev.unbind(port).map_err(|_| "unbind")?;
+        publish(xs, path.as_str(), b"done")?;
+        println!("gnt-share: round done, pages still shared; waiting for the domain to move");
     }
-    gnt.unshare(addr, n).map_err(|_| "unshare")?;
-    path.clear().push(base.as_bytes()).push(b"/state");
-    publish(&mut xs, path.as_str(), b"done")?;
-    Ok(())
+    Ok(round)
 }
 
 /// Checks the mapper's reply word in each of the `n` pages at `words`.
