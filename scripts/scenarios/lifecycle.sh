@@ -170,6 +170,22 @@ life_map() {
     fi
 }
 
+# life_abort CASE [WHY]: a FAIL line (unless life_map printed it) with
+# the sharer's console; no domain is left.
+life_abort() {
+    [ -n "${2:-}" ] && fail "$1" "$2"
+    show_log xenguest-a
+    destroy_all
+}
+
+# life_end_share NAME: waits for the sharing guest's end and shows its
+# lines about the share and the suspends.
+life_end_share() {
+    guest_wait "$1"
+    tr -d '\r' <"$(guest_log "$1")" | grep '^control: \|^suspend: \|^gnt-share: \|^sharer: ' |
+        sed 's/^/  A | /'
+}
+
 # life_save_cancel CASE: xl save -c of a sharing guest.
 life_save_cancel() {
     local _n _id _ms _t0
@@ -180,30 +196,23 @@ life_save_cancel() {
     _id=$(guest_domid "$_n")
     guest_unpause "$_n"
     if ! guest_wait_line "$_n" 60 "gnt-share: shared"; then
-        fail "$1" "the guest did not share its pages"
-        show_log "$_n"
-        destroy_all
+        life_abort "$1" "the guest did not share its pages"
         return
     fi
     _t0=$(now_cs)
     if ! timeout 120 xl save -c "$_n" "$XENGUEST_LOGS/life.save" >"$XENGUEST_LOGS/life.out" 2>&1; then
-        fail "$1" "xl save -c failed: $(tail -n 3 "$XENGUEST_LOGS/life.out" | tr '\n' ' ')"
-        show_log "$_n"
-        destroy_all
+        life_abort "$1" "xl save -c failed: $(tail -n 3 "$XENGUEST_LOGS/life.out" | tr '\n' ' ')"
         return
     fi
     _ms=$((($(now_cs) - _t0) * 10))
     rm -f "$XENGUEST_LOGS/life.save"
     if [ "$(guest_domid "$_n")" != "$_id" ] ||
         ! guest_wait_line "$_n" 30 "suspend: cancelled, the same domain runs on"; then
-        fail "$1" "the guest did not run on as the same domain after the checkpoint"
-        show_log "$_n"
-        destroy_all
+        life_abort "$1" "the guest did not run on as the same domain after the checkpoint"
         return
     fi
-    life_map "$1" "$_id" "after the checkpoint" || { show_log "$_n"; destroy_all; return; }
-    guest_wait "$_n"
-    tr -d '\r' <"$(guest_log "$_n")" | grep '^control: \|^suspend: \|^gnt-share: ' | sed 's/^/  A | /'
+    life_map "$1" "$_id" "after the checkpoint" || { life_abort "$1"; return; }
+    life_end_share "$_n"
     if ! _why=$(guest_result "$_n" gntdev-share); then
         fail "$1" "guest: $_why"
         show_log "$_n"
@@ -223,11 +232,9 @@ life_move() {
         { fail "$1" "xl create failed"; return; }
     _id=$(guest_domid "$_n")
     guest_unpause "$_n"
-    life_map "$1" "$_id" "before the move" || { show_log "$_n"; destroy_all; return; }
+    life_map "$1" "$_id" "before the move" || { life_abort "$1"; return; }
     if ! guest_wait_line "$_n" 60 "gnt-share: round done"; then
-        fail "$1" "the guest did not end its first round"
-        show_log "$_n"
-        destroy_all
+        life_abort "$1" "the guest did not end its first round"
         return
     fi
     _t0=$(now_cs)
@@ -251,20 +258,15 @@ life_move() {
     fi
     _id2=$(guest_domid "$_n")
     if [ "$_rc" -ne 0 ] || [ -z "$_id2" ] || [ "$_id2" = "$_id" ]; then
-        fail "$1" "'$2' failed (status $_rc, domain ${_id2:-gone}): $(tail -n 3 "$XENGUEST_LOGS/life.out" | tr '\n' ' ')"
-        show_log "$_n"
-        destroy_all
+        life_abort "$1" "'$2' failed (status $_rc, domain ${_id2:-gone}): $(tail -n 3 "$XENGUEST_LOGS/life.out" | tr '\n' ' ')"
         return
     fi
     if ! guest_wait_line "$_n" 60 "gnt-share: the domain moved"; then
-        fail "$1" "the guest's process did not see the move"
-        show_log "$_n"
-        destroy_all
+        life_abort "$1" "the guest's process did not see the move"
         return
     fi
-    life_map "$1" "$_id2" "after the move" || { show_log "$_n"; destroy_all; return; }
-    guest_wait "$_n"
-    tr -d '\r' <"$_log" | grep '^control: \|^suspend: \|^gnt-share: \|^sharer: ' | sed 's/^/  A | /'
+    life_map "$1" "$_id2" "after the move" || { life_abort "$1"; return; }
+    life_end_share "$_n"
     if ! _why=$(guest_result "$_n" gntdev-share); then
         fail "$1" "guest: $_why"
         show_log "$_n"
