@@ -44,6 +44,8 @@ const GRACE_POLL_NS: u64 = 20_000_000;
 /// (a) Suspends that ended, by outcome.
 static CANCELLED: AtomicU64 = AtomicU64::new(0);
 static MOVED: AtomicU64 = AtomicU64::new(0);
+/// (a) Processes ended because they held foreign grant mappings.
+static ENDED: AtomicU64 = AtomicU64::new(0);
 
 /// Why a suspend failed; the domain runs on in every case.
 #[derive(Debug)]
@@ -67,6 +69,7 @@ impl core::fmt::Display for SuspendError {
 /// control thread, pinned to vCPU 0.
 pub fn run() -> Result<Resumed, SuspendError> {
     let killed = proc::kill_holding(|f| f.dev.holds_foreign_maps());
+    ENDED.fetch_add(killed as u64, Ordering::Relaxed);
     let t0 = events::now_ns();
     if killed != 0 {
         let deadline = t0.saturating_add(GRACE_NS);
@@ -143,6 +146,12 @@ fn reconnect(store: &mut xen::xenstore::Xenstore<xenstore::Hooks>) -> Result<(),
     events::bind(port, events::mark);
     xenstore::resume(store).map_err(|_| SuspendError::Resume("xenstore"))?;
     Ok(())
+}
+
+/// Processes that suspends ended because they held foreign grant
+/// mappings.
+pub fn ended() -> u64 {
+    ENDED.load(Ordering::Relaxed)
 }
 
 /// Suspends that were cancelled, and that resumed in a new domain.

@@ -11,9 +11,10 @@
 #       its baseline (every grant ended, none left for a dead peer);
 #   life-reboot: the same pair and `xl reboot B`: B ends with reason
 #       reboot (its on_reboot applies), A as above;
-#   life-sysrq-crash: `xl sysrq X c` crashes a domain through a kernel
-#       page fault: it ends with reason crash and its console has the
-#       register dump.
+#   life-sysrq: `xl sysrq X t` prints the kernel's report (processes,
+#       threads, memory, grants, gntdev) and the domain runs on; then
+#       `xl sysrq X c` crashes it through a kernel page fault: it ends with
+#       reason crash and its console has the register dump.
 #   life-save-cancel: a guest shares 16 pages with dom0 (gnt-share);
 #       `xl save -c` checkpoints it, which Xen reports to it as a
 #       cancelled suspend: the same domain runs on, and dom0's
@@ -23,7 +24,12 @@
 #       `xl save` and `xl restore` move the domain, and dom0 maps the same
 #       references again under its new domain id and verifies them: our
 #       grants came back with the domain; it then ends at its baseline;
-#   life-migrate: the same with `xl migrate` to this host.
+#   life-migrate: the same with `xl migrate` to this host;
+#   life-save-mapper: the pair of life-shutdown, and B, which maps A's
+#       pages, is moved by `xl save` and `xl restore`: B's suspend ends
+#       its process (foreign mappings cannot move), whose teardown unmaps
+#       with the notify; A sees it and ends at its baseline, and B resumes
+#       in its new domain and ends at its own.
 # The features B advertises (control/feature-*) are checked too.
 . scripts/lib/xl.sh
 . scripts/lib/share.sh
@@ -120,8 +126,8 @@ life_reboot() {
     life_end "$1" "xl reboot xenguest-b" reboot
 }
 
-# life_sysrq_crash CASE: sysrq c on an idle domain.
-life_sysrq_crash() {
+# life_sysrq CASE: sysrq t, then c, on an idle domain.
+life_sysrq() {
     local _name _how
     _name=xenguest-life
     guest_create "$_name" configs/xenguest-a.cfg 'cmdline="scenario=pass-then-hang loglevel=info"' ||
@@ -129,6 +135,14 @@ life_sysrq_crash() {
     guest_unpause "$_name"
     if ! guest_wait_line "$_name" 30 "RESULT pass-then-hang PASS"; then
         fail "$1" "the domain did not start"
+        show_log "$_name"
+        guest_destroy "$_name"
+        return
+    fi
+    xl sysrq "$_name" t
+    if ! guest_wait_line "$_name" 20 'COUNTERS sysrq ' ||
+        ! tr -d '\r' <"$(guest_log "$_name")" | grep -q '^sysrq report at [0-9]* ms'; then
+        fail "$1" "no report for sysrq t"
         show_log "$_name"
         guest_destroy "$_name"
         return
@@ -144,7 +158,7 @@ life_sysrq_crash() {
         fail "$1" "no register dump of the sysrq crash"
         show_log "$_name"
     else
-        pass "$1 (sysrq c: kernel page fault, register dump, reason crash)"
+        pass "$1 (sysrq t: the report, with $(counter "$_name" sysrq free_pages) free pages; sysrq c: kernel page fault, register dump, reason crash)"
     fi
 }
 
@@ -278,6 +292,45 @@ life_move() {
     fi
 }
 
+# life_save_mapper CASE: xl save and xl restore of a domain that maps
+# its peer's pages.
+life_save_mapper() {
+    local _t0 _ms _id2 _why
+    life_pair "$1" || return
+    _t0=$(now_cs)
+    if ! { timeout 120 xl save xenguest-b "$XENGUEST_LOGS/life.save" >"$XENGUEST_LOGS/life.out" 2>&1 &&
+        timeout 120 xl restore "$XENGUEST_LOGS/life.save" >>"$XENGUEST_LOGS/life.out" 2>&1; }; then
+        fail "$1" "xl save or restore of B failed: $(tail -n 3 "$XENGUEST_LOGS/life.out" | tr '\n' ' ')"
+        show_log xenguest-b
+        destroy_all
+        return
+    fi
+    _ms=$((($(now_cs) - _t0) * 10))
+    rm -f "$XENGUEST_LOGS/life.save"
+    _id2=$(guest_domid xenguest-b)
+    guest_wait xenguest-a
+    guest_wait xenguest-b
+    show_lines xenguest-a xenguest-b
+    tr -d '\r' <"$(guest_log xenguest-b)" | grep '^suspend: \|^mapper: ' | sed 's/^/  B | /'
+    if ! tr -d '\r' <"$(guest_log xenguest-a)" | grep -q '^gnt-share: unmap notify seen'; then
+        fail "$1" "A did not see B's unmap notify"
+        show_log xenguest-a
+    elif ! _why=$(guest_result xenguest-a gntdev-share); then
+        fail "$1" "A: $_why"
+        show_log xenguest-a
+    elif ! tr -d '\r' <"$(guest_log xenguest-b)" |
+        grep -q '^suspend: 1 process(es) holding foreign grant mappings ended' ||
+        ! tr -d '\r' <"$(guest_log xenguest-b)" | grep -q "^suspend: resumed in domain $_id2:"; then
+        fail "$1" "B did not end its mapping process before the suspend, or did not resume in domain $_id2"
+        show_log xenguest-b
+    elif ! _why=$(guest_result xenguest-b gntdev-map); then
+        fail "$1" "B: $_why"
+        show_log xenguest-b
+    else
+        pass "$1 (B moved to domain $_id2 in $_ms ms; its mapping process ended first, A saw the unmap notify; both back at their baselines)"
+    fi
+}
+
 life_save_restore() {
     life_move "$1" save-restore
 }
@@ -288,11 +341,12 @@ life_migrate() {
 
 run_case life_shutdown life-shutdown
 run_case life_reboot life-reboot
-run_case life_sysrq_crash life-sysrq-crash
+run_case life_sysrq life-sysrq
 if [ -x "$TOOL" ]; then
     run_case life_save_cancel life-save-cancel
     run_case life_save_restore life-save-restore
     run_case life_migrate life-migrate
+    run_case life_save_mapper life-save-mapper
 else
     fail life-save "no $TOOL (scripts/lib/tools.sh builds it)"
 fi

@@ -87,9 +87,10 @@ fn run(peer: u32, n: usize, moves: u32) -> Result<(), &'static str> {
     loop {
         let last = round == moves;
         match share_round(&mut xs, &ev, peer, refs.values(), addr, last)? {
-            Round::Done if !last => {
+            (Round::Done, port) if !last => {
                 fill(words, n);
                 generation = wait_move(generation)?;
+                stale_port(&ev, port)?;
                 round += 1;
             }
             _ => break,
@@ -139,6 +140,21 @@ fn wait_move(generation: u64) -> Result<u64, &'static str> {
     }
 }
 
+/// Checks that `port`, bound before the move, is reported gone: its
+/// notify fails with `ENOTCONN` (the kernel's word for a channel of the
+/// old domain), and unbinding it just forgets it.
+fn stale_port(ev: &Evtchn, port: u32) -> Result<(), &'static str> {
+    match ev.notify(port) {
+        Err(urt::errno::ENOTCONN) => {}
+        Ok(_) => return Err("a port of the old domain still notified"),
+        Err(_) => return Err("a port of the old domain: not ENOTCONN"),
+    }
+    ev.unbind(port)
+        .map_err(|_| "unbind of a port of the old domain")?;
+    println!("gnt-share: event channel {port} of the old domain: ENOTCONN, unbound");
+    Ok(())
+}
+
 /// The share's xenstore directory in our domain now.
 fn share_dir(xs: &mut Xs) -> Result<(u32, Fmt), &'static str> {
     let me = xs.read_u64("domid").map_err(|_| "read domid")? as u32;
@@ -161,7 +177,8 @@ fn publish_state(xs: &mut Xs, value: &[u8]) -> Result<(), &'static str> {
 /// `refs`: a new event channel, the share published under our domain id
 /// now, the mapper's verdict, its reply words and its unmap notify. A
 /// round that is not the `last` ends with `done` written and the pages
-/// still shared.
+/// still shared. Returns how it ended and the event channel it bound,
+/// which is left bound.
 fn share_round(
     xs: &mut Xs,
     ev: &Evtchn,
@@ -169,7 +186,7 @@ fn share_round(
     refs: &[u32],
     addr: u64,
     last: bool,
-) -> Result<Round, &'static str> {
+) -> Result<(Round, u32), &'static str> {
     let n = refs.len();
     let words = addr as *mut u32;
     let (me, base) = share_dir(xs)?;
@@ -252,11 +269,10 @@ fn share_round(
         Err(_) => return Err("no verdict from the mapper"),
     };
     if !last && matches!(round, Round::Done) {
-        ev.unbind(port).map_err(|_| "unbind")?;
         publish(xs, path.as_str(), b"done")?;
         println!("gnt-share: round done, pages still shared; waiting for the domain to move");
     }
-    Ok(round)
+    Ok((round, port))
 }
 
 /// Checks the mapper's reply word in each of the `n` pages at `words`.
