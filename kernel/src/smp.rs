@@ -297,6 +297,10 @@ pub fn with_others_parked<R>(critical: impl FnOnce() -> (R, bool)) -> R {
         while p.rejoined.load(Ordering::Acquire) < others.len() {
             core::hint::spin_loop();
         }
+        // A call posted to us just before the suspend may have lost its
+        // IPI with the old domain's ports: its sender waits for it. (The
+        // parked CPUs serve theirs on their way out of `serve`.)
+        serve();
         r
     })
 }
