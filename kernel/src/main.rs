@@ -102,6 +102,7 @@ extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
     });
     let (major, minor) = leaves.version();
     let domid = leaves.domid();
+    suspend::refresh_domid();
     kprintln!(
         "xenguest: domain {} on Xen {major}.{minor}, {cpus} of {} vCPUs up, {} KiB RAM in {} memory map entries, cmdline \"{}\"",
         DomainId(domid),

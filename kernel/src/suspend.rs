@@ -30,7 +30,7 @@
 //! migration on one host; a move to another host would need the clock
 //! rebased, which is not done.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use xen::sched::Resumed;
 
@@ -46,6 +46,24 @@ static CANCELLED: AtomicU64 = AtomicU64::new(0);
 static MOVED: AtomicU64 = AtomicU64::new(0);
 /// (a) Processes ended because they held foreign grant mappings.
 static ENDED: AtomicU64 = AtomicU64::new(0);
+/// (a) Our domain id, as CPUID reported it at boot and after the last
+/// move ([`NO_DOMID`] if it did not): read often (every gntdev map), and
+/// each CPUID is a VM exit.
+static DOMID: AtomicU32 = AtomicU32::new(NO_DOMID);
+/// [`DOMID`] when CPUID gave none.
+const NO_DOMID: u32 = u32::MAX;
+
+/// Reads our domain id from CPUID into the cache [`domid`] reads; at boot
+/// and after each move.
+pub fn refresh_domid() {
+    let id = xen::cpuid::XenLeaves::find().and_then(|l| l.domid());
+    DOMID.store(id.map_or(NO_DOMID, u32::from), Ordering::Release);
+}
+
+/// Our domain id now, if Xen reports it.
+pub fn domid() -> Option<u16> {
+    u16::try_from(DOMID.load(Ordering::Acquire)).ok()
+}
 
 /// Why a suspend failed; the domain runs on in every case.
 #[derive(Debug)]
@@ -111,12 +129,11 @@ pub fn run() -> Result<Resumed, SuspendError> {
         }
         Ok(Resumed::NewDomain) => {
             MOVED.fetch_add(1, Ordering::Relaxed);
+            refresh_domid();
             crate::control::advertise();
             kprintln!(
                 "suspend: resumed in domain {}: {} vCPU(s), {frames} grant frame(s) placed again with {granted} grant(s), generation {}",
-                xen::cpuid::XenLeaves::find()
-                    .and_then(|l| l.domid())
-                    .map_or(-1, i32::from),
+                domid().map_or(-1, i32::from),
                 smp::online(),
                 events::generation()
             );

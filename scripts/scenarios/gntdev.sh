@@ -80,6 +80,15 @@ notify_unmapped_detail() {
     sed -n 's/^gnt-map: notify-unmapped: //p' "$(guest_log xenguest-b)" | tr -d '\r'
 }
 
+# soak_detail PAGES: mode soak, the soak of issue 14: 10,000 map, check
+# and unmap cycles of 16 of A's grants, one map and one unmap hypercall
+# each (B's kernel checks both against its mappings), no leak on either
+# side (each kernel's baseline).
+soak_detail() {
+    local _k="counter xenguest-b mapper"
+    echo "$(sed -n 's/^gnt-map: soak: //p' "$(guest_log xenguest-b)" | tr -d '\r'); $($_k mappings) mappings, $($_k map_hypercalls) map and $($_k unmap_hypercalls) unmap hypercalls; both baselines back"
+}
+
 # gntdev_destroyed CASE VICTIM SURVIVOR SURVIVOR_SCENARIO: B maps A's 16
 # pages and holds them (mode=hold); once B has verified them and A has
 # read the verdict (so that both wait for the other's end, which is what
@@ -175,6 +184,7 @@ run_case gntdev_mode gntdev-copy-1024 copy 1024 copy_detail
 run_case gntdev_mode gntdev-ro-write ro-write 16 ro_write_detail
 run_case gntdev_mode xsa-361-bad-ref-first-middle-last xsa-361 16 xsa361_detail
 run_case gntdev_mode gntdev-notify-unmapped notify-unmapped 16 notify_unmapped_detail
+run_case gntdev_mode soak-map-10000 soak 256 soak_detail
 run_case gntdev_destroyed gntdev-sharer-destroyed xenguest-a xenguest-b gntdev-map
 run_case gntdev_destroyed gntdev-mapper-destroyed xenguest-b xenguest-a gntdev-share
 run_case gntdev_destroyed_early gntdev-mapper-destroyed-early

@@ -35,7 +35,9 @@
 //!   populate, one map hypercall), then one unmaps it while the others
 //!   read: a reader's fault after the shootdown kills the process (139);
 //! - `stress` (SMP): 10,000 map/touch/unmap cycles of gntdev and
-//!   anonymous mappings on four threads, then as `exit`.
+//!   anonymous mappings on four threads, then as `exit`;
+//! - `soak`: 10,000 map/check/unmap cycles of 16 of the peer's grants at a
+//!   time on one thread, then as `exit`.
 
 use super::Outcome;
 use super::process::KILLED_SEGV;
@@ -236,6 +238,7 @@ pub fn map(opts: &Options<'_>) -> Outcome {
         "notify-unmapped" => (6, 0),
         "threads" => (7, KILLED_SEGV),
         "stress" => (8, 0),
+        "soak" => (9, 0),
         m => {
             log::error!("gntdev-map: unknown mode={m}");
             return Err("unknown mode");

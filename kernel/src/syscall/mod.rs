@@ -290,9 +290,7 @@ fn sysctl(p: &Process, key: u64, new: u64) -> Result<u64, Errno> {
         sysctl::SCHED_PREEMPTIONS => sched::stats().preemptions,
         sysctl::SCHED_THREADS => sched::stats().live_threads,
         sysctl::DOMAIN_GENERATION => crate::events::generation(),
-        sysctl::DOMID => xen::cpuid::XenLeaves::find()
-            .and_then(|l| l.domid())
-            .map_or(u64::MAX, u64::from),
+        sysctl::DOMID => crate::suspend::domid().map_or(u64::MAX, u64::from),
         sysctl::GNTDEV_MAPPINGS..=sysctl::GRANT_COPY_OPS => gntdev_stat(key),
         _ => return Err(Errno::ENOENT),
     };

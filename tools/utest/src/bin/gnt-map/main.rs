@@ -35,6 +35,9 @@
 //! - 8: SMP stress: after the usual check, four threads run map, touch
 //!   and unmap cycles of 16-grant gntdev mappings and of 16-page anonymous
 //!   mappings, 10,000 cycles in all, then exits as mode 0 does.
+//! - 9: soak: after the usual check, this thread maps, checks and unmaps
+//!   16 of the peer's grants at a time, 10,000 times (`soak.rs`), then
+//!   exits as mode 0 does.
 //!
 //! Argument: `mode << 32 | peer`.
 #![no_std]
@@ -49,6 +52,7 @@ use urt::{PAGE, println, sysctl};
 urt::entry!(main);
 
 mod smp;
+mod soak;
 
 /// How long the wait for the share, or for the peer's end, may take.
 const TIMEOUT_NS: u64 = 120_000_000_000;
@@ -69,6 +73,7 @@ enum Mode {
     NotifyUnmapped,
     Threads,
     Stress,
+    Soak,
 }
 
 fn main(arg: u64) -> i32 {
@@ -82,6 +87,7 @@ fn main(arg: u64) -> i32 {
         6 => Mode::NotifyUnmapped,
         7 => Mode::Threads,
         8 => Mode::Stress,
+        9 => Mode::Soak,
         _ => {
             println!("gnt-map: FAIL unknown mode");
             return 1;
@@ -264,8 +270,14 @@ fn run(peer: u32, mode: Mode) -> Result<(), &'static str> {
             core::mem::forget(ev);
             smp::unmap_under_readers(&gnt, addr, n)
         }
-        Mode::Stress => {
-            smp::stress(&gnt, peer, refs.values())?;
+        Mode::Stress | Mode::Soak => {
+            if mode == Mode::Stress {
+                smp::stress(&gnt, peer, refs.values())?;
+            } else {
+                soak::soak(&gnt, peer, refs.values(), |i, k| {
+                    seed.wrapping_add((i * 1024 + k) as u32)
+                })?;
+            }
             println!("gnt-map: exiting without unmapping");
             core::mem::forget(ev);
             Ok(())
