@@ -129,9 +129,13 @@ pub struct SimHoles {
 }
 
 impl HoleSource for SimHoles {
-    fn alloc(&self, frames: u64) -> Result<Hole, Errno> {
+    fn alloc(&self, frames: u64, align: u64) -> Result<Hole, Errno> {
         *self.live_frames.lock().unwrap() += frames;
-        Ok(self.dom.alloc_hole(frames))
+        let room = self.dom.alloc_hole(frames + align - 1);
+        let base = room.base_gfn().next_multiple_of(align);
+        // SAFETY: `[base, base + frames)` lies inside `room`, which the
+        // simulator handed out to us alone.
+        Ok(unsafe { Hole::new(base, frames) })
     }
     fn free(&self, hole: Hole) {
         *self.live_frames.lock().unwrap() -= hole.frames();

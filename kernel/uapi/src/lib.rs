@@ -161,6 +161,10 @@ pub mod sysctl {
     pub const SCHED_PREEMPTIONS: u64 = 23;
     /// Threads alive in the kernel (kernel, idle and user).
     pub const SCHED_THREADS: u64 = 24;
+    /// 2 MiB entries standing in the calling process's page tables.
+    pub const PROC_LARGE_ENTRIES: u64 = 25;
+    /// 2 MiB mappings split into page tables (demotions).
+    pub const PMAP_DEMOTIONS: u64 = 26;
     /// The `new` value that leaves the key unchanged.
     pub const READ_ONLY: u64 = u64::MAX;
 }
