@@ -80,6 +80,22 @@ notify_unmapped_detail() {
     sed -n 's/^gnt-map: notify-unmapped: //p' "$(guest_log xenguest-b)" | tr -d '\r'
 }
 
+# large_detail PAGES: mode large, 2 MiB entries: the aligned mapping's
+# entries in B's page tables, and what is left of them, of the unmap
+# hypercalls and of the hole frames after B unmaps it.
+large_detail() {
+    local _l="counter xenguest-b gnt-map-large"
+    echo "$1 pages: $($_l large_entries) 2 MiB entries (aligned=$($_l aligned)); after unmap $($_l large_after_unmap) entries, $($_l unmap_hypercalls) unmap hypercall(s), hole frames $($_l hole_frames) -> $($_l hole_frames_after)"
+}
+
+# partial_detail PAGES: mode large-partial-munmap: a munmap of 4 pages
+# inside the first 2 MiB entry demotes it, the rest reads right, and the
+# kernel unmaps the rest at exit with one hypercall.
+partial_detail() {
+    local _p="counter xenguest-b gnt-map-partial" _k="counter xenguest-b mapper"
+    echo "$1 pages in $($_p large_entries) 2 MiB entries; munmap of 4 pages: $($_p demotions) demotion(s), $($_p large_left) entries left, $($_p wrong_words) wrong words in the rest; $($_k unmap_hypercalls) unmap hypercall(s) at exit"
+}
+
 # gntdev_destroyed CASE VICTIM SURVIVOR SURVIVOR_SCENARIO: B maps A's 16
 # pages and holds them (mode=hold); once B has verified them and A has
 # read the verdict (so that both wait for the other's end, which is what
@@ -172,6 +188,8 @@ run_case gntdev_pair gntdev-1024 1024
 )
 run_case gntdev_mode gntdev-compare-1024 compare 1024 compare_detail
 run_case gntdev_mode gntdev-copy-1024 copy 1024 copy_detail
+run_case gntdev_mode gntdev-large-1024 large 1024 large_detail
+run_case gntdev_mode gntdev-large-partial-munmap large-partial-munmap 1024 partial_detail
 run_case gntdev_mode gntdev-ro-write ro-write 16 ro_write_detail
 run_case gntdev_mode xsa-361-bad-ref-first-middle-last xsa-361 16 xsa361_detail
 run_case gntdev_mode gntdev-notify-unmapped notify-unmapped 16 notify_unmapped_detail
