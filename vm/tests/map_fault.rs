@@ -521,9 +521,11 @@ fn bad_accesses_fail() {
 
 #[test]
 fn phys_pager_populate_1024_pages_in_one_fault() {
-    for (flags, faults, populates) in [
-        (FaultFlags::empty(), 1, 1),
-        (FaultFlags::NOPOPULATE, 1024, 0),
+    // With populate the pager fills each aligned 512 pages with one
+    // contiguous block, which the fault maps with one superpage entry.
+    for (flags, faults, populates, (large, small)) in [
+        (FaultFlags::empty(), 1, 1, (2, 0)),
+        (FaultFlags::NOPOPULATE, 1024, 0, (0, 1024)),
     ] {
         let e = env(2048);
         let obj = phys_pager_allocate(e.d.clone(), 1024);
@@ -537,7 +539,13 @@ fn phys_pager_populate_1024_pages_in_one_fault() {
         );
         assert_eq!(e.d.counters.faults.get(), faults);
         assert_eq!(e.pmap.len(), 1024);
-        assert_eq!(e.pmap.enters.get(), 1024);
+        assert_eq!(
+            (e.pmap.large_entries(), e.pmap.small_entries()),
+            (large, small),
+            "{flags:?}"
+        );
+        assert_eq!(e.pmap.enters.get(), small as u64);
+        assert_eq!(e.map.stats().large.get(), large as u64);
         for i in 0..1024 {
             let pte = e.pmap.pte(BASE + i * PG).unwrap();
             assert_eq!(e.d.page(pte.page).pindex(), i);
