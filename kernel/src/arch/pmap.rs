@@ -694,8 +694,10 @@ impl VmPmap for Pmap {
                 // Same page: only the rights change; a wiring stays.
                 write(slot, pa | bits | (old & PTE_WIRED));
                 sd.add(va, 1);
-                g.promote(va, &mut sd);
+                let dead = g.promote(va, &mut sd);
                 sd.finish();
+                drop(g);
+                free_table(dead);
                 return Ok(());
             }
             debug_assert!(old & PTE_WIRED == 0, "replacing a wired mapping");
@@ -709,8 +711,10 @@ impl VmPmap for Pmap {
         if flags.contains(EnterFlags::MANAGED) {
             pv_insert(page, &self.this, va);
         }
-        g.promote(va, &mut sd);
+        let dead = g.promote(va, &mut sd);
         sd.finish();
+        drop(g);
+        free_table(dead);
         Ok(())
     }
 
@@ -780,9 +784,7 @@ impl VmPmap for Pmap {
         LARGE_MAPPINGS.fetch_add(1, Ordering::Relaxed);
         sd.finish();
         drop(g);
-        if let Some(id) = dead_table {
-            d.phys.free_page(id);
-        }
+        free_table(dead_table);
         Ok(())
     }
 
@@ -880,12 +882,13 @@ impl VmPmap for Pmap {
 impl PmapInner {
     /// Replaces the page table covering `va` with one 2 MiB entry when its
     /// 512 entries map an aligned, physically contiguous run with the same
-    /// bits, none wired (`pmap_promote_pde`), and frees the table. The
-    /// mapping lists stay as they are: they list each 4 KiB page of a
-    /// large entry at its own address already.
-    fn promote(&mut self, va: u64, sd: &mut Shootdown) {
+    /// bits, none wired (`pmap_promote_pde`); returns the table, which
+    /// the caller frees after the shootdown ([`free_table`]). The mapping
+    /// lists stay as they are: they list each 4 KiB page of a large entry
+    /// at its own address already.
+    fn promote(&mut self, va: u64, sd: &mut Shootdown) -> Option<PageId> {
         let Ok(Some(pd)) = self.table_at(va, 2, false) else {
-            return;
+            return None;
         };
         let pde_slot = entry(pd, index(va, 1));
         let pt = read(pde_slot) & PTE_ADDR;
@@ -904,18 +907,17 @@ impl PmapInner {
             || !same(LARGE_PAGES - 1)
             || !(1..LARGE_PAGES - 1).all(same)
         {
-            return;
+            return None;
         }
         let ad = (0..LARGE_PAGES).fold(0, |acc, i| acc | (read(entry(pt, i)) & PTE_AD));
         write(pde_slot, pa | bits | ad | PTE_PS);
-        let phys = mem::phys();
-        let id = phys.phys_to_page(pt).expect("page tables are RAM");
+        let id = mem::phys().phys_to_page(pt).expect("page tables are RAM");
         self.tables.retain(|&t| t != id);
-        phys.free_page(id);
         // The TLB and paging-structure caches may hold the old table.
         sd.overflow = true;
         self.large += 1;
         LARGE_MAPPINGS.fetch_add(1, Ordering::Relaxed);
+        Some(id)
     }
     /// The table of `level` (3 = PDPT, 2 = PD, 1 = PT) covering `va`,
     /// creating missing ones if `create`. `None` when missing, or when a
@@ -992,6 +994,15 @@ impl Drop for Pmap {
         for id in self.inner.get_mut().tables.drain(..) {
             phys.free_page(id);
         }
+    }
+}
+
+/// Frees a page table that a 2 MiB entry replaced, if any: only once the
+/// shootdown of the change has returned, as until then another CPU's
+/// paging-structure caches may still walk it.
+fn free_table(table: Option<PageId>) {
+    if let Some(id) = table {
+        mem::phys().free_page(id);
     }
 }
 
