@@ -50,7 +50,7 @@ use vm::domain::VmDomain;
 use vm::object::{ObjectType, VmObject};
 use vm::page::{MemAttr, PageId};
 use vm::pager::device::device_pager_allocate;
-use vm::{Errno, PAGE_SHIFT, PAGE_SIZE, Prot};
+use vm::{Errno, PAGE_SHIFT, PAGE_SIZE, Prot, SUPERPAGE_PAGES};
 use xen::abi::{DOMID_SELF, DomId, Port};
 use xen::event_channel::EventOps;
 use xen::grant::{EndAccess, GrantError, GrantOps, GrantRef, Reaped};
@@ -879,7 +879,15 @@ impl GntdevFile {
             return Err(EACCES);
         }
         let n = map.count();
-        let hole = self.dev.svc.holes.alloc(n)?;
+        // A mapping of a superpage or more starts its hole on a superpage
+        // boundary, so that populate's run is physically aligned too and
+        // the fault handler enters superpage entries for it.
+        let align = if n >= SUPERPAGE_PAGES {
+            SUPERPAGE_PAGES
+        } else {
+            1
+        };
+        let hole = self.dev.svc.holes.alloc(n, align)?;
         let frames = u32::try_from(n).map_err(|_| Errno::ENOMEM);
         let range = frames.and_then(|f| {
             let gpa = hole.gpa(0).ok_or(Errno::ENOMEM)?;

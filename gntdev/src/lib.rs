@@ -99,8 +99,9 @@ pub trait PageSource: Send + Sync {
 /// Ranges of unpopulated guest-physical frames for foreign mappings
 /// (FreeBSD's `xenmem_alloc`).
 pub trait HoleSource: Send + Sync {
-    /// A hole of `frames` frames. `ENOMEM` when the space is exhausted.
-    fn alloc(&self, frames: u64) -> Result<Hole, Errno>;
+    /// A hole of `frames` frames whose first frame number is a multiple
+    /// of `align` (a power of two). `ENOMEM` when the space is exhausted.
+    fn alloc(&self, frames: u64, align: u64) -> Result<Hole, Errno>;
     /// Gives a hole back; nothing is mapped in it any more.
     fn free(&self, hole: Hole);
 }

@@ -824,3 +824,92 @@ fn stats_start_at_zero() {
     let a = Side::new(&sim, 4, 1);
     assert_eq!(a.dev.stats(), GntdevStats::default());
 }
+
+/// B maps `n` grants of A's pages, each page's first word its index;
+/// returns the pair, B's index and B's address, with B's mapping faulted
+/// in by one read.
+fn large_pair(n: u32) -> (Pair, u64, u64) {
+    let p = pair(n, true);
+    let va = p.pa.mmap(p.ia, u64::from(n) * PAGE, RW).unwrap();
+    for i in 0..u64::from(n) {
+        p.pa.write(va + i * PAGE, &(i as u32).to_le_bytes())
+            .unwrap();
+    }
+    // A one-grant mapping first takes the lowest address and hole frame,
+    // so that first fit would place the large one off a 2 MiB boundary.
+    let mut w = [0u8; 4];
+    let i1 = p.pb.map_grant_ref(p.a.id(), &p.refs[..1]).unwrap();
+    let v1 = p.pb.mmap(i1, PAGE, RW).unwrap();
+    p.pb.read(v1, &mut w).unwrap();
+    let ib = p.pb.map_grant_ref(p.a.id(), &p.refs).unwrap();
+    let vb = p.pb.mmap(ib, u64::from(n) * PAGE, RW).unwrap();
+    p.pb.read(vb + 3 * PAGE, &mut w).unwrap();
+    assert_eq!(u32::from_le_bytes(w), 3);
+    p.pb.munmap(v1);
+    p.pb.unmap_grant_ref(i1, 1).unwrap();
+    (p, ib, vb)
+}
+
+/// Page `i` of B's mapping at `vb` reads its index.
+fn reads_index(p: &Pair, vb: u64, i: u64) -> bool {
+    let mut w = [0u8; 4];
+    p.pb.read(vb + i * PAGE, &mut w).is_ok() && u32::from_le_bytes(w) == i as u32
+}
+
+/// 1024 grants: the hole and the address are 2 MiB-aligned, so the one
+/// populate fault enters two 2 MiB entries (not 1024 4 KiB ones).
+#[test]
+fn mapping_1024_grants_takes_two_superpage_entries() {
+    let (p, _, vb) = large_pair(1024);
+    assert_eq!(vb % (2 << 20), 0, "a 2 MiB-aligned address");
+    assert_eq!(
+        p.pb.pte(vb).unwrap().pa % (2 << 20),
+        0,
+        "a 2 MiB-aligned hole"
+    );
+    assert_eq!(
+        (p.pb.pmap.large_entries(), p.pb.pmap.small_entries()),
+        (2, 0)
+    );
+    assert_eq!(p.b.dev.stats().populates, 2, "one per mapping");
+    assert!((0..1024).all(|i| reads_index(&p, vb, i)));
+    p.finish();
+}
+
+/// 1000 grants: one 2 MiB entry, and 488 4 KiB entries for the tail.
+#[test]
+fn mapping_1000_grants_takes_one_superpage_and_the_tail() {
+    let (p, _, vb) = large_pair(1000);
+    assert_eq!(
+        (p.pb.pmap.large_entries(), p.pb.pmap.small_entries()),
+        (1, 488)
+    );
+    assert!((0..1000).all(|i| reads_index(&p, vb, i)));
+    p.finish();
+}
+
+/// A munmap of 4 pages inside a 2 MiB entry demotes it; the rest still
+/// reads A's pages, the grants stay mapped, and the exit unmaps them all
+/// with one hypercall.
+#[test]
+fn partial_munmap_of_a_large_grant_mapping() {
+    let (p, _, vb) = large_pair(1024);
+    let u0 = p.b.unmap_hypercalls();
+    p.pb.munmap_range(vb + 100 * PAGE, 4 * PAGE);
+    assert_eq!(p.pb.pmap.demotions.get(), 1);
+    assert_eq!(
+        (p.pb.pmap.large_entries(), p.pb.pmap.small_entries()),
+        (1, 508)
+    );
+    assert_eq!(p.b.unmap_hypercalls(), u0, "the rest is still mapped");
+    for i in 0..1024 {
+        let gone = (100..104).contains(&i);
+        assert_eq!(reads_index(&p, vb, i), !gone, "page {i}");
+    }
+    let Pair { a, b, pa, pb, .. } = p;
+    pb.exit();
+    assert_eq!(b.unmap_hypercalls() - u0, 1, "one unmap for the rest");
+    pa.exit();
+    a.assert_baseline();
+    b.assert_baseline();
+}

@@ -65,7 +65,18 @@ pub fn init(boot: &BootInfo) -> HoleRun {
 
 /// Takes `frames` contiguous hole frames.
 pub fn alloc_hole(frames: u64) -> Result<HoleRun, ExtentError> {
-    let gfn = HOLE.get().expect("layout::init ran").lock().alloc(frames)?;
+    alloc_hole_aligned(frames, 1)
+}
+
+/// Takes `frames` contiguous hole frames from a frame number that is a
+/// multiple of `align` (a power of two; 512 puts the run on a 2 MiB
+/// boundary, for 2 MiB mappings of it).
+pub fn alloc_hole_aligned(frames: u64, align: u64) -> Result<HoleRun, ExtentError> {
+    let gfn = HOLE
+        .get()
+        .expect("layout::init ran")
+        .lock()
+        .alloc_aligned(frames, align)?;
     Ok(HoleRun { gfn, frames })
 }
 

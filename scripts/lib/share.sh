@@ -112,3 +112,12 @@ gntdev_pair() {
     pair_judge "$_case" gntdev-share gntdev-map \
         "$_pages pages: $_maps mapping(s), $_calls map hypercall(s), $_faults fault(s), $_unmaps unmap hypercall(s); ${_retries:-?} EAGAIN retries; notify on exit"
 }
+
+# gntdev_mode CASE MODE PAGES DETAIL: a pair run with gnt-map in mode MODE
+# (kernel/src/scenario/gntdev.rs); passes when both sides pass, with what
+# the function DETAIL prints (given PAGES) as the result's detail.
+gntdev_mode() {
+    pair_run "$1" "gntdev-map mode=$2" "scenario=gntdev-share pages=$3" || return
+    show_lines xenguest-a xenguest-b
+    pair_judge "$1" gntdev-share gntdev-map "$("$4" "$3")"
+}

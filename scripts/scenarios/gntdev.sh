@@ -34,15 +34,6 @@ gntdev_bad() {
     fi
 }
 
-# gntdev_mode CASE MODE PAGES DETAIL: a pair run with gnt-map in mode MODE
-# (kernel/src/scenario/gntdev.rs); passes when both sides pass, with what
-# the function DETAIL prints (given PAGES) as the result's detail.
-gntdev_mode() {
-    pair_run "$1" "gntdev-map mode=$2" "scenario=gntdev-share pages=$3" || return
-    show_lines xenguest-a xenguest-b
-    pair_judge "$1" gntdev-share gntdev-map "$("$4" "$3")"
-}
-
 # ro_write_detail: mode ro-write: B verifies as usual, then maps the
 # grants again read-only and writes to that mapping: its kernel must kill
 # it (status 139), tear both mappings down (the first one's notify lets A
@@ -80,14 +71,22 @@ notify_unmapped_detail() {
     sed -n 's/^gnt-map: notify-unmapped: //p' "$(guest_log xenguest-b)" | tr -d '\r'
 }
 
-# soak_detail PAGES: mode soak, the soak of issue 14: 10,000 map, check
-# and unmap cycles of 16 of A's grants, one map and one unmap hypercall
-# each (B's kernel checks both against its mappings), no leak on either
-# side (each kernel's baseline).
-soak_detail() {
-    local _k="counter xenguest-b mapper"
-    echo "$(sed -n 's/^gnt-map: soak: //p' "$(guest_log xenguest-b)" | tr -d '\r'); $($_k mappings) mappings, $($_k map_hypercalls) map and $($_k unmap_hypercalls) unmap hypercalls; both baselines back"
+# large_detail PAGES: mode large, 2 MiB entries: the aligned mapping's
+# entries in B's page tables, and what is left of them, of the unmap
+# hypercalls and of the hole frames after B unmaps it.
+large_detail() {
+    local _l="counter xenguest-b gnt-map-large"
+    echo "$1 pages: $($_l large_entries) 2 MiB entries (aligned=$($_l aligned)); after unmap $($_l large_after_unmap) entries, $($_l unmap_hypercalls) unmap hypercall(s), hole frames $($_l hole_frames) -> $($_l hole_frames_after)"
 }
+
+# partial_detail PAGES: mode large-partial-munmap: a munmap of 4 pages
+# inside the first 2 MiB entry demotes it, the rest reads right, and the
+# kernel unmaps the rest at exit with one hypercall.
+partial_detail() {
+    local _p="counter xenguest-b gnt-map-partial" _k="counter xenguest-b mapper"
+    echo "$1 pages in $($_p large_entries) 2 MiB entries; munmap of 4 pages: $($_p demotions) demotion(s), $($_p large_left) entries left, $($_p wrong_words) wrong words in the rest; $($_k unmap_hypercalls) unmap hypercall(s) at exit"
+}
+
 
 # gntdev_destroyed CASE VICTIM SURVIVOR SURVIVOR_SCENARIO: B maps A's 16
 # pages and holds them (mode=hold); once B has verified them and A has
@@ -181,10 +180,11 @@ run_case gntdev_pair gntdev-1024 1024
 )
 run_case gntdev_mode gntdev-compare-1024 compare 1024 compare_detail
 run_case gntdev_mode gntdev-copy-1024 copy 1024 copy_detail
+run_case gntdev_mode gntdev-large-1024 large 1024 large_detail
+run_case gntdev_mode gntdev-large-partial-munmap large-partial-munmap 1024 partial_detail
 run_case gntdev_mode gntdev-ro-write ro-write 16 ro_write_detail
 run_case gntdev_mode xsa-361-bad-ref-first-middle-last xsa-361 16 xsa361_detail
 run_case gntdev_mode gntdev-notify-unmapped notify-unmapped 16 notify_unmapped_detail
-run_case gntdev_mode soak-map-10000 soak 256 soak_detail
 run_case gntdev_destroyed gntdev-sharer-destroyed xenguest-a xenguest-b gntdev-map
 run_case gntdev_destroyed gntdev-mapper-destroyed xenguest-b xenguest-a gntdev-share
 run_case gntdev_destroyed_early gntdev-mapper-destroyed-early

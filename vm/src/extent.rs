@@ -49,20 +49,34 @@ impl ExtentAllocator {
 
     /// The first free run of `len` units.
     pub fn alloc(&mut self, len: u64) -> Result<u64, ExtentError> {
-        if len == 0 {
+        self.alloc_aligned(len, 1)
+    }
+
+    /// The first free run of `len` units that starts at a multiple of
+    /// `align` (a power of two); what the alignment skips of a free run
+    /// stays free.
+    pub fn alloc_aligned(&mut self, len: u64, align: u64) -> Result<u64, ExtentError> {
+        if len == 0 || !align.is_power_of_two() {
             return Err(ExtentError::Invalid);
         }
-        let (&start, &run) = self
+        let (start, run, at) = self
             .free
             .iter()
-            .find(|&(_, &run)| run >= len)
+            .find_map(|(&start, &run)| {
+                let at = start.checked_next_multiple_of(align)?;
+                let end = at.checked_add(len)?;
+                (end <= start + run).then_some((start, run, at))
+            })
             .ok_or(ExtentError::NoSpace)?;
         self.free.remove(&start);
-        if run > len {
-            self.free.insert(start + len, run - len);
+        if at > start {
+            self.free.insert(start, at - start);
+        }
+        if start + run > at + len {
+            self.free.insert(at + len, start + run - (at + len));
         }
         self.allocated += len;
-        Ok(start)
+        Ok(at)
     }
 
     /// Returns `[start, start + len)`, which must be wholly allocated.
@@ -127,6 +141,21 @@ mod tests {
     }
 
     #[test]
+    fn aligned_runs_leave_the_skipped_part_free() {
+        let mut a = ExtentAllocator::new(100, 2000).unwrap();
+        assert_eq!(a.alloc(3), Ok(100));
+        assert_eq!(a.alloc_aligned(512, 512), Ok(512));
+        assert_eq!(a.free_runs(), 2, "103..512 and 1024..2100");
+        assert_eq!(a.alloc(409), Ok(103), "the skipped part is used");
+        assert_eq!(a.alloc_aligned(1100, 512), Err(ExtentError::NoSpace));
+        assert_eq!(a.alloc_aligned(1, 3), Err(ExtentError::Invalid));
+        a.free(512, 512).unwrap();
+        a.free(100, 3).unwrap();
+        a.free(103, 409).unwrap();
+        assert_eq!((a.allocated(), a.free_runs()), (0, 1));
+    }
+
+    #[test]
     fn rejects_bad_ranges() {
         assert_eq!(
             ExtentAllocator::new(u64::MAX, 2).unwrap_err(),
@@ -147,11 +176,14 @@ mod tests {
             let mut a = ExtentAllocator::new(1000, 500).unwrap();
             let mut live: alloc::vec::Vec<(u64, u64)> = alloc::vec::Vec::new();
             for (len, free_one) in ops {
+                // Every third run aligned to the power of two at or above it.
+                let align = if len % 3 == 0 { len.next_power_of_two() } else { 1 };
                 if free_one && !live.is_empty() {
                     let (s, l) = live.swap_remove(len as usize % live.len());
                     a.free(s, l).unwrap();
-                } else if let Ok(s) = a.alloc(len) {
+                } else if let Ok(s) = a.alloc_aligned(len, align) {
                     prop_assert!(s >= 1000 && s + len <= 1500);
+                    prop_assert_eq!(s % align, 0);
                     for &(t, m) in &live {
                         prop_assert!(s + len <= t || t + m <= s, "overlap");
                     }

@@ -9,7 +9,9 @@
 //! 2. the populate path (`vm_fault_populate`, FreeBSD r309710): the object
 //!    has `POPULATE` and no shadows; its pager installs a whole run of
 //!    pages around the fault and every page of the run that lies in the
-//!    map entry is entered at once. As in FreeBSD it runs only when the
+//!    map entry is entered at once: each superpage-aligned stretch of 512
+//!    physically contiguous, aligned pages with one superpage entry
+//!    ([`Pmap::enter_large`]), the rest page by page. As in FreeBSD it runs only when the
 //!    fast path could not: re-populating a whole run to re-enter one
 //!    resident page would cost a run's work per fault;
 //! 3. the full path: down the shadow chain to the first object that has
@@ -40,7 +42,7 @@ use crate::object::{ObjectFlags, ObjectType, VmObject};
 use crate::page::{BusyMode, PageId, PageQueue};
 use crate::pager::PagerResult;
 use crate::pmap::{EnterFlags, Pmap};
-use crate::{PAGE_SIZE, Prot};
+use crate::{PAGE_SIZE, Prot, SUPERPAGE_PAGES, SUPERPAGE_SIZE};
 
 bitflags::bitflags! {
     /// Fault flags (`VM_FAULT_*`).
@@ -92,6 +94,9 @@ pub struct FaultStats {
     pub fast: Counter,
     /// Calls of a pager's populate.
     pub populate_calls: Counter,
+    /// Superpage entries the populate path entered
+    /// ([`Pmap::enter_large`]).
+    pub large: Counter,
     /// Copy-on-write copies.
     pub cow: Counter,
     /// Restarts after a change of the map.
@@ -214,9 +219,38 @@ fn activate(d: &VmDomain, id: PageId, managed: bool) {
 }
 
 impl Fault<'_> {
-    /// Enter busied page `id` at `va`, then wire or activate it. A wiring
-    /// fault first hands back the wiring of any wired mapping it replaces,
-    /// so that a wired mapping always holds exactly one wiring.
+    /// The flags to enter a page with; a wiring fault first hands back
+    /// the wirings of the wired mappings in `[va, end)` it replaces, so
+    /// that a wired mapping always holds exactly one wiring of each page.
+    fn enter_flags(&self, d: &VmDomain, va: u64, end: u64, managed: bool) -> EnterFlags {
+        let mut ef = if managed {
+            EnterFlags::MANAGED
+        } else {
+            EnterFlags::empty()
+        };
+        if self.wire {
+            self.pmap.unwire(va, end, &mut |old| {
+                d.unwire(old, PageQueue::Active);
+            });
+            ef |= EnterFlags::WIRED;
+        }
+        ef
+    }
+
+    /// What follows the entry of page `id` with `prot`: dirty it for a
+    /// write, then wire or activate it.
+    fn entered(&self, d: &VmDomain, id: PageId, prot: Prot, managed: bool) {
+        if self.fault_type.contains(Prot::WRITE) && prot.contains(Prot::WRITE) {
+            d.page(id).set_dirty();
+        }
+        if self.wire {
+            d.wire(id);
+        } else {
+            activate(d, id, managed);
+        }
+    }
+
+    /// Enter busied page `id` at `va`, then wire or activate it.
     fn enter(
         &self,
         d: &VmDomain,
@@ -225,27 +259,30 @@ impl Fault<'_> {
         prot: Prot,
         managed: bool,
     ) -> Result<(), KernResult> {
-        let m = d.page(id);
-        let mut ef = if managed {
-            EnterFlags::MANAGED
-        } else {
-            EnterFlags::empty()
-        };
-        if self.wire {
-            self.pmap.unwire(va, va + PAGE_SIZE, &mut |old| {
-                d.unwire(old, PageQueue::Active);
-            });
-            ef |= EnterFlags::WIRED;
+        let ef = self.enter_flags(d, va, va + PAGE_SIZE, managed);
+        self.pmap.enter(va, id, d.page(id).phys_addr(), prot, ef)?;
+        self.entered(d, id, prot, managed);
+        Ok(())
+    }
+
+    /// Enter the busied pages `ids`, a superpage run from `pa`
+    /// ([`superpage_run`]), at `va` with one superpage entry, then wire or
+    /// activate them.
+    fn enter_large(
+        &self,
+        d: &VmDomain,
+        va: u64,
+        ids: &[PageId],
+        pa: u64,
+        prot: Prot,
+        managed: bool,
+    ) -> Result<(), KernResult> {
+        let ef = self.enter_flags(d, va, va + SUPERPAGE_SIZE, managed);
+        self.pmap.enter_large(va, ids, pa, prot, ef)?;
+        for &id in ids {
+            self.entered(d, id, prot, managed);
         }
-        self.pmap.enter(va, id, m.phys_addr(), prot, ef)?;
-        if self.fault_type.contains(Prot::WRITE) && prot.contains(Prot::WRITE) {
-            m.set_dirty();
-        }
-        if self.wire {
-            d.wire(id);
-        } else {
-            activate(d, id, managed);
-        }
+        self.map.stats().large.add(1);
         Ok(())
     }
 
@@ -311,14 +348,35 @@ impl Fault<'_> {
         let managed = managed(obj);
         let mut entered = 0;
         let mut err = None;
-        for (p, id) in pages {
-            if (lo..=hi).contains(&p) && err.is_none() {
-                match self.enter(d, l.va_of(p), id, l.prot, managed) {
-                    Ok(()) => entered += 1,
+        let mut i = 0;
+        while i < pages.len() {
+            let (p, id) = pages[i];
+            let va = l.va_of(p);
+            // A superpage run inside the entry goes in with one entry.
+            let run = (lo..=hi).contains(&p) && p.saturating_add(SUPERPAGE_PAGES - 1) <= hi;
+            let run = run.then(|| superpage_run(d, va, &pages[i..])).flatten();
+            let n = if run.is_some() {
+                SUPERPAGE_PAGES as usize
+            } else {
+                1
+            };
+            if err.is_none() && (lo..=hi).contains(&p) {
+                let r = match run {
+                    Some(pa) => {
+                        let ids: Vec<PageId> = pages[i..i + n].iter().map(|&(_, id)| id).collect();
+                        self.enter_large(d, va, &ids, pa, l.prot, managed)
+                    }
+                    None => self.enter(d, va, id, l.prot, managed),
+                };
+                match r {
+                    Ok(()) => entered += n as u64,
                     Err(e) => err = Some(e),
                 }
             }
-            d.page(id).xunbusy(d.wait());
+            for &(_, id) in &pages[i..i + n] {
+                d.page(id).xunbusy(d.wait());
+            }
+            i += n;
         }
         self.map.lookup_done(guard);
         match err {
@@ -385,6 +443,29 @@ impl Fault<'_> {
         self.map.lookup_done(guard);
         r.map(|()| Some((FaultPath::Full { copied }, 1)))
     }
+}
+
+/// The physical address of the first of `pages` (pindex, page) when the
+/// first [`SUPERPAGE_PAGES`] of them can be entered at `va` with one
+/// superpage entry: `va` and the physical address superpage-aligned, the
+/// pages consecutive in the object, physically contiguous, fully valid
+/// and of one cache mode. The caller checks that they lie in the entry.
+fn superpage_run(d: &VmDomain, va: u64, pages: &[(u64, PageId)]) -> Option<u64> {
+    let run = pages.get(..SUPERPAGE_PAGES as usize)?;
+    let (p0, id0) = run[0];
+    let first = d.page(id0);
+    let pa = first.phys_addr();
+    if !va.is_multiple_of(SUPERPAGE_SIZE) || !pa.is_multiple_of(SUPERPAGE_SIZE) {
+        return None;
+    }
+    let fits = run.iter().zip(0..).all(|(&(p, id), k)| {
+        let m = d.page(id);
+        p == p0 + k
+            && m.phys_addr() == pa + k * PAGE_SIZE
+            && m.all_valid()
+            && m.memattr() == first.memattr()
+    });
+    fits.then_some(pa)
 }
 
 /// The error of a failed pager operation in the full path.

@@ -49,6 +49,13 @@ pub use errno::Errno;
 pub const PAGE_SHIFT: u32 = 12;
 /// The page size in bytes (4 KiB).
 pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
+/// log2 of the superpage size: the span of one 2 MiB page-directory
+/// entry (`PDRSHIFT`, FreeBSD's `pagesizes[1]`, `psind` 1).
+pub const SUPERPAGE_SHIFT: u32 = 21;
+/// The superpage size in bytes (2 MiB).
+pub const SUPERPAGE_SIZE: u64 = 1 << SUPERPAGE_SHIFT;
+/// Pages in a superpage (512, `NPTEPG`).
+pub const SUPERPAGE_PAGES: u64 = SUPERPAGE_SIZE / PAGE_SIZE;
 
 bitflags::bitflags! {
     /// Access rights (`vm_prot_t`).

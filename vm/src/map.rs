@@ -31,10 +31,10 @@ use spin::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::domain::VmDomain;
 use crate::fault::FaultStats;
-use crate::object::VmObject;
+use crate::object::{ObjectFlags, VmObject};
 use crate::page::PageQueue;
 use crate::pmap::Pmap;
-use crate::{Errno, PAGE_SHIFT, PAGE_SIZE, Prot};
+use crate::{Errno, PAGE_SHIFT, PAGE_SIZE, Prot, SUPERPAGE_SIZE};
 
 /// Result of a map or fault operation (`KERN_*`, `mach/kern_return.h`).
 ///
@@ -335,6 +335,29 @@ impl VmMap {
         self.find_from(&g, len, align, from)
             .or_else(|| self.find_from(&g, len, align, self.min))
             .ok_or(KernResult::NoSpace)
+    }
+
+    /// [`VmMap::find_space`] for a mapping of `len` bytes of `object`: a
+    /// populate-capable object ([`ObjectFlags::POPULATE`]) mapped for at
+    /// least a superpage gets a superpage-aligned range when one is free,
+    /// so that its populate can enter superpage entries (FreeBSD's
+    /// `MAP_ALIGNED_SUPER`); anything else, or when no aligned range is
+    /// free, the first free range.
+    #[doc(alias = "MAP_ALIGNED_SUPER")]
+    pub fn find_space_for(
+        &self,
+        object: Option<&VmObject>,
+        len: u64,
+        hint: u64,
+    ) -> Result<u64, KernResult> {
+        let populate = object.is_some_and(|o| o.lock().flags().contains(ObjectFlags::POPULATE));
+        if populate
+            && len >= SUPERPAGE_SIZE
+            && let Ok(va) = self.find_space(len, SUPERPAGE_SIZE, hint)
+        {
+            return Ok(va);
+        }
+        self.find_space(len, 0, hint)
     }
 
     fn find_from(&self, g: &MapInner, len: u64, align: u64, from: u64) -> Option<u64> {

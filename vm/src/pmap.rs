@@ -21,7 +21,16 @@
 //!   wirings back; [`Pmap::remove`] and [`Pmap::remove_all`] never drop a
 //!   wiring, so callers unwire a range before removing it (as
 //!   `vm_map_delete` unwires an entry before `pmap_remove`).
+//! - A *superpage* mapping ([`Pmap::enter_large`], FreeBSD's `psind` 1) maps
+//!   [`SUPERPAGE_PAGES`] physically contiguous pages with one 2 MiB entry.
+//!   It behaves as that many 4 KiB mappings with the same rights and flags:
+//!   each page is on its mapping list at its own address, and a wired one
+//!   holds one wiring of each page. An operation on a range that cuts a
+//!   superpage mapping (`remove`, `protect`, `unwire`, `remove_all` of one
+//!   of its pages, an `enter` inside it) first demotes it to 4 KiB
+//!   mappings with the same attributes (`pmap_demote_pde`), then acts.
 
+use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
@@ -32,7 +41,7 @@ use crate::domain::VmDomain;
 use crate::map::KernResult;
 use crate::meter::Counter;
 use crate::page::PageId;
-use crate::{PAGE_SIZE, Prot};
+use crate::{PAGE_SIZE, Prot, SUPERPAGE_PAGES, SUPERPAGE_SIZE};
 
 bitflags::bitflags! {
     /// Flags of [`Pmap::enter`] (`PMAP_ENTER_*`).
@@ -62,6 +71,24 @@ pub trait Pmap: Send + Sync {
         &self,
         va: u64,
         page: PageId,
+        pa: u64,
+        prot: Prot,
+        flags: EnterFlags,
+    ) -> Result<(), KernResult>;
+
+    /// Map the [`SUPERPAGE_SIZE`]-aligned `va` to the [`SUPERPAGE_PAGES`]
+    /// pages `pages` with one superpage entry (`pmap_enter` with `psind`
+    /// 1). The pages lie physically contiguous from `pa`, which is
+    /// superpage-aligned, in this order, and share one cache mode. Any
+    /// mapping in the range is replaced; none may be wired (a wiring
+    /// fault unwires the range first). With [`EnterFlags::WIRED`] the
+    /// entry holds one wiring of each page. `ResourceShortage` if a
+    /// page-table page could not be allocated.
+    #[doc(alias = "psind")]
+    fn enter_large(
+        &self,
+        va: u64,
+        pages: &[PageId],
         pa: u64,
         prot: Prot,
         flags: EnterFlags,
@@ -101,7 +128,8 @@ pub trait Pmap: Send + Sync {
     fn unwire(&self, start: u64, end: u64, unwired: &mut dyn FnMut(PageId));
 }
 
-/// One translation of a [`SoftPmap`].
+/// One translation of a [`SoftPmap`], for a 4 KiB page (of a 4 KiB entry
+/// or of a superpage entry).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SoftPte {
     /// The page mapped.
@@ -114,16 +142,49 @@ pub struct SoftPte {
     pub flags: EnterFlags,
 }
 
+/// A superpage entry of a [`SoftPmap`].
+struct SoftLarge {
+    /// The [`SUPERPAGE_PAGES`] pages, in address order.
+    pages: Vec<PageId>,
+    /// The physical address of the first.
+    pa: u64,
+    /// The rights.
+    prot: Prot,
+    /// The `enter_large` flags.
+    flags: EnterFlags,
+}
+
+impl SoftLarge {
+    /// The translation of page `i` of the entry.
+    fn pte(&self, i: u64) -> SoftPte {
+        SoftPte {
+            page: self.pages[i as usize],
+            pa: self.pa + i * PAGE_SIZE,
+            prot: self.prot,
+            flags: self.flags,
+        }
+    }
+}
+
 /// State behind the [`SoftPmap`] lock.
 #[derive(Default)]
 struct SoftInner {
-    /// va -> translation.
+    /// va -> translation, of 4 KiB entries.
     ptes: HashMap<u64, SoftPte>,
-    /// Managed page -> the addresses mapping it (the pv lists).
+    /// Superpage entries by their (aligned) address.
+    large: BTreeMap<u64, SoftLarge>,
+    /// Managed page -> the addresses mapping it (the pv lists), each page
+    /// of a superpage entry at its own address.
     pv: HashMap<PageId, Vec<u64>>,
 }
 
 impl SoftInner {
+    fn link_pv(&mut self, va: u64, pte: &SoftPte) {
+        if pte.flags.contains(EnterFlags::MANAGED) {
+            self.pv.entry(pte.page).or_default().push(va);
+        }
+    }
+
     fn unlink_pv(&mut self, va: u64, pte: &SoftPte) {
         if !pte.flags.contains(EnterFlags::MANAGED) {
             return;
@@ -136,8 +197,57 @@ impl SoftInner {
         }
     }
 
-    /// The mapped addresses in `[start, end)`, without a walk of the whole
-    /// range when it is sparse.
+    /// The address of the superpage entry containing `va`, if any.
+    fn large_at(&self, va: u64) -> Option<u64> {
+        let (&base, _) = self.large.range(..=va).next_back()?;
+        (va < base + SUPERPAGE_SIZE).then_some(base)
+    }
+
+    /// The translation of `va`, of either kind.
+    fn pte(&self, va: u64) -> Option<SoftPte> {
+        if let Some(p) = self.ptes.get(&va) {
+            return Some(*p);
+        }
+        let base = self.large_at(va)?;
+        Some(self.large[&base].pte((va - base) / PAGE_SIZE))
+    }
+
+    /// Splits the superpage entry at `base` into 4 KiB entries with the
+    /// same attributes (`pmap_demote_pde`); the pv lists stay as they are.
+    fn demote(&mut self, base: u64) {
+        let l = self.large.remove(&base).expect("a superpage entry");
+        for i in 0..SUPERPAGE_PAGES {
+            self.ptes.insert(base + i * PAGE_SIZE, l.pte(i));
+        }
+    }
+
+    /// Demotes the superpage entries that `[start, end)` cuts; returns
+    /// how many.
+    fn demote_cut(&mut self, start: u64, end: u64) -> u64 {
+        let mut n = 0;
+        if start >= end {
+            return 0;
+        }
+        for at in [start, end] {
+            if let Some(base) = self.large_at(at).filter(|&b| b != at) {
+                self.demote(base);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// The superpage entries wholly inside `[start, end)`.
+    fn large_in(&self, start: u64, end: u64) -> Vec<u64> {
+        self.large
+            .range(start..end)
+            .map(|(&b, _)| b)
+            .filter(|&b| b + SUPERPAGE_SIZE <= end)
+            .collect()
+    }
+
+    /// The addresses of 4 KiB entries in `[start, end)`, without a walk of
+    /// the whole range when it is sparse.
     fn vas_in(&self, start: u64, end: u64) -> Vec<u64> {
         let pages = (end - start) / PAGE_SIZE;
         if pages <= self.ptes.len() as u64 {
@@ -153,10 +263,31 @@ impl SoftInner {
                 .collect()
         }
     }
+
+    /// Removes every mapping in `[start, end)`, which cuts no superpage
+    /// entry; returns the pages unmapped.
+    fn remove_range(&mut self, start: u64, end: u64) -> u64 {
+        let mut n = 0;
+        for base in self.large_in(start, end) {
+            let l = self.large.remove(&base).expect("listed entry");
+            for i in 0..SUPERPAGE_PAGES {
+                self.unlink_pv(base + i * PAGE_SIZE, &l.pte(i));
+            }
+            n += SUPERPAGE_PAGES;
+        }
+        for va in self.vas_in(start, end) {
+            let pte = self.ptes.remove(&va).expect("listed mapping");
+            self.unlink_pv(va, &pte);
+            n += 1;
+        }
+        n
+    }
 }
 
-/// A software pmap: the translations in a hash map, with per-page mapping
-/// lists and counters. For host tests of the map and fault code.
+/// A software pmap: the translations in hash maps, with per-page mapping
+/// lists and counters. It keeps superpage entries as such, so tests see
+/// how many entries of each size a mapping takes. For host tests of the
+/// map and fault code.
 ///
 /// All state is behind one spin lock (`pm_mtx`).
 pub struct SoftPmap {
@@ -164,7 +295,11 @@ pub struct SoftPmap {
     inner: Mutex<SoftInner>,
     /// Calls of [`Pmap::enter`].
     pub enters: Counter,
-    /// Mappings removed by [`Pmap::remove`], [`Pmap::protect`] and
+    /// Calls of [`Pmap::enter_large`].
+    pub large_enters: Counter,
+    /// Superpage entries split into 4 KiB entries.
+    pub demotions: Counter,
+    /// Pages unmapped by [`Pmap::remove`], [`Pmap::protect`] and
     /// [`Pmap::remove_all`].
     pub removes: Counter,
 }
@@ -172,8 +307,11 @@ pub struct SoftPmap {
 impl core::fmt::Debug for SoftPmap {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("SoftPmap")
-            .field("mappings", &self.len())
+            .field("pages", &self.len())
+            .field("large_entries", &self.large_entries())
             .field("enters", &self.enters)
+            .field("large_enters", &self.large_enters)
+            .field("demotions", &self.demotions)
             .field("removes", &self.removes)
             .finish_non_exhaustive()
     }
@@ -186,13 +324,16 @@ impl SoftPmap {
             domain,
             inner: Mutex::new(SoftInner::default()),
             enters: Counter::default(),
+            large_enters: Counter::default(),
+            demotions: Counter::default(),
             removes: Counter::default(),
         }
     }
 
-    /// Number of mappings.
+    /// Number of pages mapped, by entries of either size.
     pub fn len(&self) -> usize {
-        self.inner.lock().ptes.len()
+        let g = self.inner.lock();
+        g.ptes.len() + g.large.len() * SUPERPAGE_PAGES as usize
     }
 
     /// Whether there is no mapping.
@@ -200,9 +341,24 @@ impl SoftPmap {
         self.len() == 0
     }
 
+    /// Number of 4 KiB entries.
+    pub fn small_entries(&self) -> usize {
+        self.inner.lock().ptes.len()
+    }
+
+    /// Number of superpage entries.
+    pub fn large_entries(&self) -> usize {
+        self.inner.lock().large.len()
+    }
+
+    /// Whether `va` is mapped by a superpage entry.
+    pub fn is_large(&self, va: u64) -> bool {
+        self.inner.lock().large_at(va).is_some()
+    }
+
     /// The translation of `va`.
     pub fn pte(&self, va: u64) -> Option<SoftPte> {
-        self.inner.lock().ptes.get(&va).copied()
+        self.inner.lock().pte(va)
     }
 
     /// The addresses at which `page` is mapped (managed mappings only), sorted.
@@ -210,6 +366,11 @@ impl SoftPmap {
         let mut v = self.inner.lock().pv.get(&page).cloned().unwrap_or_default();
         v.sort_unstable();
         v
+    }
+
+    /// Demotes what `[start, end)` cuts, counted.
+    fn demote_cut(&self, g: &mut SoftInner, start: u64, end: u64) {
+        self.demotions.add(g.demote_cut(start, end));
     }
 }
 
@@ -225,6 +386,10 @@ impl Pmap for SoftPmap {
         debug_assert_eq!(va % PAGE_SIZE, 0, "unaligned va");
         self.enters.add(1);
         let mut g = self.inner.lock();
+        if let Some(base) = g.large_at(va) {
+            g.demote(base);
+            self.demotions.add(1);
+        }
         if let Some(old) = g.ptes.get(&va).copied() {
             if old.flags.contains(EnterFlags::WIRED) {
                 debug_assert_eq!(old.page, page, "replacing a wired mapping");
@@ -232,28 +397,68 @@ impl Pmap for SoftPmap {
             }
             g.unlink_pv(va, &old);
         }
-        if flags.contains(EnterFlags::MANAGED) {
-            g.pv.entry(page).or_default().push(va);
-        }
-        g.ptes.insert(
-            va,
-            SoftPte {
-                page,
-                pa,
-                prot,
-                flags,
-            },
+        let pte = SoftPte {
+            page,
+            pa,
+            prot,
+            flags,
+        };
+        g.link_pv(va, &pte);
+        g.ptes.insert(va, pte);
+        Ok(())
+    }
+
+    fn enter_large(
+        &self,
+        va: u64,
+        pages: &[PageId],
+        pa: u64,
+        prot: Prot,
+        flags: EnterFlags,
+    ) -> Result<(), KernResult> {
+        debug_assert!(
+            va.is_multiple_of(SUPERPAGE_SIZE)
+                && pa.is_multiple_of(SUPERPAGE_SIZE)
+                && pages.len() as u64 == SUPERPAGE_PAGES,
+            "not a superpage"
         );
+        debug_assert!(
+            pages
+                .iter()
+                .enumerate()
+                .all(|(i, &id)| self.domain.page(id).phys_addr() == pa + i as u64 * PAGE_SIZE),
+            "pages not contiguous from pa"
+        );
+        self.large_enters.add(1);
+        let end = va + SUPERPAGE_SIZE;
+        let mut g = self.inner.lock();
+        debug_assert!(
+            g.large
+                .get(&va)
+                .is_none_or(|l| !l.flags.contains(EnterFlags::WIRED))
+                && g.vas_in(va, end)
+                    .iter()
+                    .all(|v| !g.ptes[v].flags.contains(EnterFlags::WIRED)),
+            "replacing a wired mapping"
+        );
+        g.remove_range(va, end);
+        let l = SoftLarge {
+            pages: pages.to_vec(),
+            pa,
+            prot,
+            flags,
+        };
+        for i in 0..SUPERPAGE_PAGES {
+            g.link_pv(va + i * PAGE_SIZE, &l.pte(i));
+        }
+        g.large.insert(va, l);
         Ok(())
     }
 
     fn remove(&self, start: u64, end: u64) {
         let mut g = self.inner.lock();
-        for va in g.vas_in(start, end) {
-            let pte = g.ptes.remove(&va).expect("listed mapping");
-            g.unlink_pv(va, &pte);
-            self.removes.add(1);
-        }
+        self.demote_cut(&mut g, start, end);
+        self.removes.add(g.remove_range(start, end));
     }
 
     fn protect(&self, start: u64, end: u64, prot: Prot) {
@@ -261,31 +466,43 @@ impl Pmap for SoftPmap {
             return self.remove(start, end);
         }
         let mut g = self.inner.lock();
+        self.demote_cut(&mut g, start, end);
+        for base in g.large_in(start, end) {
+            g.large.get_mut(&base).expect("listed entry").prot &= prot;
+        }
         for va in g.vas_in(start, end) {
-            let pte = g.ptes.get_mut(&va).expect("listed mapping");
-            pte.prot &= prot;
+            g.ptes.get_mut(&va).expect("listed mapping").prot &= prot;
         }
     }
 
     fn extract(&self, va: u64) -> Option<(u64, Prot)> {
-        self.inner.lock().ptes.get(&va).map(|p| (p.pa, p.prot))
+        let va_page = va & !(PAGE_SIZE - 1);
+        self.inner
+            .lock()
+            .pte(va_page)
+            .map(|p| (p.pa | (va % PAGE_SIZE), p.prot))
     }
 
     fn remove_all(&self, page: PageId) {
         let mut g = self.inner.lock();
-        for va in g.pv.remove(&page).unwrap_or_default() {
+        for va in g.pv.get(&page).cloned().unwrap_or_default() {
+            if let Some(base) = g.large_at(va) {
+                g.demote(base);
+                self.demotions.add(1);
+            }
             let pte = g.ptes.remove(&va).expect("pv entry without mapping");
             debug_assert!(
                 !pte.flags.contains(EnterFlags::WIRED),
                 "remove_all of a wired page"
             );
+            g.unlink_pv(va, &pte);
             self.removes.add(1);
         }
     }
 
     fn extract_and_hold(&self, va: u64, prot: Prot) -> Option<PageId> {
         let g = self.inner.lock();
-        let pte = g.ptes.get(&va).filter(|p| p.prot.contains(prot))?;
+        let pte = g.pte(va).filter(|p| p.prot.contains(prot))?;
         if self.domain.page(pte.page).wire_mapped()? {
             self.domain.counters.wired.add(1);
         }
@@ -294,6 +511,14 @@ impl Pmap for SoftPmap {
 
     fn unwire(&self, start: u64, end: u64, unwired: &mut dyn FnMut(PageId)) {
         let mut g = self.inner.lock();
+        self.demote_cut(&mut g, start, end);
+        for base in g.large_in(start, end) {
+            let l = g.large.get_mut(&base).expect("listed entry");
+            if l.flags.contains(EnterFlags::WIRED) {
+                l.flags.remove(EnterFlags::WIRED);
+                l.pages.iter().for_each(|&id| unwired(id));
+            }
+        }
         for va in g.vas_in(start, end) {
             let pte = g.ptes.get_mut(&va).expect("listed mapping");
             if pte.flags.contains(EnterFlags::WIRED) {

@@ -1,8 +1,11 @@
 //! Address maps and the fault handler against the software pmap.
 #![cfg(not(loom))]
 
+mod common;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use vm::domain::{PhysAccess, VmDomain};
 use vm::fault::{FaultFlags, FaultPath, vm_fault};
@@ -518,9 +521,11 @@ fn bad_accesses_fail() {
 
 #[test]
 fn phys_pager_populate_1024_pages_in_one_fault() {
-    for (flags, faults, populates) in [
-        (FaultFlags::empty(), 1, 1),
-        (FaultFlags::NOPOPULATE, 1024, 0),
+    // With populate the pager fills each aligned 512 pages with one
+    // contiguous block, which the fault maps with one superpage entry.
+    for (flags, faults, populates, (large, small)) in [
+        (FaultFlags::empty(), 1, 1, (2, 0)),
+        (FaultFlags::NOPOPULATE, 1024, 0, (0, 1024)),
     ] {
         let e = env(2048);
         let obj = phys_pager_allocate(e.d.clone(), 1024);
@@ -534,7 +539,13 @@ fn phys_pager_populate_1024_pages_in_one_fault() {
         );
         assert_eq!(e.d.counters.faults.get(), faults);
         assert_eq!(e.pmap.len(), 1024);
-        assert_eq!(e.pmap.enters.get(), 1024);
+        assert_eq!(
+            (e.pmap.large_entries(), e.pmap.small_entries()),
+            (large, small),
+            "{flags:?}"
+        );
+        assert_eq!(e.pmap.enters.get(), small as u64);
+        assert_eq!(e.map.stats().large.get(), large as u64);
         for i in 0..1024 {
             let pte = e.pmap.pte(BASE + i * PG).unwrap();
             assert_eq!(e.d.page(pte.page).pindex(), i);
@@ -933,57 +944,10 @@ fn private_populate_mapping_stops_populating_once_shadowed() {
     assert_eq!(pte.prot, RW);
 }
 
-/// A device that populates its whole object in one call, slowly (as a
-/// batched grant map under emulation), counting its calls.
-struct SlowWhole {
-    range: FictitiousRange,
-    calls: AtomicU32,
-}
-
-impl DeviceOps for SlowWhole {
-    fn fault(&self, _obj: &VmObject, pindex: u64, _prot: Prot) -> Result<PageId, PagerResult> {
-        Ok(self.range.first + pindex as u32)
-    }
-    fn has_populate(&self) -> bool {
-        true
-    }
-    fn populate(
-        &self,
-        obj: &VmObject,
-        _pindex: u64,
-        _fault_type: Prot,
-        _max_prot: Prot,
-        bounds: PindexRange,
-    ) -> Result<PindexRange, PagerResult> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        for i in bounds.0..=bounds.1 {
-            device_pager_insert(obj, i, self.range.first + i as u32)?;
-        }
-        Ok(bounds)
-    }
-}
-
 #[test]
 fn concurrent_faults_make_one_populate() {
     let e = env(4);
-    let range =
-        e.d.phys
-            .register_fictitious(0x10_0000_0000, 48, MemAttr::WriteBack)
-            .unwrap();
-    let dev = Arc::new(SlowWhole {
-        range,
-        calls: AtomicU32::new(0),
-    });
-    let obj = device_pager_allocate(
-        e.d.clone(),
-        ObjectType::MgtDevice,
-        dev.clone(),
-        48 * PG,
-        Prot::all(),
-        0,
-    )
-    .unwrap();
+    let (dev, obj) = common::whole_device(&e.d, 48, 0x10_0000_0000, Duration::from_millis(20));
     e.map
         .insert(entry(BASE, 48, Some(obj.clone()), 0, RW))
         .unwrap();
@@ -1006,5 +970,5 @@ fn concurrent_faults_make_one_populate() {
     assert_eq!(e.pmap.len(), 48);
     e.map.remove(&e.pmap, BASE, BASE + 48 * PG).unwrap();
     drop(obj);
-    e.d.phys.unregister_fictitious(range).unwrap();
+    e.d.phys.unregister_fictitious(dev.range).unwrap();
 }

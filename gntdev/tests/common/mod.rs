@@ -129,9 +129,13 @@ pub struct SimHoles {
 }
 
 impl HoleSource for SimHoles {
-    fn alloc(&self, frames: u64) -> Result<Hole, Errno> {
+    fn alloc(&self, frames: u64, align: u64) -> Result<Hole, Errno> {
         *self.live_frames.lock().unwrap() += frames;
-        Ok(self.dom.alloc_hole(frames))
+        let room = self.dom.alloc_hole(frames + align - 1);
+        let base = room.base_gfn().next_multiple_of(align);
+        // SAFETY: `[base, base + frames)` lies inside `room`, which the
+        // simulator handed out to us alone.
+        Ok(unsafe { Hole::new(base, frames) })
     }
     fn free(&self, hole: Hole) {
         *self.live_frames.lock().unwrap() -= hole.frames();
@@ -336,7 +340,6 @@ pub struct Proc {
     pub dom: SimDomain,
     map: VmMap,
     pub pmap: SoftPmap,
-    next_va: Mutex<u64>,
     /// Faults pass `NOPOPULATE` (the kernel's `vm.populate=0`).
     pub nopopulate: std::sync::atomic::AtomicBool,
 }
@@ -374,7 +377,6 @@ impl Proc {
             dom: side.dom.clone(),
             map: VmMap::new(side.vm.clone(), PAGE, KERNEL_BASE),
             pmap: SoftPmap::new(side.vm.clone()),
-            next_va: Mutex::new(MMAP_BASE),
             nopopulate: false.into(),
         }
     }
@@ -485,23 +487,31 @@ impl Proc {
 
     /// `mmap(len, prot, MAP_SHARED, fd, offset)` as the kernel's system
     /// call does it: the device's object, entered with `prot` and at most
-    /// the maximum protection the device reports. Returns the address.
+    /// the maximum protection the device reports, at the address the
+    /// map's placement policy picks ([`VmMap::find_space_for`]: 2 MiB
+    /// aligned for a populate object of 2 MiB or more). Returns the
+    /// address.
     pub fn mmap(&self, offset: u64, len: u64, prot: Prot) -> Result<u64, Errno> {
-        let size = len.div_ceil(PAGE) * PAGE;
-        let at = {
-            let mut va = self.next_va.lock().unwrap();
-            let at = *va;
-            *va += size + PAGE;
-            at
-        };
-        self.mmap_at(at, offset, len, prot)
+        self.mmap_where(None, offset, len, prot)
     }
 
     /// [`mmap`](Self::mmap) at the free address `at` (`MAP_FIXED` into a
     /// hole of the address space).
     pub fn mmap_at(&self, at: u64, offset: u64, len: u64, prot: Prot) -> Result<u64, Errno> {
+        self.mmap_where(Some(at), offset, len, prot)
+    }
+
+    fn mmap_where(&self, at: Option<u64>, offset: u64, len: u64, prot: Prot) -> Result<u64, Errno> {
         let m = self.file().mmap(offset, len, prot)?;
         let size = len.div_ceil(PAGE) * PAGE;
+        let errno = |k: KernResult| k.to_errno().unwrap_err();
+        let at = match at {
+            Some(at) => at,
+            None => self
+                .map
+                .find_space_for(Some(&m.object), size, MMAP_BASE)
+                .map_err(errno)?,
+        };
         self.map
             .insert(vm::map::MapEntry {
                 start: at,
@@ -513,7 +523,7 @@ impl Proc {
                 inheritance: Inheritance::default(),
                 flags: EntryFlags::empty(),
             })
-            .map_err(|k| k.to_errno().unwrap_err())?;
+            .map_err(errno)?;
         Ok(at)
     }
 

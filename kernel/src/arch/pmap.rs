@@ -24,6 +24,20 @@
 //! its own va; removing one of them demotes the 2 MiB entry to a page table
 //! first (`pmap_demote_pde`).
 //!
+//! # 2 MiB entries
+//!
+//! A 2 MiB entry (a PDE with `PS`) is made in two ways: directly, by
+//! `enter_large` (the fault handler's populate path, for an aligned,
+//! physically contiguous run: FreeBSD's `pmap_enter` with `psind` 1), or
+//! by promotion of a full page table (`promote`). Every walker takes it as
+//! what it is: a range that covers it wholly acts on the PDE (and a wired
+//! one unwires all 512 pages); a range that cuts it, an `enter` inside it
+//! and [`remove_all`] of one of its pages demote it first to a page table
+//! of 512 entries with the same bits. A demotion that finds no page for
+//! the table drops the whole 2 MiB mapping instead, which faults bring
+//! back. Counted: 2 MiB entries made and demoted ([`tlb_stats`]) and
+//! those standing in each pmap ([`Pmap::large_entries`]).
+//!
 //! # Locking
 //!
 //! | state | protection |
@@ -78,10 +92,8 @@ pub const USER_MIN: u64 = 0x0000_0080_0000_0000;
 pub const USER_END: u64 = 0x0000_7fff_ffff_f000;
 /// Page size.
 pub const PAGE: u64 = 4096;
-/// Size of a large (PDE) mapping.
-pub const LARGE: u64 = 2 << 20;
-/// Pages in a large mapping.
-pub const LARGE_PAGES: u64 = LARGE / PAGE;
+/// Size of a large (PDE) mapping, and its pages.
+pub use vm::{SUPERPAGE_PAGES as LARGE_PAGES, SUPERPAGE_SIZE as LARGE};
 /// Largest change invalidated page by page; above it the whole TLB goes.
 pub const INVLPG_MAX: u64 = 32;
 
@@ -361,6 +373,24 @@ fn leaf_bits(prot: Prot, uncached: bool) -> u64 {
     bits
 }
 
+/// The bits of a leaf entry that `enter` or `enter_large` makes for
+/// `page` (the first of the run) with `prot` and `flags`: the cache mode
+/// is the page's memory attribute. A new entry in a mapping list is heap
+/// a process can grow without bound (the same pages mapped again and
+/// again): a managed mapping is refused once the heap is down to its
+/// reserve.
+fn enter_bits(page: PageId, prot: Prot, flags: EnterFlags) -> Result<u64, KernResult> {
+    if flags.contains(EnterFlags::MANAGED) && !crate::heap::has_room_for_user() {
+        return Err(KernResult::ResourceShortage);
+    }
+    let uncached = mem::domain().page(page).memattr() != MemAttr::WriteBack;
+    let mut bits = leaf_bits(prot, uncached);
+    if flags.contains(EnterFlags::WIRED) {
+        bits |= PTE_WIRED;
+    }
+    Ok(bits)
+}
+
 /// Whether two values of a leaf entry translate alike: they differ at
 /// most in the software wired bit, which the CPU ignores, so changing one
 /// into the other needs no invalidation (`pmap_unwire` flushes nothing).
@@ -393,6 +423,8 @@ struct PmapInner {
     tables: Vec<PageId>,
     /// Pages mapped (4 KiB units).
     resident: u64,
+    /// 2 MiB entries standing.
+    large: u64,
 }
 
 /// Invalidations collected during one operation.
@@ -513,6 +545,7 @@ impl Pmap {
                 pml4,
                 tables: alloc::vec![id],
                 resident: 0,
+                large: 0,
             }),
             this: this.clone(),
         }))
@@ -532,11 +565,22 @@ impl Pmap {
         self.inner.lock().resident
     }
 
-    /// Runs `f` on every present leaf of `[sva, eva)`; `Some(v)` replaces
+    /// 2 MiB entries standing now.
+    pub fn large_entries(&self) -> u64 {
+        self.inner.lock().large
+    }
+
+    /// Runs `f(entry, va, large)` on every present leaf of `[sva, eva)`
+    /// (`large`: a 2 MiB entry, at its aligned `va`); `Some(v)` replaces
     /// it with `v`, `None` removes it; only changes the CPU sees are
-    /// invalidated. Large entries not wholly inside the
-    /// range are demoted first.
-    fn for_each_mapping(&self, sva: u64, eva: u64, mut f: impl FnMut(u64, u64) -> Option<u64>) {
+    /// invalidated. Large entries not wholly inside the range are demoted
+    /// first.
+    fn for_each_mapping(
+        &self,
+        sva: u64,
+        eva: u64,
+        mut f: impl FnMut(u64, u64, bool) -> Option<u64>,
+    ) {
         let mut g = self.inner.lock();
         let mut sd = Shootdown::new(self);
         let mut va = sva.max(USER_MIN) & !(PAGE - 1);
@@ -561,7 +605,7 @@ impl Pmap {
                 let base = va & !(LARGE - 1);
                 if va == base && base + LARGE <= eva {
                     let pa = pde & PDE_LARGE_ADDR;
-                    match f(pde, base) {
+                    match f(pde, base, true) {
                         Some(v) if same_for_tlb(v, pde) => write(pde_slot, v),
                         Some(v) => {
                             write(pde_slot, v);
@@ -570,6 +614,7 @@ impl Pmap {
                         None => {
                             write(pde_slot, 0);
                             g.resident -= LARGE_PAGES;
+                            g.large -= 1;
                             for i in 0..LARGE_PAGES {
                                 pv_remove(pa + i * PAGE, &self.this, base + i * PAGE);
                             }
@@ -584,6 +629,7 @@ impl Pmap {
                     // which a fault can bring back page by page.
                     write(pde_slot, 0);
                     g.resident -= LARGE_PAGES;
+                    g.large -= 1;
                     let pa = pde & PDE_LARGE_ADDR;
                     for i in 0..LARGE_PAGES {
                         pv_remove(pa + i * PAGE, &self.this, base + i * PAGE);
@@ -597,7 +643,7 @@ impl Pmap {
             let slot = entry(pt, index(va, 0));
             let pte = read(slot);
             if pte & PTE_P != 0 {
-                match f(pte, va) {
+                match f(pte, va, false) {
                     Some(v) if same_for_tlb(v, pte) => write(slot, v),
                     Some(v) => {
                         write(slot, v);
@@ -632,17 +678,7 @@ impl VmPmap for Pmap {
         flags: EnterFlags,
     ) -> Result<(), KernResult> {
         debug_assert!((USER_MIN..USER_END).contains(&va) && va.is_multiple_of(PAGE));
-        let uncached = mem::domain().page(page).memattr() != MemAttr::WriteBack;
-        let mut bits = leaf_bits(prot, uncached);
-        if flags.contains(EnterFlags::WIRED) {
-            bits |= PTE_WIRED;
-        }
-        // A new entry in a mapping list is heap a process can grow
-        // without bound (the same pages mapped again and again): refused
-        // once the heap is down to its reserve.
-        if flags.contains(EnterFlags::MANAGED) && !crate::heap::has_room_for_user() {
-            return Err(KernResult::ResourceShortage);
-        }
+        let bits = enter_bits(page, prot, flags)?;
         let mut g = self.inner.lock();
         let mut sd = Shootdown::new(self);
         let slot = match g
@@ -658,8 +694,10 @@ impl VmPmap for Pmap {
                 // Same page: only the rights change; a wiring stays.
                 write(slot, pa | bits | (old & PTE_WIRED));
                 sd.add(va, 1);
-                g.promote(va, &mut sd);
+                let dead = g.promote(va, &mut sd);
                 sd.finish();
+                drop(g);
+                free_table(dead);
                 return Ok(());
             }
             debug_assert!(old & PTE_WIRED == 0, "replacing a wired mapping");
@@ -673,13 +711,85 @@ impl VmPmap for Pmap {
         if flags.contains(EnterFlags::MANAGED) {
             pv_insert(page, &self.this, va);
         }
-        g.promote(va, &mut sd);
+        let dead = g.promote(va, &mut sd);
         sd.finish();
+        drop(g);
+        free_table(dead);
+        Ok(())
+    }
+
+    /// `pmap_enter` with `psind` 1: one 2 MiB entry for 512 contiguous
+    /// pages. What the range held goes first: a 2 MiB entry, or a page
+    /// table whose entries are removed and which is freed after the
+    /// shootdown (no CPU may walk it any more by then).
+    fn enter_large(
+        &self,
+        va: u64,
+        pages: &[PageId],
+        pa: u64,
+        prot: Prot,
+        flags: EnterFlags,
+    ) -> Result<(), KernResult> {
+        debug_assert!(
+            (USER_MIN..USER_END).contains(&va)
+                && va.is_multiple_of(LARGE)
+                && pa.is_multiple_of(LARGE)
+                && pages.len() as u64 == LARGE_PAGES
+        );
+        let d = mem::domain();
+        let bits = enter_bits(pages[0], prot, flags)? | PTE_PS;
+        let mut g = self.inner.lock();
+        let mut sd = Shootdown::new(self);
+        let pd = g
+            .table_at(va, 2, true)
+            .map_err(|_| KernResult::ResourceShortage)?
+            .ok_or(KernResult::ResourceShortage)?;
+        let slot = entry(pd, index(va, 1));
+        let old = read(slot);
+        let mut dead_table = None;
+        if old & PTE_P != 0 {
+            if old & PTE_PS != 0 {
+                debug_assert!(old & PTE_WIRED == 0, "replacing a wired mapping");
+                let opa = old & PDE_LARGE_ADDR;
+                for i in 0..LARGE_PAGES {
+                    pv_remove(opa + i * PAGE, &self.this, va + i * PAGE);
+                }
+                g.resident -= LARGE_PAGES;
+                g.large -= 1;
+            } else {
+                let pt = old & PTE_ADDR;
+                for i in 0..LARGE_PAGES {
+                    let pte = read(entry(pt, i));
+                    if pte & PTE_P != 0 {
+                        debug_assert!(pte & PTE_WIRED == 0, "replacing a wired mapping");
+                        pv_remove(pte & PTE_ADDR, &self.this, va + i * PAGE);
+                        g.resident -= 1;
+                    }
+                }
+                let id = d.phys.phys_to_page(pt).expect("page tables are RAM");
+                g.tables.retain(|&t| t != id);
+                dead_table = Some(id);
+            }
+            // The TLB and paging-structure caches may hold the old entries.
+            sd.overflow = true;
+        }
+        write(slot, pa | bits);
+        g.resident += LARGE_PAGES;
+        g.large += 1;
+        if flags.contains(EnterFlags::MANAGED) {
+            for (i, &id) in (0..).zip(pages) {
+                pv_insert(id, &self.this, va + i * PAGE);
+            }
+        }
+        LARGE_MAPPINGS.fetch_add(1, Ordering::Relaxed);
+        sd.finish();
+        drop(g);
+        free_table(dead_table);
         Ok(())
     }
 
     fn remove(&self, start: u64, end: u64) {
-        self.for_each_mapping(start, end, |_, _| None);
+        self.for_each_mapping(start, end, |_, _, _| None);
     }
 
     fn protect(&self, start: u64, end: u64, prot: Prot) {
@@ -687,7 +797,7 @@ impl VmPmap for Pmap {
             self.remove(start, end);
             return;
         }
-        self.for_each_mapping(start, end, |pte, _| {
+        self.for_each_mapping(start, end, |pte, _, _| {
             let mut v = pte;
             if !prot.contains(Prot::WRITE) {
                 v &= !PTE_W;
@@ -746,15 +856,23 @@ impl VmPmap for Pmap {
         Some(id)
     }
 
-    /// `pmap_unwire`. Large entries are never wired (a wired page table is
-    /// not promoted), so only page-table entries carry the bit.
+    /// `pmap_unwire`. A wired 2 MiB entry (only `enter_large` makes one:
+    /// a wired page table is not promoted) holds a wiring of each of its
+    /// 512 pages.
     fn unwire(&self, start: u64, end: u64, unwired: &mut dyn FnMut(PageId)) {
         let phys = mem::phys();
-        self.for_each_mapping(start, end, |pte, _| {
-            if pte & PTE_WIRED != 0
-                && let Some(id) = phys.phys_to_page(pte & PTE_ADDR)
-            {
-                unwired(id);
+        self.for_each_mapping(start, end, |pte, _, large| {
+            if pte & PTE_WIRED != 0 {
+                let (pa, n) = if large {
+                    (pte & PDE_LARGE_ADDR, LARGE_PAGES)
+                } else {
+                    (pte & PTE_ADDR, 1)
+                };
+                for i in 0..n {
+                    if let Some(id) = phys.phys_to_page(pa + i * PAGE) {
+                        unwired(id);
+                    }
+                }
             }
             Some(pte & !PTE_WIRED)
         });
@@ -764,12 +882,13 @@ impl VmPmap for Pmap {
 impl PmapInner {
     /// Replaces the page table covering `va` with one 2 MiB entry when its
     /// 512 entries map an aligned, physically contiguous run with the same
-    /// bits, none wired (`pmap_promote_pde`), and frees the table. The
-    /// mapping lists stay as they are: they list each 4 KiB page of a
-    /// large entry at its own address already.
-    fn promote(&mut self, va: u64, sd: &mut Shootdown) {
+    /// bits, none wired (`pmap_promote_pde`); returns the table, which
+    /// the caller frees after the shootdown ([`free_table`]). The mapping
+    /// lists stay as they are: they list each 4 KiB page of a large entry
+    /// at its own address already.
+    fn promote(&mut self, va: u64, sd: &mut Shootdown) -> Option<PageId> {
         let Ok(Some(pd)) = self.table_at(va, 2, false) else {
-            return;
+            return None;
         };
         let pde_slot = entry(pd, index(va, 1));
         let pt = read(pde_slot) & PTE_ADDR;
@@ -788,17 +907,17 @@ impl PmapInner {
             || !same(LARGE_PAGES - 1)
             || !(1..LARGE_PAGES - 1).all(same)
         {
-            return;
+            return None;
         }
         let ad = (0..LARGE_PAGES).fold(0, |acc, i| acc | (read(entry(pt, i)) & PTE_AD));
         write(pde_slot, pa | bits | ad | PTE_PS);
-        let phys = mem::phys();
-        let id = phys.phys_to_page(pt).expect("page tables are RAM");
+        let id = mem::phys().phys_to_page(pt).expect("page tables are RAM");
         self.tables.retain(|&t| t != id);
-        phys.free_page(id);
         // The TLB and paging-structure caches may hold the old table.
         sd.overflow = true;
+        self.large += 1;
         LARGE_MAPPINGS.fetch_add(1, Ordering::Relaxed);
+        Some(id)
     }
     /// The table of `level` (3 = PDPT, 2 = PD, 1 = PT) covering `va`,
     /// creating missing ones if `create`. `None` when missing, or when a
@@ -855,6 +974,7 @@ impl PmapInner {
             write(entry(pt, i), (pa + i * PAGE) | bits);
         }
         write(pde_slot, pt | PTE_P | PTE_W | PTE_U);
+        self.large -= 1;
         // The old large TLB entry must go; any va inside it names it.
         sd.overflow = true;
         DEMOTIONS.fetch_add(1, Ordering::Relaxed);
@@ -874,6 +994,15 @@ impl Drop for Pmap {
         for id in self.inner.get_mut().tables.drain(..) {
             phys.free_page(id);
         }
+    }
+}
+
+/// Frees a page table that a 2 MiB entry replaced, if any: only once the
+/// shootdown of the change has returned, as until then another CPU's
+/// paging-structure caches may still walk it.
+fn free_table(table: Option<PageId>) {
+    if let Some(id) = table {
+        mem::phys().free_page(id);
     }
 }
 
@@ -927,16 +1056,11 @@ pub fn remove_all(page: PageId) {
         let Some(pmap) = e.pmap.upgrade() else {
             continue;
         };
-        let mut g = pmap.inner.lock();
-        let mut sd = Shootdown::new(&pmap);
-        if let Ok(Some(Slot::Small(p))) = g.walk(e.va, true, &mut sd)
-            && read(p) & PTE_P != 0
-            && read(p) & PTE_ADDR == pa
-        {
-            write(p, 0);
-            g.resident -= 1;
-            sd.add(e.va, 1);
-        }
-        sd.finish();
+        // A 2 MiB entry holding the page is cut by the one-page range:
+        // demoted first (or dropped whole if no table page is free).
+        pmap.for_each_mapping(e.va, e.va + PAGE, |pte, _, large| {
+            debug_assert!(!large, "a one-page range never covers a 2 MiB entry");
+            (pte & PTE_ADDR != pa).then_some(pte)
+        });
     }
 }

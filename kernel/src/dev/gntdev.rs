@@ -117,8 +117,8 @@ impl PageSource for Pages {
 struct Holes;
 
 impl HoleSource for Holes {
-    fn alloc(&self, frames: u64) -> Result<Hole, Errno> {
-        let run = layout::alloc_hole(frames).map_err(|_| Errno::ENOMEM)?;
+    fn alloc(&self, frames: u64, align: u64) -> Result<Hole, Errno> {
+        let run = layout::alloc_hole_aligned(frames, align).map_err(|_| Errno::ENOMEM)?;
         // SAFETY: the run is unpopulated hole space that the allocator
         // handed to us alone; it returns there only in `free`, after the
         // `Hole` and every mapping in it are gone.

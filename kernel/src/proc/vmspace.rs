@@ -82,7 +82,9 @@ impl VmSpace {
 
     /// Maps `len` bytes at `addr` (`mmap`): exactly there, replacing what
     /// was mapped, if `fixed`; else the first free range at or above it
-    /// (and above [`MMAP_BASE`]). Returns the address.
+    /// (and above [`MMAP_BASE`]), 2 MiB-aligned for a populate-capable
+    /// object of at least 2 MiB ([`VmMap::find_space_for`]). Returns the
+    /// address.
     pub fn map(&self, addr: u64, len: u64, fixed: bool, m: Mapping) -> Result<u64, Errno> {
         let size = round(len)?;
         let start = if fixed {
@@ -103,7 +105,8 @@ impl VmSpace {
             // Another thread of the process may take the space between the
             // search and the insert: search again then.
             for _ in 0..FIND_RETRIES {
-                let start = self.map.find_space(size, 0, hint).map_err(errno)?;
+                let object = m.object.as_ref().map(|(o, _)| &**o);
+                let start = self.map.find_space_for(object, size, hint).map_err(errno)?;
                 match self.insert(start, size, m.clone()) {
                     Err(KernResult::NoSpace) => continue,
                     r => return r.map(|()| start).map_err(errno),

@@ -36,6 +36,12 @@
 //!   read: a reader's fault after the shootdown kills the process (139);
 //! - `stress` (SMP): 10,000 map/touch/unmap cycles of gntdev and
 //!   anonymous mappings on four threads, then as `exit`;
+//! - `large`: the mapping (of a multiple of 512 grants) takes one 2 MiB
+//!   entry per 512 pages, at a 2 MiB-aligned address; it is unmapped
+//!   and its entries and hole frames must be gone;
+//! - `large-partial-munmap`: as `large` up to the count, then a munmap of
+//!   4 pages inside the first 2 MiB entry demotes it, the rest still
+//!   reads right, and the exit unmaps the rest with one hypercall;
 //! - `soak`: 10,000 map/check/unmap cycles of 16 of the peer's grants at a
 //!   time on one thread, then as `exit`.
 
@@ -238,7 +244,9 @@ pub fn map(opts: &Options<'_>) -> Outcome {
         "notify-unmapped" => (6, 0),
         "threads" => (7, KILLED_SEGV),
         "stress" => (8, 0),
-        "soak" => (9, 0),
+        "large" => (9, 0),
+        "large-partial-munmap" => (10, 0),
+        "soak" => (11, 0),
         m => {
             log::error!("gntdev-map: unknown mode={m}");
             return Err("unknown mode");

@@ -2,8 +2,10 @@
 //! not active: enter, extract, extract-and-hold (and its refusal without
 //! write access), protect, remove-all through the mapping lists of a page
 //! mapped in two address spaces, a page table of 512 contiguous pages
-//! promoted to a 2 MiB mapping and demoted by a partial remove; the free
-//! page count must come back.
+//! promoted to a 2 MiB mapping and demoted by a partial remove, and a
+//! 2 MiB mapping entered directly (`enter_large`) through unwire,
+//! remove-all of one of its pages, re-entry over a page table and a
+//! partial protect; the free page count must come back.
 
 use vm::Prot;
 use vm::grab::{GrabFlags, grab};
@@ -17,6 +19,85 @@ use crate::{kprintln, mem};
 
 fn ensure(cond: bool, what: &'static str) -> Outcome {
     if cond { Ok(()) } else { Err(what) }
+}
+
+/// `enter_large` of the 512 contiguous pages from `first` (at `lpa`) in
+/// `a`, wired and managed: a whole unwire reports all 512 pages; a
+/// `remove_all` of one page demotes the entry and takes that page only; a
+/// second `enter_large` replaces the page table; a protect of two pages
+/// demotes again.
+fn large_entered(a: &Pmap, first: PageId, lpa: u64) -> Outcome {
+    let rw = Prot::READ | Prot::WRITE;
+    let va = USER_MIN + 5 * LARGE;
+    let pages: alloc::vec::Vec<PageId> = (0..LARGE_PAGES as PageId).map(|i| first + i).collect();
+    let flags = EnterFlags::MANAGED | EnterFlags::WIRED;
+    let s0 = pmap::tlb_stats();
+    a.enter_large(va, &pages, lpa, rw, flags)
+        .map_err(|_| "enter_large")?;
+    ensure(
+        a.large_entries() == 1 && a.resident() == LARGE_PAGES,
+        "one 2 MiB entry of 512 pages",
+    )?;
+    ensure(
+        pmap::tlb_stats().large_mappings == s0.large_mappings + 1,
+        "2 MiB mapping counted",
+    )?;
+    ensure(
+        a.extract(va + 300 * PAGE + 5) == Some((lpa + 300 * PAGE + 5, rw)),
+        "extract in the entered 2 MiB entry",
+    )?;
+    ensure(
+        pmap::mapping_count(first + 300) == 1,
+        "each page on its mapping list",
+    )?;
+    let mut unwired = 0;
+    a.unwire(va, va + LARGE, &mut |_| unwired += 1);
+    ensure(
+        unwired == LARGE_PAGES,
+        "a wired 2 MiB entry unwires 512 pages",
+    )?;
+    pmap::remove_all(first + 7);
+    ensure(
+        pmap::tlb_stats().demotions == s0.demotions + 1,
+        "remove_all of one page demoted",
+    )?;
+    ensure(
+        a.large_entries() == 0 && a.resident() == LARGE_PAGES - 1,
+        "one page removed",
+    )?;
+    ensure(
+        a.extract(va + 7 * PAGE).is_none() && pmap::mapping_count(first + 7) == 0,
+        "the page is gone",
+    )?;
+    ensure(
+        a.extract(va + 8 * PAGE) == Some((lpa + 8 * PAGE, rw)),
+        "its neighbour stays",
+    )?;
+    a.enter_large(va, &pages, lpa, rw, EnterFlags::MANAGED)
+        .map_err(|_| "enter_large over a page table")?;
+    ensure(
+        a.large_entries() == 1 && a.resident() == LARGE_PAGES,
+        "the page table replaced",
+    )?;
+    ensure(
+        pmap::mapping_count(first + 8) == 1,
+        "no mapping listed twice",
+    )?;
+    a.protect(va + 10 * PAGE, va + 12 * PAGE, Prot::READ);
+    ensure(
+        pmap::tlb_stats().demotions == s0.demotions + 2,
+        "partial protect demoted",
+    )?;
+    ensure(
+        a.extract(va + 10 * PAGE).map(|t| t.1) == Some(Prot::READ)
+            && a.extract(va + 12 * PAGE).map(|t| t.1) == Some(rw),
+        "protect of two pages only",
+    )?;
+    a.remove(va, va + LARGE);
+    ensure(
+        a.resident() == 0 && a.large_entries() == 0 && pmap::mapping_count(first + 8) == 0,
+        "all removed",
+    )
 }
 
 /// Runs the checks.
@@ -107,9 +188,10 @@ pub fn run() -> Outcome {
         ensure(a.resident() == 511, "511 pages left")?;
         a.remove(lva, lva + LARGE);
         ensure(a.resident() == 0, "all removed")?;
+        large_entered(&a, first, lpa)?;
         d.phys.free_contig(first, 512);
         kprintln!(
-            "pmap: enter/extract/hold/protect/remove_all over two address spaces, 512 pages promoted to a 2 MiB entry, demoted by a partial remove"
+            "pmap: enter/extract/hold/protect/remove_all over two address spaces, 512 pages promoted to a 2 MiB entry, demoted by a partial remove; a 2 MiB entry entered directly, unwired whole, demoted by remove_all of one page, entered again over the page table, demoted by a partial protect"
         );
     }
     let after = mem::free_pages();

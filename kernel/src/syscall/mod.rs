@@ -289,6 +289,8 @@ fn sysctl(p: &Process, key: u64, new: u64) -> Result<u64, Errno> {
         sysctl::SMP_CPUS => crate::smp::online() as u64,
         sysctl::SCHED_PREEMPTIONS => sched::stats().preemptions,
         sysctl::SCHED_THREADS => sched::stats().live_threads,
+        sysctl::PROC_LARGE_ENTRIES => p.with_vm(|vm| Ok(vm.pmap.large_entries()))?,
+        sysctl::PMAP_DEMOTIONS => tlb.demotions,
         sysctl::DOMAIN_GENERATION => crate::events::generation(),
         sysctl::DOMID => crate::suspend::domid().map_or(u64::MAX, u64::from),
         sysctl::GNTDEV_MAPPINGS..=sysctl::GRANT_COPY_OPS => gntdev_stat(key),

@@ -161,13 +161,17 @@ pub mod sysctl {
     pub const SCHED_PREEMPTIONS: u64 = 23;
     /// Threads alive in the kernel (kernel, idle and user).
     pub const SCHED_THREADS: u64 = 24;
+    /// 2 MiB entries standing in the calling process's page tables.
+    pub const PROC_LARGE_ENTRIES: u64 = 25;
+    /// 2 MiB mappings split into page tables (demotions).
+    pub const PMAP_DEMOTIONS: u64 = 26;
     /// How many times the domain resumed into a new domain (`xl restore`,
     /// `xl migrate`): when it moves, event channels bound before fail
     /// with `ENOTCONN` and xenstore nodes the program wrote are gone, so
     /// a program that shares with a peer publishes again.
-    pub const DOMAIN_GENERATION: u64 = 25;
+    pub const DOMAIN_GENERATION: u64 = 27;
     /// Our domain id now (it changes with a restore or a migration).
-    pub const DOMID: u64 = 26;
+    pub const DOMID: u64 = 28;
     /// The `new` value that leaves the key unchanged.
     pub const READ_ONLY: u64 = u64::MAX;
 }

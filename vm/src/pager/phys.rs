@@ -1,15 +1,20 @@
 //! The phys pager (FreeBSD `phys_pager.c`): anonymous memory that is never
-//! paged out, zero-filled and populated a cluster at a time.
+//! paged out, zero-filled and populated a cluster at a time. A populate
+//! fills each empty, superpage-aligned stretch of the object with one
+//! physically contiguous, aligned block when the allocator has one, so
+//! that the fault handler can map it with one superpage entry (what
+//! FreeBSD's superpage reservations, `vm_reserv`, achieve).
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 
 use super::{PagerOps, PagerResult, PindexRange, zero_fill};
-use crate::Prot;
 use crate::domain::VmDomain;
 use crate::grab::{GrabFlags, grab};
 use crate::object::{ObjectFlags, ObjectType, VmObject};
 use crate::page::PageId;
+use crate::phys::FreePool;
+use crate::{Prot, SUPERPAGE_PAGES, SUPERPAGE_SHIFT};
 
 /// Pages per populate cluster (`phys_pager_cluster`, FreeBSD's maximum).
 pub const PHYS_PAGER_CLUSTER: u64 = 1024;
@@ -65,7 +70,15 @@ impl PagerOps for PhysPager {
             .min(size - 1)
             .min(bounds.1);
         let d = obj.domain();
-        for i in base..=last {
+        let mut i = base;
+        while i <= last {
+            if i.is_multiple_of(SUPERPAGE_PAGES)
+                && i + SUPERPAGE_PAGES - 1 <= last
+                && insert_superpage(obj, i)
+            {
+                i += SUPERPAGE_PAGES;
+                continue;
+            }
             let got = grab(obj, i, GrabFlags::empty()).map_err(PagerResult::from_errno);
             let id = match got {
                 Ok(Some(id)) => id,
@@ -81,10 +94,39 @@ impl PagerOps for PhysPager {
                 }
             };
             zero_fill(obj, i, Some(id))?;
+            i += 1;
         }
         d.counters.populated.add(last - base + 1);
         Ok((base, last))
     }
+}
+
+/// Fills `[first, first + SUPERPAGE_PAGES)` of `obj` with one physically
+/// contiguous, aligned block, zeroed, valid and exclusively busied, if
+/// none of those indexes holds a page and the allocator has such a block
+/// free (returns whether it did); else leaves them to the page-by-page
+/// path.
+fn insert_superpage(obj: &VmObject, first: u64) -> bool {
+    let d = obj.domain();
+    let mut g = obj.lock();
+    if !g.pages_in(first, first + SUPERPAGE_PAGES - 1).is_empty() {
+        return false;
+    }
+    let order = (SUPERPAGE_SHIFT - crate::PAGE_SHIFT) as u8;
+    let Some(block) = d.phys.alloc_pages(FreePool::Default, order) else {
+        return false;
+    };
+    for (k, id) in (0..SUPERPAGE_PAGES).zip(block..) {
+        let m = d.page(id);
+        let busied = m.try_xbusy();
+        debug_assert!(busied, "fresh page busy");
+        d.zero_page(id);
+        m.set_all_valid();
+        g.insert(first + k, id)
+            .expect("index checked empty and in range");
+    }
+    d.counters.zfod.add(SUPERPAGE_PAGES);
+    true
 }
 
 #[cfg(all(test, not(loom)))]
@@ -135,6 +177,28 @@ mod tests {
                 .populate(&o, 3000, Prot::READ, Prot::all(), (0, 5000)),
             Err(PagerResult::Bad)
         );
+        drop(o);
+        assert_eq!(d.phys.free_count(), 4096);
+    }
+
+    #[test]
+    fn populate_fills_aligned_stretches_contiguously() {
+        let d = domain(4096);
+        let o = phys_pager_allocate(d.clone(), 1024);
+        // A page already there keeps its stretch on the page-by-page path.
+        let id = grab(&o, 600, GrabFlags::ZERO).unwrap().unwrap();
+        d.page(id).xunbusy(d.wait());
+        let r = o
+            .pager()
+            .populate(&o, 5, Prot::READ, Prot::all(), (0, 1023))
+            .unwrap();
+        assert_eq!(r, (0, 1023));
+        check_populated(&o, 5, r, (0, 1023));
+        let pa = |i| d.page(o.lock().lookup(i).unwrap()).phys_addr();
+        assert!(pa(0).is_multiple_of(crate::SUPERPAGE_SIZE));
+        assert!((0..SUPERPAGE_PAGES).all(|k| pa(k) == pa(0) + k * crate::PAGE_SIZE));
+        assert_eq!(o.lock().lookup(600), Some(id));
+        unbusy_all(&o, r);
         drop(o);
         assert_eq!(d.phys.free_count(), 4096);
     }

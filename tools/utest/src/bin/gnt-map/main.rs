@@ -35,7 +35,16 @@
 //! - 8: SMP stress: after the usual check, four threads run map, touch
 //!   and unmap cycles of 16-grant gntdev mappings and of 16-page anonymous
 //!   mappings, 10,000 cycles in all, then exits as mode 0 does.
-//! - 9: soak: after the usual check, this thread maps, checks and unmaps
+//! - 9: 2 MiB entries: the mapping (of a multiple of 512 grants) must sit
+//!   at a 2 MiB-aligned address and take one 2 MiB entry per 512 pages in
+//!   this process's page tables; then it unmaps it (one unmap hypercall)
+//!   and the entries and hole frames must be back to where they were.
+//! - 10: partial munmap of a 2 MiB entry: as mode 9 up to the count of
+//!   entries, then `munmap` of 4 pages inside the first 2 MiB: one
+//!   demotion, one 2 MiB entry less, no unmap hypercall yet, every other
+//!   page still reads the sharer's words; then exits as mode 0 does (the
+//!   kernel unmaps the rest with one hypercall).
+//! - 11: soak: after the usual check, this thread maps, checks and unmaps
 //!   16 of the peer's grants at a time, 10,000 times (`soak.rs`), then
 //!   exits as mode 0 does.
 //!
@@ -73,6 +82,8 @@ enum Mode {
     NotifyUnmapped,
     Threads,
     Stress,
+    Large,
+    LargePartialMunmap,
     Soak,
 }
 
@@ -87,7 +98,9 @@ fn main(arg: u64) -> i32 {
         6 => Mode::NotifyUnmapped,
         7 => Mode::Threads,
         8 => Mode::Stress,
-        9 => Mode::Soak,
+        9 => Mode::Large,
+        10 => Mode::LargePartialMunmap,
+        11 => Mode::Soak,
         _ => {
             println!("gnt-map: FAIL unknown mode");
             return 1;
@@ -158,10 +171,12 @@ fn run(peer: u32, mode: Mode) -> Result<(), &'static str> {
         .map_err(|_| "bind_interdomain")?;
     let gnt = Gnttab::open().map_err(|_| "open /dev/xen/gntdev")?;
 
-    let (calls0, pop0, maps0) = (
+    let (calls0, pop0, maps0, holes0, large0) = (
         stat(sysctl::GNTDEV_MAP_HYPERCALLS),
         stat(sysctl::GNTDEV_POPULATES),
         stat(sysctl::GNTDEV_MAPPINGS),
+        stat(sysctl::HOLE_FRAMES),
+        stat(sysctl::PROC_LARGE_ENTRIES),
     );
     let notify = Notify {
         offset: Some((n * PAGE - 1) as u64),
@@ -243,12 +258,20 @@ fn run(peer: u32, mode: Mode) -> Result<(), &'static str> {
     if mode == Mode::ComparePerPage {
         compare_per_page(&gnt, peer, refs.values(), faults, calls)?;
     }
+    if matches!(mode, Mode::Large | Mode::LargePartialMunmap) {
+        let base = Baseline {
+            holes: holes0,
+            large: large0,
+        };
+        large_entries(&gnt, addr, n, seed, mode, base)?;
+    }
     match mode {
         Mode::Exit
         | Mode::ComparePerPage
         | Mode::CopyReplies
         | Mode::BadRefs
-        | Mode::NotifyUnmapped => {
+        | Mode::NotifyUnmapped
+        | Mode::LargePartialMunmap => {
             if mode == Mode::BadRefs {
                 bad_refs(&gnt, peer, refs.values())?;
             }
@@ -282,6 +305,10 @@ fn run(peer: u32, mode: Mode) -> Result<(), &'static str> {
             core::mem::forget(ev);
             Ok(())
         }
+        Mode::Large => {
+            core::mem::forget(ev);
+            Ok(())
+        }
         Mode::HoldUntilPeerGone => {
             hold_until_gone(&mut xs, base, words, n, seed)?;
             gnt.unmap(addr, n).map_err(|_| "unmap")?;
@@ -289,6 +316,92 @@ fn run(peer: u32, mode: Mode) -> Result<(), &'static str> {
             Ok(())
         }
     }
+}
+
+/// 2 MiB in bytes, and in pages.
+const LARGE: u64 = 2 << 20;
+const LARGE_PAGES: usize = 512;
+
+/// What the process had before its mapping: hole frames and 2 MiB entries.
+struct Baseline {
+    holes: u64,
+    large: u64,
+}
+
+/// Modes 9 and 10 (the module's documentation): the mapping of `n`
+/// grants at `addr` takes `n / 512` 2 MiB entries; mode 9 then unmaps it
+/// and checks the baseline, mode 10 munmaps 4 pages inside the first
+/// 2 MiB and checks the demotion and the rest of the mapping.
+fn large_entries(
+    gnt: &Gnttab,
+    addr: u64,
+    n: usize,
+    seed: u32,
+    mode: Mode,
+    base: Baseline,
+) -> Result<(), &'static str> {
+    let want = (n / LARGE_PAGES) as u64;
+    let large = stat(sysctl::PROC_LARGE_ENTRIES) - base.large;
+    let aligned = addr.is_multiple_of(LARGE);
+    let (unmaps0, demotions0) = (
+        stat(sysctl::GNTDEV_UNMAP_HYPERCALLS),
+        stat(sysctl::PMAP_DEMOTIONS),
+    );
+    if mode == Mode::Large {
+        gnt.unmap(addr, n).map_err(|_| "unmap")?;
+        let (after, unmaps, holes) = (
+            stat(sysctl::PROC_LARGE_ENTRIES) - base.large,
+            stat(sysctl::GNTDEV_UNMAP_HYPERCALLS) - unmaps0,
+            stat(sysctl::HOLE_FRAMES),
+        );
+        println!(
+            "gnt-map: large: {n} pages at {addr:#x} ({}2 MiB-aligned) in {large} 2 MiB entries (want {want}); after unmap: {after} 2 MiB entries, {unmaps} unmap hypercall(s), hole frames {} -> {holes}",
+            if aligned { "" } else { "NOT " },
+            base.holes
+        );
+        println!(
+            "COUNTERS gnt-map-large pages={n} aligned={} large_entries={large} large_after_unmap={after} unmap_hypercalls={unmaps} hole_frames={} hole_frames_after={holes}",
+            u8::from(aligned),
+            base.holes
+        );
+        if !aligned || large != want || after != 0 || unmaps != 1 || holes != base.holes {
+            return Err("the mapping did not take and give back its 2 MiB entries");
+        }
+        return Ok(());
+    }
+    // Four pages inside the first 2 MiB entry go.
+    let (hole_at, hole_len) = (100, 4);
+    urt::munmap(addr + (hole_at * PAGE) as u64, hole_len * PAGE).map_err(|_| "munmap")?;
+    let (left, demotions, unmaps) = (
+        stat(sysctl::PROC_LARGE_ENTRIES) - base.large,
+        stat(sysctl::PMAP_DEMOTIONS) - demotions0,
+        stat(sysctl::GNTDEV_UNMAP_HYPERCALLS) - unmaps0,
+    );
+    let words = addr as *const u32;
+    let mut bad = 0;
+    for i in (0..n).filter(|i| !(hole_at..hole_at + hole_len).contains(i)) {
+        for k in 1..1024 {
+            // SAFETY: inside the mapping of `n` pages, outside the part
+            // unmapped above.
+            if unsafe { words.add(i * 1024 + k).read_volatile() }
+                != seed.wrapping_add((i * 1024 + k) as u32)
+            {
+                bad += 1;
+            }
+        }
+    }
+    println!(
+        "gnt-map: large-partial-munmap: {n} pages in {large} 2 MiB entries (want {want}); munmap of pages {hole_at}..{}: {demotions} demotion(s), {left} 2 MiB entries left, {unmaps} unmap hypercall(s) so far; {bad} wrong words in the rest",
+        hole_at + hole_len
+    );
+    println!(
+        "COUNTERS gnt-map-partial pages={n} aligned={} large_entries={large} demotions={demotions} large_left={left} unmap_hypercalls={unmaps} wrong_words={bad}",
+        u8::from(aligned)
+    );
+    if !aligned || large != want || demotions != 1 || left != want - 1 || unmaps != 0 || bad != 0 {
+        return Err("the partial munmap did not demote one 2 MiB entry and keep the rest");
+    }
+    Ok(())
 }
 
 /// A grant reference past any table: its map op fails (`GNTST_bad_gntref`).
