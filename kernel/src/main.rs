@@ -150,6 +150,7 @@ extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
         heap_peak / 1024,
         heap_size / 1024
     );
+    suspend::settle();
     console::flush();
     // A shutdown the toolstack asked for ends the domain its way, whatever
     // the scenario made of its processes being killed.

@@ -30,7 +30,7 @@
 //! migration on one host; a move to another host would need the clock
 //! rebased, which is not done.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use xen::sched::Resumed;
 
@@ -44,6 +44,10 @@ const GRACE_POLL_NS: u64 = 20_000_000;
 /// (a) Suspends that ended, by outcome.
 static CANCELLED: AtomicU64 = AtomicU64::new(0);
 static MOVED: AtomicU64 = AtomicU64::new(0);
+/// (a) Whether a suspend is under way ([`settle`]).
+static UNDER_WAY: AtomicBool = AtomicBool::new(false);
+/// How often [`settle`] looks.
+const SETTLE_POLL_NS: u64 = 20_000_000;
 /// (a) Processes ended because they held foreign grant mappings.
 static ENDED: AtomicU64 = AtomicU64::new(0);
 /// (a) Our domain id, as CPUID reported it at boot and after the last
@@ -86,6 +90,24 @@ impl core::fmt::Display for SuspendError {
 /// Suspends the domain and brings it back (module doc). Runs on the
 /// control thread, pinned to vCPU 0.
 pub fn run() -> Result<Resumed, SuspendError> {
+    UNDER_WAY.store(true, Ordering::Release);
+    let outcome = suspend();
+    UNDER_WAY.store(false, Ordering::Release);
+    outcome
+}
+
+/// Waits until no suspend is under way. The boot thread calls it before
+/// it shuts the domain down: a scenario whose process a suspend ended
+/// must not power off the domain under the toolstack's save (it would
+/// end as "not suspended"); it powers off after the resume instead.
+pub fn settle() {
+    while UNDER_WAY.load(Ordering::Acquire) {
+        sched::sleep_until(events::now_ns().saturating_add(SETTLE_POLL_NS));
+    }
+}
+
+/// [`run`]'s steps.
+fn suspend() -> Result<Resumed, SuspendError> {
     let killed = proc::kill_holding(|f| f.dev.holds_foreign_maps());
     ENDED.fetch_add(killed as u64, Ordering::Relaxed);
     let t0 = events::now_ns();
