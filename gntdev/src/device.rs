@@ -84,10 +84,21 @@ pub struct Services {
     /// bookkeeping of this many (one per page of RAM), so that no process
     /// can exhaust it by opening the device many times.
     pub max_grants: u64,
-    /// Our own domain id now, if known (it changes when the domain is
-    /// restored or migrated): `MAP_GRANT_REF` refuses our own grants
-    /// (`EINVAL`), as it refuses `DOMID_SELF`.
-    pub own_domid: Arc<dyn Fn() -> Option<DomId> + Send + Sync>,
+    /// The domain the device runs in.
+    pub domain: Arc<dyn DomainIdentity>,
+}
+
+/// What the device needs to know of the domain it runs in; both change
+/// when the domain is restored or migrated.
+pub trait DomainIdentity: Send + Sync {
+    /// Our domain id now, if known: `MAP_GRANT_REF` refuses our own
+    /// grants (`EINVAL`), as it refuses `DOMID_SELF`.
+    fn domid(&self) -> Option<DomId>;
+    /// How many times the domain has moved. An unmap notify's port
+    /// belongs to the generation it was set in: after a move that port is
+    /// gone (its number may name another port now), so the notify's
+    /// event is not sent and counts as a notify error.
+    fn generation(&self) -> u64;
 }
 
 /// The device's counters ([`Gntdev::stats`]).
@@ -172,6 +183,8 @@ pub(crate) struct Notify {
     pub action: u32,
     /// Local port to signal.
     pub port: Port,
+    /// The domain's generation when it was set ([`DomainIdentity`]).
+    pub generation: u64,
 }
 
 /// The grant device: services, the deferred grants of every open, and
@@ -308,7 +321,8 @@ impl Gntdev {
             count(self.svc.phys.write(gpa, &[0]).is_ok(), &c.bytes_cleared);
         }
         if n.action & UNMAP_NOTIFY_SEND_EVENT != 0 {
-            count(self.svc.events.send(n.port).is_ok(), &c.events_sent);
+            let live = n.generation == self.svc.domain.generation();
+            count(live && self.svc.events.send(n.port).is_ok(), &c.events_sent);
         }
     }
 
@@ -699,7 +713,7 @@ impl GntdevFile {
         // Reserved, then copied in without the lock (see `alloc_gref`).
         let index = self.inner.lock().reserve(a.count)?;
         let mut raw = vec![0u8; a.count as usize * GrantRefArg::SIZE];
-        let own = (self.dev.svc.own_domid)();
+        let own = self.dev.svc.domain.domid();
         let refs: Result<Vec<(DomId, GrantRef)>, Errno> =
             user.copy_in(a.refs, &mut raw).and_then(|()| {
                 raw.chunks_exact(GrantRefArg::SIZE)
@@ -791,6 +805,7 @@ impl GntdevFile {
             index: a.index,
             action: a.action,
             port: a.event_channel_port,
+            generation: self.dev.svc.domain.generation(),
         };
         let inner = self.inner.lock();
         let within = |start: u64, count: u64| a.index - start < count * PAGE_SIZE;

@@ -43,7 +43,7 @@ mod unmap;
 use alloc::sync::Arc;
 
 use alloc::vec::Vec;
-pub use device::{DeviceMapping, Gntdev, GntdevFile, GntdevStats, Services};
+pub use device::{DeviceMapping, DomainIdentity, Gntdev, GntdevFile, GntdevStats, Services};
 pub use vm::Errno;
 use vm::object::VmObject;
 use vm::page::PageId;

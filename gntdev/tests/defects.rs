@@ -231,3 +231,36 @@ fn stuck_rollback_survives_another_failed_fault() {
     p.pa.dealloc_gref(p.ia, 1).unwrap();
     p.finish();
 }
+
+/// A `SEND_EVENT` notify set before the domain moved (`xl restore`,
+/// `xl migrate`) is not sent after it: its port is gone with the old
+/// domain, and its number may name another port by now. It counts as a
+/// notify error; the byte is still cleared.
+#[test]
+fn notify_of_an_earlier_domain_sends_no_event() {
+    let p = pair(2, true);
+    let port_a = p.a.dom.alloc_unbound(p.b.id()).unwrap();
+    let port_b = p.b.dom.bind_interdomain(p.a.id(), port_a).unwrap();
+    let i1 = p.pb.map_grant_ref(p.a.id(), &p.refs).unwrap();
+    let va = p.pb.mmap(i1, 2 * PAGE, RW).unwrap();
+    p.pb.set_notify(
+        i1,
+        UNMAP_NOTIFY_SEND_EVENT | UNMAP_NOTIFY_CLEAR_BYTE,
+        port_b,
+    )
+    .unwrap();
+    p.pb.read(va, &mut [0; 1]).unwrap();
+    p.b.generation
+        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    let Pair {
+        a, b, pa, pb, ia, ..
+    } = p;
+    pb.exit();
+    assert!(a.dom.take_events().is_empty(), "no event on a stale port");
+    let s = b.dev.stats();
+    assert_eq!((s.events_sent, s.notify_errors, s.bytes_cleared), (0, 1, 1));
+    pa.dealloc_gref(ia, 2).unwrap();
+    pa.exit();
+    a.assert_baseline();
+    b.assert_baseline();
+}

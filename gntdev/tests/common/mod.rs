@@ -8,12 +8,13 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use gntdev::abi::*;
 use gntdev::{
-    Errno, Gntdev, GntdevFile, GrantCopier, HoleSource, MapEntry, MapLookup, PageSource,
-    PhysMemory, Services, UserMemory,
+    DomainIdentity, Errno, Gntdev, GntdevFile, GrantCopier, HoleSource, MapEntry, MapLookup,
+    PageSource, PhysMemory, Services, UserMemory,
 };
 use vm::Prot;
 use vm::domain::{PhysAccess, VmDomain};
@@ -161,6 +162,24 @@ pub struct Side {
     pub pool: Arc<PagePool>,
     pub holes: Arc<SimHoles>,
     pub pool_size: usize,
+    /// The domain's generation ([`DomainIdentity`]); a test moves it.
+    pub generation: Arc<AtomicU64>,
+}
+
+/// The simulated domain's identity: its id and a generation the test
+/// moves.
+struct SimIdentity {
+    id: u16,
+    generation: Arc<AtomicU64>,
+}
+
+impl DomainIdentity for SimIdentity {
+    fn domid(&self) -> Option<u16> {
+        Some(self.id)
+    }
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
 }
 
 impl Side {
@@ -180,6 +199,7 @@ impl Side {
             Arc::new(SpinWait),
         ));
         let pool = Arc::new(PagePool::new(&dom, &vm, pages));
+        let generation = Arc::new(AtomicU64::new(0));
         let holes = Arc::new(SimHoles {
             dom: dom.clone(),
             live_frames: Mutex::new(0),
@@ -193,10 +213,10 @@ impl Side {
             phys: Arc::new(SimPhys(dom.clone())),
             copier: Arc::new(SimCopier(dom.clone())),
             max_grants,
-            own_domid: {
-                let id = dom.id();
-                Arc::new(move || Some(id))
-            },
+            domain: Arc::new(SimIdentity {
+                id: dom.id(),
+                generation: generation.clone(),
+            }),
         });
         Self {
             dom,
@@ -205,6 +225,7 @@ impl Side {
             pool,
             holes,
             pool_size: pages as usize,
+            generation,
         }
     }
 

@@ -21,13 +21,14 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use gntdev::{
-    Errno, Gntdev, GntdevFile, GntdevStats, GrantCopier, HoleSource, MapEntry, MapLookup,
-    PageSource, PhysMemory, Services, UserMemory,
+    DomainIdentity, Errno, Gntdev, GntdevFile, GntdevStats, GrantCopier, HoleSource, MapEntry,
+    MapLookup, PageSource, PhysMemory, Services, UserMemory,
 };
 use spin::Once;
 use vm::Prot;
 use vm::page::{PageId, PageQueue};
 use vm::phys::FreePool;
+use xen::abi::DomId;
 use xen::grant::{CopyOp, GrantError, GrantOps, Hole};
 
 use super::{DevFile, DevMapping};
@@ -162,6 +163,19 @@ impl MapLookup for Maps {
     }
 }
 
+/// The domain's identity for the device: the id and the generation,
+/// which a move changes (`crate::suspend`).
+struct Identity;
+
+impl DomainIdentity for Identity {
+    fn domid(&self) -> Option<DomId> {
+        crate::suspend::domid()
+    }
+    fn generation(&self) -> u64 {
+        events::generation()
+    }
+}
+
 /// The device, made (with its reaper thread) on first use.
 fn device() -> &'static Arc<Gntdev> {
     DEVICE.call_once(|| {
@@ -177,7 +191,7 @@ fn device() -> &'static Arc<Gntdev> {
             // One grant per page of RAM: what the heap is sized for
             // (`crate::heap`).
             max_grants: u64::from(mem::phys().page_count()),
-            own_domid: Arc::new(crate::suspend::domid),
+            domain: Arc::new(Identity),
         })
     })
 }
