@@ -10,8 +10,9 @@
 # others read it: a reader's fault kills the process (a read that
 # succeeds after munmap returned would fail the case), one unmap
 # hypercall, one notify.
-# smp-stress (by name, SMP_CASES=smp-stress: under multi-threaded TCG one
-# run of 3 triple-faulted in the emulation): 10,000 map/touch/unmap cycles of gntdev and anonymous
+# smp-stress (by name, SMP_CASES=smp-stress; scripts/scenarios/soak.sh
+# runs it, under single-threaded TCG: under multi-threaded TCG one run of
+# 3 triple-faulted in the emulation): 10,000 map/touch/unmap cycles of gntdev and anonymous
 # mappings on four threads; both kernels back at their baseline, one map
 # and one unmap hypercall per mapping. It takes minutes under emulation
 # (212 s in one run): its domains and its case have budgets of their own.

@@ -5,10 +5,13 @@
 #       A's 256 shared grants at a time, 10,000 times on one thread: one
 #       map and one unmap hypercall per mapping (B's kernel checks both),
 #       no wrong word, and each kernel back at its baseline.
+#   smp-stress (scripts/scenarios/smp.sh, run from here): 10,000
+#       map/touch/unmap cycles of gntdev and anonymous mappings on four
+#       threads of a 4-vCPU domain.
 # scripts/test runs this file in a boot of its own under single-threaded
 # TCG: at this rate of VM exits, multi-threaded TCG's emulation of SVM
 # loads Xen's own state into the guest (rip e008:ffff82d0..., in 2 of 2
-# runs), which no guest can survive.
+# soak runs and 1 of 3 smp-stress runs), which no guest can survive.
 . scripts/lib/xl.sh
 . scripts/lib/share.sh
 
@@ -21,3 +24,6 @@ soak_detail() {
 GUEST_TIMEOUT=300
 run_case gntdev_mode soak-map-10000 soak 256 soak_detail
 finish
+rc=$?
+SMP_CASES=smp-stress sh scripts/scenarios/smp.sh || rc=1
+[ "$rc" -eq 0 ]
