@@ -286,9 +286,10 @@ pub fn report() {
         crate::sleepq::sleepers()
     );
     kprintln!(
-        "  events: {} upcall(s), {} delivered with interrupts masked and put off",
+        "  events: {} upcall(s), {} delivered with interrupts masked and put off, {} run by a poll before a halt",
         events::stats().upcalls,
         crate::arch::trap::masked_upcalls(),
+        events::polled(),
     );
     let (cancelled, moved) = suspend::counts();
     kprintln!(

@@ -141,9 +141,10 @@ extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
     );
     let (heap_size, heap_peak) = heap::usage();
     log::info!(
-        "powering off: {} upcalls ({} delivered masked, put off), {} events dispatched, {} spurious; {} hypercalls; kernel heap peak {} of {} KiB",
+        "powering off: {} upcalls ({} delivered masked, put off; {} run by a poll before a halt), {} events dispatched, {} spurious; {} hypercalls; kernel heap peak {} of {} KiB",
         ev.upcalls,
         arch::trap::masked_upcalls(),
+        events::polled(),
         ev.dispatched,
         ev.spurious,
         xen::hypercall::counts().iter().sum::<u64>(),
