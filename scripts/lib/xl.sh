@@ -179,7 +179,7 @@ guest_hang() {
         xl pause "$_id" 2>/dev/null
         for _v in $(timeout 10 xl vcpu-list "$_id" 2>/dev/null | awk 'NR > 1 { print $3 }'); do
             echo "  $1's vCPU $_v (xenctx):"
-            timeout 10 xenctx -a "$_id" "$_v" 2>&1 | head -n 40 | sed 's/^/    /'
+            timeout 10 xenctx -a "$_id" "$_v" 2>&1 | head -n 70 | sed 's/^/    /'
         done
         # Xen's view of its event channels (pending, masked, selector
         # per port): a port stuck pending swallows later events.
