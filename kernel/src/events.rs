@@ -404,7 +404,7 @@ pub fn idle(deadline: u64, ready: &dyn Fn() -> bool) {
 static POLLED: AtomicU64 = AtomicU64::new(0);
 
 /// Before a halt, interrupts off: runs the upcall here if Xen has one
-/// pending for this vCPU. Usually the callback vector comes as soon as
+/// pending for this vCPU (its flag, or a selector bit, set). Usually the callback vector comes as soon as
 /// interrupts are on again, and a poll only takes what arrived in the
 /// last instructions. But under the emulated host an injection of the
 /// vector is now and then lost for good: a vCPU then spins with
@@ -412,10 +412,11 @@ static POLLED: AtomicU64 = AtomicU64::new(0);
 /// dump: port pending, selector set), since its halt returns at once. The
 /// poll makes such a vCPU take its events anyway. Counted: [`polled`].
 fn poll_upcall() {
-    if vcpu_info(percpu::id())
-        .evtchn_upcall_pending
-        .load(Ordering::Acquire)
-        != 0
+    let vi = vcpu_info(percpu::id());
+    // The selector too: a stall left a word's selector bit set with its
+    // ports pending, which no upcall reported.
+    if vi.evtchn_upcall_pending.load(Ordering::Acquire) != 0
+        || vi.evtchn_pending_sel.load(Ordering::Acquire) != 0
     {
         POLLED.fetch_add(1, Ordering::Relaxed);
         upcall();
