@@ -203,6 +203,35 @@ life_abort() {
     destroy_all
 }
 
+# life_xl HOW NAME: checkpoints or moves domain NAME, bounded in time:
+# checkpoint (`xl save -c`), save-restore (`xl save`, then `xl restore`)
+# or migrate (to this host); the output is in life.out, the save file is
+# removed, and the status is xl's.
+life_xl() {
+    local _rc _save
+    _save=$XENGUEST_LOGS/life.save
+    case $1 in
+        checkpoint)
+            timeout 120 xl save -c "$2" "$_save" >"$XENGUEST_LOGS/life.out" 2>&1
+            ;;
+        save-restore)
+            timeout 120 xl save "$2" "$_save" >"$XENGUEST_LOGS/life.out" 2>&1 &&
+                timeout 120 xl restore "$_save" >>"$XENGUEST_LOGS/life.out" 2>&1
+            ;;
+        migrate)
+            timeout 180 xl migrate -s '' "$2" 'xl migrate-receive' >"$XENGUEST_LOGS/life.out" 2>&1
+            ;;
+    esac
+    _rc=$?
+    rm -f "$_save"
+    return "$_rc"
+}
+
+# life_xl_failure: the last lines of life_xl's output, on one line.
+life_xl_failure() {
+    tail -n 3 "$XENGUEST_LOGS/life.out" | tr '\n' ' '
+}
+
 # life_end_share NAME: waits for the sharing guest's end and shows its
 # lines about the share and the suspends.
 life_end_share() {
@@ -225,12 +254,11 @@ life_save_cancel() {
         return
     fi
     _t0=$(now_cs)
-    if ! timeout 120 xl save -c "$_n" "$XENGUEST_LOGS/life.save" >"$XENGUEST_LOGS/life.out" 2>&1; then
-        life_abort "$1" "xl save -c failed: $(tail -n 3 "$XENGUEST_LOGS/life.out" | tr '\n' ' ')"
+    if ! life_xl checkpoint "$_n"; then
+        life_abort "$1" "xl save -c failed: $(life_xl_failure)"
         return
     fi
     _ms=$((($(now_cs) - _t0) * 10))
-    rm -f "$XENGUEST_LOGS/life.save"
     if [ "$(guest_domid "$_n")" != "$_id" ] ||
         ! guest_wait_line "$_n" 30 "suspend: cancelled, the same domain runs on"; then
         life_abort "$1" "the guest did not run on as the same domain after the checkpoint"
@@ -263,18 +291,9 @@ life_move() {
         return
     fi
     _t0=$(now_cs)
-    case $2 in
-        save-restore)
-            timeout 120 xl save "$_n" "$XENGUEST_LOGS/life.save" >"$XENGUEST_LOGS/life.out" 2>&1 &&
-                timeout 120 xl restore "$XENGUEST_LOGS/life.save" >>"$XENGUEST_LOGS/life.out" 2>&1
-            ;;
-        migrate)
-            timeout 180 xl migrate -s '' "$_n" 'xl migrate-receive' >"$XENGUEST_LOGS/life.out" 2>&1
-            ;;
-    esac
+    life_xl "$2" "$_n"
     _rc=$?
     _ms=$((($(now_cs) - _t0) * 10))
-    rm -f "$XENGUEST_LOGS/life.save"
     if [ "$2" = migrate ]; then
         # xenconsoled logs the incoming domain under its name then; the
         # guest's earlier lines stay in the old log.
@@ -283,7 +302,7 @@ life_move() {
     fi
     _id2=$(guest_domid "$_n")
     if [ "$_rc" -ne 0 ] || [ -z "$_id2" ] || [ "$_id2" = "$_id" ]; then
-        life_abort "$1" "'$2' failed (status $_rc, domain ${_id2:-gone}): $(tail -n 3 "$XENGUEST_LOGS/life.out" | tr '\n' ' ')"
+        life_abort "$1" "'$2' failed (status $_rc, domain ${_id2:-gone}): $(life_xl_failure)"
         return
     fi
     if ! guest_wait_line "$_n" 60 "gnt-share: the domain moved"; then
@@ -309,15 +328,13 @@ life_save_mapper() {
     local _t0 _ms _id2 _why
     life_pair "$1" || return
     _t0=$(now_cs)
-    if ! { timeout 120 xl save xenguest-b "$XENGUEST_LOGS/life.save" >"$XENGUEST_LOGS/life.out" 2>&1 &&
-        timeout 120 xl restore "$XENGUEST_LOGS/life.save" >>"$XENGUEST_LOGS/life.out" 2>&1; }; then
-        fail "$1" "xl save or restore of B failed: $(tail -n 3 "$XENGUEST_LOGS/life.out" | tr '\n' ' ')"
+    if ! life_xl save-restore xenguest-b; then
+        fail "$1" "xl save or restore of B failed: $(life_xl_failure)"
         show_log xenguest-b
         destroy_all
         return
     fi
     _ms=$((($(now_cs) - _t0) * 10))
-    rm -f "$XENGUEST_LOGS/life.save"
     _id2=$(guest_domid xenguest-b)
     guest_wait xenguest-a
     guest_wait xenguest-b
