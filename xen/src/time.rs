@@ -24,8 +24,12 @@ pub struct Pvclock {
 }
 
 impl Pvclock {
-    /// Reads a consistent snapshot of `info`.
-    pub fn read(info: &VcpuTimeInfo) -> Self {
+    /// Reads a consistent snapshot of `info` and calls `stamp` inside the
+    /// same version window. Xen rewrites the record (and bumps the
+    /// version) when the vCPU moves to another physical CPU, whose TSC may
+    /// be behind the old one: a TSC read after the window could belong to
+    /// another CPU than the record and lie before its `tsc_timestamp`.
+    pub fn read_with(info: &VcpuTimeInfo, mut stamp: impl FnMut() -> u64) -> (Self, u64) {
         loop {
             let v1 = info.version.load(Ordering::Acquire);
             fence(Ordering::Acquire);
@@ -35,17 +39,21 @@ impl Pvclock {
                 mul: info.tsc_to_system_mul.load(Ordering::Relaxed),
                 shift: info.tsc_shift.load(Ordering::Relaxed) as i8,
             };
+            let tsc = stamp();
             fence(Ordering::Acquire);
             let v2 = info.version.load(Ordering::Acquire);
             if v1 & 1 == 0 && v1 == v2 {
-                return snap;
+                return (snap, tsc);
             }
+            core::hint::spin_loop();
         }
     }
 
-    /// System time, ns, at TSC value `tsc`.
+    /// System time, ns, at TSC value `tsc`. A `tsc` before the record's
+    /// stamp (another CPU's TSC, a little behind) counts as the stamp
+    /// itself: the unsigned difference would be a jump of centuries.
     pub fn at(&self, tsc: u64) -> u64 {
-        let mut delta = tsc.wrapping_sub(self.tsc_timestamp);
+        let mut delta = tsc.saturating_sub(self.tsc_timestamp);
         if self.shift < 0 {
             delta >>= -self.shift;
         } else {
@@ -58,9 +66,15 @@ impl Pvclock {
 
 /// Xen system time now, ns since the domain's time base.
 pub fn now(info: &VcpuTimeInfo) -> u64 {
-    let clock = Pvclock::read(info);
-    // SAFETY: RDTSC has no memory effects; PVH guests may execute it.
-    let tsc = unsafe { _rdtsc() };
+    let (clock, tsc) = Pvclock::read_with(info, || {
+        // SAFETY: LFENCE and RDTSC have no memory effects; PVH guests may
+        // execute both. The fence keeps the TSC read after the record's
+        // loads (RDTSC is not ordered with loads on its own).
+        unsafe {
+            core::arch::x86_64::_mm_lfence();
+            _rdtsc()
+        }
+    });
     clock.at(tsc)
 }
 
@@ -100,6 +114,38 @@ mod tests {
         let info = VcpuTimeInfo::default();
         info.version.store(2, Ordering::Relaxed);
         info.system_time.store(42, Ordering::Relaxed);
-        assert_eq!(Pvclock::read(&info).system_time, 42);
+        assert_eq!(Pvclock::read_with(&info, || 0).0.system_time, 42);
+    }
+
+    #[test]
+    fn a_tsc_before_the_stamp_is_the_stamp() {
+        let c = Pvclock {
+            tsc_timestamp: 10_000,
+            system_time: 7_000,
+            mul: 0x8000_0000,
+            shift: 0,
+        };
+        assert_eq!(c.at(9_000), 7_000);
+        assert_eq!(c.at(0), 7_000);
+    }
+
+    #[test]
+    fn the_stamp_is_read_inside_the_version_window() {
+        let info = VcpuTimeInfo::default();
+        info.version.store(2, Ordering::Relaxed);
+        info.tsc_timestamp.store(100, Ordering::Relaxed);
+        let mut calls = 0;
+        // The first stamp sees the record being rewritten (the version
+        // moves under it): the pair is read again.
+        let (snap, tsc) = Pvclock::read_with(&info, || {
+            calls += 1;
+            if calls == 1 {
+                info.version.store(4, Ordering::Relaxed);
+                info.tsc_timestamp.store(200, Ordering::Relaxed);
+            }
+            200 + calls
+        });
+        assert_eq!(calls, 2);
+        assert_eq!((snap.tsc_timestamp, tsc), (200, 202));
     }
 }
