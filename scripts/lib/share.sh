@@ -30,6 +30,16 @@ pair_create() {
     xenstore-write "/local/domain/$PAIR_B_ID/data/xenguest-peer" "$PAIR_A_ID"
 }
 
+# pair_abort CASE WHY: the FAIL line of a pair case that cannot go on,
+# both guests' consoles, and both domains destroyed.
+pair_abort() {
+    fail "$1" "$2"
+    show_log xenguest-a
+    show_log xenguest-b
+    guest_destroy xenguest-a
+    guest_destroy xenguest-b
+}
+
 # pair_start CASE MAPPER_SCENARIO SHARER_ARGS [XL OVERRIDE...]:
 # pair_create, then unpauses both.
 pair_start() {
@@ -120,4 +130,22 @@ gntdev_mode() {
     pair_run "$1" "gntdev-map mode=$2" "scenario=gntdev-share pages=$3" || return
     show_lines xenguest-a xenguest-b
     pair_judge "$1" gntdev-share gntdev-map "$("$4" "$3")"
+}
+
+# gntdev_survivor CASE SURVIVOR SCENARIO DETAIL [SECONDS [LINE]]: waits
+# for the survivor of a destroyed pair (at most SECONDS) and judges it;
+# with LINE, its console must also have a line that starts with LINE.
+gntdev_survivor() {
+    local _why
+    guest_wait "$2" "${5:-$GUEST_TIMEOUT}"
+    show_lines "$2"
+    if ! _why=$(guest_result "$2" "$3"); then
+        fail "$1" "$2: $_why"
+        show_log "$2"
+    elif [ -n "$6" ] && ! tr -d '\r' <"$(guest_log "$2")" | grep -q "^$6"; then
+        fail "$1" "$2: no line \"$6\""
+        show_log "$2"
+    else
+        pass "$1 ($2 $4)"
+    fi
 }

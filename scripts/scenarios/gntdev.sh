@@ -101,11 +101,7 @@ gntdev_destroyed() {
     _case=$1 _victim=$2 _survivor=$3 _scn=$4
     pair_start "$_case" "gntdev-map mode=hold" "scenario=gntdev-share pages=16" || return
     if ! pair_wait_state 60 verified || ! guest_wait_line xenguest-a 60 "gnt-share: mapper verified"; then
-        fail "$_case" "B never verified the pages, or A never read the verdict"
-        show_log xenguest-a
-        show_log xenguest-b
-        guest_destroy xenguest-a
-        guest_destroy xenguest-b
+        pair_abort "$_case" "B never verified the pages, or A never read the verdict"
         return
     fi
     xl destroy "$_victim"
@@ -113,22 +109,32 @@ gntdev_destroyed() {
     gntdev_survivor "$_case" "$_survivor" "$_scn" "ended cleanly, back at its baseline"
 }
 
-# gntdev_survivor CASE SURVIVOR SCENARIO DETAIL [SECONDS [LINE]]: waits
-# for the survivor of a destroyed pair (at most SECONDS) and judges it;
-# with LINE, its console must also have a line that starts with LINE.
-gntdev_survivor() {
-    local _why
-    guest_wait "$2" "${5:-$GUEST_TIMEOUT}"
-    show_lines "$2"
-    if ! _why=$(guest_result "$2" "$3"); then
-        fail "$1" "$2: $_why"
-        show_log "$2"
-    elif [ -n "$6" ] && ! tr -d '\r' <"$(guest_log "$2")" | grep -q "^$6"; then
-        fail "$1" "$2: no line \"$6\""
-        show_log "$2"
-    else
-        pass "$1 ($2 $4)"
-    fi
+# gntdev_at_step CASE WHO STEP VICTIM SURVIVOR SCENARIO DETAIL [LINE]: a
+# gntdev pair of 16 pages (B in mode exit) in which WHO (xenguest-a or
+# xenguest-b) stops at its checkpoint STEP (tools/utest/src/checkpoint.rs);
+# there the test destroys VICTIM, releases WHO if it survives, and
+# SURVIVOR (running SCENARIO) must end cleanly, back at its baseline, in
+# 60 s (with LINE: a console line that starts with LINE).
+gntdev_at_step() {
+    local _case _who _step _victim _id _end
+    _case=$1 _who=$2 _step=$3 _victim=$4
+    pair_create "$_case" gntdev-map "scenario=gntdev-share pages=16" || return
+    if [ "$_who" = xenguest-a ]; then _id=$PAIR_A_ID; else _id=$PAIR_B_ID; fi
+    xenstore-write "/local/domain/$_id/data/xenguest-checkpoint" "$_step"
+    guest_unpause xenguest-a
+    guest_unpause xenguest-b
+    _end=$(($(date +%s) + 60))
+    until [ "$(xenstore-read "/local/domain/$_id/data/xenguest-at" 2>/dev/null)" = "$_step" ]; do
+        if [ "$(date +%s)" -gt "$_end" ]; then
+            pair_abort "$_case" "$_who never reached its checkpoint $_step"
+            return
+        fi
+        sleep 0.1
+    done
+    xl destroy "$_victim"
+    echo "  xl destroy $_victim with $_who at its checkpoint $_step"
+    [ "$_victim" = "$_who" ] || xenstore-rm "/local/domain/$_id/data/xenguest-checkpoint"
+    gntdev_survivor "$_case" "$5" "$6" "$7" 60 "$8"
 }
 
 # gntdev_destroyed_early CASE: the mapper dies after writing its verdict
@@ -149,11 +155,7 @@ gntdev_destroyed_early() {
     xl pause xenguest-a
     guest_unpause xenguest-b
     if ! pair_wait_state 60 verified; then
-        fail "$1" "B never verified the pages"
-        show_log xenguest-a
-        show_log xenguest-b
-        guest_destroy xenguest-a
-        guest_destroy xenguest-b
+        pair_abort "$1" "B never verified the pages"
         return
     fi
     xl destroy xenguest-b
@@ -188,4 +190,16 @@ run_case gntdev_mode gntdev-notify-unmapped notify-unmapped 16 notify_unmapped_d
 run_case gntdev_destroyed gntdev-sharer-destroyed xenguest-a xenguest-b gntdev-map
 run_case gntdev_destroyed gntdev-mapper-destroyed xenguest-b xenguest-a gntdev-share
 run_case gntdev_destroyed_early gntdev-mapper-destroyed-early
+# xl destroy of the peer at each step of the protocol (issue 14): before
+# the map, B having read the share (either side destroyed); mid-notify, B
+# about to exit with the mapping (its teardown's notify reaches a dead
+# sharer); during the unshare (share.sh: during A's revoke). After the map
+# and after the verdict: the three cases above.
+run_case gntdev_at_step gntdev-sharer-destroyed-before-map xenguest-b before-map xenguest-a \
+    xenguest-b gntdev-map "found its sharer gone at the map, ended cleanly"
+run_case gntdev_at_step gntdev-mapper-destroyed-before-map xenguest-b before-map xenguest-b \
+    xenguest-a gntdev-share "saw its mapper gone before its verdict, ended cleanly" \
+    "gnt-share: the mapper's domain is gone before its verdict"
+run_case gntdev_at_step gntdev-sharer-destroyed-mid-notify xenguest-b before-exit xenguest-a \
+    xenguest-b gntdev-map "tore its mapping of a dead sharer down (notify, unmap), ended cleanly"
 finish

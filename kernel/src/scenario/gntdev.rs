@@ -213,7 +213,10 @@ pub fn fuzz(opts: &Options<'_>) -> Outcome {
 }
 
 /// Domain A: `gnt-share` shares `pages=` pages with `peer=`, across
-/// `moves=` moves of the domain (`xl save`/`restore`, `xl migrate`).
+/// `moves=` moves of the domain (`xl save`/`restore`, `xl migrate`); or,
+/// with `rounds=R`, R times in a row, each a whole round of the protocol
+/// by a new process (`docs/share-protocol.md`, rounds), each back at the
+/// baseline.
 pub fn share(opts: &Options<'_>) -> Outcome {
     let peer = super::share::peer(opts)?;
     let pages = opts.get_u64("pages").unwrap_or(16);
@@ -221,19 +224,39 @@ pub fn share(opts: &Options<'_>) -> Outcome {
     if pages >= 1 << 24 || moves >= 1 << 8 {
         return Err("pages= or moves= out of range");
     }
-    run(
-        "sharer",
-        "gnt-share",
-        u64::from(peer) << 32 | moves << 24 | pages,
-        &[0],
-    )
+    rounds(opts, "sharer", |round| {
+        run(
+            "sharer",
+            "gnt-share",
+            round << 48 | u64::from(peer) << 32 | moves << 24 | pages,
+            &[0],
+        )
+    })
+}
+
+/// Runs `one(round)` for round 1 to `rounds=` in turn, or `one(0)` once
+/// without that option; `who` prefixes the closing line.
+fn rounds(opts: &Options<'_>, who: &str, mut one: impl FnMut(u64) -> Outcome) -> Outcome {
+    let Some(rounds) = opts.get_u64("rounds") else {
+        return one(0);
+    };
+    if !(1..1 << 16).contains(&rounds) {
+        return Err("rounds= out of range");
+    }
+    for round in 1..=rounds {
+        one(round)?;
+    }
+    kprintln!("{who}: {rounds} rounds, each process back at the baseline");
+    Ok(())
 }
 
 /// Domain B: `gnt-map` maps the peer's share; `mode=` says what it does
-/// next (the module's documentation).
+/// next (the module's documentation); `rounds=R` maps R shares in turn,
+/// each by a new process.
 pub fn map(opts: &Options<'_>) -> Outcome {
     let peer = super::share::peer(opts)?;
-    // gnt-map's argument: the mode in the high half, the peer below.
+    // gnt-map's argument: the mode in the high half, the round and the
+    // peer below.
     let (mode, want) = match opts.get("mode").unwrap_or("exit") {
         "exit" => (0, 0),
         "ro-write" => (1, KILLED_SEGV),
@@ -252,5 +275,12 @@ pub fn map(opts: &Options<'_>) -> Outcome {
             return Err("unknown mode");
         }
     };
-    run("mapper", "gnt-map", mode << 32 | u64::from(peer), &[want])
+    rounds(opts, "mapper", |round| {
+        run(
+            "mapper",
+            "gnt-map",
+            mode << 32 | round << 16 | u64::from(peer),
+            &[want],
+        )
+    })
 }

@@ -17,12 +17,14 @@ use super::Outcome;
 use crate::cmdline::Options;
 use crate::layout::{self, PAGE_SIZE};
 use crate::shared_page::{SharedPage, WORDS};
-use crate::{events, grants, mem, xenstore};
+use crate::{events, grants, mem, sched, xenstore};
 
 /// Refs per `refs/J` node.
 const REFS_PER_NODE: usize = 256;
 /// How long any one step may wait for the peer.
 const STEP_TIMEOUT_NS: u64 = 60_000_000_000;
+/// How often the sharer looks for its deferred grants to come back.
+const REAP_POLL_NS: u64 = 50_000_000;
 
 /// `HOME(D)` of the protocol.
 fn home(dom: DomId) -> String {
@@ -133,7 +135,8 @@ pub fn sharer(opts: &Options<'_>, revoke: bool) -> Outcome {
     // Without the revoke step the mapper does not wait for us between
     // verifying and unmapping, so `unmapped` (which follows only a
     // successful verification) may be the first state we see.
-    let state = wait_state(port, &map_state, &["verified", "unmapped"], "failed")?;
+    let state = wait_state(port, &map_state, &["verified", "unmapped"], "failed")
+        .map_err(|_| "no verdict from the mapper")?;
     if state.starts_with("failed") {
         log::error!("mapper says: {state}");
         return Err("mapper could not verify the pages");
@@ -167,19 +170,32 @@ pub fn sharer(opts: &Options<'_>, revoke: bool) -> Outcome {
         publish(&format!("{base}/state"), "revoke-deferred", me, m)?;
     }
 
-    // 4-5. Unmapped: end access, free, report.
-    let state = wait_state(port, &map_state, &["unmapped"], "failed")?;
-    if state != "unmapped" {
-        return Err("mapper did not unmap");
+    // 4-5. Unmapped: end access, free, report. A mapper whose domain
+    // died (its nodes gone) never unmaps: Xen releases its mappings as
+    // it tears the domain down, and the deferred grants are reaped then.
+    let state = wait_state(port, &map_state, &["unmapped"], "failed");
+    let gone = matches!(state, Err(StateError::Gone));
+    match state {
+        Ok(v) if v == "unmapped" => {}
+        Err(StateError::Gone) => {
+            crate::kprintln!("sharer: the mapper's domain is gone before its unmap");
+        }
+        Ok(_) => return Err("mapper did not unmap"),
+        Err(StateError::TimedOut) => return Err("peer timed out"),
     }
-    if revoke {
-        let mut reaped = table.reap();
-        reaped.extend(grants::take_reaped());
-        crate::kprintln!(
-            "sharer: reaped {} deferred grants after the unmap",
-            reaped.len()
-        );
-        if reaped.len() != n {
+    if gone && !revoke {
+        for &r in &refs {
+            match table.end_access(r) {
+                Ok(EndAccess::Deferred) => deferred += 1,
+                Ok(EndAccess::Ended) => {}
+                Err(_) => return Err("end_access failed"),
+            }
+        }
+    }
+    if revoke || deferred > 0 {
+        let reaped = reap_all(table, deferred)?;
+        crate::kprintln!("sharer: reaped {reaped} deferred grants after the unmap");
+        if reaped != deferred {
             return Err("deferred grants were not all reaped");
         }
     } else {
@@ -215,25 +231,55 @@ pub fn sharer(opts: &Options<'_>, revoke: bool) -> Outcome {
     Ok(())
 }
 
+/// Reaps deferred grants until `want` of them are back (the peer's
+/// kernel, or Xen tearing the peer's domain down, lets go of them),
+/// within `STEP_TIMEOUT_NS`; returns how many were reaped.
+fn reap_all(table: &grants::Table, want: usize) -> Result<usize, &'static str> {
+    let deadline = events::now_ns().saturating_add(STEP_TIMEOUT_NS);
+    let mut reaped = 0;
+    loop {
+        reaped += table.reap().len() + grants::take_reaped().len();
+        if reaped >= want {
+            return Ok(reaped);
+        }
+        if events::now_ns() >= deadline {
+            log::error!("{reaped} of {want} deferred grants reaped in time");
+            return Err("deferred grants were not all reaped");
+        }
+        sched::sleep_until(events::now_ns().saturating_add(REAP_POLL_NS));
+    }
+}
+
+/// Why [`wait_state`] returned without a value.
+enum StateError {
+    /// The node was read once and then vanished: its domain is gone.
+    Gone,
+    /// `STEP_TIMEOUT_NS` passed.
+    TimedOut,
+}
+
 /// Waits for an event on `port` until `path` reads one of `wanted` or
-/// starts with `failure`; returns the value.
+/// starts with `failure`; returns the value. A node that was there and is
+/// no more (the peer never removes it) means its domain is gone.
 fn wait_state(
     port: Port,
     path: &str,
     wanted: &[&str],
     failure: &str,
-) -> Result<String, &'static str> {
+) -> Result<String, StateError> {
     let deadline = events::now_ns().saturating_add(STEP_TIMEOUT_NS);
+    let mut seen = false;
     loop {
-        if let Ok(v) = xenstore::read_string(path)
-            && (wanted.contains(&v.as_str()) || v.starts_with(failure))
-        {
-            return Ok(v);
+        match xenstore::read_string(path) {
+            Ok(v) if wanted.contains(&v.as_str()) || v.starts_with(failure) => return Ok(v),
+            Ok(_) => seen = true,
+            Err(_) if seen => return Err(StateError::Gone),
+            Err(_) => {}
         }
         let now = events::now_ns();
         if now >= deadline {
             log::error!("timed out waiting for {path} to become {wanted:?}");
-            return Err("peer timed out");
+            return Err(StateError::TimedOut);
         }
         events::wait(port, (deadline - now).min(100_000_000));
     }

@@ -224,8 +224,10 @@ impl Xs {
     /// wrote it and its home was removed (the toolstack does that when
     /// the domain dies), perhaps before we could read what it wrote;
     /// waiting on would only wait out the timeout. A node found present
-    /// and then removed is not gone: a peer may clear an old share before
-    /// it writes a new one.
+    /// and then removed is gone only if `kept` (its owner never removes
+    /// it while it lives); otherwise not: a peer may clear an old share
+    /// before it writes a new one.
+    #[allow(clippy::too_many_arguments)]
     pub fn wait_for(
         &mut self,
         watch: &mut Watch,
@@ -234,6 +236,7 @@ impl Xs {
         fail_prefix: &[u8],
         out: &mut [u8],
         timeout_ns: u64,
+        kept: bool,
     ) -> Result<usize, XsError> {
         let deadline = urt::clock_ns().saturating_add(timeout_ns);
         // Watch events taken: xenstored fires the first when the watch is
@@ -242,12 +245,14 @@ impl Xs {
         // `events` at the read that last found the node absent, once the
         // watch's first event was taken.
         let mut absent_at = None;
+        let mut seen = false;
         loop {
             match self.read(path, out) {
                 Ok(n) if wanted.contains(&&out[..n]) || out[..n].starts_with(fail_prefix) => {
                     return Ok(n);
                 }
-                Ok(_) => absent_at = None,
+                Ok(_) => (absent_at, seen) = (None, true),
+                Err(_) if kept && seen => return Err(XsError::Gone),
                 Err(_) => match absent_at {
                     Some(at) if events > at => return Err(XsError::Gone),
                     None if events > 0 => absent_at = Some(events),

@@ -1,3 +1,6 @@
 //! User test programs (`src/bin/`); each prints what it checks and exits 0
 //! when all held. The kernel's `scenario=user-NAME` runs them.
 #![no_std]
+
+pub mod checkpoint;
+pub mod round;

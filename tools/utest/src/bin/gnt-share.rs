@@ -19,7 +19,12 @@
 //! again under its new domain id with a new event channel, so that the
 //! peer maps them again: the kernel keeps our grants across the move.
 //!
-//! Argument: `peer << 32 | moves << 24 | pages`.
+//! With `round` > 0 the process is round `round` of a run of rounds
+//! (`docs/share-protocol.md`, rounds): it waits for the mapper of that
+//! round (its `map/round`), publishes `share/round` with the share, and
+//! ends the round as one without moves does.
+//!
+//! Argument: `round << 48 | peer << 32 | moves << 24 | pages`.
 #![no_std]
 #![no_main]
 
@@ -46,12 +51,13 @@ fn word(i: usize, k: usize) -> u32 {
 }
 
 fn main(arg: u64) -> i32 {
-    let (peer, moves, pages) = (
-        (arg >> 32) as u32,
+    let (round, peer, moves, pages) = (
+        arg >> 48,
+        ((arg >> 32) & 0xffff) as u32,
         ((arg >> 24) & 0xff) as u32,
         (arg & 0xff_ffff) as usize,
     );
-    match run(peer, pages, moves) {
+    match run(peer, pages, moves, round) {
         Ok(()) => 0,
         Err(e) => {
             println!("gnt-share: FAIL {e}");
@@ -68,11 +74,14 @@ fn publish(xs: &mut Xs, path: &str, value: &[u8]) -> Result<(), &'static str> {
     xs.write(path, value).map_err(|_| "xenstore write")
 }
 
-fn run(peer: u32, n: usize, moves: u32) -> Result<(), &'static str> {
+fn run(peer: u32, n: usize, moves: u32, round: u64) -> Result<(), &'static str> {
     if n == 0 {
         return Err("pages=0");
     }
     let mut xs = Xs::open().map_err(|_| "open /dev/xen/xenstore")?;
+    if round > 0 {
+        wait_mapper_round(&mut xs, peer, round)?;
+    }
     let gnt = Gnttab::open().map_err(|_| "open /dev/xen/gntdev")?;
     let ev = Evtchn::open().map_err(|_| "open /dev/xen/evtchn")?;
     let mut refs = Buf::<u32>::new(n).map_err(|_| "refs buffer")?;
@@ -83,21 +92,34 @@ fn run(peer: u32, n: usize, moves: u32) -> Result<(), &'static str> {
     fill(words, n);
     let mut generation = urt::sysctl(sysctl::DOMAIN_GENERATION, sysctl::READ_ONLY)
         .map_err(|_| "sysctl DOMAIN_GENERATION")?;
-    let mut round = 0;
+    let mut moved = 0;
     loop {
-        let last = round == moves;
-        match share_round(&mut xs, &ev, peer, refs.values(), addr, last)? {
+        let last = moved == moves;
+        match share_round(&mut xs, &ev, peer, refs.values(), addr, last, round)? {
             (Round::Done, port) if !last => {
                 fill(words, n);
                 generation = wait_move(generation)?;
                 stale_port(&ev, port)?;
-                round += 1;
+                moved += 1;
             }
             _ => break,
         }
     }
+    utest::checkpoint::checkpoint(&mut xs, "before-unshare")?;
     gnt.unshare(addr, n).map_err(|_| "unshare")?;
     publish_state(&mut xs, b"done")
+}
+
+/// Waits until the mapper of round `round` is up: its `map/round` node
+/// reads `round`, written after it reset its `map/state`, so that the
+/// verdict read next is this round's.
+fn wait_mapper_round(xs: &mut Xs, peer: u32, round: u64) -> Result<(), &'static str> {
+    let mut path = Fmt::new();
+    path.push(b"/local/domain/")
+        .num(u64::from(peer))
+        .push(b"/data/xenguest/map/round");
+    utest::round::wait_round(xs, path.as_str(), round, TIMEOUT_NS, true)
+        .map_err(|_| "the mapper of this round never came")
 }
 
 /// How a round of the protocol ended.
@@ -177,8 +199,8 @@ fn publish_state(xs: &mut Xs, value: &[u8]) -> Result<(), &'static str> {
 /// `refs`: a new event channel, the share published under our domain id
 /// now, the mapper's verdict, its reply words and its unmap notify. A
 /// round that is not the `last` ends with `done` written and the pages
-/// still shared. Returns how it ended and the event channel it bound,
-/// which is left bound.
+/// still shared. A `round` > 0 is published as `round`. Returns how it
+/// ended and the event channel it bound, which is left bound.
 fn share_round(
     xs: &mut Xs,
     ev: &Evtchn,
@@ -186,6 +208,7 @@ fn share_round(
     refs: &[u32],
     addr: u64,
     last: bool,
+    round: u64,
 ) -> Result<(Round, u32), &'static str> {
     let n = refs.len();
     let words = addr as *mut u32;
@@ -205,7 +228,11 @@ fn share_round(
         ("count", n as u64),
         ("seed", u64::from(SEED)),
         ("evtchn", u64::from(port)),
+        ("round", round),
     ] {
+        if k == "round" && round == 0 {
+            continue;
+        }
         path.clear()
             .push(base.as_bytes())
             .push(b"/")
@@ -250,6 +277,7 @@ fn share_round(
         b"failed",
         &mut st,
         TIMEOUT_NS,
+        true,
     );
     drop(verdict);
     let round = match seen {

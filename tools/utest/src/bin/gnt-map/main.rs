@@ -48,7 +48,12 @@
 //!   16 of the peer's grants at a time, 10,000 times (`soak.rs`), then
 //!   exits as mode 0 does.
 //!
-//! Argument: `mode << 32 | peer`.
+//! With `round` > 0 the process is round `round` of a run of rounds
+//! (`docs/share-protocol.md`, rounds): it first resets its `map/state` to
+//! `waiting`, writes `map/round`, and maps the share only once the
+//! sharer's `share/round` reads the same round.
+//!
+//! Argument: `mode << 32 | round << 16 | peer`.
 #![no_std]
 #![no_main]
 
@@ -68,6 +73,43 @@ const TIMEOUT_NS: u64 = 120_000_000_000;
 
 fn stat(key: u64) -> u64 {
     urt::sysctl(key, sysctl::READ_ONLY).unwrap_or(u64::MAX)
+}
+
+/// Our `map/state` reset to `waiting` (readable by the peer, as the
+/// protocol's nodes are): an earlier round's verdict is gone, and the
+/// sharer, which finds the node present from now on, sees our end when
+/// our domain dies (the toolstack removes its nodes). In round `round` >
+/// 0, then `map/round` (`docs/share-protocol.md`, rounds), which lets the
+/// sharer publish that round.
+fn announce(xs: &mut Xs, me: u32, peer: u32, round: u64) -> Result<(), &'static str> {
+    let mut dir = Fmt::new();
+    dir.push(b"/local/domain/")
+        .num(u64::from(me))
+        .push(b"/data/xenguest/map");
+    xs.write(dir.as_str(), b"").map_err(|_| "write map")?;
+    xs.set_perms_owner_reader(dir.as_str(), me, peer)
+        .map_err(|_| "set_perms map")?;
+    let mut path = Fmt::new();
+    path.push(dir.as_bytes()).push(b"/state");
+    xs.write(path.as_str(), b"waiting")
+        .map_err(|_| "write map/state")?;
+    if round > 0 {
+        let mut value = Fmt::new();
+        value.num(round);
+        path.clear().push(dir.as_bytes()).push(b"/round");
+        xs.write(path.as_str(), value.as_bytes())
+            .map_err(|_| "write map/round")?;
+    }
+    Ok(())
+}
+
+/// Waits until the share under `base` is round `round`'s (`share/round`).
+fn wait_round(xs: &mut Xs, base: &str, round: u64) -> Result<(), &'static str> {
+    let mut path = Fmt::new();
+    path.push(base.as_bytes()).push(b"/round");
+    // The sharer clears its share before it writes the next.
+    utest::round::wait_round(xs, path.as_str(), round, TIMEOUT_NS, false)
+        .map_err(|_| "the share of this round never came")
 }
 
 /// What to do after the pages are verified (the module's documentation).
@@ -106,7 +148,7 @@ fn main(arg: u64) -> i32 {
             return 1;
         }
     };
-    match run(arg as u32, mode) {
+    match run((arg & 0xffff) as u32, (arg >> 16) & 0xffff, mode) {
         Ok(()) => 0,
         Err(e) => {
             println!("gnt-map: FAIL {e}");
@@ -115,7 +157,7 @@ fn main(arg: u64) -> i32 {
     }
 }
 
-fn run(peer: u32, mode: Mode) -> Result<(), &'static str> {
+fn run(peer: u32, round: u64, mode: Mode) -> Result<(), &'static str> {
     let mut xs = Xs::open().map_err(|_| "open /dev/xen/xenstore")?;
     let me = xs.read_u64("domid").map_err(|_| "read domid")? as u32;
     let mut base = Fmt::new();
@@ -125,6 +167,10 @@ fn run(peer: u32, mode: Mode) -> Result<(), &'static str> {
     let base = base.as_str();
     let mut path = Fmt::new();
     let mut st = [0u8; 64];
+    announce(&mut xs, me, peer, round)?;
+    if round > 0 {
+        wait_round(&mut xs, base, round)?;
+    }
     path.clear().push(base.as_bytes()).push(b"/state");
     let mut ready = Watch::new(path.as_str(), "ready").map_err(|_| "watch the share")?;
     xs.wait_for(
@@ -134,6 +180,7 @@ fn run(peer: u32, mode: Mode) -> Result<(), &'static str> {
         b"\xff",
         &mut st,
         TIMEOUT_NS,
+        false,
     )
     .map_err(|_| "the share never became ready")?;
     drop(ready);
@@ -182,12 +229,21 @@ fn run(peer: u32, mode: Mode) -> Result<(), &'static str> {
         offset: Some((n * PAGE - 1) as u64),
         port: Some(port),
     };
-    let addr = gnt
-        .map_grant_refs(&[peer], refs.values(), true, Some(notify))
-        .map_err(|e| {
+    utest::checkpoint::checkpoint(&mut xs, "before-map")?;
+    let addr = match gnt.map_grant_refs(&[peer], refs.values(), true, Some(notify)) {
+        Ok(addr) => addr,
+        Err(e) => {
             println!("gnt-map: map_grant_refs: errno {e}");
-            "map_grant_refs"
-        })?;
+            path.clear().push(base.as_bytes()).push(b"/state");
+            if xs.read(path.as_str(), &mut st).is_err() {
+                // Its home is gone: the toolstack removed it with the
+                // domain, whose grants went with it.
+                println!("gnt-map: the sharer's domain is gone before the map; nothing mapped");
+                return Ok(());
+            }
+            return Err("map_grant_refs");
+        }
+    };
     let words = addr as *mut u32;
     // Faults of the mapping itself: the library's own buffers are touched
     // by now.
@@ -278,6 +334,7 @@ fn run(peer: u32, mode: Mode) -> Result<(), &'static str> {
             if mode == Mode::NotifyUnmapped {
                 notify_unmapped(&gnt, peer, refs.values()[0], port)?;
             }
+            utest::checkpoint::checkpoint(&mut xs, "before-exit")?;
             println!("gnt-map: exiting without unmapping");
             // The event channel stays open until the process exits: the
             // kernel tears the mapping down first and its unmap notify
@@ -301,6 +358,7 @@ fn run(peer: u32, mode: Mode) -> Result<(), &'static str> {
                     seed.wrapping_add((i * 1024 + k) as u32)
                 })?;
             }
+            utest::checkpoint::checkpoint(&mut xs, "before-exit")?;
             println!("gnt-map: exiting without unmapping");
             core::mem::forget(ev);
             Ok(())
