@@ -131,7 +131,9 @@ const RESERVE: usize = 512 * 1024;
 /// process asks for (free pages, and free objects in slabs and in the
 /// CPUs' caches).
 pub fn has_room_for_user() -> bool {
-    HEAP.0.free() > RESERVE
+    // Interrupts off: the count takes each CPU's cache lock, which an
+    // allocation by an interrupt handler on this CPU would wait for.
+    without_interrupts(|| HEAP.0.free() > RESERVE)
 }
 
 /// The heap's size and the most bytes it had in use (as `kheap` samples
@@ -142,7 +144,8 @@ pub fn usage() -> (usize, usize) {
 
 /// Bytes of the heap handed out now (blocks at their class's size).
 pub fn in_use() -> usize {
-    HEAP.0.in_use()
+    // As in `has_room_for_user`.
+    without_interrupts(|| HEAP.0.in_use())
 }
 
 /// The heap's size classes now, for a report: `size:in_use/cached/slabs`

@@ -43,12 +43,6 @@ static CAPACITY: [usize; COUNT] = {
     t
 };
 
-/// The capacity of class `c`'s magazines.
-#[inline]
-pub(crate) fn capacity(c: usize) -> usize {
-    CAPACITY[c]
-}
-
 /// The objects one refill or drain of class `c`'s magazine moves.
 pub(crate) fn batch(c: usize) -> usize {
     CAPACITY[c] / 2
@@ -58,6 +52,9 @@ pub(crate) fn batch(c: usize) -> usize {
 pub(crate) struct Magazine {
     /// Objects held: `objs[..len]`.
     len: usize,
+    /// The most objects it holds (its class's `CAPACITY`, at most
+    /// [`DEPTH`]).
+    cap: usize,
     /// The objects, last pushed on top.
     objs: [*mut u8; DEPTH],
 }
@@ -67,10 +64,21 @@ pub(crate) struct Magazine {
 unsafe impl Send for Magazine {}
 
 impl Magazine {
-    /// An empty magazine.
-    const EMPTY: Magazine = Magazine {
-        len: 0,
-        objs: [null_mut(); DEPTH],
+    /// Empty magazines, one per class.
+    const EMPTY: [Magazine; COUNT] = {
+        let mut m = [const {
+            Magazine {
+                len: 0,
+                cap: 0,
+                objs: [null_mut(); DEPTH],
+            }
+        }; COUNT];
+        let mut c = 0;
+        while c < COUNT {
+            m[c].cap = CAPACITY[c];
+            c += 1;
+        }
+        m
     };
 
     /// Objects held.
@@ -78,17 +86,31 @@ impl Magazine {
         self.len
     }
 
+    /// Whether it holds all it may.
+    #[inline]
+    pub(crate) fn is_full(&self) -> bool {
+        self.len == self.cap
+    }
+
     /// Takes the object on top.
     #[inline]
     pub(crate) fn pop(&mut self) -> Option<*mut u8> {
         self.len = self.len.checked_sub(1)?;
-        Some(self.objs[self.len])
+        // SAFETY: `len` never exceeds `DEPTH` (`push`'s contract), and it
+        // was just lowered.
+        Some(unsafe { *self.objs.get_unchecked(self.len) })
     }
 
-    /// Puts `obj` on top; the magazine is below [`DEPTH`].
+    /// Puts `obj` on top.
+    ///
+    /// # Safety
+    ///
+    /// The magazine holds fewer than [`DEPTH`] objects.
     #[inline]
-    pub(crate) fn push(&mut self, obj: *mut u8) {
-        self.objs[self.len] = obj;
+    pub(crate) unsafe fn push(&mut self, obj: *mut u8) {
+        debug_assert!(self.len < DEPTH);
+        // SAFETY: `len` < `DEPTH` by the caller's contract.
+        unsafe { *self.objs.get_unchecked_mut(self.len) = obj };
         self.len += 1;
     }
 
@@ -109,32 +131,43 @@ impl Magazine {
 pub(crate) struct CpuCache {
     /// (c) The magazines, by class.
     pub(crate) mags: Mutex<[Magazine; COUNT]>,
-    /// (c) Bytes this CPU handed out minus bytes it took back (negative
-    /// when it frees more blocks of other CPUs than it allocates): written
-    /// under `mags` by this CPU only, read by anyone.
-    in_use: AtomicIsize,
+    /// (c) Bytes this CPU's magazines took from the slabs minus bytes they
+    /// gave back (negative when it frees more blocks of other CPUs than
+    /// it allocates): counted by the batch, not by the block, so that an
+    /// allocation or a free served by the magazine writes nothing else.
+    /// Written under `mags` by this CPU only, read by anyone.
+    taken: AtomicIsize,
 }
 
 impl CpuCache {
     /// Empty magazines.
     pub(crate) const fn new() -> Self {
         CpuCache {
-            mags: Mutex::new([Magazine::EMPTY; COUNT]),
-            in_use: AtomicIsize::new(0),
+            mags: Mutex::new(Magazine::EMPTY),
+            taken: AtomicIsize::new(0),
         }
     }
 
-    /// Adds `bytes` to the CPU's count; the caller holds `mags`.
+    /// Adds `n` objects of class `c` to the bytes taken from the slabs
+    /// (negative: given back); the caller holds `mags`.
     #[inline]
-    pub(crate) fn count(&self, bytes: isize) {
+    pub(crate) fn count(&self, c: usize, n: isize) {
         // Load and store, not an atomic add: only the holder of `mags`
         // writes the count.
-        let n = self.in_use.load(Ordering::Relaxed);
-        self.in_use.store(n + bytes, Ordering::Relaxed);
+        let t = self.taken.load(Ordering::Relaxed);
+        self.taken
+            .store(t + n * CLASSES[c] as isize, Ordering::Relaxed);
     }
 
-    /// The CPU's count.
+    /// Bytes of this CPU's blocks in use: taken from the slabs and not in
+    /// its magazines. Takes `mags`.
     pub(crate) fn in_use(&self) -> isize {
-        self.in_use.load(Ordering::Relaxed)
+        let mags = self.mags.lock();
+        let cached: usize = mags
+            .iter()
+            .zip(CLASSES)
+            .map(|(m, size)| m.len() * size)
+            .sum();
+        self.taken.load(Ordering::Relaxed) - cached as isize
     }
 }

@@ -19,7 +19,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use spin::Mutex;
 
 use crate::PAGE_SIZE;
-use crate::cache::Magazine;
+use crate::cache::{DEPTH, Magazine};
 use crate::pages::{Kind, NIL, Pages, Region};
 
 /// The sizes of the classes, in bytes.
@@ -169,8 +169,9 @@ impl Class {
 
     /// Moves up to `want` free objects of class `c` into `mag`, making
     /// slabs as needed; returns how many moved (fewer if the region has no
-    /// free page for a new slab).
+    /// free page for a new slab, or `mag` has no room for that many).
     pub(crate) fn take(&mut self, c: usize, b: &Backing, mag: &mut Magazine, want: usize) -> usize {
+        let want = want.min(DEPTH - mag.len());
         let mut got = 0;
         while got < want {
             let s = if self.partial != NIL {
@@ -191,7 +192,8 @@ impl Class {
                 // object is 16-byte aligned.
                 info.free = unsafe { obj.cast::<u16>().read() };
                 info.in_use += 1;
-                mag.push(obj);
+                // SAFETY: `want` is at most the magazine's room.
+                unsafe { mag.push(obj) };
                 got += 1;
             }
             if info.free == NO_OBJECT {

@@ -35,7 +35,7 @@
 //! |---|---|
 //! | the region, the side table's place | (i) set once by [`Heap::init`] |
 //! | a CPU's magazines | (c) the CPU's cache lock |
-//! | a CPU's count of bytes in use | (c) written under the CPU's cache lock; atomic for readers |
+//! | a CPU's count of bytes taken from the slabs (by the batch) | (c) written under the CPU's cache lock; atomic for readers |
 //! | a class's slab lists and counts, its slabs' side-table records and free objects | (k) the class's lock |
 //! | the free runs, the side table's run tags | (p) the pages lock |
 //! | bytes in large blocks, slab waste, the peak | (a) atomic |
@@ -58,7 +58,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use spin::{Mutex, Once};
 
-use cache::{CpuCache, Magazine, batch, capacity};
+use cache::{CpuCache, Magazine, batch};
 use class::{Backing, Class, class_for};
 use pages::{Kind, Pages, Region};
 
@@ -145,11 +145,9 @@ impl<const CPUS: usize> Heap<CPUS> {
             return self.alloc_large(layout);
         };
         let mut mags = cache.mags.lock();
-        match mags[c].pop() {
-            Some(p) => {
-                cache.count(CLASSES[c] as isize);
-                p
-            }
+        // SAFETY: `class_for` gives a class below `COUNT`.
+        match unsafe { mags.get_unchecked_mut(c) }.pop() {
+            Some(p) => p,
             None => {
                 drop(mags);
                 self.alloc_refill(cache, c)
@@ -174,12 +172,13 @@ impl<const CPUS: usize> Heap<CPUS> {
             return self.free_large(ptr, layout);
         };
         let mut mags = cache.mags.lock();
-        let mag = &mut mags[c];
-        if mag.len() == capacity(c) {
-            self.drain(c, mag);
+        // SAFETY: `class_for` gives a class below `COUNT`.
+        let mag = unsafe { mags.get_unchecked_mut(c) };
+        if mag.is_full() {
+            self.drain(cache, c, mag);
         }
-        mag.push(ptr);
-        cache.count(-(CLASSES[c] as isize));
+        // SAFETY: not full, and a magazine holds at most `DEPTH`.
+        unsafe { mag.push(ptr) };
     }
 
     /// Gives the free objects of every CPU's caches back to their slabs,
@@ -197,6 +196,7 @@ impl<const CPUS: usize> Heap<CPUS> {
                 if n > 0 {
                     self.classes[c].lock().put(c, &b, mag.bottom(n));
                     mag.drop_bottom(n);
+                    cpu.count(c, -(n as isize));
                 }
             }
         }
@@ -211,7 +211,8 @@ impl<const CPUS: usize> Heap<CPUS> {
     }
 
     /// Bytes handed out now: each block at its class's size or its run's
-    /// pages.
+    /// pages. Takes each CPU's cache lock in turn: not to be called with
+    /// one held, nor where an allocation on this CPU could interrupt it.
     pub fn in_use(&self) -> usize {
         let small: isize = self.cpus.iter().map(CpuCache::in_use).sum();
         (self.large.load(Ordering::Relaxed) as isize + small).max(0) as usize
@@ -272,11 +273,10 @@ impl<const CPUS: usize> Heap<CPUS> {
             let mut mags = cache.mags.lock();
             let mag = &mut mags[c];
             if mag.len() == 0 {
-                self.classes[c].lock().take(c, &b, mag, batch(c));
+                let got = self.classes[c].lock().take(c, &b, mag, batch(c));
+                cache.count(c, got as isize);
             }
-            let p = mag.pop()?;
-            cache.count(CLASSES[c] as isize);
-            Some(p)
+            mag.pop()
         };
         let Some(p) = refill().or_else(|| {
             self.reclaim();
@@ -289,15 +289,16 @@ impl<const CPUS: usize> Heap<CPUS> {
     }
 
     /// Moves the bottom half of class `c`'s full magazine `mag` back to
-    /// the class's slabs.
+    /// the class's slabs; the caller holds `cache`'s magazines.
     #[cold]
     #[inline(never)]
-    fn drain(&self, c: usize, mag: &mut Magazine) {
+    fn drain(&self, cache: &CpuCache, c: usize, mag: &mut Magazine) {
         let n = batch(c);
         self.classes[c]
             .lock()
             .put(c, &self.backing(), mag.bottom(n));
         mag.drop_bottom(n);
+        cache.count(c, -(n as isize));
     }
 
     /// A large block: a run of pages.
