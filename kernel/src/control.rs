@@ -291,6 +291,21 @@ pub fn report() {
         crate::arch::trap::masked_upcalls(),
         events::polled(),
     );
+    let (mut late, mut late_max) = (0, 0);
+    for cpu in 0..smp::online() {
+        let t = events::timer_state(cpu);
+        let (pending, mask, sel) = t.flags;
+        kprintln!(
+            "  vCPU {cpu}: timer last armed for {} ms ahead, {} timer event(s), {} arm(s) refused, {} halt(s) over a second past their deadline (at most {} ms past); upcall pending {pending}, mask {mask}, selector {sel:#x}",
+            (t.armed as i128 - now as i128) / 1_000_000,
+            t.timer_events,
+            t.arm_errors,
+            t.late,
+            t.late_max / 1_000_000,
+        );
+        late += t.late;
+        late_max = late_max.max(t.late_max);
+    }
     let (cancelled, moved) = suspend::counts();
     kprintln!(
         "  suspends: {cancelled} cancelled, {moved} resumed in a new domain (generation {})",
@@ -324,10 +339,11 @@ pub fn report() {
         g.unmap_hypercalls
     );
     kprintln!(
-        "COUNTERS sysrq processes={} free_pages={free} grant_refs={live} pending_grants={pending} hole_frames={holes} gntdev_holes={} heap_peak_kib={} suspends_cancelled={cancelled} suspends_moved={moved} generation={}",
+        "COUNTERS sysrq processes={} free_pages={free} grant_refs={live} pending_grants={pending} hole_frames={holes} gntdev_holes={} heap_peak_kib={} suspends_cancelled={cancelled} suspends_moved={moved} generation={} late_halts={late} late_max_ms={}",
         procs.len(),
         g.live_holes,
         peak / 1024,
-        events::generation()
+        events::generation(),
+        late_max / 1_000_000
     );
 }

@@ -79,13 +79,42 @@ static TIMER_PORT: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPU
 struct CpuCounts {
     upcalls: AtomicU64,
     timer_events: AtomicU64,
+    /// The deadline the vCPU's one-shot timer was last armed for.
+    armed: AtomicU64,
+    /// Arms Xen refused.
+    arm_errors: AtomicU64,
+    /// Halts that ended more than [`LATE_NS`] after the deadline the
+    /// timer was armed for, and the most any ended after it (ns).
+    late: AtomicU64,
+    late_max: AtomicU64,
 }
 static COUNTS: [CpuCounts; MAX_CPUS] = [const {
     CpuCounts {
         upcalls: AtomicU64::new(0),
         timer_events: AtomicU64::new(0),
+        armed: AtomicU64::new(0),
+        arm_errors: AtomicU64::new(0),
+        late: AtomicU64::new(0),
+        late_max: AtomicU64::new(0),
     }
 }; MAX_CPUS];
+
+/// A halt that ends this long after its timer's deadline is counted as
+/// late: the timer was armed and the vCPU halted, so only its timer's
+/// event can have been late (under the emulated host: a whole Xen pCPU
+/// whose timers stopped, `scripts/lib/xl.sh` `run_case`).
+const LATE_NS: u64 = 1_000_000_000;
+
+/// After a halt of the running vCPU with its timer armed for `deadline`:
+/// counts the halt if it ended late.
+fn note_wake(deadline: u64) {
+    let late = now_ns().saturating_sub(deadline);
+    let c = &COUNTS[percpu::id()];
+    c.late_max.fetch_max(late, Ordering::Relaxed);
+    if late > LATE_NS {
+        c.late.fetch_add(1, Ordering::Relaxed);
+    }
+}
 static DISPATCHED: AtomicU64 = AtomicU64::new(0);
 static SPURIOUS: AtomicU64 = AtomicU64::new(0);
 
@@ -332,7 +361,14 @@ fn timer_port() -> Port {
 
 /// Arms the running vCPU's one-shot timer for `deadline`.
 fn arm_timer(deadline: u64) {
-    let _ = xen::vcpu::set_singleshot_timer(percpu::id() as u32, deadline, 0);
+    let cpu = percpu::id();
+    let c = &COUNTS[cpu];
+    match xen::vcpu::set_singleshot_timer(cpu as u32, deadline, 0) {
+        Ok(()) => c.armed.store(deadline, Ordering::Relaxed),
+        Err(_) => {
+            c.arm_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Waits until `port` fires (returns true) or `timeout_ns` passes (false),
@@ -356,6 +392,7 @@ pub fn wait(port: Port, timeout_ns: u64) -> bool {
             interrupts::enable();
         } else {
             interrupts::enable_and_hlt();
+            note_wake(deadline);
         }
         let _ = take(timer);
     }
@@ -373,6 +410,7 @@ pub fn sleep_on_timer(ns: u64) -> bool {
         poll_upcall();
         if !peek(timer) {
             interrupts::enable_and_hlt();
+            note_wake(deadline);
         }
         interrupts::enable();
         if take(timer) && now_ns() >= deadline {
@@ -396,6 +434,7 @@ pub fn idle(deadline: u64, ready: &dyn Fn() -> bool) {
     if !ready() && !peek(timer) {
         interrupts::enable_and_hlt();
         interrupts::disable();
+        note_wake(deadline);
     }
     let _ = take(timer);
 }
@@ -453,6 +492,43 @@ pub fn stats() -> EventStats {
             .iter()
             .map(|c| c.upcalls.load(Ordering::Relaxed))
             .sum(),
+    }
+}
+
+/// The state of vCPU `cpu`'s timer and event flags, for reports.
+#[derive(Clone, Copy, Debug)]
+pub struct TimerState {
+    /// The deadline its one-shot timer was last armed for (Xen system
+    /// time, ns).
+    pub armed: u64,
+    /// Arms Xen refused.
+    pub arm_errors: u64,
+    /// Timer events taken.
+    pub timer_events: u64,
+    /// Halts that ended more than a second after their timer's deadline.
+    pub late: u64,
+    /// The most any halt ended after its timer's deadline (ns).
+    pub late_max: u64,
+    /// Its `evtchn_upcall_pending`, `evtchn_upcall_mask` and
+    /// `evtchn_pending_sel` now.
+    pub flags: (u8, u8, u64),
+}
+
+/// vCPU `cpu`'s timer and event flags now.
+pub fn timer_state(cpu: usize) -> TimerState {
+    let c = &COUNTS[cpu];
+    let vi = vcpu_info(cpu);
+    TimerState {
+        armed: c.armed.load(Ordering::Relaxed),
+        arm_errors: c.arm_errors.load(Ordering::Relaxed),
+        timer_events: c.timer_events.load(Ordering::Relaxed),
+        late: c.late.load(Ordering::Relaxed),
+        late_max: c.late_max.load(Ordering::Relaxed),
+        flags: (
+            vi.evtchn_upcall_pending.load(Ordering::Relaxed),
+            vi.evtchn_upcall_mask.load(Ordering::Relaxed),
+            vi.evtchn_pending_sel.load(Ordering::Relaxed),
+        ),
     }
 }
 
