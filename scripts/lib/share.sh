@@ -149,3 +149,32 @@ gntdev_survivor() {
         pass "$1 ($2 $4)"
     fi
 }
+
+# pair_at_step CASE MAPPER_SCENARIO SHARER_ARGS WHO STEP VICTIM SURVIVOR
+#     SURVIVOR_SCENARIO DETAIL [LINE]: a pair (pair_create's arguments)
+# in which WHO (xenguest-a or xenguest-b) stops at its checkpoint STEP
+# (tools/utest/src/checkpoint.rs, kernel/src/scenario/checkpoint.rs);
+# there the test destroys VICTIM, releases WHO if it survives, and
+# SURVIVOR must end as SURVIVOR_SCENARIO expects, back at its baseline,
+# within 60 s (gntdev_survivor, with LINE).
+pair_at_step() {
+    local _case _who _step _victim _id _end
+    _case=$1 _who=$4 _step=$5 _victim=$6
+    pair_create "$_case" "$2" "$3" || return
+    if [ "$_who" = xenguest-a ]; then _id=$PAIR_A_ID; else _id=$PAIR_B_ID; fi
+    xenstore-write "/local/domain/$_id/data/xenguest-checkpoint" "$_step"
+    guest_unpause xenguest-a
+    guest_unpause xenguest-b
+    _end=$(($(date +%s) + 60))
+    until [ "$(xenstore-read "/local/domain/$_id/data/xenguest-at" 2>/dev/null)" = "$_step" ]; do
+        if [ "$(date +%s)" -gt "$_end" ]; then
+            pair_abort "$_case" "$_who never reached its checkpoint $_step"
+            return
+        fi
+        sleep 0.1
+    done
+    xl destroy "$_victim"
+    echo "  xl destroy $_victim with $_who at its checkpoint $_step"
+    [ "$_victim" = "$_who" ] || xenstore-rm "/local/domain/$_id/data/xenguest-checkpoint"
+    gntdev_survivor "$_case" "$7" "$8" "$9" 60 "${10}"
+}

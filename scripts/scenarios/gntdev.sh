@@ -109,34 +109,6 @@ gntdev_destroyed() {
     gntdev_survivor "$_case" "$_survivor" "$_scn" "ended cleanly, back at its baseline"
 }
 
-# gntdev_at_step CASE WHO STEP VICTIM SURVIVOR SCENARIO DETAIL [LINE]: a
-# gntdev pair of 16 pages (B in mode exit) in which WHO (xenguest-a or
-# xenguest-b) stops at its checkpoint STEP (tools/utest/src/checkpoint.rs);
-# there the test destroys VICTIM, releases WHO if it survives, and
-# SURVIVOR (running SCENARIO) must end cleanly, back at its baseline, in
-# 60 s (with LINE: a console line that starts with LINE).
-gntdev_at_step() {
-    local _case _who _step _victim _id _end
-    _case=$1 _who=$2 _step=$3 _victim=$4
-    pair_create "$_case" gntdev-map "scenario=gntdev-share pages=16" || return
-    if [ "$_who" = xenguest-a ]; then _id=$PAIR_A_ID; else _id=$PAIR_B_ID; fi
-    xenstore-write "/local/domain/$_id/data/xenguest-checkpoint" "$_step"
-    guest_unpause xenguest-a
-    guest_unpause xenguest-b
-    _end=$(($(date +%s) + 60))
-    until [ "$(xenstore-read "/local/domain/$_id/data/xenguest-at" 2>/dev/null)" = "$_step" ]; do
-        if [ "$(date +%s)" -gt "$_end" ]; then
-            pair_abort "$_case" "$_who never reached its checkpoint $_step"
-            return
-        fi
-        sleep 0.1
-    done
-    xl destroy "$_victim"
-    echo "  xl destroy $_victim with $_who at its checkpoint $_step"
-    [ "$_victim" = "$_who" ] || xenstore-rm "/local/domain/$_id/data/xenguest-checkpoint"
-    gntdev_survivor "$_case" "$5" "$6" "$7" 60 "$8"
-}
-
 # gntdev_destroyed_early CASE: the mapper dies after writing its verdict
 # and before the sharer has read it (the flake of issue 14: A waited out
 # its 120 s for a verdict that was gone). B starts only once A, its share
@@ -195,11 +167,14 @@ run_case gntdev_destroyed_early gntdev-mapper-destroyed-early
 # about to exit with the mapping (its teardown's notify reaches a dead
 # sharer); during the unshare (share.sh: during A's revoke). After the map
 # and after the verdict: the three cases above.
-run_case gntdev_at_step gntdev-sharer-destroyed-before-map xenguest-b before-map xenguest-a \
-    xenguest-b gntdev-map "found its sharer gone at the map, ended cleanly"
-run_case gntdev_at_step gntdev-mapper-destroyed-before-map xenguest-b before-map xenguest-b \
-    xenguest-a gntdev-share "saw its mapper gone before its verdict, ended cleanly" \
+run_case pair_at_step gntdev-sharer-destroyed-before-map "gntdev-map mode=dead-peer" \
+    "scenario=gntdev-share pages=16" xenguest-b before-map xenguest-a xenguest-b gntdev-map \
+    "killed by its fault on the dead sharer's grants, back at its baseline"
+run_case pair_at_step gntdev-mapper-destroyed-before-map gntdev-map \
+    "scenario=gntdev-share pages=16" xenguest-b before-map xenguest-b xenguest-a gntdev-share \
+    "saw its mapper gone before its verdict, ended cleanly" \
     "gnt-share: the mapper's domain is gone before its verdict"
-run_case gntdev_at_step gntdev-sharer-destroyed-mid-notify xenguest-b before-exit xenguest-a \
-    xenguest-b gntdev-map "tore its mapping of a dead sharer down (notify, unmap), ended cleanly"
+run_case pair_at_step gntdev-sharer-destroyed-mid-notify gntdev-map \
+    "scenario=gntdev-share pages=16" xenguest-b before-exit xenguest-a xenguest-b gntdev-map \
+    "tore its mapping of a dead sharer down (notify, unmap), ended cleanly"
 finish

@@ -16,30 +16,8 @@ run_case share_pair share-256 share 256
 run_case share_pair share-1024 share 1024
 run_case share_pair revoke-64 revoke 64
 
-# share_destroyed_revoke CASE: the revoke variant with 16 pages; B is
-# paused once it has verified (it then waits for the revoke), and
-# destroyed once A's ends are deferred.
-share_destroyed_revoke() {
-    local _state _end
-    pair_start "$1" revoke-mapper "scenario=revoke-sharer pages=16" || return
-    _state=/local/domain/$PAIR_A_ID/data/xenguest/share/state
-    _end=$(($(date +%s) + 60))
-    if pair_wait_state 60 verified; then
-        xl pause xenguest-b
-        until [ "$(xenstore-read "$_state" 2>/dev/null)" = revoke-deferred ] || [ "$(date +%s)" -gt "$_end" ]; do
-            sleep 0.1
-        done
-    fi
-    if [ "$(xenstore-read "$_state" 2>/dev/null)" != revoke-deferred ]; then
-        pair_abort "$1" "B never verified, or A never deferred its ends"
-        return
-    fi
-    xl destroy xenguest-b
-    echo "  xl destroy xenguest-b with A's ends deferred (revoke-deferred)"
-    gntdev_survivor "$1" xenguest-a revoke-sharer \
-        "saw its mapper gone during the revoke, reaped every deferred grant, back at its baseline" \
-        60 "sharer: the mapper's domain is gone before its unmap"
-}
-
-run_case share_destroyed_revoke share-mapper-destroyed-during-revoke
+run_case pair_at_step share-mapper-destroyed-during-revoke revoke-mapper \
+    "scenario=revoke-sharer pages=16" xenguest-b before-unmap xenguest-b xenguest-a revoke-sharer \
+    "saw its mapper gone during the revoke, reaped every deferred grant, back at its baseline" \
+    "sharer: the mapper's domain is gone before its unmap"
 finish

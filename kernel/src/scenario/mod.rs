@@ -4,6 +4,7 @@
 //! the `xl` scenario scripts look for that line in the guest's console
 //! log. A crash prints `RESULT NAME CRASH` from the fatal path.
 
+mod checkpoint;
 mod gntdev;
 mod pmap;
 mod process;

@@ -384,6 +384,7 @@ pub fn mapper(opts: &Options<'_>, revoke: bool) -> Outcome {
         if w1 != word(seed, 0, 1) {
             verdict = String::from("failed: mapping changed under revoke");
         }
+        super::checkpoint::checkpoint("before-unmap")?;
     }
 
     // 4. Unmap with one batch.

@@ -219,14 +219,9 @@ impl Xs {
     /// before the watch). The value goes to `out`, its length is
     /// returned.
     ///
-    /// [`XsError::Gone`] when the node, absent at one read after the
-    /// watch's first event, changed since and is absent again: its owner
-    /// wrote it and its home was removed (the toolstack does that when
-    /// the domain dies), perhaps before we could read what it wrote;
-    /// waiting on would only wait out the timeout. A node found present
-    /// and then removed is gone only if `kept` (its owner never removes
-    /// it while it lives); otherwise not: a peer may clear an old share
-    /// before it writes a new one.
+    /// [`XsError::Gone`] when the node's absence says its owner's domain
+    /// died (the toolstack removes a dead domain's nodes), as `absent`
+    /// tells: waiting on would only wait out the timeout.
     #[allow(clippy::too_many_arguments)]
     pub fn wait_for(
         &mut self,
@@ -236,7 +231,7 @@ impl Xs {
         fail_prefix: &[u8],
         out: &mut [u8],
         timeout_ns: u64,
-        kept: bool,
+        absent: Absent,
     ) -> Result<usize, XsError> {
         let deadline = urt::clock_ns().saturating_add(timeout_ns);
         // Watch events taken: xenstored fires the first when the watch is
@@ -252,7 +247,8 @@ impl Xs {
                     return Ok(n);
                 }
                 Ok(_) => (absent_at, seen) = (None, true),
-                Err(_) if kept && seen => return Err(XsError::Gone),
+                Err(_) if absent == Absent::MeansGone && seen => return Err(XsError::Gone),
+                Err(_) if absent == Absent::NotYet => {}
                 Err(_) => match absent_at {
                     Some(at) if events > at => return Err(XsError::Gone),
                     None if events > 0 => absent_at = Some(events),
@@ -270,6 +266,23 @@ impl Xs {
             }
         }
     }
+}
+
+/// What [`Xs::wait_for`] makes of the node it waits on being absent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Absent {
+    /// Its owner never removes it while it lives: absent after it was
+    /// seen, its owner's domain is gone.
+    MeansGone,
+    /// Absent at one read after the watch's first event, changed since
+    /// and absent again: its owner wrote it and its domain is gone,
+    /// perhaps before we could read what it wrote. A node found present
+    /// and then removed is not gone: a peer may clear an old share before
+    /// it writes a new one.
+    WrittenThenGone,
+    /// Its owner removes and writes it again (a share's directory,
+    /// cleared before each round), so an absence says nothing: wait.
+    NotYet,
 }
 
 /// A watch on `path` and below (`xs_watch`), on an open of its own; the

@@ -1,18 +1,17 @@
 //! Rounds of the share protocol (`docs/share-protocol.md`, rounds): each
 //! side names the round it is in, in a node the other side waits on.
 
-use gnttab::xs::{Fmt, Watch, Xs, XsError};
+use gnttab::xs::{Absent, Fmt, Watch, Xs, XsError};
 
 /// Waits, for at most `timeout_ns`, until the node at `path` reads the
-/// decimal `round`. `kept`: the node's owner never removes it while it
-/// lives, so a node seen and then gone means its domain died
+/// decimal `round`; `absent` says what the node's absence means
 /// ([`Xs::wait_for`]).
 pub fn wait_round(
     xs: &mut Xs,
     path: &str,
     round: u64,
     timeout_ns: u64,
-    kept: bool,
+    absent: Absent,
 ) -> Result<(), XsError> {
     let mut want = Fmt::new();
     want.num(round);
@@ -25,7 +24,7 @@ pub fn wait_round(
         b"\xff",
         &mut value,
         timeout_ns,
-        kept,
+        absent,
     )
     .map(drop)
 }

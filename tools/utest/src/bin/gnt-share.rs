@@ -29,7 +29,7 @@
 #![no_main]
 
 use gnttab::evtchn::Evtchn;
-use gnttab::xs::{Fmt, Watch, Xs, XsError};
+use gnttab::xs::{Absent, Fmt, Watch, Xs, XsError};
 use gnttab::{Buf, Gnttab};
 use urt::{PAGE, println, sysctl};
 
@@ -118,7 +118,7 @@ fn wait_mapper_round(xs: &mut Xs, peer: u32, round: u64) -> Result<(), &'static 
     path.push(b"/local/domain/")
         .num(u64::from(peer))
         .push(b"/data/xenguest/map/round");
-    utest::round::wait_round(xs, path.as_str(), round, TIMEOUT_NS, true)
+    utest::round::wait_round(xs, path.as_str(), round, TIMEOUT_NS, Absent::MeansGone)
         .map_err(|_| "the mapper of this round never came")
 }
 
@@ -277,7 +277,8 @@ fn share_round(
         b"failed",
         &mut st,
         TIMEOUT_NS,
-        true,
+        // The mapper never removes its verdict node while it lives.
+        Absent::MeansGone,
     );
     drop(verdict);
     let round = match seen {

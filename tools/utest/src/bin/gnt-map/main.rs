@@ -59,7 +59,7 @@
 
 use gnttab::abi::{self, CopySideArg, GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GrantCopySegment};
 use gnttab::evtchn::Evtchn;
-use gnttab::xs::{Fmt, Watch, Xs, parse_u64};
+use gnttab::xs::{Absent, Fmt, Watch, Xs, parse_u64};
 use gnttab::{Buf, Gnttab, Notify};
 use urt::{PAGE, println, sysctl};
 
@@ -108,7 +108,7 @@ fn wait_round(xs: &mut Xs, base: &str, round: u64) -> Result<(), &'static str> {
     let mut path = Fmt::new();
     path.push(base.as_bytes()).push(b"/round");
     // The sharer clears its share before it writes the next.
-    utest::round::wait_round(xs, path.as_str(), round, TIMEOUT_NS, false)
+    utest::round::wait_round(xs, path.as_str(), round, TIMEOUT_NS, Absent::NotYet)
         .map_err(|_| "the share of this round never came")
 }
 
@@ -180,7 +180,7 @@ fn run(peer: u32, round: u64, mode: Mode) -> Result<(), &'static str> {
         b"\xff",
         &mut st,
         TIMEOUT_NS,
-        false,
+        Absent::WrittenThenGone,
     )
     .map_err(|_| "the share never became ready")?;
     drop(ready);
@@ -230,20 +230,12 @@ fn run(peer: u32, round: u64, mode: Mode) -> Result<(), &'static str> {
         port: Some(port),
     };
     utest::checkpoint::checkpoint(&mut xs, "before-map")?;
-    let addr = match gnt.map_grant_refs(&[peer], refs.values(), true, Some(notify)) {
-        Ok(addr) => addr,
-        Err(e) => {
+    let addr = gnt
+        .map_grant_refs(&[peer], refs.values(), true, Some(notify))
+        .map_err(|e| {
             println!("gnt-map: map_grant_refs: errno {e}");
-            path.clear().push(base.as_bytes()).push(b"/state");
-            if xs.read(path.as_str(), &mut st).is_err() {
-                // Its home is gone: the toolstack removed it with the
-                // domain, whose grants went with it.
-                println!("gnt-map: the sharer's domain is gone before the map; nothing mapped");
-                return Ok(());
-            }
-            return Err("map_grant_refs");
-        }
-    };
+            "map_grant_refs"
+        })?;
     let words = addr as *mut u32;
     // Faults of the mapping itself: the library's own buffers are touched
     // by now.
