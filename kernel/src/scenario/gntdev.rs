@@ -270,6 +270,7 @@ pub fn map(opts: &Options<'_>) -> Outcome {
         "large" => (9, 0),
         "large-partial-munmap" => (10, 0),
         "soak" => (11, 0),
+        "scale" => (13, 0),
         // As exit, with a sharer destroyed before the map: the touch of
         // its grants fails and kills the process.
         "dead-peer" => (0, KILLED_SEGV),

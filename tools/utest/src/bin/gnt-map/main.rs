@@ -47,6 +47,8 @@
 //! - 11: soak: after the usual check, this thread maps, checks and unmaps
 //!   16 of the peer's grants at a time, 10,000 times (`soak.rs`), then
 //!   exits as mode 0 does.
+//! - 13: scaling (issue 10): after the usual check, the same fault-heavy
+//!   work on 1, 2 and 4 threads (`scale.rs`), then exits as mode 0 does.
 //!
 //! With `round` > 0 the process is round `round` of a run of rounds
 //! (`docs/share-protocol.md`, rounds): it first resets its `map/state` to
@@ -65,6 +67,7 @@ use urt::{PAGE, println, sysctl};
 
 urt::entry!(main);
 
+mod scale;
 mod smp;
 mod soak;
 
@@ -127,6 +130,7 @@ enum Mode {
     Large,
     LargePartialMunmap,
     Soak,
+    Scale,
 }
 
 fn main(arg: u64) -> i32 {
@@ -143,6 +147,7 @@ fn main(arg: u64) -> i32 {
         9 => Mode::Large,
         10 => Mode::LargePartialMunmap,
         11 => Mode::Soak,
+        13 => Mode::Scale,
         _ => {
             println!("gnt-map: FAIL unknown mode");
             return 1;
@@ -342,9 +347,11 @@ fn run(peer: u32, round: u64, mode: Mode) -> Result<(), &'static str> {
             core::mem::forget(ev);
             smp::unmap_under_readers(&gnt, addr, n)
         }
-        Mode::Stress | Mode::Soak => {
+        Mode::Stress | Mode::Soak | Mode::Scale => {
             if mode == Mode::Stress {
                 smp::stress(&gnt, peer, refs.values())?;
+            } else if mode == Mode::Scale {
+                scale::scale(&gnt, peer, refs.values())?;
             } else {
                 soak::soak(&gnt, peer, refs.values(), |i, k| {
                     seed.wrapping_add((i * 1024 + k) as u32)
