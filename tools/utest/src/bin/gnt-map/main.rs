@@ -47,6 +47,8 @@
 //! - 11: soak: after the usual check, this thread maps, checks and unmaps
 //!   16 of the peer's grants at a time, 10,000 times (`soak.rs`), then
 //!   exits as mode 0 does.
+//! - 12: the benchmark of `scripts/bench` (`bench.rs`), before the usual
+//!   check; then exits as mode 0 does.
 //!
 //! Argument: `mode << 32 | peer`.
 #![no_std]
@@ -60,6 +62,7 @@ use urt::{PAGE, println, sysctl};
 
 urt::entry!(main);
 
+mod bench;
 mod smp;
 mod soak;
 
@@ -85,6 +88,7 @@ enum Mode {
     Large,
     LargePartialMunmap,
     Soak,
+    Bench,
 }
 
 fn main(arg: u64) -> i32 {
@@ -101,6 +105,7 @@ fn main(arg: u64) -> i32 {
         9 => Mode::Large,
         10 => Mode::LargePartialMunmap,
         11 => Mode::Soak,
+        12 => Mode::Bench,
         _ => {
             println!("gnt-map: FAIL unknown mode");
             return 1;
@@ -170,6 +175,9 @@ fn run(peer: u32, mode: Mode) -> Result<(), &'static str> {
         .bind_interdomain(peer, remote_port)
         .map_err(|_| "bind_interdomain")?;
     let gnt = Gnttab::open().map_err(|_| "open /dev/xen/gntdev")?;
+    if mode == Mode::Bench {
+        bench::run(&mut xs, &gnt, peer, refs.values(), seed)?;
+    }
 
     let (calls0, pop0, maps0, holes0, large0) = (
         stat(sysctl::GNTDEV_MAP_HYPERCALLS),
@@ -271,7 +279,8 @@ fn run(peer: u32, mode: Mode) -> Result<(), &'static str> {
         | Mode::CopyReplies
         | Mode::BadRefs
         | Mode::NotifyUnmapped
-        | Mode::LargePartialMunmap => {
+        | Mode::LargePartialMunmap
+        | Mode::Bench => {
             if mode == Mode::BadRefs {
                 bad_refs(&gnt, peer, refs.values())?;
             }
