@@ -1,0 +1,76 @@
+//! `benchplot`: the host half of `scripts/bench` (`docs/benchmarks.md`).
+//!
+//!     benchplot LINES OUT_DIR [CRITERION_DIR]
+//!
+//! reads the benchmark's `BENCH` and result lines from the file LINES (the
+//! emulated host's output, with the host's allocator lines), criterion's
+//! estimates from CRITERION_DIR (`target/criterion`) if given, and writes
+//! `OUT_DIR/report.md`, `OUT_DIR/results.json` and the plots
+//! `OUT_DIR/map-sweep.svg` and `OUT_DIR/transfer.svg`. A part the run left
+//! out is said so in the report; an input line it cannot read is an error
+//! (exit 1), as is a call with other arguments (exit 2).
+
+mod criterion;
+mod goals;
+mod json;
+mod lines;
+mod model;
+mod plot;
+mod report;
+mod stats;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// The plot files, by what they draw.
+const MAP_PLOT: &str = "map-sweep.svg";
+const TRANSFER_PLOT: &str = "transfer.svg";
+
+fn run(input: &Path, out: &Path, criterion_dir: Option<&Path>) -> Result<(), String> {
+    let text = fs::read_to_string(input).map_err(|e| format!("{}: {e}", input.display()))?;
+    let parsed = lines::parse(&text)?;
+    let estimates = match criterion_dir {
+        Some(d) => criterion::read(d)?,
+        None => Vec::new(),
+    };
+    let bench = model::Bench::gather(&parsed, estimates)?;
+    fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let mut plots = Vec::new();
+    if !bench.map.is_empty() {
+        plot::map_sweep(&bench, &out.join(MAP_PLOT)).map_err(|e| format!("{MAP_PLOT}: {e}"))?;
+        plots.push(MAP_PLOT);
+    }
+    if !bench.transfer.is_empty() {
+        plot::transfer(&bench, &out.join(TRANSFER_PLOT))
+            .map_err(|e| format!("{TRANSFER_PLOT}: {e}"))?;
+        plots.push(TRANSFER_PLOT);
+    }
+    let goals = goals::judge(&bench);
+    let write = |name: &str, body: String| {
+        let p = out.join(name);
+        fs::write(&p, body).map_err(|e| format!("{}: {e}", p.display()))
+    };
+    write("report.md", report::write(&bench, &goals, &plots))?;
+    let doc = json::document(&bench, &goals, &plots);
+    write(
+        "results.json",
+        serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())? + "\n",
+    )?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    if !(2..=3).contains(&args.len()) {
+        eprintln!("usage: benchplot LINES OUT_DIR [CRITERION_DIR]");
+        return ExitCode::from(2);
+    }
+    match run(&args[0], &args[1], args.get(2).map(PathBuf::as_path)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("benchplot: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
