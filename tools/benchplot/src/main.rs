@@ -9,7 +9,14 @@
 //! `OUT_DIR/map-sweep.svg` and `OUT_DIR/transfer.svg`. A part the run left
 //! out is said so in the report; an input line it cannot read is an error
 //! (exit 1), as is a call with other arguments (exit 2).
+//!
+//!     benchplot --check OUT_DIR
+//!
+//! says what a written OUT_DIR lacks (a file empty or missing, a series
+//! absent from the JSON or from its plot), one line each, and exits 1 if
+//! anything (scripts/test's bench-smoke).
 
+mod check;
 mod criterion;
 mod goals;
 mod json;
@@ -62,8 +69,19 @@ fn run(input: &Path, out: &Path, criterion_dir: Option<&Path>) -> Result<(), Str
 
 fn main() -> ExitCode {
     let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    if args.len() == 2 && args[0].as_os_str() == "--check" {
+        let missing = check::missing(&args[1]);
+        for m in &missing {
+            println!("{m}");
+        }
+        return if missing.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
     if !(2..=3).contains(&args.len()) {
-        eprintln!("usage: benchplot LINES OUT_DIR [CRITERION_DIR]");
+        eprintln!("usage: benchplot LINES OUT_DIR [CRITERION_DIR] | benchplot --check OUT_DIR");
         return ExitCode::from(2);
     }
     match run(&args[0], &args[1], args.get(2).map(PathBuf::as_path)) {

@@ -203,7 +203,7 @@ impl Bench {
             b.callgrind
                 .push((l.text("variant")?.to_string(), l.num("instructions")?));
         }
-        if let Some(l) = of("alloc-contig").last() {
+        if let Some(l) = of("alloc-contig").next_back() {
             b.contig = Some((l.num("ours")?, l.num("peer")?, l.num("of")?));
         }
         Ok(b)

@@ -19,7 +19,7 @@ const COLOURS: [RGBColor; 3] = [
 pub fn map_label(way: &str) -> &'static str {
     match way {
         "populate" => "ours: populate, 2 MiB entries",
-        "per-page" => "ours: one fault per page (FreeBSD's way)",
+        "per-page" => "ours: one fault per page, as FreeBSD",
         _ => "Linux dom0 gntdev (libxengnttab)",
     }
 }
