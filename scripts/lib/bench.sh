@@ -31,8 +31,8 @@ FRAMES=$(((PAGES + 8 + 511) / 512))
 [ "$FRAMES" -lt 32 ] && FRAMES=32
 
 echo "BENCH config pages=$PAGES rounds=$ROUNDS transfer_pages=$TRANSFER sharer_mib=$SHARER_MIB mapper_mib=$MAPPER_MIB"
-xl info | awk -F' *: *' '$1 ~ /^(xen_version|cpu_mhz|nr_cpus|xen_commandline|total_memory)$/ {
-    gsub(/ /, "_", $2); printf "BENCH host %s=%s\n", $1, $2 }'
+xl info | awk '$1 ~ /^(xen_version|cpu_mhz|nr_cpus|total_memory)$/ && $2 == ":" {
+    printf "BENCH host %s=%s\n", $1, $3 }'
 echo "BENCH host dom0_kernel=$(uname -r)"
 
 # bench_follow NAME: prints NAME's new BENCH lines every 2 s until it

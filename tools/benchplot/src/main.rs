@@ -92,3 +92,63 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lines with every series, as a healthy run prints them.
+    fn complete_lines() -> String {
+        let mut t = String::from(
+            "BENCH config pages=1024 rounds=1\nBENCH clock round=0 tsc_hz=1000 read_ns=9 step_ns=1\n",
+        );
+        for way in model::MAP_WAYS {
+            for n in [1, 1024] {
+                t += &format!("BENCH map way={way} n={n} round=0 ns={}\n", n * 1000 + 5000);
+            }
+        }
+        for way in model::TRANSFER_WAYS {
+            t += &format!("BENCH transfer way={way} round=0 bytes=1048576 ns=1000000\n");
+        }
+        t + "BENCH callgrind variant=ours instructions=150\nPASS bench-ours\n"
+    }
+
+    #[test]
+    fn writes_everything_and_check_finds_what_is_missing() {
+        let dir = std::env::temp_dir().join(format!("benchplot-run-{}", std::process::id()));
+        let crit = dir
+            .join("criterion")
+            .join("ours")
+            .join("single")
+            .join("new");
+        fs::create_dir_all(&crit).unwrap();
+        fs::write(
+            crit.join("estimates.json"),
+            r#"{"median":{"point_estimate":1.0,"confidence_interval":{"lower_bound":0.9,"upper_bound":1.1}}}"#,
+        )
+        .unwrap();
+        let input = dir.join("lines.txt");
+        fs::write(&input, complete_lines()).unwrap();
+        let out = dir.join("out");
+        run(&input, &out, Some(&dir.join("criterion"))).unwrap();
+        assert_eq!(check::missing(&out), Vec::<String>::new());
+        // Without Linux's series and the memcpy yardstick.
+        let partial: String = complete_lines()
+            .lines()
+            .filter(|l| !l.contains("way=linux") && !l.contains("way=memcpy"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        fs::write(&input, partial).unwrap();
+        run(&input, &out, None).unwrap();
+        let missing = check::missing(&out);
+        assert!(missing.contains(&"no map sweep of way linux".to_string()));
+        assert!(missing.contains(&"no transfer of way memcpy".to_string()));
+        assert!(missing.contains(&"no criterion figures".to_string()));
+        assert!(
+            missing
+                .iter()
+                .any(|m| m.starts_with("map-sweep.svg has no series"))
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

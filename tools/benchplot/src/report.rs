@@ -75,7 +75,8 @@ pub fn write(b: &Bench, goals: &[Goal], plots: &[&str]) -> String {
          (libxengnttab's calls: `MAP_GRANT_REF`, `mmap`; `GET_OFFSET_FOR_VADDR`, `munmap`, `UNMAP_GRANT_REF`); dom0's xen-interop does the same \
          through Linux's gntdev with libxengnttab, with grants another gnt-share gave dom0. \
          Hypercalls, faults and page-table entries are the kernel's counters (sysctls); Linux's dom0 has no such counters, and its faults are the \
-         minor faults of the reads (`getrusage`). \"outside hypercalls\" is the share of the time spent outside the map and unmap hypercalls \
+         minor faults of the reads (`getrusage`). Our per-page way's 4 KiB entries are promoted to a 2 MiB entry once an aligned run of 512 \
+         is in, which its PTE count shows. \"outside hypercalls\" is the share of the time spent outside the map and unmap hypercalls \
          (the kernel times them: `GRANT_MAP_NS`, `GRANT_UNMAP_NS`).\n"
     );
     for (plot, alt) in plots.iter().zip(["ns per page against N", "transfer MB/s"]) {
