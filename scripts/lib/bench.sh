@@ -18,8 +18,7 @@ PAGES=$1
 ROUNDS=$2
 TRANSFER=$3
 TOOL=target/dom0-tools/xen-interop
-# Each part's time limit: the sweep and the transfer at full size took
-# about N s under emulation (docs/benchmarks.md).
+# Each part's time limit, in seconds.
 GUEST_TIMEOUT=${BENCH_TIMEOUT:-1500}
 
 # MiB of RAM: the kernel and programs, the shared pages, and for the
@@ -37,7 +36,8 @@ echo "BENCH host dom0_kernel=$(uname -r)"
 
 # bench_follow NAME: prints NAME's new BENCH lines every 2 s until it
 # shuts down or the time limit passes; then waits for it as guest_wait
-# does.
+# does. The newest line waits for the next round: xenconsoled may have
+# written only part of it.
 bench_follow() {
     local _log _seen _n _end
     _log=$(guest_log "$1")
@@ -48,7 +48,7 @@ bench_follow() {
             "" | *s*) break ;;
         esac
         [ "$(date +%s)" -gt "$_end" ] && break
-        _n=$(tr -d '\r' <"$_log" 2>/dev/null | grep -c '^BENCH ')
+        _n=$(($(tr -d '\r' <"$_log" 2>/dev/null | grep -c '^BENCH ') - 1))
         if [ "$_n" -gt "$_seen" ]; then
             tr -d '\r' <"$_log" | grep '^BENCH ' | sed -n "$((_seen + 1)),${_n}p"
             _seen=$_n

@@ -112,24 +112,27 @@ pub fn judge(b: &Bench) -> Vec<Goal> {
     });
 
     let (mapped, memcpy) = (b.transfer_of("mapped"), b.transfer_of("memcpy"));
-    let ratio = mapped
+    let size = mapped.map_or("not measured".into(), |m| format!("{} MiB", m.bytes >> 20));
+    let whole = mapped
         .zip(memcpy)
         .map(|(m, c)| m.mb_s.median / c.mb_s.median);
     goals.push(Goal {
-        name: "grant-mapped transfer (map, copy, unmap) vs in-domain memcpy",
+        name: "grant-mapped transfer, the whole (map, copy, unmap) vs in-domain memcpy",
         target: ">= 0.8x",
-        value: ratio,
-        detail: mapped.map_or("not measured".into(), |m| {
-            format!(
-                "{} MiB; the copy alone: {}",
-                m.bytes >> 20,
-                m.copy_mb_s.zip(memcpy).map_or("?".into(), |(c, m)| format!(
-                    "{:.3}x",
-                    c.median / m.mb_s.median
-                ))
-            )
-        }),
-        met: ratio.map(|v| v >= 0.8),
+        value: whole,
+        detail: size.clone(),
+        met: whole.map(|v| v >= 0.8),
+    });
+    let copy = mapped
+        .and_then(|m| m.copy_mb_s)
+        .zip(memcpy)
+        .map(|(c, m)| c.median / m.mb_s.median);
+    goals.push(Goal {
+        name: "grant-mapped transfer, the copy through the mapping once mapped vs in-domain memcpy",
+        target: ">= 0.8x",
+        value: copy,
+        detail: size,
+        met: copy.map(|v| v >= 0.8),
     });
 
     let shares: Vec<(u64, f64)> = b
@@ -182,8 +185,8 @@ BENCH map way=per-page n=1024 round=0 ns=4096000
         assert_eq!((g[1].value, g[1].met), (Some(0.5), Some(true)));
         assert_eq!((g[2].value, g[2].met), (Some(0.25), Some(false)));
         assert_eq!((g[3].value, g[3].met), (Some(1.0), Some(true)));
-        assert_eq!(g[4].met, None);
-        assert!(g[5].value.unwrap() > 7.2 && g[5].value.unwrap() < 7.3);
-        assert_eq!(g[5].met, Some(true));
+        assert_eq!((g[4].met, g[5].met), (None, None));
+        assert!(g[6].value.unwrap() > 7.2 && g[6].value.unwrap() < 7.3);
+        assert_eq!(g[6].met, Some(true));
     }
 }

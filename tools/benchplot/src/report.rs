@@ -57,7 +57,9 @@ pub fn write(b: &Bench, goals: &[Goal], plots: &[&str]) -> String {
             let _ = writeln!(
                 r,
                 "Every guest figure is timed with the pvclock (Xen's `vcpu_time_info`, the kernel's `clock()` system call): TSC frequency {:.3} MHz (`CLOCK_TSC_HZ`). \
-                 One `clock()` read costs {} ns; the smallest step between two reads is {} ns. dom0's figures use `clock_gettime(CLOCK_MONOTONIC)`.\n",
+                 One `clock()` read costs {} ns; the smallest step between two reads is {} ns. dom0's figures use `clock_gettime(CLOCK_MONOTONIC)`. \
+                 On the emulated host Xen emulates the guests' `rdtsc` (scripts/lib/xl.sh says why), which makes a read this dear: \
+                 a figure should span many reads, and the two reads the kernel makes around each map and unmap hypercall are in its figures.\n",
                 c.tsc_hz / 1e6,
                 c.read_ns.show(0),
                 c.step_ns.show(0)
@@ -121,8 +123,8 @@ pub fn write(b: &Bench, goals: &[Goal], plots: &[&str]) -> String {
     let _ = writeln!(
         r,
         "\n## Transfer from domain A to B\n\n\
-         A's gnt-share filled the pages; B copies them into a buffer of its own: through a mapping of them (map, copy, unmap; the copy alone \
-         in the last column), with `GRANT_COPY` (one 4 KiB segment per page, our gntdev batches them), and, as the yardstick, the same bytes \
+         A's gnt-share filled the pages; B copies them into a buffer of its own: through a mapping of them (map, copy, unmap; the copy alone, \
+         after the first read has mapped every grant, in the last column), with `GRANT_COPY` (one 4 KiB segment per page, our gntdev batches them), and, as the yardstick, the same bytes \
          between two buffers of B's own (`memcpy`). Each round checks the bytes copied.\n"
     );
     for plot in plots.iter().filter(|p| p.starts_with("transfer")) {

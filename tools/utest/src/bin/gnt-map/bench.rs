@@ -156,7 +156,8 @@ fn map_round(gnt: &Gnttab, peer: u32, refs: &[u32]) -> Result<MapSample, &'stati
 
 /// The transfer of `refs.len()` pages of the peer's into a buffer of
 /// ours, three ways, `rounds` times each: through a mapping (`mapped`:
-/// map, copy, unmap; `copy_ns` the copy alone), with `GRANT_COPY`
+/// map, copy, unmap; `copy_ns` the copy alone, once the first read has
+/// mapped the grants), with `GRANT_COPY`
 /// (`grant-copy`), and between two buffers of ours (`memcpy`). Each
 /// way's result is checked against the pattern.
 fn transfer_rounds(
@@ -196,6 +197,10 @@ fn transfer_rounds(
         let addr = gnt
             .map_grant_refs(&[peer], refs, false, None)
             .map_err(|_| "map_grant_refs")?;
+        // The first read faults and maps every grant (populate): the copy
+        // alone starts after it.
+        // SAFETY: word 0 of the mapping's first page.
+        core::hint::black_box(unsafe { (addr as *const u32).read_volatile() });
         let t1 = urt::clock_ns();
         // SAFETY: the mapping holds `bytes` readable bytes, `dst` is ours
         // and as long; they do not overlap.
