@@ -107,22 +107,33 @@ struct MapSample {
 }
 
 /// The kernel's counters a [`MapSample`] is the difference of.
-fn counters() -> [u64; 7] {
-    [
-        stat(sysctl::GNTDEV_MAP_HYPERCALLS),
-        stat(sysctl::GNTDEV_UNMAP_HYPERCALLS),
-        stat(sysctl::GNTDEV_POPULATES) + stat(sysctl::GNTDEV_FAULTS),
-        stat(sysctl::PROC_LEAF_ENTRIES),
-        stat(sysctl::PROC_LARGE_ENTRIES),
-        stat(sysctl::GRANT_MAP_NS),
-        stat(sysctl::GRANT_UNMAP_NS),
-    ]
+#[derive(Clone, Copy)]
+struct Counters {
+    map_calls: u64,
+    unmap_calls: u64,
+    faults: u64,
+    ptes: u64,
+    large: u64,
+    hypercall_ns: u64,
+}
+
+impl Counters {
+    fn now() -> Self {
+        Self {
+            map_calls: stat(sysctl::GNTDEV_MAP_HYPERCALLS),
+            unmap_calls: stat(sysctl::GNTDEV_UNMAP_HYPERCALLS),
+            faults: stat(sysctl::GNTDEV_POPULATES) + stat(sysctl::GNTDEV_FAULTS),
+            ptes: stat(sysctl::PROC_LEAF_ENTRIES),
+            large: stat(sysctl::PROC_LARGE_ENTRIES),
+            hypercall_ns: stat(sysctl::GRANT_MAP_NS) + stat(sysctl::GRANT_UNMAP_NS),
+        }
+    }
 }
 
 /// Maps `refs` writable, reads word 0 of every page, unmaps them.
 fn map_round(gnt: &Gnttab, peer: u32, refs: &[u32]) -> Result<MapSample, &'static str> {
     let n = refs.len();
-    let c0 = counters();
+    let c0 = Counters::now();
     let t0 = urt::clock_ns();
     let addr = gnt
         .map_grant_refs(&[peer], refs, true, None)
@@ -134,23 +145,20 @@ fn map_round(gnt: &Gnttab, peer: u32, refs: &[u32]) -> Result<MapSample, &'stati
         sum = sum.wrapping_add(unsafe { words.add(i * 1024).read_volatile() });
     }
     let t1 = urt::clock_ns();
-    let (ptes, large) = (
-        stat(sysctl::PROC_LEAF_ENTRIES) - c0[3],
-        stat(sysctl::PROC_LARGE_ENTRIES) - c0[4],
-    );
+    let mapped = Counters::now();
     let t2 = urt::clock_ns();
     gnt.unmap(addr, n).map_err(|_| "unmap")?;
     let t3 = urt::clock_ns();
-    let c = counters();
+    let c = Counters::now();
     core::hint::black_box(sum);
     Ok(MapSample {
         ns: (t1 - t0) + (t3 - t2),
-        map_calls: c[0] - c0[0],
-        unmap_calls: c[1] - c0[1],
-        faults: c[2] - c0[2],
-        ptes,
-        large,
-        hypercall_ns: (c[5] - c0[5]) + (c[6] - c0[6]),
+        map_calls: c.map_calls - c0.map_calls,
+        unmap_calls: c.unmap_calls - c0.unmap_calls,
+        faults: c.faults - c0.faults,
+        ptes: mapped.ptes - c0.ptes,
+        large: mapped.large - c0.large,
+        hypercall_ns: c.hypercall_ns - c0.hypercall_ns,
     })
 }
 
