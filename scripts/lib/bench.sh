@@ -32,7 +32,7 @@ FRAMES=$(((PAGES + 8 + 511) / 512))
 echo "BENCH config pages=$PAGES rounds=$ROUNDS transfer_pages=$TRANSFER sharer_mib=$SHARER_MIB mapper_mib=$MAPPER_MIB"
 xl info | awk '$1 ~ /^(xen_version|cpu_mhz|nr_cpus|total_memory)$/ && $2 == ":" {
     printf "BENCH host %s=%s\n", $1, $3 }'
-echo "BENCH host dom0_kernel=$(uname -r)"
+echo "BENCH host dom0_kernel=$(uname -r) dom0_type=$(cat /sys/hypervisor/guest_type 2>/dev/null || echo unknown)"
 
 # bench_follow NAME: prints NAME's new BENCH lines every 2 s until it
 # shuts down or the time limit passes; then waits for it as guest_wait

@@ -19,13 +19,14 @@ pub fn write(b: &Bench, goals: &[Goal], plots: &[&str]) -> String {
     let _ = writeln!(r, "# Benchmark report (scripts/bench)\n");
     let _ = writeln!(
         r,
-        "One boot of the emulated Xen host: Xen {} on QEMU's software emulation ({} emulated CPUs, cpu_mhz {} as Xen reports it), dom0 Linux {}. \
+        "One boot of the emulated Xen host: Xen {} on QEMU's software emulation ({} emulated CPUs, cpu_mhz {} as Xen reports it), dom0 Linux {} ({} guest). \
          Every figure is the median of {} rounds, with the smallest and largest round in brackets. \
          Absolute times are those of the emulation, many times slower than hardware; compare the ways with each other.\n",
         host("xen_version"),
         host("nr_cpus"),
         host("cpu_mhz"),
         host("dom0_kernel"),
+        host("dom0_type"),
         cfg("rounds")
     );
     for n in &b.notes {

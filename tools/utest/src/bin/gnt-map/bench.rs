@@ -48,11 +48,12 @@ pub fn run(
         return Err("data/bench/rounds is 0");
     }
     clock(rounds);
-    let sizes = SWEEP.iter().filter(|&&n| n <= refs.len());
-    for (way, populate) in [("populate", 1), ("per-page", 0)] {
-        urt::sysctl(sysctl::VM_POPULATE, populate).map_err(|_| "set vm.populate")?;
-        for &n in sizes.clone() {
-            for round in 0..rounds {
+    // The two ways take turns in every round, so that both see the same
+    // conditions.
+    for &n in SWEEP.iter().filter(|&&n| n <= refs.len()) {
+        for round in 0..rounds {
+            for (way, populate) in [("populate", 1), ("per-page", 0)] {
+                urt::sysctl(sysctl::VM_POPULATE, populate).map_err(|_| "set vm.populate")?;
                 let s = map_round(gnt, peer, &refs[..n]);
                 if s.is_err() {
                     let _ = urt::sysctl(sysctl::VM_POPULATE, 1);
