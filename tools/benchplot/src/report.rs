@@ -39,7 +39,16 @@ pub fn write(b: &Bench, goals: &[Goal], plots: &[&str]) -> String {
     let _ = writeln!(r, "## Goals (issue 13), as measured in this run\n");
     let _ = writeln!(r, "| goal | target | measured | met |\n|---|---|---|---|");
     for g in goals {
-        let value = g.value.map_or("not measured".into(), |v| format!("{v:.3}"));
+        // In the target's unit: a percentage, a ratio or a count.
+        let value = g.value.map_or("not measured".into(), |v| {
+            if g.target.ends_with('%') {
+                format!("{v:.1}%")
+            } else if g.target.ends_with('x') {
+                format!("{v:.3}x")
+            } else {
+                format!("{v:.0}")
+            }
+        });
         let met = match g.met {
             Some(true) => "yes",
             Some(false) => "**no**",
