@@ -21,7 +21,7 @@ pub fn write(b: &Bench, goals: &[Goal], plots: &[&str]) -> String {
         r,
         "One boot of the emulated Xen host: Xen {} on QEMU's software emulation ({} emulated CPUs, cpu_mhz {} as Xen reports it), dom0 Linux {} ({} guest). \
          Every figure is the median of {} rounds, with the smallest and largest round in brackets. \
-         Absolute times are those of the emulation, many times slower than hardware; compare the ways with each other.\n",
+         Absolute times are the emulation's, not a real machine's: compare the ways with each other.\n",
         host("xen_version"),
         host("nr_cpus"),
         host("cpu_mhz"),
