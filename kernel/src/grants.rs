@@ -9,8 +9,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 
 use spin::Once;
-use xen::abi::grant_table::GrantFrame;
-use xen::abi::grant_table::{GnttabCopy, GnttabMapGrantRef, GnttabQuerySize, GnttabUnmapGrantRef};
+use xen::abi::grant_table::{
+    GnttabCopy, GnttabMapGrantRef, GnttabQuerySize, GnttabUnmapGrantRef, GrantFrame,
+};
 use xen::gnttab::QuerySizeError;
 use xen::grant::{GrantHypercalls, GrantOps, GrantStats, GrantTable, LinearFrames, Reaped};
 use xen::hypercall::XenErrno;
