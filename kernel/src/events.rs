@@ -354,6 +354,11 @@ pub fn now_ns() -> u64 {
     xen::time::now(&vcpu_info(percpu::id()).time)
 }
 
+/// The TSC frequency, Hz, of the running vCPU's pvclock scale.
+pub fn tsc_hz() -> u64 {
+    xen::time::tsc_hz(&vcpu_info(percpu::id()).time)
+}
+
 /// The running vCPU's timer port.
 fn timer_port() -> Port {
     TIMER_PORT[percpu::id()].load(Ordering::Acquire)

@@ -4,13 +4,17 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
 
 use spin::Once;
-use xen::abi::grant_table::GrantFrame;
+use xen::abi::grant_table::{
+    GnttabCopy, GnttabMapGrantRef, GnttabQuerySize, GnttabUnmapGrantRef, GrantFrame,
+};
 use xen::gnttab::QuerySizeError;
-use xen::grant::{GrantOps, GrantStats, GrantTable, LinearFrames, Reaped};
+use xen::grant::{GrantHypercalls, GrantOps, GrantStats, GrantTable, LinearFrames, Reaped};
+use xen::hypercall::XenErrno;
 
 use crate::layout::{self, PAGE_SIZE};
 
@@ -20,10 +24,74 @@ use crate::layout::{self, PAGE_SIZE};
 pub const TABLE_FRAMES: u32 = 256;
 
 /// The grant table type the kernel uses.
-pub type Table = GrantTable<xen::grant::Xen, LinearFrames>;
+pub type Table = GrantTable<TimedXen, LinearFrames>;
 
 /// The kernel's table frozen for a suspend ([`xen::grant::Frozen`]).
-pub type Frozen<'a> = xen::grant::Frozen<'a, xen::grant::Xen, LinearFrames>;
+pub type Frozen<'a> = xen::grant::Frozen<'a, TimedXen, LinearFrames>;
+
+/// Nanoseconds spent inside `GNTTABOP_map_grant_ref` and
+/// `GNTTABOP_unmap_grant_ref` since boot (pvclock time around each call).
+static MAP_NS: AtomicU64 = AtomicU64::new(0);
+static UNMAP_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Xen's grant-table hypercalls ([`xen::grant::Xen`]), with the time
+/// spent in the map and unmap ones counted: the floor of a mapping's
+/// cost, which `scripts/bench` sets against the whole
+/// ([`hypercall_ns`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TimedXen;
+
+/// Runs `f`, adding the ns it took to `total`.
+fn timed<T>(total: &AtomicU64, f: impl FnOnce() -> T) -> T {
+    let t0 = crate::events::now_ns();
+    let r = f();
+    total.fetch_add(
+        crate::events::now_ns().saturating_sub(t0),
+        Ordering::Relaxed,
+    );
+    r
+}
+
+// SAFETY: every call goes to `xen::grant::Xen`, Xen's own hypercalls.
+unsafe impl GrantHypercalls for TimedXen {
+    unsafe fn map_grant_ref(&self, ops: &mut [GnttabMapGrantRef]) -> Result<(), XenErrno> {
+        // SAFETY: forwarded to the caller's contract.
+        timed(&MAP_NS, || unsafe { xen::grant::Xen.map_grant_ref(ops) })
+    }
+
+    unsafe fn unmap_grant_ref(&self, ops: &mut [GnttabUnmapGrantRef]) -> Result<(), XenErrno> {
+        // SAFETY: forwarded to the caller's contract.
+        timed(&UNMAP_NS, || unsafe {
+            xen::grant::Xen.unmap_grant_ref(ops)
+        })
+    }
+
+    unsafe fn copy(&self, ops: &mut [GnttabCopy]) -> Result<(), XenErrno> {
+        // SAFETY: forwarded to the caller's contract.
+        unsafe { xen::grant::Xen.copy(ops) }
+    }
+
+    fn query_size(&self) -> Result<GnttabQuerySize, QuerySizeError> {
+        xen::grant::Xen.query_size()
+    }
+
+    unsafe fn add_grant_frame(&self, index: u32, gfn: u64) -> Result<(), XenErrno> {
+        // SAFETY: forwarded to the caller's contract.
+        unsafe { xen::grant::Xen.add_grant_frame(index, gfn) }
+    }
+
+    fn backoff(&self, round: u32) {
+        xen::grant::Xen.backoff(round)
+    }
+}
+
+/// Nanoseconds spent in the map and in the unmap hypercalls since boot.
+pub fn hypercall_ns() -> (u64, u64) {
+    (
+        MAP_NS.load(Ordering::Relaxed),
+        UNMAP_NS.load(Ordering::Relaxed),
+    )
+}
 
 static TABLE: Once<Arc<Table>> = Once::new();
 /// Deferred grants that completed when another owner (gntdev) reaped the
@@ -54,7 +122,7 @@ pub fn init() -> Result<&'static Table, InitError> {
     // SAFETY: the run is ours alone in the hole, identity-mapped, and Xen
     // places a grant frame at each of its GFNs before the table uses it.
     let frames = unsafe { LinearFrames::new(run.gfn, base, TABLE_FRAMES) };
-    let table = GrantTable::new(xen::grant::Xen, frames).map_err(InitError::Xen)?;
+    let table = GrantTable::new(TimedXen, frames).map_err(InitError::Xen)?;
     Ok(TABLE.call_once(|| Arc::new(table)))
 }
 

@@ -4,10 +4,16 @@
 # VARIANT (its first argument), the instructions of one alloc+free pair
 # as callgrind counts them:
 # (Ir(N pairs) - Ir(0 pairs)) / N, so the setup is not counted.
+# CALLGRIND_PROFILE names cargo's profile (release unless set; scripts/bench
+# --smoke takes test, whose build cargo test has made).
 per_pair() {
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/h-$1}"
-    cargo build -q --release -p "$1" --example alloc_count
-    bin="$CARGO_TARGET_DIR/release/examples/alloc_count"
+    profile=${CALLGRIND_PROFILE:-release}
+    cargo build -q --profile "$profile" -p "$1" --example alloc_count
+    # cargo's folder of the profile: test builds land in debug/.
+    dir=$profile
+    [ "$profile" = test ] && dir=debug
+    bin="$CARGO_TARGET_DIR/$dir/examples/alloc_count"
     n=$2
     shift 2
     for a in "$@"; do

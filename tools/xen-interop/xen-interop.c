@@ -6,9 +6,15 @@
  *   xen-interop [-t SECONDS] [-g] share PEER_DOMID N SEED
  *       dom0 is the sharer: grants N pages to PEER and waits for it to map,
  *       verify, answer and unmap them.
- *   xen-interop [-t SECONDS] [-g] map PEER_DOMID
+ *   xen-interop [-t SECONDS] [-g] [-b ROUNDS] map PEER_DOMID
  *       dom0 is the mapper: waits for PEER to publish a share, maps it,
- *       verifies it, answers and unmaps.
+ *       verifies it, answers and unmaps. With -b (scripts/bench), it first
+ *       times Linux's gntdev: for each N of 1, 16, 256, ... 65536 up to
+ *       the share's size, ROUNDS times, it maps the first N grants with
+ *       xengnttab_map_domain_grant_refs, reads one word of every page and
+ *       unmaps them, printing one line per round:
+ *       "BENCH map way=linux n=N round=R ns=NS faults=F" (CLOCK_MONOTONIC;
+ *       F: the minor faults the reads took, from getrusage).
  *   xen-interop [-t SECONDS] selftest N [SEED]
  *       both roles inside dom0 (two processes), against domain 0 itself.
  *
@@ -41,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -645,7 +652,51 @@ static int read_share(struct side *s, uint32_t *count, uint32_t *seed, uint32_t 
     return 0;
 }
 
-static int run_map(unsigned int peer, unsigned int timeout_ms, bool gntdev)
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static long minor_faults(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_minflt;
+}
+
+/* The map sweep of -b (the usage at the top): Linux's gntdev through
+ * libxengnttab, as scripts/bench compares it with ours. */
+static int bench_sweep(struct side *s, xengnttab_handle *gt, uint32_t *refs,
+                       uint32_t count, uint32_t rounds)
+{
+    static const uint32_t sweep[] = { 1, 16, 256, 1024, 4096, 16384, 65536 };
+    for (size_t j = 0; j < sizeof(sweep) / sizeof(sweep[0]) && sweep[j] <= count; j++) {
+        uint32_t n = sweep[j];
+        for (uint32_t r = 0; r < rounds; r++) {
+            uint64_t t0 = now_ns();
+            void *pages = xengnttab_map_domain_grant_refs(gt, n, s->peer, refs,
+                                                          PROT_READ | PROT_WRITE);
+            if (!pages)
+                return failf(s, "bench: xengnttab_map_domain_grant_refs(%" PRIu32 "): %s", n,
+                             strerror(errno));
+            long f0 = minor_faults();
+            volatile uint32_t sum = 0;
+            for (uint32_t i = 0; i < n; i++)
+                sum += *(volatile uint32_t *)word_ptr(pages, i, 0);
+            long f1 = minor_faults();
+            if (xengnttab_unmap(gt, pages, n) != 0)
+                return failf(s, "bench: xengnttab_unmap(%" PRIu32 "): %s", n, strerror(errno));
+            uint64_t t1 = now_ns();
+            printf("BENCH map way=linux n=%" PRIu32 " round=%" PRIu32 " ns=%" PRIu64
+                   " faults=%ld\n", n, r, t1 - t0, f1 - f0);
+        }
+    }
+    return 0;
+}
+
+static int run_map(unsigned int peer, unsigned int timeout_ms, bool gntdev, uint32_t bench_rounds)
 {
     struct side s;
     xengnttab_handle *gt = NULL;
@@ -682,6 +733,8 @@ static int run_map(unsigned int peer, unsigned int timeout_ms, bool gntdev)
     format_refs(shown, sizeof(shown), refs, count);
     say(&s, "share of domain %u: count=%" PRIu32 " seed=%" PRIu32 " evtchn=%" PRIu32
         " refs %s", peer, count, seed, remote_port, shown);
+    if (bench_rounds > 0 && bench_sweep(&s, gt, refs, count, bench_rounds) < 0)
+        goto answer;
 
     port = xenevtchn_bind_interdomain(s.xce, peer, remote_port);
     if (port < 0) {
@@ -827,7 +880,7 @@ static int run_selftest(uint32_t count, uint32_t seed, unsigned int timeout_ms)
         return 1;
     }
     if (child == 0)
-        _exit(run_map(0, timeout_ms, false));
+        _exit(run_map(0, timeout_ms, false, 0));
     int share_rc = run_share(0, count, seed, timeout_ms, false);
     int status = 0, map_rc = 1;
     if (waitpid(child, &status, 0) == child && WIFEXITED(status))
@@ -847,14 +900,14 @@ static int usage(void)
 {
     fprintf(stderr,
             "usage: xen-interop [-t SECONDS] [-g] share PEER_DOMID N SEED\n"
-            "       xen-interop [-t SECONDS] [-g] map PEER_DOMID\n"
+            "       xen-interop [-t SECONDS] [-g] [-b ROUNDS] map PEER_DOMID\n"
             "       xen-interop [-t SECONDS] selftest N [SEED]\n");
     return 2;
 }
 
 int main(int argc, char **argv)
 {
-    uint32_t timeout_s = 30, peer, count, seed = 0xfffff000u;
+    uint32_t timeout_s = 30, peer, count, seed = 0xfffff000u, bench_rounds = 0;
     bool gntdev = false;
     int a = 1;
 
@@ -862,6 +915,9 @@ int main(int argc, char **argv)
     for (; a < argc && argv[a][0] == '-'; a++) {
         if (strcmp(argv[a], "-g") == 0) {
             gntdev = true;
+        } else if (strcmp(argv[a], "-b") == 0 && a + 1 < argc) {
+            if (!parse_arg(argv[++a], &bench_rounds) || bench_rounds == 0 || bench_rounds > 1000)
+                return usage();
         } else if (strcmp(argv[a], "-t") == 0 && a + 1 < argc) {
             if (!parse_arg(argv[++a], &timeout_s) || timeout_s == 0 || timeout_s > 3600)
                 return usage();
@@ -875,7 +931,7 @@ int main(int argc, char **argv)
     int n = argc - a;
     unsigned int timeout_ms = timeout_s * 1000u;
 
-    if (strcmp(mode, "share") == 0 && n == 3) {
+    if (strcmp(mode, "share") == 0 && n == 3 && bench_rounds == 0) {
         if (!parse_arg(argv[a], &peer) || peer >= 0x7ff0 || !parse_arg(argv[a + 1], &count) ||
             count == 0 || count > MAX_PAGES || !parse_arg(argv[a + 2], &seed))
             return usage();
@@ -884,9 +940,9 @@ int main(int argc, char **argv)
     if (strcmp(mode, "map") == 0 && n == 1) {
         if (!parse_arg(argv[a], &peer) || peer >= 0x7ff0)
             return usage();
-        return run_map(peer, timeout_ms, gntdev);
+        return run_map(peer, timeout_ms, gntdev, bench_rounds);
     }
-    if (strcmp(mode, "selftest") == 0 && (n == 1 || n == 2) && !gntdev) {
+    if (strcmp(mode, "selftest") == 0 && (n == 1 || n == 2) && !gntdev && bench_rounds == 0) {
         if (!parse_arg(argv[a], &count) || count == 0 || count > MAX_PAGES ||
             (n == 2 && !parse_arg(argv[a + 1], &seed)))
             return usage();

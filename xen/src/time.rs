@@ -62,6 +62,26 @@ impl Pvclock {
         let scaled = ((u128::from(delta) * u128::from(self.mul)) >> 32) as u64;
         self.system_time.wrapping_add(scaled)
     }
+
+    /// The TSC frequency, Hz, that the scale stands for (0 if `mul` is
+    /// 0): one tick is `mul / 2^32` ns after the shift.
+    pub fn tsc_hz(&self) -> u64 {
+        if self.mul == 0 {
+            return 0;
+        }
+        let mut hz = (1_000_000_000u128 << 32) / u128::from(self.mul);
+        if self.shift < 0 {
+            hz <<= -self.shift;
+        } else {
+            hz >>= self.shift;
+        }
+        hz as u64
+    }
+}
+
+/// The TSC frequency, Hz, of `info`'s scale.
+pub fn tsc_hz(info: &VcpuTimeInfo) -> u64 {
+    Pvclock::read_with(info, || 0).0.tsc_hz()
 }
 
 /// Xen system time now, ns since the domain's time base.
@@ -93,6 +113,7 @@ mod tests {
         };
         assert_eq!(c.at(1000), 5_000);
         assert_eq!(c.at(3000), 6_000);
+        assert_eq!(c.tsc_hz(), 2_000_000_000);
         // The same clock expressed with shift 1 and mul 0.25.
         let d = Pvclock {
             mul: 0x4000_0000,

@@ -570,6 +570,12 @@ impl Pmap {
         self.inner.lock().large
     }
 
+    /// Leaf entries standing now: 4 KiB entries plus 2 MiB entries.
+    pub fn leaf_entries(&self) -> u64 {
+        let g = self.inner.lock();
+        g.resident - g.large * (LARGE_PAGES - 1)
+    }
+
     /// Runs `f(entry, va, large)` on every present leaf of `[sva, eva)`
     /// (`large`: a 2 MiB entry, at its aligned `va`); `Some(v)` replaces
     /// it with `v`, `None` removes it; only changes the CPU sees are

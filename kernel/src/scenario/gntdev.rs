@@ -43,7 +43,9 @@
 //!   4 pages inside the first 2 MiB entry demotes it, the rest still
 //!   reads right, and the exit unmaps the rest with one hypercall;
 //! - `soak`: 10,000 map/check/unmap cycles of 16 of the peer's grants at a
-//!   time on one thread, then as `exit`.
+//!   time on one thread, then as `exit`;
+//! - `bench`: the benchmark of `scripts/bench` (map sweep, transfer,
+//!   clock; `docs/benchmarks.md`) before the usual check, then as `exit`.
 
 use super::Outcome;
 use super::process::KILLED_SEGV;
@@ -273,6 +275,7 @@ pub fn map(opts: &Options<'_>) -> Outcome {
         "large" => (9, 0),
         "large-partial-munmap" => (10, 0),
         "soak" => (11, 0),
+        "bench" => (12, 0),
         "scale" => (13, 0),
         // As exit, with a sharer destroyed before the map: the touch of
         // its grants fails and kills the process.

@@ -293,6 +293,10 @@ fn sysctl(p: &Process, key: u64, new: u64) -> Result<u64, Errno> {
         sysctl::PMAP_DEMOTIONS => tlb.demotions,
         sysctl::DOMAIN_GENERATION => crate::events::generation(),
         sysctl::DOMID => crate::suspend::domid().map_or(u64::MAX, u64::from),
+        sysctl::CLOCK_TSC_HZ => events::tsc_hz(),
+        sysctl::GRANT_MAP_NS => crate::grants::hypercall_ns().0,
+        sysctl::GRANT_UNMAP_NS => crate::grants::hypercall_ns().1,
+        sysctl::PROC_LEAF_ENTRIES => p.with_vm(|vm| Ok(vm.pmap.leaf_entries()))?,
         sysctl::GNTDEV_MAPPINGS..=sysctl::GRANT_COPY_OPS => gntdev_stat(key),
         _ => return Err(Errno::ENOENT),
     };

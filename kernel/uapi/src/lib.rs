@@ -172,6 +172,18 @@ pub mod sysctl {
     pub const DOMAIN_GENERATION: u64 = 27;
     /// Our domain id now (it changes with a restore or a migration).
     pub const DOMID: u64 = 28;
+    /// The TSC frequency, Hz, of the pvclock's scale (the clock behind
+    /// `clock()`).
+    pub const CLOCK_TSC_HZ: u64 = 29;
+    /// Nanoseconds spent inside `GNTTABOP_map_grant_ref` hypercalls since
+    /// boot (the part of a mapping's cost that is Xen's).
+    pub const GRANT_MAP_NS: u64 = 30;
+    /// Nanoseconds spent inside `GNTTABOP_unmap_grant_ref` hypercalls since
+    /// boot.
+    pub const GRANT_UNMAP_NS: u64 = 31;
+    /// Leaf entries standing in the calling process's page tables: 4 KiB
+    /// entries plus 2 MiB entries (each counted once).
+    pub const PROC_LEAF_ENTRIES: u64 = 32;
     /// The `new` value that leaves the key unchanged.
     pub const READ_ONLY: u64 = u64::MAX;
 }

@@ -47,6 +47,8 @@
 //! - 11: soak: after the usual check, this thread maps, checks and unmaps
 //!   16 of the peer's grants at a time, 10,000 times (`soak.rs`), then
 //!   exits as mode 0 does.
+//! - 12: the benchmark of `scripts/bench` (`bench.rs`), before the usual
+//!   check; then exits as mode 0 does.
 //! - 13: scaling (issue 10): after the usual check, the same fault-heavy
 //!   work on 1, 2 and 4 threads (`scale.rs`), then exits as mode 0 does.
 //!
@@ -67,6 +69,7 @@ use urt::{PAGE, println, sysctl};
 
 urt::entry!(main);
 
+mod bench;
 mod scale;
 mod smp;
 mod soak;
@@ -130,6 +133,7 @@ enum Mode {
     Large,
     LargePartialMunmap,
     Soak,
+    Bench,
     Scale,
 }
 
@@ -147,6 +151,7 @@ fn main(arg: u64) -> i32 {
         9 => Mode::Large,
         10 => Mode::LargePartialMunmap,
         11 => Mode::Soak,
+        12 => Mode::Bench,
         13 => Mode::Scale,
         _ => {
             println!("gnt-map: FAIL unknown mode");
@@ -222,6 +227,9 @@ fn run(peer: u32, round: u64, mode: Mode) -> Result<(), &'static str> {
         .bind_interdomain(peer, remote_port)
         .map_err(|_| "bind_interdomain")?;
     let gnt = Gnttab::open().map_err(|_| "open /dev/xen/gntdev")?;
+    if mode == Mode::Bench {
+        bench::run(&mut xs, &gnt, peer, refs.values(), seed)?;
+    }
 
     let (calls0, pop0, maps0, holes0, large0) = (
         stat(sysctl::GNTDEV_MAP_HYPERCALLS),
@@ -324,7 +332,8 @@ fn run(peer: u32, round: u64, mode: Mode) -> Result<(), &'static str> {
         | Mode::CopyReplies
         | Mode::BadRefs
         | Mode::NotifyUnmapped
-        | Mode::LargePartialMunmap => {
+        | Mode::LargePartialMunmap
+        | Mode::Bench => {
             if mode == Mode::BadRefs {
                 bad_refs(&gnt, peer, refs.values())?;
             }
