@@ -18,7 +18,8 @@
 # (212 s in one run): its domains and its case have budgets of their own.
 # (It used to hang: an upcall delivered while interrupts were masked
 # nested in another and deadlocked its vCPU; kernel/src/arch/trap.rs.)
-# smp-fault-scaling (issue 10's benchmark, by name: SMP_CASES): gnt-map's
+# smp-fault-scaling (issue 10's benchmark, by name: `scripts/xenhost
+# --timeout 900 scripts/scenarios/smp.sh smp-fault-scaling`): gnt-map's
 # mode scale on a 4-vCPU domain with 128 MiB: each of 1, 2 and 4 threads
 # faults its own 4096 anonymous pages and maps the peer's 1024 grants
 # once; the line gives the speed-up per thread count (a figure, not a
@@ -68,7 +69,8 @@ smp_pair() {
         "$(sed -n "s/^gnt-map: $_line//p" "$(guest_log xenguest-b)" | tr -d '\r' | head -n 1)"
 }
 
-for c in ${SMP_CASES:-smp-boot smp-preempt smp-threads smp-gntdev}; do
+# The cases: SMP_CASES, or the arguments, or the four of the suite.
+for c in ${SMP_CASES:-${*:-smp-boot smp-preempt smp-threads smp-gntdev}}; do
     case $c in
         smp-gntdev) smp_pair smp-gntdev threads "mapped " ;;
         smp-fault-scaling)
