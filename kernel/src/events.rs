@@ -106,10 +106,14 @@ static COUNTS: [CpuCounts; MAX_CPUS] = [const {
 const LATE_NS: u64 = 1_000_000_000;
 
 /// After a halt of the running vCPU with its timer armed for `deadline`:
-/// counts the halt if it ended late.
+/// counts the halt if it ended late. A halt whose arm Xen refused (the
+/// last deadline armed is another) says nothing of the timer.
 fn note_wake(deadline: u64) {
-    let late = now_ns().saturating_sub(deadline);
     let c = &COUNTS[percpu::id()];
+    if c.armed.load(Ordering::Relaxed) != deadline {
+        return;
+    }
+    let late = now_ns().saturating_sub(deadline);
     c.late_max.fetch_max(late, Ordering::Relaxed);
     if late > LATE_NS {
         c.late.fetch_add(1, Ordering::Relaxed);
