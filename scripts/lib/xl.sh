@@ -287,12 +287,12 @@ late_timer() {
 #   segment and text, in "hvm guest" context). No guest can load that
 #   state; QEMU's multi-threaded TCG emulation of SVM does, now and then,
 #   under many VM exits;
-# - a lost timer: a guest's sysrq report (taken when the case hung) says
+# - a late timer: a guest's sysrq report (taken when the case hung) says
 #   one of its vCPUs armed its one-shot timer, halted, and was woken only
 #   LATE_TIMER_MS (10 s) or more after that deadline, by the report's own
-#   event. Seen with an emulated pCPU whose timers stopped: Xen's 'a' dump
-#   of that pCPU's timer queue never completes, and the guest runs on
-#   once any event moves its vCPU to the other pCPU.
+#   event. Seen before guest_create pinned guests to one emulated CPU: a
+#   fixed delay for a whole boot, as if the deadline was reckoned by one
+#   emulated CPU's time and run by the other's (see guest_create).
 # The discarded try's lines are shown (prefixed "first try |"), so the
 # retry is never silent.
 run_case() {
