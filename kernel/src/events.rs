@@ -101,8 +101,9 @@ static COUNTS: [CpuCounts; MAX_CPUS] = [const {
 
 /// A halt that ends this long after its timer's deadline is counted as
 /// late: the timer was armed and the vCPU halted, so only its timer's
-/// event can have been late (under the emulated host: a whole Xen pCPU
-/// whose timers stopped, `scripts/lib/xl.sh` `run_case`).
+/// event can have been late (seen under the emulated host with vCPUs
+/// moving between CPUs whose TSCs Xen cannot sync: `scripts/lib/xl.sh`
+/// `guest_create` and `run_case`).
 const LATE_NS: u64 = 1_000_000_000;
 
 /// After a halt of the running vCPU with its timer armed for `deadline`:
