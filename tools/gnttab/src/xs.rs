@@ -259,7 +259,10 @@ impl Xs {
             if now >= deadline {
                 return Err(XsError::Sys(urt::errno::ETIMEDOUT));
             }
-            match watch.wait(deadline - now) {
+            // The node is read again at least every `RECHECK_NS`, event or
+            // not: in one run of 100 rounds a change of the node brought
+            // no watch event, and the wait ran out.
+            match watch.wait((deadline - now).min(RECHECK_NS)) {
                 Ok(()) => events = events.saturating_add(1),
                 Err(XsError::Sys(urt::errno::ETIMEDOUT)) => {}
                 Err(e) => return Err(e),
@@ -267,6 +270,10 @@ impl Xs {
         }
     }
 }
+
+/// How long [`Xs::wait_for`] trusts its watch before it reads the node
+/// again anyway.
+const RECHECK_NS: u64 = 1_000_000_000;
 
 /// What [`Xs::wait_for`] makes of the node it waits on being absent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
