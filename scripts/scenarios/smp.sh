@@ -76,7 +76,6 @@ for c in ${SMP_CASES:-${*:-smp-boot smp-preempt smp-threads smp-gntdev}}; do
         smp-fault-scaling)
             (
                 GUEST_TIMEOUT=600
-                GUEST_CPUS=all
                 run_case smp_pair smp-fault-scaling scale "scale: " 128
             )
             ;;
