@@ -83,14 +83,7 @@ pub fn map_sweep(b: &Bench, path: &Path) -> Result<(), Box<dyn Error>> {
             ErrorBar::new_vertical(p.n as f64, s.min, s.median, s.max, c.stroke_width(1), 8)
         }))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()?;
-    root.present()?;
-    Ok(())
+    legend_and_write(&mut chart, &root)
 }
 
 /// `transfer.svg`: MB/s of each way of the transfer, one bar each, with
@@ -144,6 +137,15 @@ pub fn transfer(b: &Bench, path: &Path) -> Result<(), Box<dyn Error>> {
             12,
         )])?;
     }
+    legend_and_write(&mut chart, &root)
+}
+
+/// Draws `chart`'s legend (upper right, on a white box) and writes the
+/// file behind `root`: the end of both plots.
+fn legend_and_write<'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    root: &DrawingArea<SVGBackend<'a>, plotters::coord::Shift>,
+) -> Result<(), Box<dyn Error>> {
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
