@@ -1,7 +1,8 @@
 //! The kernel command line: `key=value` words separated by spaces.
 //!
-//! The kernel itself reads `loglevel=off|error|warn|info|debug|trace` and
-//! `scenario=NAME` (see [`crate::scenario`]); scenarios read their own keys
+//! The kernel itself reads `loglevel=off|error|warn|info|debug|trace`,
+//! `idle=poll` (`crate::events::set_idle_poll`) and `scenario=NAME` (see
+//! [`crate::scenario`]); scenarios read their own keys
 //! (`peer=`, `pages=`, ...) with [`Options::get`].
 
 use log::LevelFilter;

@@ -7,7 +7,8 @@
 //! `vcpu_info`: `shared/notes/smp.md` §3). The upcall runs the 2-level scan
 //! for the running vCPU over the ports it owns and each port's handler,
 //! which by default sets the port's bit in [`FIRED`]. Waiters
-//! test-and-clear their bit, and idle with `sti; hlt`: Xen turns HLT into
+//! test-and-clear their bit, and idle with `sti; hlt` (or poll:
+//! [`set_idle_poll`]): Xen turns HLT into
 //! a block of the vCPU that returns at once when an event is deliverable,
 //! and the one-instruction interrupt shadow of `sti` closes the window
 //! between the last check and the block. (`SCHEDOP_block` from a guest
@@ -101,9 +102,9 @@ static COUNTS: [CpuCounts; MAX_CPUS] = [const {
 
 /// A halt that ends this long after its timer's deadline is counted as
 /// late: the timer was armed and the vCPU halted, so only its timer's
-/// event can have been late (seen under the emulated host with vCPUs
-/// moving between CPUs whose TSCs Xen cannot sync: `scripts/lib/xl.sh`
-/// `guest_create` and `run_case`).
+/// event can have been late (seen under the emulated host with a lone
+/// guest, whose vCPU then stays halted until another event comes:
+/// `scripts/lib/xl.sh` `run_case`, [`set_idle_poll`]).
 const LATE_NS: u64 = 1_000_000_000;
 
 /// After a halt of the running vCPU with its timer armed for `deadline`:
@@ -120,6 +121,35 @@ fn note_wake(deadline: u64) {
         c.late.fetch_add(1, Ordering::Relaxed);
     }
 }
+/// (a) Whether idle vCPUs poll rather than halt (`idle=poll`).
+static IDLE_POLL: AtomicBool = AtomicBool::new(false);
+
+/// Makes idle vCPUs poll their clock and upcalls with interrupts on
+/// instead of halting (the kernel's `idle=poll`, as Linux's): a vCPU then
+/// needs no timer event from Xen to see its deadlines pass, at the cost of
+/// its physical CPU. For runs that must not depend on Xen's timers: under
+/// the emulated host, a lone guest's halted vCPU now and then stays halted
+/// with its timer armed until another event comes (`scripts/scenarios/fuzz.sh`).
+pub fn set_idle_poll(on: bool) {
+    IDLE_POLL.store(on, Ordering::Relaxed);
+}
+
+/// Idles the running vCPU, interrupts off on entry and on at return, until
+/// an interrupt came or (polling only) `deadline` passed: `sti; hlt`, or
+/// with [`set_idle_poll`] a spin until an upcall ran or the time passed.
+fn halt(deadline: u64) {
+    if !IDLE_POLL.load(Ordering::Relaxed) {
+        interrupts::enable_and_hlt();
+        return;
+    }
+    let upcalls = &COUNTS[percpu::id()].upcalls;
+    let seen = upcalls.load(Ordering::Relaxed);
+    interrupts::enable();
+    while upcalls.load(Ordering::Relaxed) == seen && now_ns() < deadline {
+        core::hint::spin_loop();
+    }
+}
+
 static DISPATCHED: AtomicU64 = AtomicU64::new(0);
 static SPURIOUS: AtomicU64 = AtomicU64::new(0);
 
@@ -401,7 +431,7 @@ pub fn wait(port: Port, timeout_ns: u64) -> bool {
         if peek(port) || peek(timer) {
             interrupts::enable();
         } else {
-            interrupts::enable_and_hlt();
+            halt(deadline);
             note_wake(deadline);
         }
         let _ = take(timer);
@@ -419,7 +449,7 @@ pub fn sleep_on_timer(ns: u64) -> bool {
         interrupts::disable();
         poll_upcall();
         if !peek(timer) {
-            interrupts::enable_and_hlt();
+            halt(deadline);
             note_wake(deadline);
         }
         interrupts::enable();
@@ -442,7 +472,7 @@ pub fn idle(deadline: u64, ready: &dyn Fn() -> bool) {
     interrupts::disable();
     poll_upcall();
     if !ready() && !peek(timer) {
-        interrupts::enable_and_hlt();
+        halt(deadline);
         interrupts::disable();
         note_wake(deadline);
     }

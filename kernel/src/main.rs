@@ -71,6 +71,7 @@ extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
     };
     let opts = cmdline::Options::parse(boot.cmdline());
     console::init_log(opts.log_level);
+    events::set_idle_poll(opts.get("idle") == Some("poll"));
     let heap = heap::init(&boot);
     log::debug!(
         "kernel heap: {} KiB at {:#x}",

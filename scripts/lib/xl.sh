@@ -42,16 +42,6 @@ guest_log() {
 # TSC, and refuses invtsc): tsc_mode="native" would avoid that, but it
 # did not stop the emulation's rare triple faults (scripts/lib/xenhost.sh),
 # so guests keep Xen's default.
-# GUEST_CPUS (default "all") is the guest's cpus= affinity. Xen cannot
-# write the TSCs of the emulated CPUs in full ("TSC only partially
-# writable"), and a guest vCPU that moves between them now and then finds
-# its one-shot timer fire a fixed time late, the same in a whole boot (163
-# s in both tries of one case; 40 to 300 s in others), as if it armed the
-# timer by the time of one CPU and Xen ran it by the other's. The fuzz,
-# the most timer-bound case, runs on CPU 0 alone (GUEST_CPUS=0). Not every
-# guest: with all of them on one CPU, the emulator's other fault (Xen's
-# own state in a guest vCPU) came four times in one full run, against
-# about once.
 guest_create() {
     local _name _cfg
     _name=$1
@@ -59,7 +49,7 @@ guest_create() {
     shift 2
     rm -f "$(guest_log "$_name")" "$XENGUEST_LOGS/$_name.end" "$XENGUEST_LOGS/$_name.domid"
     if ! xl create -p "$_cfg" "name=\"$_name\"" 'on_poweroff="preserve"' \
-        'on_reboot="preserve"' 'on_crash="preserve"' "cpus=\"${GUEST_CPUS:-all}\"" "$@" \
+        'on_reboot="preserve"' 'on_crash="preserve"' "$@" \
         >"$XENGUEST_LOGS/$_name.xl" 2>&1; then
         sed 's/^/  xl: /' "$XENGUEST_LOGS/$_name.xl"
         return 1
@@ -292,9 +282,9 @@ late_timer() {
 # - a late timer: a guest's sysrq report (taken when the case hung) says
 #   one of its vCPUs armed its one-shot timer, halted, and was woken only
 #   LATE_TIMER_MS (10 s) or more after that deadline, by the report's own
-#   event. Seen before guest_create pinned guests to one emulated CPU: a
-#   fixed delay for a whole boot, as if the deadline was reckoned by one
-#   emulated CPU's time and run by the other's (see guest_create).
+#   event: the vCPU stays halted until another event comes, pinned to one
+#   emulated CPU or not (seen with a lone guest: scripts/scenarios/fuzz.sh,
+#   which now idles by polling).
 # The discarded try's lines are shown (prefixed "first try |"), so the
 # retry is never silent.
 run_case() {
