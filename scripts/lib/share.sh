@@ -101,7 +101,7 @@ share_pair() {
 show_lines() {
     local _g
     for _g in "$@"; do
-        grep -h '^gnt-\|^sharer:\|^mapper:\|^process \|^COUNTERS ' "$(guest_log "$_g")" | sed 's/\r$//; s/^/  /'
+        grep -h '^fuzz: peer: \|^fuzz: [0-9]* process\|^chaos: \|^gnt-\|^sharer:\|^mapper:\|^process \|^COUNTERS ' "$(guest_log "$_g")" | sed 's/\r$//; s/^/  /'
     done
 }
 

@@ -98,6 +98,11 @@ fn heap_net() -> usize {
 /// Runs `program` with `arg`, expecting one of the exit statuses `want`,
 /// then checks the baseline; `who` prefixes the report lines.
 pub(super) fn run(who: &str, program: &str, arg: u64, want: &[i32]) -> Outcome {
+    run_status(who, program, arg, want).map(drop)
+}
+
+/// [`run`], returning the exit status.
+fn run_status(who: &str, program: &str, arg: u64, want: &[i32]) -> Result<i32, &'static str> {
     let before = baseline();
     let heap_before = heap_net();
     let s0 = dev::gntdev_stats();
@@ -188,7 +193,7 @@ pub(super) fn run(who: &str, program: &str, arg: u64, want: &[i32]) -> Outcome {
     {
         return Err("not one map and one unmap hypercall per mapping");
     }
-    Ok(())
+    Ok(status)
 }
 
 /// Bad input: `gnt-bad` must see every bad ioctl refused, `gnt-badref` be
@@ -208,13 +213,71 @@ pub fn bad(_opts: &Options<'_>) -> Outcome {
 
 /// `fuzz`: the system call fuzzer (`tools/utest`'s `fuzz`) makes `calls=`
 /// random calls (20,000 by default) from `seed=` (1 by default), with
-/// xenstore messages if `xenstore=1`; the process must end by itself and
-/// everything be back at the baseline.
+/// xenstore messages if `xenstore=1`, in `procs=` processes one after the
+/// other (1 by default; process `i` gets seed `seed + i << 20`). With
+/// `peer=DOMID` (a domain running `chaos`) they also map, copy and read
+/// its grants, and a process killed by its read of a grant revoked under
+/// it is a good end (the next one goes on). Each must end so and leave
+/// everything at the baseline.
 pub fn fuzz(opts: &Options<'_>) -> Outcome {
-    let seed = opts.get_u64("seed").unwrap_or(1) & 0xffff_ffff;
-    let calls = opts.get_u64("calls").unwrap_or(20_000).min(0x7fff_ffff);
+    let seed = opts.get_u64("seed").unwrap_or(1);
+    let calls = opts.get_u64("calls").unwrap_or(20_000);
+    let procs = opts.get_u64("procs").unwrap_or(1);
+    if seed >= 1 << 20 || calls >= 1 << 22 || !(1..=16).contains(&procs) || procs > calls {
+        return Err(
+            "seed= (below 2^20), calls= (below 2^22) or procs= (1 to 16, at most calls=) out of range",
+        );
+    }
     let xs = opts.get_u64("xenstore").unwrap_or(0) & 1;
-    run("fuzz", "fuzz", xs << 63 | calls << 32 | seed, &[0])
+    let peer = match opts.get("peer") {
+        Some(_) => Some(super::share::peer(opts)?),
+        None => None,
+    };
+    let (peer_bits, want): (u64, &[i32]) = match peer {
+        Some(d) => (1 << 40 | u64::from(d) << 24, &[0, KILLED_SEGV]),
+        None => (0, &[0]),
+    };
+    let mut killed = 0;
+    for i in 0..procs {
+        let n = calls / procs + if i == procs - 1 { calls % procs } else { 0 };
+        let arg = xs << 63 | n << 41 | peer_bits | (seed + (i << 20));
+        if run_status("fuzz", "fuzz", arg, want)? == KILLED_SEGV {
+            killed += 1;
+        }
+    }
+    if peer.is_some() {
+        kprintln!(
+            "fuzz: {procs} process(es), {killed} killed by a read of a grant the peer revoked"
+        );
+    }
+    Ok(())
+}
+
+/// `chaos`: `gnt-chaos` shares pages with `peer=` (or the domain in our
+/// `data/xenguest-peer`) and ends the shares at random for `ms=`
+/// milliseconds (10,000 by default) from `seed=` (1), in one process
+/// after another (one may exit with its shares live: the kernel ends
+/// them), each back at the baseline once the peer has let go.
+pub fn chaos(opts: &Options<'_>) -> Outcome {
+    let peer = super::share::peer(opts)?;
+    let seed = opts.get_u64("seed").unwrap_or(1);
+    let ms = opts.get_u64("ms").unwrap_or(10_000);
+    if seed >= 1 << 20 || ms >= 1 << 24 {
+        return Err("seed= (below 2^20) or ms= (below 2^24) out of range");
+    }
+    let end = events::now_ns().saturating_add(ms * 1_000_000);
+    let mut procs = 0;
+    loop {
+        let left = end.saturating_sub(events::now_ns()) / 1_000_000;
+        if left == 0 {
+            break;
+        }
+        let arg = left << 40 | ((seed + (procs << 12)) & 0xff_ffff) << 16 | u64::from(peer);
+        run("chaos", "gnt-chaos", arg, &[0])?;
+        procs += 1;
+    }
+    kprintln!("chaos: {procs} process(es) in {ms} ms");
+    Ok(())
 }
 
 /// Domain A: `gnt-share` shares `pages=` pages with `peer=`, across

@@ -69,6 +69,10 @@ const SCENARIOS: &[Scenario] = &[
         run: |_, o| gntdev::fuzz(o),
     },
     Scenario {
+        name: "chaos",
+        run: |_, o| gntdev::chaos(o),
+    },
+    Scenario {
         name: "pmap",
         run: |_, _| pmap::run(),
     },

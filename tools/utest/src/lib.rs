@@ -3,4 +3,5 @@
 #![no_std]
 
 pub mod checkpoint;
+pub mod rng;
 pub mod round;

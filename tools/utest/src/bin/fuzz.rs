@@ -22,39 +22,28 @@
 //! reply to a read of `no/such/node`). That is a finding to chase, not a
 //! state to run the suite in.
 //!
-//! Argument: the seed in the low 32 bits, the number of calls in the next
-//! 31, and bit 63 for the xenstore messages. Prints the calls per second
-//! and a histogram of the results.
+//! With a peer domain (`gnt-chaos` there shares, revokes and ends at
+//! random), a quarter of the calls work on the peer's grants: maps of 1 to
+//! 8 of its references (from the range its kernel hands out, consecutive
+//! or not), unmaps, grant copies from and to them, and reads of a mapping
+//! whose every grant a copy found live just before it was mapped. The peer
+//! may revoke a grant in between: the read then kills the process
+//! (SIGSEGV), which the scenario accepts and follows with the next process.
+//!
+//! Argument: the seed in bits 0-23, the peer's domain id in bits 24-39 and
+//! bit 40 when there is a peer, the number of calls in bits 41-62, and bit
+//! 63 for the xenstore messages. Prints the calls per second and a
+//! histogram of the results (and what it did with the peer's grants).
 #![no_std]
 #![no_main]
 
+use gnttab::Gnttab;
+use urt::gntdev::{CopySideArg, GrantCopySegment};
 use urt::{PAGE, errno, evtchn, gntdev, mman, nr, println, sysctl, xenstore};
 
+use utest::rng::Rng;
+
 urt::entry!(main);
-
-/// A pseudo-random stream (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
-        from[self.below(from.len() as u64) as usize]
-    }
-
-    fn chance(&mut self, one_in: u64) -> bool {
-        self.below(one_in) == 0
-    }
-}
 
 /// Devices it opens (NUL-terminated), and paths that do not exist.
 const PATHS: [&[u8]; 8] = [
@@ -137,6 +126,178 @@ const PROGRESS: u64 = 5000;
 /// Bytes of the scratch area: argument structures, buffers and arrays.
 const SCRATCH: usize = 4 * PAGE;
 
+/// The peer's grant references come from `0..PEER_REFS`: its kernel
+/// hands out the lowest free ones above the 8 reserved
+/// (`xen/src/grant/refs.rs`), and `gnt-chaos` keeps at most 512 live.
+const PEER_REFS: u64 = 640;
+/// Mappings of the peer's grants it keeps at most, and grants in one.
+const MAX_GRANT_MAPS: usize = 8;
+const GRANTS_PER_MAP: usize = 8;
+
+/// One mapping of the peer's grants.
+#[derive(Clone, Copy)]
+struct GrantMap {
+    addr: u64,
+    count: usize,
+    /// Mapped read-only, and a copy from each of its grants worked just
+    /// before: it may be read.
+    readable: bool,
+}
+
+/// The peer domain and what it maps of it.
+struct Peer {
+    domid: u16,
+    gnt: Gnttab,
+    maps: [GrantMap; MAX_GRANT_MAPS],
+    nmaps: usize,
+    /// Maps made and refused, grant copies that worked and failed (by
+    /// segment), reads of the peer's pages.
+    mapped: u64,
+    refused: u64,
+    copied: u64,
+    copy_failed: u64,
+    reads: u64,
+}
+
+impl Peer {
+    /// One random call on the peer's grants; returns its raw result.
+    fn call(&mut self, rng: &mut Rng, scratch: u64) -> i64 {
+        match rng.below(8) {
+            0..=2 => self.map(rng, scratch),
+            3 | 4 => self.unmap(rng),
+            5 | 6 => {
+                let mut refs = [0; GRANTS_PER_MAP];
+                let n = 1 + rng.below(GRANTS_PER_MAP as u64) as usize;
+                for r in refs[..n].iter_mut() {
+                    *r = rng.below(PEER_REFS) as u32;
+                }
+                let to_peer = rng.chance(4);
+                self.copy(&refs[..n], scratch, to_peer) as i64
+            }
+            _ => self.read(rng),
+        }
+    }
+
+    /// Maps 1 to 8 references (consecutive from a random one, some
+    /// replaced by others) read-only or writable, after a copy from each;
+    /// drops an old mapping first when it keeps the most.
+    fn map(&mut self, rng: &mut Rng, scratch: u64) -> i64 {
+        if self.nmaps == MAX_GRANT_MAPS {
+            let _ = self.unmap(rng);
+        }
+        let n = 1 + rng.below(GRANTS_PER_MAP as u64) as usize;
+        let base = rng.below(PEER_REFS) as u32;
+        let mut refs = [0; GRANTS_PER_MAP];
+        for (i, r) in refs[..n].iter_mut().enumerate() {
+            *r = if rng.chance(4) {
+                rng.below(PEER_REFS) as u32
+            } else {
+                base + i as u32
+            };
+        }
+        let writable = rng.chance(3);
+        let live = self.copy(&refs[..n], scratch, false) == n;
+        match self
+            .gnt
+            .map_domain_grant_refs(u32::from(self.domid), &refs[..n], writable)
+        {
+            Ok(addr) => {
+                self.mapped += 1;
+                self.maps[self.nmaps] = GrantMap {
+                    addr,
+                    count: n,
+                    readable: live && !writable,
+                };
+                self.nmaps += 1;
+                0
+            }
+            Err(e) => {
+                self.refused += 1;
+                -i64::from(e)
+            }
+        }
+    }
+
+    /// Unmaps one of its mappings of the peer's grants.
+    fn unmap(&mut self, rng: &mut Rng) -> i64 {
+        if self.nmaps == 0 {
+            return 0;
+        }
+        let i = rng.below(self.nmaps as u64) as usize;
+        let m = self.maps[i];
+        self.nmaps -= 1;
+        self.maps[i] = self.maps[self.nmaps];
+        match self.gnt.unmap(m.addr, m.count) {
+            Ok(_) => 0,
+            Err(e) => -i64::from(e),
+        }
+    }
+
+    /// Copies 8 bytes from (or to) each of `refs` into (or from) the
+    /// scratch area, one segment each; returns how many worked.
+    fn copy(&mut self, refs: &[u32], scratch: u64, to_peer: bool) -> usize {
+        let mut segs = [GrantCopySegment::default(); GRANTS_PER_MAP];
+        for (i, (s, &gref)) in segs.iter_mut().zip(refs).enumerate() {
+            let foreign = CopySideArg::Foreign {
+                gref,
+                offset: 0,
+                domid: self.domid,
+            }
+            .encode();
+            let local = CopySideArg::Virt(scratch + 8 * i as u64).encode();
+            *s = if to_peer {
+                GrantCopySegment {
+                    source: local,
+                    dest: foreign,
+                    len: 8,
+                    flags: gntdev::GNTCOPY_DEST_GREF,
+                    status: 0,
+                }
+            } else {
+                GrantCopySegment {
+                    source: foreign,
+                    dest: local,
+                    len: 8,
+                    flags: gntdev::GNTCOPY_SOURCE_GREF,
+                    status: 0,
+                }
+            };
+        }
+        let segs = &mut segs[..refs.len()];
+        let ok = match self.gnt.grant_copy(segs) {
+            Ok(_) => segs.iter().filter(|s| s.status == 0).count(),
+            Err(_) => 0,
+        };
+        self.copied += ok as u64;
+        self.copy_failed += (refs.len() - ok) as u64;
+        ok
+    }
+
+    /// Reads a word of a readable mapping of the peer's grants: the fault
+    /// maps them all; one revoked since the copy kills the process.
+    fn read(&mut self, rng: &mut Rng) -> i64 {
+        let readable = self.maps[..self.nmaps]
+            .iter()
+            .filter(|m| m.readable)
+            .count();
+        if readable == 0 {
+            return 0;
+        }
+        let k = rng.below(readable as u64) as usize;
+        let Some(m) = self.maps[..self.nmaps].iter().filter(|m| m.readable).nth(k) else {
+            return 0;
+        };
+        let words = (m.count * PAGE / 8) as u64;
+        let at = (m.addr + rng.below(words) * 8) as *const u64;
+        // SAFETY: a word of our own read-only mapping of the peer's
+        // grants; a grant revoked since its copy makes the kernel kill the
+        // process at the fault, never read something else.
+        core::hint::black_box(unsafe { at.read_volatile() });
+        self.reads += 1;
+        0
+    }
+}
+
 /// One mapping of its own.
 #[derive(Clone, Copy)]
 struct Map {
@@ -159,6 +320,8 @@ struct Fuzz {
     hist: [u64; 64],
     /// Whether to write xenstore messages (else random bytes only).
     xs_messages: bool,
+    /// The peer domain, if any.
+    peer: Option<Peer>,
 }
 
 impl Fuzz {
@@ -204,8 +367,8 @@ impl Fuzz {
                 1 => self.rng.below(16),
                 2 => self.rng.pick(&[0, 1, 0x7ff0, 0x7ff2, 0xffff, 0x1_0000]),
                 3 => self.ptr(),
-                4 => u64::from(self.rng.next() as u32),
-                _ => self.rng.next(),
+                4 => u64::from(self.rng.bits() as u32),
+                _ => self.rng.bits(),
             };
             // SAFETY: inside the scratch area, mapped read-write for the
             // whole run.
@@ -224,6 +387,11 @@ impl Fuzz {
 
     /// One random call; returns its raw result.
     fn call(&mut self) -> i64 {
+        if let Some(p) = self.peer.as_mut()
+            && self.rng.chance(4)
+        {
+            return p.call(&mut self.rng, self.scratch);
+        }
         match self.rng.below(20) {
             0 => {
                 let i = self.rng.below(PATHS.len() as u64) as usize;
@@ -254,7 +422,7 @@ impl Fuzz {
             2..=6 => {
                 let fd = self.fd();
                 let cmd = if self.rng.chance(8) {
-                    self.rng.next() as u32
+                    self.rng.bits() as u32
                 } else {
                     self.rng.pick(&IOCTLS)
                 };
@@ -560,9 +728,32 @@ impl Fuzz {
 }
 
 fn main(arg: u64) -> i32 {
-    let seed = arg & 0xffff_ffff;
-    let calls = ((arg >> 32) & 0x7fff_ffff).max(1);
+    let seed = arg & 0xff_ffff;
+    let calls = ((arg >> 41) & 0x3f_ffff).max(1);
     let xs_messages = arg >> 63 != 0;
+    let peer = if arg & 1 << 40 != 0 {
+        let Ok(gnt) = Gnttab::open() else {
+            println!("fuzz: cannot open /dev/xen/gntdev");
+            return 1;
+        };
+        Some(Peer {
+            domid: (arg >> 24) as u16,
+            gnt,
+            maps: [GrantMap {
+                addr: 0,
+                count: 0,
+                readable: false,
+            }; MAX_GRANT_MAPS],
+            nmaps: 0,
+            mapped: 0,
+            refused: 0,
+            copied: 0,
+            copy_failed: 0,
+            reads: 0,
+        })
+    } else {
+        None
+    };
     let Ok(scratch) = urt::mmap(
         0,
         SCRATCH,
@@ -575,7 +766,7 @@ fn main(arg: u64) -> i32 {
         return 1;
     };
     let mut f = Fuzz {
-        rng: Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1),
+        rng: Rng::new(seed),
         fds: [(0, 0); MAX_FDS],
         nfds: 0,
         maps: [Map {
@@ -587,11 +778,17 @@ fn main(arg: u64) -> i32 {
         scratch,
         hist: [0; 64],
         xs_messages,
+        peer,
     };
     // (Two lines: an empty argument would end the line early, a write of
     // 0 bytes being a short write to `urt`'s stdout.)
     if xs_messages {
         println!("fuzz: seed {seed}, {calls} calls, with xenstore messages");
+    } else if let Some(p) = &f.peer {
+        println!(
+            "fuzz: seed {seed}, {calls} calls, with domain {}'s grants",
+            p.domid
+        );
     } else {
         println!("fuzz: seed {seed}, {calls} calls");
     }
@@ -625,5 +822,11 @@ fn main(arg: u64) -> i32 {
         }
     }
     println!(", errno other {}", f.hist[other]);
+    if let Some(p) = &f.peer {
+        println!(
+            "fuzz: peer: {} map(s) made, {} refused; {} grant copies worked, {} failed; {} read(s) of its pages",
+            p.mapped, p.refused, p.copied, p.copy_failed, p.reads
+        );
+    }
     0
 }
