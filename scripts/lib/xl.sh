@@ -181,6 +181,10 @@ guest_hang() {
         for _v in $(timeout 10 xl vcpu-list "$_id" 2>/dev/null | awk 'NR > 1 { print $3 }'); do
             echo "  $1's vCPU $_v (xenctx):"
             timeout 10 xenctx -a "$_id" "$_v" 2>&1 | head -n 70 | sed 's/^/    /'
+            # Its stack too (-S): xenctx walks only stacks above its
+            # kernel start (-k), Linux's by default; ours is low.
+            timeout 10 xenctx -S -k 0x100000 "$_id" "$_v" 2>&1 | sed -n '/^Stack/,$p' |
+                head -n 40 | sed 's/^/    /'
         done
         # Xen's view of its event channels (pending, masked, selector
         # per port): a port stuck pending swallows later events.
