@@ -16,6 +16,7 @@
 //! | [`fault`] | `vm_fault.c` | the fault handler: fast, populate and full paths, copy-on-write |
 //! | [`pmap`] | `pmap.h` | the page-table interface, and a software pmap for tests |
 //! | [`loan`] | (NetBSD `uvm_loan.c`) | page loaning: lend resident pages to the kernel, the zero page |
+//! | [`hold`] | `vm_fault.c` | `vm_fault_quick_hold_pages`: wire a range's pages to share them |
 //! | [`kern`] | `vm_kern.c` | contiguous kernel memory with a memory attribute |
 //! | [`meter`] | `vm_meter.c` | VM counters |
 //! | [`domain`] | `vm_domain` | the page array, allocator, counters and hooks together |
@@ -32,6 +33,7 @@ pub mod errno;
 pub mod extent;
 pub mod fault;
 pub mod grab;
+pub mod hold;
 pub mod kern;
 pub mod loan;
 pub mod map;

@@ -78,32 +78,72 @@ impl LoanState {
     }
 }
 
-/// Pages lent to the kernel by [`loan`], in address order. Dropping it
-/// ends the loans (`uvm_unloan`): a page whose owner has let go meanwhile
-/// is freed then.
-#[doc(alias = "uvm_unloan")]
-pub struct Loan {
-    domain: Arc<VmDomain>,
-    pages: Vec<PageId>,
+/// How the kernel holds the pages of a [`UserPages`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sharing {
+    /// Lent read-only by [`loan`]: the owner's writes break the loan.
+    Loan,
+    /// Wired as they are by [`crate::hold::hold_pages`]: shared with the
+    /// owner, writes included.
+    Hold,
 }
 
-impl core::fmt::Debug for Loan {
+/// Pages of a range of user memory given to the kernel without a copy,
+/// in address order. Dropping it gives them back (`uvm_unloan`, or the
+/// unwire of held pages): a page whose owner has let go meanwhile is
+/// freed then.
+#[doc(alias = "uvm_unloan")]
+pub struct UserPages {
+    domain: Arc<VmDomain>,
+    pages: Vec<PageId>,
+    sharing: Sharing,
+}
+
+impl core::fmt::Debug for UserPages {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Loan").field("pages", &self.pages).finish()
+        f.debug_struct("UserPages")
+            .field("sharing", &self.sharing)
+            .field("pages", &self.pages)
+            .finish()
     }
 }
 
-impl Loan {
-    /// The pages lent, one per page of the range. Their contents do not
-    /// change while the loan lasts (the kernel only reads them).
+impl UserPages {
+    /// None yet, of `domain`, for `npages`.
+    pub(crate) fn new(domain: &Arc<VmDomain>, sharing: Sharing, npages: u64) -> Self {
+        Self {
+            domain: domain.clone(),
+            pages: Vec::with_capacity(npages as usize),
+            sharing,
+        }
+    }
+
+    /// Add page `id`, which the caller has lent or wired as `sharing` says.
+    pub(crate) fn push(&mut self, id: PageId) {
+        self.pages.push(id);
+    }
+
+    /// The pages, one per page of the range. A lent page's contents do
+    /// not change while the loan lasts (the kernel only reads them).
     pub fn pages(&self) -> &[PageId] {
         &self.pages
     }
+
+    /// How they are held.
+    pub fn sharing(&self) -> Sharing {
+        self.sharing
+    }
 }
 
-impl Drop for Loan {
+impl Drop for UserPages {
     fn drop(&mut self) {
         let d = &self.domain;
+        if self.sharing == Sharing::Hold {
+            for &id in &self.pages {
+                d.unwire(id, PageQueue::Active);
+            }
+            return;
+        }
         let mut zero = d.loans.zero.lock();
         for &id in &self.pages {
             if !d.page(id).unloan() {
@@ -129,32 +169,36 @@ impl Drop for Loan {
 /// without read access; `EBUSY` for a page wired before its first loan
 /// (see the module doc); `ENOMEM` if the zero page could not be allocated.
 #[doc(alias = "uvm_loan")]
-pub fn loan(map: &VmMap, pmap: &dyn Pmap, start: u64, len: u64) -> Result<Loan, Errno> {
-    let (first, npages) = offset_range_to_pages(start, len)?;
-    let start = first << PAGE_SHIFT;
-    let end = start
-        .checked_add(npages << PAGE_SHIFT)
-        .ok_or(Errno::EINVAL)?;
-    match map.mapped_pages(start, end) {
-        0 => return Err(Errno::EINVAL),
-        n if n < npages => return Err(Errno::EFAULT),
-        _ => {}
-    }
-    let mut l = Loan {
-        domain: map.domain().clone(),
-        pages: Vec::with_capacity(npages as usize),
-    };
+pub fn loan(map: &VmMap, pmap: &dyn Pmap, start: u64, len: u64) -> Result<UserPages, Errno> {
+    let npages = mapped_range(map, start, len)?;
+    let mut l = UserPages::new(map.domain(), Sharing::Loan, npages);
     for i in 0..npages {
         let va = start + i * PAGE_SIZE;
         let (guard, r) = map.lookup(va, Prot::READ).map_err(errno)?;
         map.lookup_done(guard);
-        l.pages.push(loan_page(pmap, &r.object, r.pindex)?);
+        l.push(loan_page(pmap, &r.object, r.pindex)?);
     }
     Ok(l)
 }
 
+/// The number of pages of `[start, start + len)` (`start` page-aligned,
+/// `len` rounded up), checking that the range is wholly mapped: `EINVAL`
+/// for a bad range or one of which nothing is mapped, `EFAULT` for one
+/// partly unmapped.
+pub(crate) fn mapped_range(map: &VmMap, start: u64, len: u64) -> Result<u64, Errno> {
+    let (first, npages) = offset_range_to_pages(start, len)?;
+    let end = (first << PAGE_SHIFT)
+        .checked_add(npages << PAGE_SHIFT)
+        .ok_or(Errno::EINVAL)?;
+    match map.mapped_pages(start, end) {
+        0 => Err(Errno::EINVAL),
+        n if n < npages => Err(Errno::EFAULT),
+        _ => Ok(npages),
+    }
+}
+
 /// The errno of a failed lookup.
-fn errno(e: KernResult) -> Errno {
+pub(crate) fn errno(e: KernResult) -> Errno {
     match e {
         // Unmapped after the check: munmap raced with us.
         KernResult::InvalidAddress => Errno::EFAULT,
@@ -260,4 +304,4 @@ pub(crate) fn break_loan(
 }
 
 #[cfg(all(test, not(loom)))]
-mod tests;
+pub(crate) mod tests;

@@ -14,19 +14,19 @@ use crate::pager::phys::phys_pager_allocate;
 use crate::pmap::SoftPmap;
 use crate::testutil::{FakeMem, domain_with};
 
-const BASE: u64 = 0x40_0000;
-const RW: Prot = Prot::READ.union(Prot::WRITE);
+pub(crate) const BASE: u64 = 0x40_0000;
+pub(crate) const RW: Prot = Prot::READ.union(Prot::WRITE);
 
-struct Env {
-    d: Arc<VmDomain>,
-    mem: Arc<FakeMem>,
-    map: VmMap,
-    pmap: SoftPmap,
+pub(crate) struct Env {
+    pub d: Arc<VmDomain>,
+    pub mem: Arc<FakeMem>,
+    pub map: VmMap,
+    pub pmap: SoftPmap,
 }
 
 /// A domain of `npages` pages filled with 0x5a, so that a page lent as
 /// zeroes must really have been zeroed.
-fn env(npages: u64) -> Env {
+pub(crate) fn env(npages: u64) -> Env {
     let (d, mem) = domain_with(npages);
     for i in 0..npages {
         mem.fill(i * PAGE_SIZE, 0x5a);
@@ -36,7 +36,12 @@ fn env(npages: u64) -> Env {
     Env { d, mem, map, pmap }
 }
 
-fn entry(start: u64, npages: u64, object: Option<Arc<VmObject>>, flags: EntryFlags) -> MapEntry {
+pub(crate) fn entry(
+    start: u64,
+    npages: u64,
+    object: Option<Arc<VmObject>>,
+    flags: EntryFlags,
+) -> MapEntry {
     MapEntry {
         start,
         end: start + npages * PAGE_SIZE,
@@ -51,14 +56,14 @@ fn entry(start: u64, npages: u64, object: Option<Arc<VmObject>>, flags: EntryFla
 
 impl Env {
     /// Anonymous memory of `npages` at `start`.
-    fn anon(&self, start: u64, npages: u64) {
+    pub(crate) fn anon(&self, start: u64, npages: u64) {
         self.map
             .insert(entry(start, npages, None, EntryFlags::empty()))
             .unwrap();
     }
 
     /// The owner writes `v` over the page at `va`.
-    fn write(&self, va: u64, v: u8) {
+    pub(crate) fn write(&self, va: u64, v: u8) {
         vm_fault(&self.map, &self.pmap, va, RW, FaultFlags::empty()).unwrap();
         let (pa, prot) = self.pmap.extract(va).unwrap();
         assert!(prot.contains(Prot::WRITE), "write fault maps writable");
@@ -66,12 +71,12 @@ impl Env {
     }
 
     /// What the owner reads at `va`.
-    fn read(&self, va: u64) -> u8 {
+    pub(crate) fn read(&self, va: u64) -> u8 {
         vm_fault(&self.map, &self.pmap, va, Prot::READ, FaultFlags::empty()).unwrap();
         self.mem.byte(self.pmap.extract(va).unwrap().0)
     }
 
-    fn byte(&self, id: PageId) -> u8 {
+    pub(crate) fn byte(&self, id: PageId) -> u8 {
         self.mem.byte(self.d.page(id).phys_addr())
     }
 
@@ -92,7 +97,7 @@ impl Env {
 /// An environment of 32 pages with anonymous memory of `npages` at
 /// `BASE` whose first page the owner filled with `v`; and the free page
 /// count before.
-fn written(npages: u64, v: u8) -> (Env, u64) {
+pub(crate) fn written(npages: u64, v: u8) -> (Env, u64) {
     let e = env(32);
     let free0 = e.d.phys.free_count();
     e.anon(BASE, npages);
@@ -307,7 +312,7 @@ fn run(ops: &[Op]) {
     }
     let cow = EntryFlags::COW | EntryFlags::NEEDS_COPY;
     e.map.insert(entry(va(8), 8, Some(backing), cow)).unwrap();
-    let mut loans: Vec<(Loan, Vec<u8>)> = Vec::new();
+    let mut loans: Vec<(UserPages, Vec<u8>)> = Vec::new();
     for op in ops {
         match *op {
             Op::Write { page, v } => {
