@@ -3,7 +3,7 @@
 //! The crate is portable and safe: it never touches memory itself. Page
 //! contents are reached through [`domain::PhysAccess`] (the kernel implements
 //! it with its direct map, host tests with a `Vec`), and sleeping on a busy
-//! page goes through [`domain::BusyWait`].
+//! page goes through [`page::BusyWait`].
 //!
 //! | module | FreeBSD | what |
 //! |---|---|---|

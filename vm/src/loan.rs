@@ -4,7 +4,7 @@
 //! A loan takes the page as it is, in whatever object of the entry's
 //! shadow chain holds it ([`VmPage::loan`]): the page stays resident under
 //! the loan wiring, and every mapping of it is made read-only, so an owner
-//! write faults and breaks the loan by copying ([`break_loan`], from the
+//! write faults and breaks the loan by copying (`break_loan`, from the
 //! fault handler): the owner's object gets a private copy in place of the
 //! page, the borrower keeps the original. Whichever of owner and borrower
 //! lets go last frees the page, once, by the `ref_count` protocol
@@ -135,25 +135,50 @@ impl UserPages {
     }
 }
 
+impl UserPages {
+    /// The pages, to be given back one by one with [`release_page`]
+    /// (a grant whose end waits for its peer keeps its page meanwhile).
+    pub fn into_pages(mut self) -> Vec<PageId> {
+        core::mem::take(&mut self.pages)
+    }
+}
+
 impl Drop for UserPages {
     fn drop(&mut self) {
-        let d = &self.domain;
-        if self.sharing == Sharing::Hold {
-            for &id in &self.pages {
-                d.unwire(id, PageQueue::Active);
-            }
+        for &id in &self.pages {
+            release_page(&self.domain, id, self.sharing);
+        }
+    }
+}
+
+/// Give back page `id` of a [`UserPages`] held as `sharing`: unloan it
+/// (`uvm_unloan`) or unwire it; freed if nothing else holds it.
+pub fn release_page(d: &VmDomain, id: PageId, sharing: Sharing) {
+    if sharing == Sharing::Loan {
+        let mut zero = d.loans.zero.lock();
+        if !d.page(id).unloan() {
             return;
         }
-        let mut zero = d.loans.zero.lock();
-        for &id in &self.pages {
-            if !d.page(id).unloan() {
-                continue;
-            }
-            if *zero == Some(id) {
-                *zero = None;
-            }
-            d.unwire(id, PageQueue::Active);
+        if *zero == Some(id) {
+            *zero = None;
         }
+    }
+    d.unwire(id, PageQueue::Active);
+}
+
+/// Give the kernel the pages of `[start, start + len)` of `map` (whose
+/// pages `pmap` maps) as `sharing` says: [`loan`] them or
+/// [`crate::hold::hold_pages`] them for writing.
+pub fn share(
+    map: &VmMap,
+    pmap: &dyn Pmap,
+    start: u64,
+    len: u64,
+    sharing: Sharing,
+) -> Result<UserPages, Errno> {
+    match sharing {
+        Sharing::Loan => loan(map, pmap, start, len),
+        Sharing::Hold => crate::hold::hold_pages(map, pmap, start, len, Prot::READ | Prot::WRITE),
     }
 }
 
