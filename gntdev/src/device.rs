@@ -6,11 +6,12 @@
 //! Every successful `ALLOC_GREF`, `GRANT_USER` or `MAP_GRANT_REF` takes a
 //! run of the file's offset space (first fit, `extent`) and records a
 //! region: a [`GrefRun`] (pages granted: ours, or the process's own,
-//! `Origin`) or a [`GrantMap`] (foreign grants, not mapped yet). `mmap` of a region's offset returns its managed device
-//! object (`pager`), made on the first `mmap` and shared by the later ones
-//! while it lives. The file keeps only a `Weak` to it: the object lives as
-//! long as the process maps it, and its pager's `dtor` tears the mapping
-//! down (notify, then ONE batched unmap) when the last mapping goes.
+//! `Origin`) or a [`GrantMap`] (foreign grants, not mapped yet). `mmap`
+//! of a region's offset returns its managed device object (`pager`), made
+//! on the first `mmap` and shared by the later ones while it lives. The
+//! file keeps only a `Weak` to it: the object lives as long as the
+//! process maps it, and its pager's `dtor` tears the mapping down
+//! (notify, then ONE batched unmap) when the last mapping goes.
 //! `DEALLOC_GREF`/`UNMAP_GRANT_REF` remove the record and free the offsets
 //! at once; a region still mapped lives on in its pager.
 //!

@@ -18,6 +18,7 @@ use crate::fault::{FaultFlags, vm_fault};
 use crate::loan::{Sharing, UserPages, errno, mapped_range};
 use crate::map::VmMap;
 use crate::object::ObjectType;
+use crate::page::PageQueue;
 use crate::pmap::Pmap;
 use crate::{Errno, PAGE_SIZE, Prot};
 
@@ -41,16 +42,23 @@ pub fn hold_pages(
     let mut h = UserPages::new(map.domain(), Sharing::Hold, npages);
     for i in 0..npages {
         let va = start + i * PAGE_SIZE;
-        let (guard, r) = map.lookup(va, prot).map_err(errno)?;
-        map.lookup_done(guard);
-        if r.object.otype() != ObjectType::Default {
-            return Err(Errno::EINVAL);
-        }
         let id = loop {
-            if let Some(id) = pmap.extract_and_hold(va, prot) {
-                break id;
+            let (guard, r) = map.lookup(va, prot).map_err(errno)?;
+            map.lookup_done(guard);
+            if r.object.otype() != ObjectType::Default {
+                return Err(Errno::EINVAL);
             }
-            vm_fault(map, pmap, va, prot, FaultFlags::empty()).map_err(errno)?;
+            match pmap.extract_and_hold(va, prot) {
+                // Held while the map was as looked up: the page is the
+                // anonymous memory's.
+                Some(id) if map.timestamp() == r.timestamp => break id,
+                Some(id) => {
+                    map.domain().unwire(id, PageQueue::Active);
+                }
+                None => {
+                    vm_fault(map, pmap, va, prot, FaultFlags::empty()).map_err(errno)?;
+                }
+            }
         };
         h.push(id);
     }
