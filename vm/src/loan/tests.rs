@@ -269,6 +269,8 @@ enum Op {
     Read { page: u64 },
     Loan { page: u64, n: u64 },
     Unloan { pick: usize },
+    Hold { page: u64, n: u64 },
+    Unhold { pick: usize },
     Unmap { page: u64 },
 }
 
@@ -280,6 +282,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..PAGES).prop_map(|page| Op::Read { page }),
         4 => (0..PAGES, 1u64..5).prop_map(|(page, n)| Op::Loan { page, n }),
         2 => any::<usize>().prop_map(|pick| Op::Unloan { pick }),
+        1 => (0..PAGES, 1u64..3).prop_map(|(page, n)| Op::Hold { page, n }),
+        1 => any::<usize>().prop_map(|pick| Op::Unhold { pick }),
         1 => (0..PAGES).prop_map(|page| Op::Unmap { page }),
     ]
 }
@@ -288,13 +292,71 @@ fn va(page: u64) -> u64 {
     BASE + page * PAGE_SIZE
 }
 
+/// A writable hold: per page, its index and, once the owner unmapped
+/// it, the contents it kept (until then it follows the owner's writes).
+type HoldModel = (UserPages, Vec<(usize, Option<u8>)>);
+
+/// What the test expects.
+struct Model {
+    /// What the owner sees at each page; None once unmapped.
+    owner: Vec<Option<u8>>,
+    /// Loans and the contents they had at loan time.
+    loans: Vec<(UserPages, Vec<u8>)>,
+    holds: Vec<HoldModel>,
+}
+
+impl Model {
+    /// The error a loan or hold of `n` pages from `page` fails with for
+    /// holes: `EINVAL` if nothing is mapped, `EFAULT` if part is.
+    fn hole_error(&self, page: u64, n: u64) -> Option<Errno> {
+        let mapped = self.owner[page as usize..][..n as usize]
+            .iter()
+            .filter(|w| w.is_some())
+            .count();
+        match mapped {
+            0 => Some(Errno::EINVAL),
+            k if k < n as usize => Some(Errno::EFAULT),
+            _ => None,
+        }
+    }
+
+    /// Whether the owner's page `i` is held (it is then wired: no loan).
+    fn held(&self, i: usize) -> bool {
+        self.holds
+            .iter()
+            .any(|(_, ps)| ps.iter().any(|&(p, kept)| p == i && kept.is_none()))
+    }
+
+    /// The contents every borrower and holder must see, and read-only
+    /// owner mappings of loaned pages.
+    fn check(&self, e: &Env) {
+        for (l, want) in &self.loans {
+            for (&id, &w) in l.pages().iter().zip(want) {
+                assert!(e.d.page(id).is_loaned());
+                assert_eq!(e.byte(id), w, "the borrower sees the contents at loan time");
+            }
+        }
+        for (h, ps) in &self.holds {
+            for (&id, &(p, kept)) in h.pages().iter().zip(ps) {
+                assert!(!e.d.page(id).is_loaned(), "a held page is never lent");
+                let want = kept.or(self.owner[p]).unwrap();
+                assert_eq!(e.byte(id), want, "the holder shares the owner's page");
+            }
+        }
+        e.check_read_only(BASE, PAGES);
+    }
+}
+
 fn run(ops: &[Op]) {
     let e = env(128);
     let free0 = e.d.phys.free_count();
-    // What the owner sees at each page; None once unmapped.
-    let mut owner: Vec<Option<u8>> = Vec::new();
+    let mut m = Model {
+        owner: Vec::new(),
+        loans: Vec::new(),
+        holds: Vec::new(),
+    };
     e.anon(BASE, 8);
-    owner.resize(8, Some(0));
+    m.owner.resize(8, Some(0));
     let backing = VmObject::allocate_default(e.d.clone(), 8);
     for i in 0..8 {
         let v = if i % 2 == 0 {
@@ -308,56 +370,76 @@ fn run(ops: &[Op]) {
         } else {
             0
         };
-        owner.push(Some(v));
+        m.owner.push(Some(v));
     }
     let cow = EntryFlags::COW | EntryFlags::NEEDS_COPY;
     e.map.insert(entry(va(8), 8, Some(backing), cow)).unwrap();
-    let mut loans: Vec<(UserPages, Vec<u8>)> = Vec::new();
     for op in ops {
         match *op {
             Op::Write { page, v } => {
-                if owner[page as usize].is_some() {
+                if m.owner[page as usize].is_some() {
                     e.write(va(page), v);
-                    owner[page as usize] = Some(v);
+                    m.owner[page as usize] = Some(v);
                 }
             }
             Op::Read { page } => {
-                if let Some(v) = owner[page as usize] {
+                if let Some(v) = m.owner[page as usize] {
                     assert_eq!(e.read(va(page)), v, "the owner sees its writes");
                 }
             }
             Op::Loan { page, n } => {
                 let n = n.min(PAGES - page);
-                let want: Vec<Option<u8>> = owner[page as usize..][..n as usize].to_vec();
                 let r = loan(&e.map, &e.pmap, va(page), n * PAGE_SIZE);
-                match want.iter().filter(|w| w.is_some()).count() {
-                    0 => assert_eq!(r.err(), Some(Errno::EINVAL)),
-                    k if k < n as usize => assert_eq!(r.err(), Some(Errno::EFAULT)),
-                    _ => loans.push((r.unwrap(), want.into_iter().flatten().collect())),
+                let range = page as usize..(page + n) as usize;
+                let busy = range.clone().any(|i| m.held(i));
+                match m.hole_error(page, n) {
+                    Some(err) => assert_eq!(r.err(), Some(err)),
+                    None if busy => assert_eq!(r.err(), Some(Errno::EBUSY)),
+                    None => {
+                        let want = m.owner[range].iter().flatten().copied().collect();
+                        m.loans.push((r.unwrap(), want));
+                    }
+                }
+            }
+            Op::Hold { page, n } => {
+                let n = n.min(PAGES - page);
+                let r = crate::hold::hold_pages(&e.map, &e.pmap, va(page), n * PAGE_SIZE, RW);
+                match m.hole_error(page, n) {
+                    Some(err) => assert_eq!(r.err(), Some(err)),
+                    None => {
+                        let ps = (page..page + n).map(|p| (p as usize, None)).collect();
+                        m.holds.push((r.unwrap(), ps));
+                    }
                 }
             }
             Op::Unloan { pick } => {
-                if !loans.is_empty() {
-                    loans.remove(pick % loans.len());
+                if !m.loans.is_empty() {
+                    m.loans.remove(pick % m.loans.len());
+                }
+            }
+            Op::Unhold { pick } => {
+                if !m.holds.is_empty() {
+                    m.holds.remove(pick % m.holds.len());
                 }
             }
             Op::Unmap { page } => {
                 e.map.remove(&e.pmap, va(page), va(page + 1)).unwrap();
-                owner[page as usize] = None;
+                let was = m.owner[page as usize].take();
+                for (_, ps) in &mut m.holds {
+                    for (p, kept) in ps.iter_mut() {
+                        if *p == page as usize && kept.is_none() {
+                            *kept = was;
+                        }
+                    }
+                }
             }
         }
-        for (l, want) in &loans {
-            for (&id, &w) in l.pages().iter().zip(want) {
-                assert!(e.d.page(id).is_loaned());
-                assert_eq!(e.byte(id), w, "the borrower sees the contents at loan time");
-            }
-        }
-        e.check_read_only(BASE, PAGES);
+        m.check(&e);
     }
-    let lent: u64 = loans.iter().map(|(l, _)| l.pages().len() as u64).sum();
+    let lent: u64 = m.loans.iter().map(|(l, _)| l.pages().len() as u64).sum();
     let c = &e.d.loans.counters;
     assert!(c.loans.get() >= lent && c.zero.get() <= c.loans.get());
-    drop(loans);
+    drop(m);
     assert_eq!(e.d.loans.zero_page(), None);
     e.map.remove(&e.pmap, BASE, va(PAGES)).unwrap();
     assert_eq!(e.d.phys.free_count(), free0, "every page freed, once");
@@ -368,7 +450,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn loan_unloan_cow_sequences(ops in prop::collection::vec(op(), 1..40)) {
+    fn loan_hold_cow_sequences(ops in prop::collection::vec(op(), 1..40)) {
         run(&ops);
     }
 }
