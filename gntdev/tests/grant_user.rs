@@ -172,3 +172,27 @@ fn what_cannot_be_lent_fails_with_nothing_held() {
     a.assert_baseline();
     b.assert_baseline();
 }
+
+#[test]
+fn a_full_grant_table_gives_every_page_back() {
+    let sim = Sim::new();
+    // One frame of grant table: 512 entries, fewer than the pages.
+    let a = Side::new(&sim, 1, 16);
+    let b = Side::new(&sim, 4, 16);
+    let pa = Proc::new(&a);
+    let va = pa.anon(600);
+    pa.write(va, &[7]).unwrap();
+    let free = a.vm.phys.free_count();
+    assert_eq!(
+        pa.grant_user(b.id(), va, 600, false).err(),
+        Some(Errno::ENOMEM),
+        "GNTST_no_space"
+    );
+    assert_eq!(a.vm.loans.zero_page(), None, "the zero page went back");
+    assert_eq!(a.vm.phys.free_count(), free);
+    assert_eq!(pa.file().grants_held(), 0);
+    assert_eq!(byte_at(&pa, va), 7, "the owner's memory as it was");
+    pa.exit();
+    a.assert_baseline();
+    b.assert_baseline();
+}
