@@ -3,14 +3,15 @@
 //!
 //! # Regions
 //!
-//! Every successful `ALLOC_GREF` or `MAP_GRANT_REF` takes a run of the
-//! file's offset space (first fit, `extent`) and records a region: a
-//! [`GrefRun`] (our pages, granted) or a [`GrantMap`] (foreign grants, not
-//! mapped yet). `mmap` of a region's offset returns its managed device
-//! object (`pager`), made on the first `mmap` and shared by the later ones
-//! while it lives. The file keeps only a `Weak` to it: the object lives as
-//! long as the process maps it, and its pager's `dtor` tears the mapping
-//! down (notify, then ONE batched unmap) when the last mapping goes.
+//! Every successful `ALLOC_GREF`, `GRANT_USER` or `MAP_GRANT_REF` takes a
+//! run of the file's offset space (first fit, `extent`) and records a
+//! region: a [`GrefRun`] (pages granted: ours, or the process's own,
+//! `Origin`) or a [`GrantMap`] (foreign grants, not mapped yet). `mmap`
+//! of a region's offset returns its managed device object (`pager`), made
+//! on the first `mmap` and shared by the later ones while it lives. The
+//! file keeps only a `Weak` to it: the object lives as long as the
+//! process maps it, and its pager's `dtor` tears the mapping down
+//! (notify, then ONE batched unmap) when the last mapping goes.
 //! `DEALLOC_GREF`/`UNMAP_GRANT_REF` remove the record and free the offsets
 //! at once; a region still mapped lives on in its pager.
 //!
@@ -18,6 +19,9 @@
 //! us (whichever comes last destroys them: notify, `end_access`); if the
 //! peer still maps one, its end is deferred and the page kept on the
 //! device's pending list until [`Gntdev::reap`] sees the peer let go.
+//! A `GRANT_USER` run is never mapped through the device (the process
+//! has the pages already), so `DEALLOC_GREF` destroys it; its pages go
+//! back to the VM (unloaned or unwired) when their grants end.
 //!
 //! # Locking
 //!
@@ -38,6 +42,10 @@
 //! object is ever dropped with (r) or (m) held. (f) is never held across a
 //! copy from or to user memory: the copy may fault, and a fault may wait
 //! (for the map lock, a busy page) on a thread that waits for (f).
+//! `GRANT_USER` lends or holds the process's pages ([`MapLookup::share`],
+//! which faults like a copy) with no lock of ours held; its pages go back
+//! through [`vm::loan::release_page`], whose zero-page lock comes after
+//! all of ours.
 
 use alloc::collections::BTreeMap;
 use alloc::sync::{Arc, Weak};
@@ -47,6 +55,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
 use vm::domain::VmDomain;
+use vm::loan::{Sharing, release_page};
 use vm::object::{ObjectType, VmObject};
 use vm::page::{MemAttr, PageId};
 use vm::pager::device::device_pager_allocate;
@@ -192,7 +201,7 @@ pub(crate) struct Notify {
 pub struct Gntdev {
     pub(crate) svc: Services,
     /// (p) grants whose end waits for the peer: reference -> page.
-    pending: Mutex<BTreeMap<GrantRef, PageId>>,
+    pending: Mutex<BTreeMap<GrantRef, (PageId, Origin)>>,
     /// (u) mappings whose unmap failed, retried by [`Gntdev::reap`].
     pub(crate) failed_unmaps: Mutex<Vec<crate::unmap::FailedUnmap>>,
     /// (a) grants all opens hold, within `Services::max_grants`.
@@ -249,7 +258,7 @@ impl Gntdev {
         for r in self.svc.grants.reap() {
             let page = self.pending.lock().remove(&r.gref);
             match page {
-                Some(p) => self.free_page(p),
+                Some((p, origin)) => self.release(p, origin),
                 None => others.push(r),
             }
         }
@@ -292,20 +301,50 @@ impl Gntdev {
         sub(&self.counters.live_pages, 1);
     }
 
+    /// Gives back granted page `page` where it came from.
+    fn release(&self, page: PageId, origin: Origin) {
+        match origin {
+            Origin::Allocated => self.free_page(page),
+            Origin::User(sharing) => release_page(&self.svc.vm, page, sharing),
+        }
+    }
+
     /// The guest frame of page `page`.
     pub(crate) fn gfn(&self, page: PageId) -> u64 {
         self.svc.vm.page(page).phys_addr() >> PAGE_SHIFT
     }
 
-    /// Ends our grant `gref` of `page`: the page is freed now, or kept on
-    /// the pending list while the peer maps it.
-    fn end_grant(&self, gref: GrantRef, page: PageId) {
+    /// Grants `page`, from `origin`, to `domid`; on failure the page goes
+    /// back where it came from.
+    fn grant_page(
+        &self,
+        domid: DomId,
+        page: PageId,
+        readonly: bool,
+        origin: Origin,
+    ) -> Result<(PageId, GrantRef), Errno> {
+        match self
+            .svc
+            .grants
+            .grant_access(domid, self.gfn(page), readonly)
+        {
+            Ok(gref) => Ok((page, gref)),
+            Err(e) => {
+                self.release(page, origin);
+                Err(grant_errno(e))
+            }
+        }
+    }
+
+    /// Ends our grant `gref` of `page`, from `origin`: the page is given
+    /// back now, or kept on the pending list while the peer maps it.
+    fn end_grant(&self, gref: GrantRef, page: PageId, origin: Origin) {
         match self.svc.grants.end_access(gref) {
             Ok(EndAccess::Deferred) => {
-                self.pending.lock().insert(gref, page);
+                self.pending.lock().insert(gref, (page, origin));
             }
             // `Err`: the reference is not live, so nothing grants the page.
-            Ok(EndAccess::Ended) | Err(_) => self.free_page(page),
+            Ok(EndAccess::Ended) | Err(_) => self.release(page, origin),
         }
     }
 
@@ -337,15 +376,26 @@ impl Gntdev {
             );
         }
         for &(page, gref) in &run.grants {
-            self.end_grant(gref, page);
+            self.end_grant(gref, page, run.origin);
         }
     }
 }
 
-/// Allocated grants of one `ALLOC_GREF`.
+/// Where the pages of a [`GrefRun`] come from, which says how they go back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// Our [`PageSource`] (`ALLOC_GREF`).
+    Allocated,
+    /// The process's memory, lent or held as it says (`GRANT_USER`).
+    User(Sharing),
+}
+
+/// Our grants of one `ALLOC_GREF` or `GRANT_USER`.
 pub(crate) struct GrefRun {
     /// File offset (constant).
     pub index: u64,
+    /// Where the pages come from (constant).
+    pub origin: Origin,
     /// `(page, reference)` of each page, in order (constant).
     pub grants: Vec<(PageId, GrantRef)>,
     /// (r) object, notify, lifetime.
@@ -588,6 +638,16 @@ impl GntdevFile {
                 })
             }
             IOCTL_GNTDEV_DEALLOC_GREF => self.dealloc_gref(&copy_in_arg(user, arg)?),
+            IOCTL_GNTDEV_GRANT_USER => {
+                let mut a: GrantUser = copy_in_arg(user, arg)?;
+                self.grant_user(user, maps, &mut a)?;
+                copy_out_arg(user, arg, &a).inspect_err(|_| {
+                    let _ = self.dealloc_gref(&DeallocGref {
+                        index: a.index,
+                        count: a.count,
+                    });
+                })
+            }
             IOCTL_GNTDEV_MAP_GRANT_REF => {
                 let mut a: MapGrantRef = copy_in_arg(user, arg)?;
                 self.map_grant_ref(user, &mut a)?;
@@ -635,46 +695,57 @@ impl GntdevFile {
         let mut grants: Vec<(PageId, GrantRef)> = Vec::with_capacity(a.count as usize);
         let mut res = Ok(());
         for _ in 0..a.count {
-            let page = match self.dev.alloc_page() {
-                Ok(p) => p,
+            let grant = self.dev.alloc_page().and_then(|page| {
+                self.dev
+                    .grant_page(a.domid, page, readonly, Origin::Allocated)
+            });
+            match grant {
+                Ok(g) => grants.push(g),
                 Err(e) => {
                     res = Err(e);
                     break;
                 }
-            };
-            match self
-                .dev
-                .svc
-                .grants
-                .grant_access(a.domid, self.dev.gfn(page), readonly)
-            {
-                Ok(gref) => grants.push((page, gref)),
-                Err(e) => {
-                    self.dev.free_page(page);
-                    res = Err(grant_errno(e));
-                    break;
-                }
             }
         }
+        a.index = index;
+        let reserved = (index, u64::from(a.count));
+        self.record_run(user, a.gref_ids, reserved, grants, Origin::Allocated, res)
+    }
+
+    /// The end of `ALLOC_GREF` and `GRANT_USER`, whose grants `grants` of
+    /// pages from `origin` fill the offsets `(index, count)` they
+    /// reserved, so far with result `res`: copy the references out to
+    /// `gref_ids` and record the run; on any failure end the grants and
+    /// free the offsets.
+    fn record_run(
+        &self,
+        user: &dyn UserMemory,
+        gref_ids: u64,
+        (index, count): (u64, u64),
+        grants: Vec<(PageId, GrantRef)>,
+        origin: Origin,
+        mut res: Result<(), Errno>,
+    ) -> Result<(), Errno> {
         if res.is_ok() {
             let mut ids = vec![0u8; grants.len() * 4];
             for (chunk, &(_, gref)) in ids.chunks_exact_mut(4).zip(&grants) {
                 chunk.copy_from_slice(&gref.to_ne_bytes());
             }
-            res = user.copy_out(a.gref_ids, &ids);
+            res = user.copy_out(gref_ids, &ids);
         }
         let mut inner = self.inner.lock();
         if let Err(e) = res {
             for &(page, gref) in &grants {
-                self.dev.end_grant(gref, page);
+                self.dev.end_grant(gref, page, origin);
             }
-            inner.unreserve(index, u64::from(a.count));
+            inner.unreserve(index, count);
             return Err(e);
         }
         inner.grefs.insert(
             index,
             Arc::new(GrefRun {
                 index,
+                origin,
                 grants,
                 state: Mutex::new(GrefState {
                     object: Weak::new(),
@@ -684,8 +755,55 @@ impl GntdevFile {
                 }),
             }),
         );
-        a.index = index;
         Ok(())
+    }
+
+    /// `GRANT_USER`: the caller's `count` pages at `vaddr`, as they are,
+    /// granted to `domid` (read-only ones lent, writable ones held:
+    /// [`Sharing`]), ids copied out to `gref_ids`; everything undone on
+    /// any failure. `EINVAL` for memory that is not the process's
+    /// anonymous memory (device memory, gntdev mappings, holes), `EFAULT`
+    /// for a range partly unmapped.
+    fn grant_user(
+        &self,
+        user: &dyn UserMemory,
+        maps: &dyn MapLookup,
+        a: &mut GrantUser,
+    ) -> Result<(), Errno> {
+        if a.flags & !GNTDEV_ALLOC_FLAG_WRITABLE != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let readonly = a.flags & GNTDEV_ALLOC_FLAG_WRITABLE == 0;
+        let sharing = if readonly {
+            Sharing::Loan
+        } else {
+            Sharing::Hold
+        };
+        let index = self.inner.lock().reserve(a.count)?;
+        let pages = maps.share(a.vaddr, u64::from(a.count) * PAGE_SIZE, sharing);
+        let pages = match pages {
+            Ok(p) => p.into_pages(),
+            Err(e) => {
+                self.inner.lock().unreserve(index, u64::from(a.count));
+                return Err(e);
+            }
+        };
+        let origin = Origin::User(sharing);
+        let mut grants: Vec<(PageId, GrantRef)> = Vec::with_capacity(pages.len());
+        let mut res = Ok(());
+        for page in pages {
+            if res.is_err() {
+                self.dev.release(page, origin);
+                continue;
+            }
+            match self.dev.grant_page(a.domid, page, readonly, origin) {
+                Ok(g) => grants.push(g),
+                Err(e) => res = Err(e),
+            }
+        }
+        a.index = index;
+        let reserved = (index, u64::from(a.count));
+        self.record_run(user, a.gref_ids, reserved, grants, origin, res)
     }
 
     /// `DEALLOC_GREF`: forget the run at `index` of exactly `count` pages;
@@ -812,6 +930,11 @@ impl GntdevFile {
         if let Some((&start, run)) = inner.grefs.range(..=a.index).next_back()
             && within(start, run.count())
         {
+            // A lent page (maybe the shared zero page) is never written.
+            if a.action & UNMAP_NOTIFY_CLEAR_BYTE != 0 && run.origin == Origin::User(Sharing::Loan)
+            {
+                return Err(Errno::EINVAL);
+            }
             run.state.lock().notify = Some(n);
             return Ok(());
         }
@@ -846,7 +969,8 @@ impl GntdevFile {
         let pages = size.div_ceil(PAGE_SIZE);
         let inner = self.inner.lock();
         if let Some(run) = inner.grefs.get(&offset) {
-            if pages > run.count() {
+            // The process has a `GRANT_USER` run's pages mapped already.
+            if pages > run.count() || run.origin != Origin::Allocated {
                 return Err(Errno::EINVAL);
             }
             let mut st = run.state.lock();

@@ -13,7 +13,7 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`abi`] | ioctl numbers and structs (FreeBSD `sys/xen/gntdev.h`, plus `GRANT_COPY`, `SET_MAX_GRANTS`), from `uapi::gntdev` |
+//! | [`abi`] | ioctl numbers and structs (FreeBSD `sys/xen/gntdev.h`, plus `GRANT_COPY`, `SET_MAX_GRANTS` and our `GRANT_USER`), from `uapi::gntdev` |
 //! | [`device`] | [`Gntdev`] (one per kernel: services, deferred grants, counters) and [`GntdevFile`] (one per open) |
 //! | `extent` | the first-fit allocator of file offsets (private) |
 //! | `pager` | the managed device pagers of mapped and allocated grants (private) |
@@ -45,6 +45,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 pub use device::{DeviceMapping, DomainIdentity, Gntdev, GntdevFile, GntdevStats, Services};
 pub use vm::Errno;
+use vm::loan::{Sharing, UserPages};
 use vm::object::VmObject;
 use vm::page::PageId;
 use xen::grant::{CopyOp, GrantError, Hole};
@@ -135,4 +136,8 @@ pub struct MapEntry {
 pub trait MapLookup {
     /// The entry containing `vaddr`, if any.
     fn lookup(&self, vaddr: u64) -> Option<MapEntry>;
+    /// The pages of `[vaddr, vaddr + len)`, lent or held as `sharing`
+    /// says, for `GRANT_USER` ([`vm::loan::share`] on the process's map
+    /// and pmap, with its errors).
+    fn share(&self, vaddr: u64, len: u64, sharing: Sharing) -> Result<UserPages, Errno>;
 }

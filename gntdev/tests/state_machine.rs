@@ -78,6 +78,7 @@ const FAR: u64 = 0x40_0000_0000;
 const BAD_PTRS: [u64; 4] = [0, 0x8_0000, KERNEL_BASE + 0x1000, u64::MAX - 3];
 const EINVAL: Errno = Errno::EINVAL;
 const EFAULT: Errno = Errno::EFAULT;
+const EBUSY: Errno = Errno::EBUSY;
 const SRC: u16 = GNTCOPY_SOURCE_GREF;
 const DST: u16 = GNTCOPY_DEST_GREF;
 const CLEAR: u32 = UNMAP_NOTIFY_CLEAR_BYTE;
@@ -1897,7 +1898,7 @@ fn call() -> impl Strategy<Value = Call> {
 
 /// The commands, with the size of their struct: the device's, an unknown
 /// nr, and a known nr with another size.
-const CMDS: [(u32, usize); 10] = [
+const CMDS: [(u32, usize); 11] = [
     (IOCTL_GNTDEV_SET_UNMAP_NOTIFY, UnmapNotify::SIZE),
     (IOCTL_GNTDEV_ALLOC_GREF, AllocGref::SIZE),
     (IOCTL_GNTDEV_DEALLOC_GREF, DeallocGref::SIZE),
@@ -1906,6 +1907,7 @@ const CMDS: [(u32, usize); 10] = [
     (IOCTL_GNTDEV_GET_OFFSET_FOR_VADDR, GetOffsetForVaddr::SIZE),
     (IOCTL_GNTDEV_GRANT_COPY, GrantCopy::SIZE),
     (IOCTL_GNTDEV_SET_MAX_GRANTS, SetMaxGrants::SIZE),
+    (IOCTL_GNTDEV_GRANT_USER, GrantUser::SIZE),
     (ioc(IOC_INOUT, GNTDEV_GROUP, 6, 8), 8),
     (ioc(IOC_INOUT, GNTDEV_GROUP, 1, 16), 16),
 ];
@@ -1917,9 +1919,16 @@ enum Want {
     OkOr(&'static [Errno]),
 }
 
-/// A shares two pages with B, which maps them (mmapped and faulted in);
+/// A shares two pages with B, which maps them (mmapped and faulted in),
+/// and each process has two pages of anonymous memory, A's touched;
 /// then arbitrary calls by either, each checked against its input.
 struct Decoders {
+    /// Each process's anonymous memory: two pages, none mapped after.
+    anon: [u64; 2],
+    /// `(index, address, count, writable)` of each open's `GRANT_USER`s
+    /// (also in `regions`): a writable one holds its pages, which a
+    /// read-only one then cannot lend (`EBUSY`).
+    users: [Vec<(u64, u64, u32, bool)>; 2],
     sides: [Side; 2],
     procs: [Proc; 2],
     /// `(index, count, is a map)` recorded by each open.
@@ -1944,7 +1953,11 @@ impl Decoders {
         let ib = procs[B].map_grant_ref(sides[A].id(), &refs).unwrap();
         let vb = procs[B].mmap(ib, 2 * PAGE, RW).unwrap();
         procs[B].touch(vb, false).unwrap();
+        let anon = [procs[A].anon(2), procs[B].anon(2)];
+        procs[A].write(anon[A], &[1]).unwrap();
         Self {
+            anon,
+            users: [Vec::new(), Vec::new()],
             sides,
             procs,
             regions: [vec![(ia, 2, false)], vec![(ib, 2, true)]],
@@ -2036,6 +2049,28 @@ impl Decoders {
             }
             .encode(&mut raw),
             IOCTL_GNTDEV_SET_MAX_GRANTS => SetMaxGrants { count: count(0) }.encode(&mut raw),
+            IOCTL_GNTDEV_GRANT_USER => {
+                let anon = self.anon[side];
+                // Mostly good: the anonymous memory, the references to `buf`.
+                GrantUser {
+                    domid: [b, a][side],
+                    flags: [1, 0, 1, 0, 2, 0xffff][f[1] % 6],
+                    count: [1, 2, 3][f[2] % 3],
+                    index: 0x1234,
+                    gref_ids: if f[3] % 2 == 0 { buf } else { ptr(3) },
+                    vaddr: [
+                        anon,
+                        anon,
+                        anon + PAGE,
+                        anon + 1,
+                        0,
+                        KERNEL_BASE,
+                        buf,
+                        self.vb,
+                    ][f[0] % 8],
+                }
+                .encode(&mut raw)
+            }
             _ => {}
         }
         user.put(argp, c.raw.as_deref().unwrap_or(&raw));
@@ -2044,7 +2079,7 @@ impl Decoders {
         } else {
             ptrs[1 + f[0] % 4]
         };
-        let want = if k < 8 {
+        let want = if k < 9 {
             self.want(side, cmd, size, at)
         } else {
             Want::Is(Err(ENOSYS))
@@ -2080,8 +2115,13 @@ impl Decoders {
                 let a = UnmapNotify::decode(&bytes);
                 let within =
                     |r: &&(u64, u32, bool)| a.index >= r.0 && a.index - r.0 < u64::from(r.1) * PAGE;
-                // Every map is writable: a CLEAR_BYTE is fine on all.
-                if a.action & !(CLEAR | SEND) != 0 || !regions.iter().any(|r| within(&r)) {
+                // Every map is writable: a CLEAR_BYTE is fine on all but
+                // lent pages (read-only `GRANT_USER`s).
+                let lent = self.users[side]
+                    .iter()
+                    .any(|u| !u.3 && within(&&(u.0, u.2, false)));
+                let bad = a.action & !(CLEAR | SEND) != 0 || !regions.iter().any(|r| within(&r));
+                if bad || (lent && a.action & CLEAR != 0) {
                     Err(EINVAL)
                 } else {
                     Ok(())
@@ -2163,6 +2203,31 @@ impl Decoders {
                     Ok(())
                 }
             }
+            IOCTL_GNTDEV_GRANT_USER => {
+                let a = GrantUser::decode(&bytes);
+                let n = u64::from(a.count);
+                let (anon, end) = (self.anon[side], a.vaddr.wrapping_add(n * PAGE));
+                let writable = a.flags == GNTDEV_ALLOC_FLAG_WRITABLE;
+                let held = self.users[side]
+                    .iter()
+                    .any(|u| u.3 && u.1 < end && a.vaddr < u.1 + u64::from(u.2) * PAGE);
+                if a.flags & !GNTDEV_ALLOC_FLAG_WRITABLE != 0 || n == 0 {
+                    Err(EINVAL)
+                } else if !room(n) {
+                    Err(ENOSPC)
+                } else if a.vaddr != anon && a.vaddr != anon + PAGE {
+                    // Unaligned, unmapped, or a gntdev mapping.
+                    Err(EINVAL)
+                } else if end > anon + 2 * PAGE {
+                    Err(EFAULT)
+                } else if !writable && held {
+                    Err(EBUSY)
+                } else if !user.is_mapped(a.gref_ids, a.count as usize * 4) {
+                    Err(EFAULT)
+                } else {
+                    Ok(())
+                }
+            }
             _ => unreachable!("a device command"),
         })
     }
@@ -2180,6 +2245,12 @@ impl Decoders {
                 let a: MapGrantRef = user.get_arg(at);
                 self.regions[side].push((a.index, a.count, true));
             }
+            IOCTL_GNTDEV_GRANT_USER => {
+                let a: GrantUser = user.get_arg(at);
+                self.regions[side].push((a.index, a.count, false));
+                let writable = a.flags == GNTDEV_ALLOC_FLAG_WRITABLE;
+                self.users[side].push((a.index, a.vaddr, a.count, writable));
+            }
             IOCTL_GNTDEV_DEALLOC_GREF | IOCTL_GNTDEV_UNMAP_GRANT_REF => {
                 let a: DeallocGref = user.get_arg(at);
                 let map = cmd == IOCTL_GNTDEV_UNMAP_GRANT_REF;
@@ -2187,8 +2258,12 @@ impl Decoders {
                 if map && side == B && self.ib == Some(a.index) {
                     self.ib = None;
                 }
-                // B still maps A's first run: its pages stay.
-                if !map && (side, a.index) != (A, self.ia) {
+                let users = &mut self.users[side];
+                let user_run = !map && users.iter().any(|u| u.0 == a.index);
+                users.retain(|u| map || u.0 != a.index);
+                // B still maps A's first run: its pages stay. A
+                // `GRANT_USER`'s pages are the process's, not the pool's.
+                if !map && !user_run && (side, a.index) != (A, self.ia) {
                     self.pages[side] -= a.count;
                 }
             }

@@ -7,6 +7,7 @@
 
 use alloc::sync::Arc;
 
+use crate::loan::LoanState;
 use crate::meter::VmCounters;
 use crate::page::{BusyWait, PageId, PageQueue, VPRC_WIRE_COUNT_MASK, VmPage};
 use crate::phys::{FreePool, PhysAllocator};
@@ -26,6 +27,8 @@ pub struct VmDomain {
     pub phys: PhysAllocator,
     /// Statistics.
     pub counters: VmCounters,
+    /// Page loans: the zero page and the loan counters.
+    pub loans: LoanState,
     mem: Arc<dyn PhysAccess>,
     wait: Arc<dyn BusyWait>,
 }
@@ -47,6 +50,7 @@ impl VmDomain {
         Self {
             phys,
             counters: VmCounters::default(),
+            loans: LoanState::default(),
             mem,
             wait,
         }

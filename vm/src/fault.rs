@@ -17,7 +17,9 @@
 //! 3. the full path: down the shadow chain to the first object that has
 //!    the page or whose pager can supply it, zero-filling in the first
 //!    object when none can; a write to a page found in a backing object
-//!    copies it into the first object (copy-on-write).
+//!    copies it into the first object (copy-on-write), and a write to a
+//!    page of the first object that is lent out breaks the loan by copying
+//!    it in its place ([`crate::loan`]). Loaned pages are entered read-only.
 //!
 //! # Locking
 //!
@@ -36,6 +38,7 @@ use alloc::vec::Vec;
 
 use crate::domain::VmDomain;
 use crate::grab::{GrabFlags, grab, grab_valid};
+use crate::loan::break_loan;
 use crate::map::{KernResult, LookupResult, VmMap};
 use crate::meter::Counter;
 use crate::object::{ObjectFlags, ObjectType, VmObject};
@@ -299,7 +302,13 @@ impl Fault<'_> {
             }
         };
         let m = d.page(id);
-        let ok = m.all_valid() && self.enter(d, va, id, l.prot, managed(&l.object)).is_ok();
+        // A write to a loaned page breaks the loan: the full path's work.
+        let loaned = m.is_loaned();
+        let ok = m.all_valid()
+            && !(loaned && self.fault_type.contains(Prot::WRITE))
+            && self
+                .enter(d, va, id, loan_prot(l.prot, loaned), managed(&l.object))
+                .is_ok();
         m.sunbusy(d.wait());
         ok
     }
@@ -394,7 +403,15 @@ impl Fault<'_> {
         let (obj, id) = find_page(first, l.pindex)?;
         let mut copied = false;
         let (id, prot, in_first, managed) = if Arc::ptr_eq(&obj, first) {
-            (id, l.prot, true, managed(first))
+            let loaned = d.page(id).is_loaned();
+            // A write, or a wiring (a loaned page never has a wired
+            // mapping), takes the owner's page back from its borrowers.
+            if loaned && (self.fault_type.contains(Prot::WRITE) || self.wire) {
+                let id = break_loan(self.pmap, first, l.pindex, id)?;
+                (id, l.prot, true, managed(first))
+            } else {
+                (id, loan_prot(l.prot, loaned), true, managed(first))
+            }
         } else if self.fault_type.contains(Prot::WRITE) {
             let dst = match grab(first, l.pindex, GrabFlags::empty()) {
                 Ok(Some(dst)) => dst,
@@ -443,6 +460,11 @@ impl Fault<'_> {
         self.map.lookup_done(guard);
         r.map(|()| Some((FaultPath::Full { copied }, 1)))
     }
+}
+
+/// The rights to map a page with: never `WRITE` while it is loaned.
+fn loan_prot(prot: Prot, loaned: bool) -> Prot {
+    if loaned { prot - Prot::WRITE } else { prot }
 }
 
 /// The physical address of the first of `pages` (pindex, page) when the
@@ -495,12 +517,7 @@ fn find_page(first: &Arc<VmObject>, pindex: u64) -> Result<(Arc<VmObject>, PageI
                 id.expect("grab_valid without NOCREAT or NOWAIT returns a page"),
             ));
         }
-        let next = obj.backing().and_then(|(b, off)| {
-            let bp = p.checked_add(off)?;
-            let inside = bp < b.lock().size();
-            inside.then_some((b, bp))
-        });
-        match next {
+        match obj.backing_pindex(p) {
             Some((b, bp)) => (obj, p) = (b, bp),
             None => {
                 let id = grab_valid(first, pindex, GrabFlags::empty()).map_err(pager_error)?;

@@ -3,7 +3,7 @@
 //! The crate is portable and safe: it never touches memory itself. Page
 //! contents are reached through [`domain::PhysAccess`] (the kernel implements
 //! it with its direct map, host tests with a `Vec`), and sleeping on a busy
-//! page goes through [`domain::BusyWait`].
+//! page goes through [`page::BusyWait`].
 //!
 //! | module | FreeBSD | what |
 //! |---|---|---|
@@ -15,6 +15,8 @@
 //! | [`map`] | `vm_map.c` | address maps: entries, clipping, protection, lookup |
 //! | [`fault`] | `vm_fault.c` | the fault handler: fast, populate and full paths, copy-on-write |
 //! | [`pmap`] | `pmap.h` | the page-table interface, and a software pmap for tests |
+//! | [`loan`] | (NetBSD `uvm_loan.c`) | page loaning: lend resident pages to the kernel, the zero page |
+//! | [`hold`] | `vm_fault.c` | `vm_fault_quick_hold_pages`: wire a range's pages to share them |
 //! | [`kern`] | `vm_kern.c` | contiguous kernel memory with a memory attribute |
 //! | [`meter`] | `vm_meter.c` | VM counters |
 //! | [`domain`] | `vm_domain` | the page array, allocator, counters and hooks together |
@@ -31,7 +33,9 @@ pub mod errno;
 pub mod extent;
 pub mod fault;
 pub mod grab;
+pub mod hold;
 pub mod kern;
+pub mod loan;
 pub mod map;
 pub mod meter;
 pub mod object;

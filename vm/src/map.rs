@@ -410,6 +410,18 @@ impl VmMap {
         Ok(())
     }
 
+    /// How many pages of `[start, end)` (page-aligned) lie in entries.
+    pub fn mapped_pages(&self, start: u64, end: u64) -> u64 {
+        let g = self.inner.read();
+        g.starts_in(start, end)
+            .iter()
+            .map(|s| {
+                let e = &g.entries[s];
+                (e.end.min(end) - e.start.max(start)) >> PAGE_SHIFT
+            })
+            .sum()
+    }
+
     /// Remove `[start, end)` (`vm_map_delete`, munmap): entries that cross
     /// the bounds are clipped, the pages' wired mappings unwired and all
     /// mappings removed from `pmap`, and the object references of the

@@ -222,6 +222,15 @@ impl VmObject {
             .map(|b| (b.object.clone(), b.offset))
     }
 
+    /// Where our pindex `p` lies in the backing object: the backing object
+    /// and its pindex, if this is a shadow and `p` falls inside it.
+    pub fn backing_pindex(&self, p: u64) -> Option<(Arc<VmObject>, u64)> {
+        let (b, off) = self.backing()?;
+        let bp = p.checked_add(off)?;
+        let inside = bp < b.lock().size();
+        inside.then_some((b, bp))
+    }
+
     /// Absorb the backing object while nothing but this shadow references
     /// it (`vm_object_collapse`): its pages that this object lacks move
     /// here, the others are freed, and its own backing becomes ours.

@@ -10,6 +10,7 @@
 //! | (b) | busy: the holder of the busy lock (shared busy is enough for the valid and dirty bits, which change with atomic bit operations) |
 //! | (o) | object lock of the object that holds the page (with the page exclusively busied for renames) |
 //! | (p) | phys allocator: set while the page is free or being registered, constant while it is allocated |
+//! | (l) | loan: atomic; raised only with the page exclusively busied (the zero page: under the zero-page lock, [`crate::loan`]), lowered by the borrower lock-free |
 //!
 //! The busy lock is a first-class lock in its own word and never needs the
 //! object lock (D21548): shared busy is a count, exclusive busy a bit, and a
@@ -30,10 +31,29 @@
 //!
 //!   BLOCKED: set by try_block() only while n == 0; wire_mapped() fails while
 //!   it is set, wire() (caller holds the object lock or busy) does not check.
+//!
+//!   loaned (loan_count > 0): the loans together hold one of the n wirings,
+//!   taken by the first loan and dropped by the last unloan.
 //! ```
 //!
 //! The thread that turns the value into 0 owns the page and frees it, so a
 //! page is freed exactly once ([`VmPage::unwire_noq`], [`VmPage::drop_objref`]).
+//!
+//! # `loan_count`
+//!
+//! Loans after NetBSD's `uvm_loan` ([`crate::loan`]): the number of
+//! borrowers of the page's current contents. While it is not 0 the page
+//! keeps its loan wiring, so it is never freed, moved or reclaimed under a
+//! borrower; the owner's mappings of it are read-only, and an owner write
+//! breaks the loan by copying ([`crate::fault`]). The count is raised only
+//! under the exclusive busy lock, which is what the fault holds when it
+//! reads it, so a fault never misses a new loan; a borrower drops its loan
+//! without the busy lock, and a fault that still sees it merely makes one
+//! copy too many.
+//!
+//! ```text
+//!   0 --loan: wire--> 1 --loan--> 2 ... --unloan--> 1 --unloan: unwire--> 0
+//! ```
 
 use crate::PAGE_SIZE;
 use crate::sync::{AtomicU8, AtomicU32, AtomicU64, Ordering, fence};
@@ -171,16 +191,17 @@ bitflags::bitflags! {
 /// The machine-independent description of one physical page (`vm_page`).
 #[derive(Debug)]
 pub struct VmPage {
-    phys_addr: AtomicU64, // (p) physical address
-    pindex: AtomicU64,    // (o) index in its object
-    ref_count: AtomicU32, // (a) OBJREF | BLOCKED | wirings
-    busy: AtomicU32,      // (a) busy lock word
-    flags: AtomicU8,      // (p) PageFlags
-    queue: AtomicU8,      // (a) PageQueue
-    valid: AtomicU8,      // (b) valid bits, atomic under shared busy
-    dirty: AtomicU8,      // (b) dirty bits, atomic under shared busy
-    memattr: AtomicU8,    // (p) MemAttr, set by its allocator
-    pool: AtomicU8,       // (p) FreePool it was allocated from, set by its allocator
+    phys_addr: AtomicU64,  // (p) physical address
+    pindex: AtomicU64,     // (o) index in its object
+    ref_count: AtomicU32,  // (a) OBJREF | BLOCKED | wirings
+    loan_count: AtomicU32, // (l) borrowers of the contents
+    busy: AtomicU32,       // (a) busy lock word
+    flags: AtomicU8,       // (p) PageFlags
+    queue: AtomicU8,       // (a) PageQueue
+    valid: AtomicU8,       // (b) valid bits, atomic under shared busy
+    dirty: AtomicU8,       // (b) dirty bits, atomic under shared busy
+    memattr: AtomicU8,     // (p) MemAttr, set by its allocator
+    pool: AtomicU8,        // (p) FreePool it was allocated from, set by its allocator
 }
 
 impl VmPage {
@@ -190,6 +211,7 @@ impl VmPage {
             phys_addr: AtomicU64::new(phys_addr),
             pindex: AtomicU64::new(0),
             ref_count: AtomicU32::new(0),
+            loan_count: AtomicU32::new(0),
             busy: AtomicU32::new(VPB_UNBUSIED),
             flags: AtomicU8::new(0),
             queue: AtomicU8::new(PageQueue::None as u8),
@@ -555,6 +577,37 @@ impl VmPage {
         debug_assert!(old & VPRC_BLOCKED != 0, "unblock of a page not blocked");
     }
 
+    // ---- loans ----
+
+    /// Number of loans of the page (`loan_count`).
+    pub fn loan_count(&self) -> u32 {
+        self.loan_count.load(Ordering::Acquire)
+    }
+
+    /// Whether the page is lent out.
+    pub fn is_loaned(&self) -> bool {
+        self.loan_count() != 0
+    }
+
+    /// Count a loan. The caller holds the exclusive busy lock (or the
+    /// zero-page lock) and a reference that keeps the page allocated
+    /// meanwhile. The first loan takes the loan wiring: returns true if
+    /// that was the page's first wiring (for the wired-pages counter).
+    pub fn loan(&self) -> bool {
+        let old = self.loan_count.fetch_add(1, Ordering::AcqRel);
+        debug_assert!(old != u32::MAX, "loan count overflow");
+        old == 0 && self.wire()
+    }
+
+    /// End a loan. Returns true if it was the last: the caller then drops
+    /// the loan wiring ([`VmPage::unwire_noq`], [`crate::domain::VmDomain::unwire`]),
+    /// which frees the page if nothing else holds it.
+    pub fn unloan(&self) -> bool {
+        let old = self.loan_count.fetch_sub(1, Ordering::AcqRel);
+        debug_assert!(old != 0, "unloan of a page not loaned");
+        old == 1
+    }
+
     // ---- valid and dirty bits ----
 
     /// Valid bits (`m->valid`).
@@ -611,6 +664,7 @@ impl VmPage {
     pub(crate) fn reset_for_alloc(&self, pool: u8) {
         self.pool.store(pool, Ordering::Relaxed);
         debug_assert_eq!(self.ref_count(), 0, "allocating a referenced page");
+        debug_assert_eq!(self.loan_count(), 0, "allocating a loaned page");
         debug_assert_eq!(self.busy_word(), VPB_UNBUSIED, "allocating a busy page");
         self.valid.store(0, Ordering::Relaxed);
         self.dirty.store(0, Ordering::Relaxed);
@@ -693,6 +747,21 @@ mod tests {
         assert!(!m.drop_objref());
         assert!(m.unwire_noq(), "last reference");
         assert_eq!(m.ref_count(), 0);
+    }
+
+    #[test]
+    fn loans_hold_one_wiring() {
+        let m = VmPage::new(0);
+        m.set_objref();
+        assert!(m.loan(), "first loan: first wiring");
+        assert!(!m.loan());
+        assert_eq!((m.loan_count(), m.wire_count()), (2, 1));
+        assert!(!m.try_block(), "a loaned page is wired");
+        assert!(!m.unloan());
+        assert!(m.unloan(), "last loan");
+        assert!(!m.is_loaned());
+        assert!(!m.drop_objref(), "the loan wiring is still held");
+        assert!(m.unwire_noq(), "dropping it frees");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Loom models of the page busy lock and `ref_count` protocols.
+//! Loom models of the page busy lock, `ref_count` and loan protocols.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p vm --release --test loom`.
 //! Without `cfg(loom)` this file is empty.
@@ -236,5 +236,136 @@ fn last_unwire_frees_once() {
         }
         assert_eq!(freed.load(Ordering::Relaxed), 1);
         assert_eq!(m.ref_count(), 0);
+    });
+}
+
+/// A page of an object: it holds the page's `OBJREF`.
+fn object_page() -> Arc<VmPage> {
+    let m = Arc::new(VmPage::new(0));
+    m.set_objref();
+    m
+}
+
+/// `pmap_extract_and_hold`: under the pmap lock, where `mapped` says
+/// whether the page's mapping is there, wire the page through it.
+fn hold(m: &VmPage, mapped: &Mutex<bool>) -> bool {
+    let pmap = mapped.lock().unwrap();
+    *pmap && m.wire_mapped().is_some()
+}
+
+/// The first loan of a page as `vm::loan` makes it: under the exclusive
+/// busy lock, block the page, remove its mappings, count the loan,
+/// unblock. Returns whether the page was lent (the block can fail).
+fn lend(m: &VmPage, wq: &LoomWait, remove_mappings: impl FnOnce()) -> bool {
+    m.busy_lock(BusyMode::Exclusive, wq);
+    let lent = m.try_block();
+    if lent {
+        remove_mappings();
+        assert!(m.loan(), "the loan wiring is the first");
+        m.unblock();
+    }
+    m.xunbusy(wq);
+    lent
+}
+
+/// The first loan of a page against a thread
+/// holding the page through its writable mapping (`pmap_extract_and_hold`,
+/// under the pmap lock): it either holds it before the block, which then
+/// fails, or finds no writable mapping; no write lands in a lent page.
+#[test]
+fn loan_against_writable_hold() {
+    model(|| {
+        let wq = Arc::new(LoomWait::default());
+        let m = object_page();
+        // The pmap: whether the owner's writable mapping is there.
+        let writable = Arc::new(Mutex::new(true));
+        let contents = Arc::new(AtomicU32::new(0));
+        let writer = {
+            let (m, writable, contents) = (m.clone(), writable.clone(), contents.clone());
+            thread::spawn(move || {
+                if hold(&m, &writable) {
+                    contents.store(1, Ordering::Relaxed);
+                    assert!(!m.unwire_noq(), "the object still holds it");
+                }
+            })
+        };
+        let mut at_loan = 0;
+        let lent = lend(&m, &wq, || {
+            *writable.lock().unwrap() = false;
+            at_loan = contents.load(Ordering::Relaxed);
+        });
+        writer.join().unwrap();
+        if lent {
+            assert_eq!(
+                contents.load(Ordering::Relaxed),
+                at_loan,
+                "written while lent"
+            );
+            assert_eq!(m.wire_count(), 1);
+        }
+    });
+}
+
+/// Contiguous reclaim moves only pages it can block under the exclusive
+/// busy lock; a loan takes the same lock to wire the page, so a loaned
+/// page is never moved.
+#[test]
+fn reclaim_never_moves_a_loaned_page() {
+    model(|| {
+        let wq = Arc::new(LoomWait::default());
+        let m = object_page();
+        let reclaim = {
+            let (wq, m) = (wq.clone(), m.clone());
+            thread::spawn(move || {
+                m.busy_lock(BusyMode::Exclusive, &*wq);
+                if m.try_block() {
+                    assert!(!m.is_loaned(), "moving a loaned page");
+                    m.unblock();
+                }
+                m.xunbusy(&*wq);
+            })
+        };
+        lend(&m, &wq, || {});
+        reclaim.join().unwrap();
+        assert!(m.is_loaned(), "nothing else wires the page");
+        assert!(!m.try_block(), "a loaned page stays unblockable");
+    });
+}
+
+/// The borrower's unloan, the owner's munmap (mapping removed under the
+/// pmap lock, then the object's reference dropped, as a break of the loan
+/// drops it too) and a hold through the read-only mapping, all at once:
+/// the page is freed exactly once, by whoever lets go last.
+#[test]
+fn unloan_against_owner_free_and_hold() {
+    model(|| {
+        let m = object_page();
+        let freed = Arc::new(AtomicU32::new(0));
+        let mapped = Arc::new(Mutex::new(true));
+        m.loan();
+        let borrower = {
+            let (m, freed) = (m.clone(), freed.clone());
+            thread::spawn(move || {
+                if m.unloan() && m.unwire_noq() {
+                    freed.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+        let holder = {
+            let (m, freed, mapped) = (m.clone(), freed.clone(), mapped.clone());
+            thread::spawn(move || {
+                if hold(&m, &mapped) && m.unwire_noq() {
+                    freed.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+        *mapped.lock().unwrap() = false;
+        if m.drop_objref() {
+            freed.fetch_add(1, Ordering::Relaxed);
+        }
+        borrower.join().unwrap();
+        holder.join().unwrap();
+        assert_eq!(freed.load(Ordering::Relaxed), 1);
+        assert_eq!((m.ref_count(), m.loan_count()), (0, 0));
     });
 }

@@ -19,6 +19,7 @@ use gntdev::{
 use vm::Prot;
 use vm::domain::{PhysAccess, VmDomain};
 use vm::fault::{FaultFlags, vm_fault};
+use vm::loan::{Sharing, UserPages};
 use vm::map::{EntryFlags, Inheritance, KernResult, VmMap};
 use vm::object::VmObject;
 use vm::page::{MemAttr, PageId, PageQueue, SpinWait};
@@ -35,6 +36,9 @@ pub const PAGE: u64 = 4096;
 pub const RW: Prot = Prot::READ.union(Prot::WRITE);
 /// The device-wide grant limit of a [`Side`] made by `Side::new`.
 pub const MAX_GRANTS: u64 = 4 * 65536;
+/// RAM pages of a [`Side`]'s `vm` allocator: the processes' anonymous
+/// memory ([`Proc::anon`]).
+pub const ANON_PAGES: u64 = 64;
 
 fn xerr(e: xen::hypercall::XenErrno) -> Errno {
     Errno(e.0)
@@ -192,7 +196,12 @@ impl Side {
     /// As `new`, with a device-wide limit of `max_grants` grants.
     pub fn with_max_grants(sim: &Sim, frames: u32, pages: u32, max_grants: u64) -> Self {
         let dom = sim.create_domain_with(frames);
-        let phys = PhysAllocator::new(&[], pages + 70_000).unwrap();
+        let ram = dom.alloc_page();
+        for i in 1..ANON_PAGES {
+            assert_eq!(dom.alloc_page(), ram + i, "sim RAM is handed out in order");
+        }
+        let ram = [(ram * PAGE, (ram + ANON_PAGES) * PAGE)];
+        let phys = PhysAllocator::new(&ram, pages + 70_000).unwrap();
         let vm = Arc::new(VmDomain::new(
             phys,
             Arc::new(SimPhys(dom.clone())),
@@ -269,6 +278,7 @@ impl Side {
             (0, 0, 0, 0)
         );
         assert_eq!(self.vm.counters.wired.get(), 0, "wired pages leaked");
+        assert_eq!(self.vm.phys.free_count(), ANON_PAGES, "RAM pages leaked");
     }
 }
 
@@ -374,6 +384,10 @@ impl MapLookup for Proc {
             size: e.end - e.start,
         })
     }
+
+    fn share(&self, vaddr: u64, len: u64, sharing: Sharing) -> Result<UserPages, Errno> {
+        vm::loan::share(&self.map, &self.pmap, vaddr, len, sharing)
+    }
 }
 
 /// Where the test processes' mappings start.
@@ -436,23 +450,44 @@ impl Proc {
         let ids = self.user.alloc(count as usize * 4);
         let a = AllocGref {
             domid,
-            flags: if writable {
-                GNTDEV_ALLOC_FLAG_WRITABLE
-            } else {
-                0
-            },
+            flags: alloc_flags(writable),
             count,
             index: 0,
             gref_ids: ids,
         };
         let a = self.ioctl_arg(IOCTL_GNTDEV_ALLOC_GREF, &a)?;
-        let raw = self.user.get(ids, count as usize * 4);
-        Ok((
-            a.index,
-            raw.chunks(4)
-                .map(|c| u32::from_ne_bytes(c.try_into().unwrap()))
-                .collect(),
-        ))
+        Ok((a.index, self.refs_at(ids, count)))
+    }
+
+    /// `GRANT_USER` of the `count` pages at `vaddr` for `domid`; returns
+    /// (index, refs).
+    pub fn grant_user(
+        &self,
+        domid: u16,
+        vaddr: u64,
+        count: u32,
+        writable: bool,
+    ) -> Result<(u64, Vec<u32>), Errno> {
+        let ids = self.user.alloc(count.max(1) as usize * 4);
+        let a = GrantUser {
+            domid,
+            flags: alloc_flags(writable),
+            count,
+            index: 0,
+            gref_ids: ids,
+            vaddr,
+        };
+        let a = self.ioctl_arg(IOCTL_GNTDEV_GRANT_USER, &a)?;
+        Ok((a.index, self.refs_at(ids, count)))
+    }
+
+    /// The `count` references the device wrote at `ids`.
+    fn refs_at(&self, ids: u64, count: u32) -> Vec<u32> {
+        self.user
+            .get(ids, count as usize * 4)
+            .chunks(4)
+            .map(|c| u32::from_ne_bytes(c.try_into().unwrap()))
+            .collect()
     }
 
     pub fn dealloc_gref(&self, index: u64, count: u32) -> Result<(), Errno> {
@@ -546,6 +581,26 @@ impl Proc {
             })
             .map_err(errno)?;
         Ok(at)
+    }
+
+    /// Anonymous memory of `npages` (`mmap(MAP_ANON)`), untouched;
+    /// returns its address.
+    pub fn anon(&self, npages: u64) -> u64 {
+        let size = npages * PAGE;
+        let at = self.map.find_space(size, 0, MMAP_BASE).unwrap();
+        self.map
+            .insert(vm::map::MapEntry {
+                start: at,
+                end: at + size,
+                object: None,
+                offset: 0,
+                protection: RW,
+                max_protection: Prot::all(),
+                inheritance: Inheritance::default(),
+                flags: EntryFlags::empty(),
+            })
+            .unwrap();
+        at
     }
 
     /// `mprotect(vaddr, len, prot)`.
@@ -652,6 +707,15 @@ impl Pair {
         pa.exit();
         a.assert_baseline();
         b.assert_baseline();
+    }
+}
+
+/// The `flags` of `ALLOC_GREF` and `GRANT_USER`.
+fn alloc_flags(writable: bool) -> u16 {
+    if writable {
+        GNTDEV_ALLOC_FLAG_WRITABLE
+    } else {
+        0
     }
 }
 

@@ -6,7 +6,8 @@
 //! `EFAULT`), guest-physical memory through the identity map, pages from
 //! the VM domain (zeroed, wired, in no object), holes from
 //! `layout::alloc_hole`, the caller's map entries from
-//! `proc::vmspace::lookup_object`, grant copies and the table from
+//! `proc::vmspace::lookup_object` and its pages (`GRANT_USER`) from
+//! `proc::vmspace::share_current`, grant copies and the table from
 //! `grants`, events from Xen. gntdev copies its ioctl structs itself, so
 //! the device takes the raw argument pointer (`DevFile::ioctl_user`).
 //!
@@ -26,6 +27,7 @@ use gntdev::{
 };
 use spin::Once;
 use vm::Prot;
+use vm::loan::{Sharing, UserPages};
 use vm::page::{PageId, PageQueue};
 use vm::phys::FreePool;
 use xen::abi::DomId;
@@ -160,6 +162,10 @@ impl MapLookup for Maps {
             offset,
             size,
         })
+    }
+
+    fn share(&self, vaddr: u64, len: u64, sharing: Sharing) -> Result<UserPages, Errno> {
+        crate::proc::vmspace::share_current(vaddr, len, sharing)
     }
 }
 

@@ -208,6 +208,17 @@ impl VmSpace {
 /// touched (it has no object yet). A private mapping reports the object
 /// it maps until its first write, its shadow afterwards.
 ///
+/// The calling process's pages of `[va, va + len)`, lent or held as
+/// `sharing` says ([`vm::loan::share`]): gntdev's `GRANT_USER`.
+pub fn share_current(
+    va: u64,
+    len: u64,
+    sharing: vm::loan::Sharing,
+) -> Result<vm::loan::UserPages, Errno> {
+    let p = crate::proc::current().ok_or(Errno::EFAULT)?;
+    p.with_vm(|vm| vm::loan::share(&vm.map, &*vm.pmap, va, len, sharing))
+}
+
 /// For drivers that identify a mapping by its address: gntdev's
 /// `GET_OFFSET_FOR_VADDR` compares the object with its own and checks the
 /// entry covers exactly one grant run.

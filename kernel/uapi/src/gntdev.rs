@@ -12,6 +12,7 @@
 //! | 5 | [`IOCTL_GNTDEV_GET_OFFSET_FOR_VADDR`] | WR | FreeBSD |
 //! | 8 | [`IOCTL_GNTDEV_GRANT_COPY`] | W | Linux's semantics and segment layout (Xen's `xen/sys/gntdev.h`); nr 8 as Linux's |
 //! | 9 | [`IOCTL_GNTDEV_SET_MAX_GRANTS`] | W | Linux's `SET_MAX_GRANTS` (its nr 3 is taken in `'E'`); 9 is the first free nr after 8 |
+//! | 10 | [`IOCTL_GNTDEV_GRANT_USER`] | WR | ours: grant pages the caller already has, without a copy (NetBSD-style loans for read-only grants) |
 //!
 //! Arrays are passed by pointer (`gref_ids`, `refs`, `segments`), never as
 //! trailing flexible arrays: the ioctl number encodes a fixed struct size
@@ -115,6 +116,31 @@ ioctl_struct!(
         index: u64,
         /// IN: user pointer to `count` `uint32_t` where the references go.
         gref_ids: u64,
+    }
+);
+
+ioctl_struct!(
+    /// `struct ioctl_gntdev_grant_user` (ours): grant `count` pages of the
+    /// caller's memory at `vaddr` as they are. Read-only grants lend the
+    /// pages (the caller's writes then go to a copy: the peer keeps the
+    /// contents at grant time, and never-touched pages share one zero
+    /// page); writable grants share them, both sides seeing each other's
+    /// writes. `DEALLOC_GREF` of `index` ends the grants; the pages stay
+    /// for the peer until it unmaps them, whatever the caller does
+    /// meanwhile.
+    GrantUser {
+        /// IN: the domain given access.
+        domid: u16,
+        /// IN: [`GNTDEV_ALLOC_FLAG_WRITABLE`].
+        flags: u16,
+        /// IN: pages to grant.
+        count: u32,
+        /// OUT: the offset that `DEALLOC_GREF` ends.
+        index: u64,
+        /// IN: user pointer to `count` `uint32_t` where the references go.
+        gref_ids: u64,
+        /// IN: page-aligned user address of the first page.
+        vaddr: u64,
     }
 );
 
@@ -277,6 +303,8 @@ pub const IOCTL_GNTDEV_GET_OFFSET_FOR_VADDR: u32 = iowr::<GetOffsetForVaddr>(GNT
 pub const IOCTL_GNTDEV_GRANT_COPY: u32 = iow::<GrantCopy>(GNTDEV_GROUP, 8);
 /// `IOCTL_GNTDEV_SET_MAX_GRANTS`: `_IOW('E', 9, ...)` (ours; see the table).
 pub const IOCTL_GNTDEV_SET_MAX_GRANTS: u32 = iow::<SetMaxGrants>(GNTDEV_GROUP, 9);
+/// `IOCTL_GNTDEV_GRANT_USER`: `_IOWR('E', 10, ...)` (ours; see the table).
+pub const IOCTL_GNTDEV_GRANT_USER: u32 = iowr::<GrantUser>(GNTDEV_GROUP, 10);
 
 #[cfg(test)]
 mod tests {
@@ -295,6 +323,7 @@ mod tests {
         assert_eq!(IOCTL_GNTDEV_GET_OFFSET_FOR_VADDR, 0xc018_4505);
         assert_eq!(IOCTL_GNTDEV_GRANT_COPY, 0x8010_4508);
         assert_eq!(IOCTL_GNTDEV_SET_MAX_GRANTS, 0x8004_4509);
+        assert_eq!(IOCTL_GNTDEV_GRANT_USER, 0xc020_450a);
         assert_eq!(iocparm_len(IOCTL_GNTDEV_ALLOC_GREF), AllocGref::SIZE);
     }
 

@@ -82,6 +82,23 @@ fn freebsd_structs_match_freebsd_header() {
     );
 }
 
+/// Our own struct has no C header yet: its layout is pinned here, as
+/// the C a user program would declare it:
+/// `struct ioctl_gntdev_grant_user { uint16_t domid; uint16_t flags;
+/// uint32_t count; uint64_t index; uint32_t *gref_ids; uint64_t vaddr; };`
+#[test]
+fn own_structs_keep_their_layout() {
+    assert_eq!(size_of::<GrantUser>(), 32);
+    assert_eq!(offset_of!(GrantUser, domid), 0);
+    assert_eq!(offset_of!(GrantUser, flags), 2);
+    assert_eq!(offset_of!(GrantUser, count), 4);
+    assert_eq!(offset_of!(GrantUser, index), 8);
+    assert_eq!(offset_of!(GrantUser, gref_ids), 16);
+    assert_eq!(offset_of!(GrantUser, vaddr), 24);
+    let e = u32::from(b'E') << 8;
+    assert_eq!(IOCTL_GNTDEV_GRANT_USER, IOC_INOUT | 32 << 16 | e | 10);
+}
+
 #[test]
 fn linux_structs_match_xen_tools_header() {
     let mut f: Vec<Fact> = Vec::new();

@@ -73,6 +73,15 @@ pub struct Notify {
     pub port: Option<u32>,
 }
 
+/// The `flags` of `ALLOC_GREF` and `GRANT_USER`.
+fn alloc_flags(writable: bool) -> u16 {
+    if writable {
+        abi::GNTDEV_ALLOC_FLAG_WRITABLE
+    } else {
+        0
+    }
+}
+
 fn ioctl<T>(fd: u64, cmd: u32, arg: &mut T) -> SysResult {
     urt::ioctl(fd, cmd, arg as *mut T as u64)
 }
@@ -219,11 +228,7 @@ impl Gnttab {
         let mut ids = Buf::<u32>::new(count)?;
         let mut a = abi::AllocGref {
             domid,
-            flags: if writable {
-                abi::GNTDEV_ALLOC_FLAG_WRITABLE
-            } else {
-                0
-            },
+            flags: alloc_flags(writable),
             count: count as u32,
             index: 0,
             gref_ids: ids.addr(),
@@ -238,11 +243,7 @@ impl Gnttab {
                 None => Ok(addr),
             },
         );
-        let mut d = abi::DeallocGref {
-            index: a.index,
-            count: count as u32,
-        };
-        let _ = ioctl(self.fd, abi::IOCTL_GNTDEV_DEALLOC_GREF, &mut d);
+        let _ = self.dealloc_grefs(a.index, count);
         refs.copy_from_slice(ids.values());
         r
     }
@@ -257,6 +258,46 @@ impl Gnttab {
         gref: &mut u32,
     ) -> SysResult {
         self.share_pages(domid, core::slice::from_mut(gref), writable, Some(notify))
+    }
+
+    /// Grants the `refs.len()` pages at `addr` (page-aligned), which the
+    /// caller already has, to `domid` as they are, without a copy
+    /// (`GRANT_USER`, ours: libxengnttab has no such call); the
+    /// references land in `refs`. Read-only grants lend the pages: the
+    /// caller's later writes go to a copy, and the peer keeps seeing the
+    /// contents at grant time. Writable grants share them both ways.
+    /// Returns the index that [`dealloc_grefs`](Self::dealloc_grefs)
+    /// takes.
+    pub fn grant_user(
+        &self,
+        domid: u16,
+        addr: u64,
+        refs: &mut [u32],
+        writable: bool,
+    ) -> Result<u64, i32> {
+        let mut ids = Buf::<u32>::new(refs.len())?;
+        let mut a = abi::GrantUser {
+            domid,
+            flags: alloc_flags(writable),
+            count: refs.len() as u32,
+            index: 0,
+            gref_ids: ids.addr(),
+            vaddr: addr,
+        };
+        ioctl(self.fd, abi::IOCTL_GNTDEV_GRANT_USER, &mut a)?;
+        refs.copy_from_slice(ids.values());
+        Ok(a.index)
+    }
+
+    /// Ends the `count` grants at `index` of an `ALLOC_GREF` or a
+    /// [`grant_user`](Self::grant_user) (`DEALLOC_GREF`); pages the peer
+    /// still maps stay until it unmaps them.
+    pub fn dealloc_grefs(&self, index: u64, count: usize) -> SysResult {
+        let mut d = abi::DeallocGref {
+            index,
+            count: count as u32,
+        };
+        ioctl(self.fd, abi::IOCTL_GNTDEV_DEALLOC_GREF, &mut d)
     }
 
     /// Ends a share of `count` pages at `addr` (`xengntshr_unshare`):
