@@ -8,6 +8,7 @@
 use alloc::sync::Arc;
 
 use crate::meter::VmCounters;
+use crate::owner::PageOwners;
 use crate::page::{BusyWait, PageId, PageQueue, VPRC_WIRE_COUNT_MASK, VmPage};
 use crate::phys::{FreePool, PhysAllocator};
 
@@ -26,6 +27,8 @@ pub struct VmDomain {
     pub phys: PhysAllocator,
     /// Statistics.
     pub counters: VmCounters,
+    /// The object holding each page.
+    pub owners: PageOwners,
     mem: Arc<dyn PhysAccess>,
     wait: Arc<dyn BusyWait>,
 }
@@ -45,6 +48,7 @@ impl VmDomain {
     /// scheduler runs).
     pub fn new(phys: PhysAllocator, mem: Arc<dyn PhysAccess>, wait: Arc<dyn BusyWait>) -> Self {
         Self {
+            owners: PageOwners::new(phys.page_count()),
             phys,
             counters: VmCounters::default(),
             mem,

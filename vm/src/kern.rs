@@ -7,6 +7,9 @@
 use crate::Errno;
 use crate::domain::VmDomain;
 use crate::page::{MemAttr, PageId};
+use crate::phys::ContigRequest;
+use crate::pmap::Pmap;
+use crate::reclaim;
 
 /// A contiguous run of wired kernel pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,10 +27,14 @@ pub struct KmemRange {
 /// Allocate `npages` physically contiguous pages within `[low, high)`,
 /// `alignment`-aligned and not crossing a multiple of `boundary` (0: none),
 /// wired, tagged with `memattr`, zeroed if `zero` (`kmem_alloc_contig`).
-/// `ENOMEM` when no such run is free.
+/// When no such run is free, the pages of a run are moved away
+/// ([`crate::reclaim::alloc_contig`]; `pmaps` are the address spaces that
+/// may map them). `EINVAL` for a request no run can satisfy (see
+/// [`ContigRequest::new`]), `ENOMEM` when no run can be had.
 #[allow(clippy::too_many_arguments)]
 pub fn kmem_alloc_contig(
     domain: &VmDomain,
+    pmaps: &[&dyn Pmap],
     npages: u64,
     low: u64,
     high: u64,
@@ -36,10 +43,8 @@ pub fn kmem_alloc_contig(
     memattr: MemAttr,
     zero: bool,
 ) -> Result<KmemRange, Errno> {
-    let first = domain
-        .phys
-        .alloc_contig(npages, low, high, alignment, boundary)
-        .ok_or(Errno::ENOMEM)?;
+    let req = ContigRequest::new(npages, low, high, alignment, boundary).ok_or(Errno::EINVAL)?;
+    let first = reclaim::alloc_contig(domain, pmaps, &req).ok_or(Errno::ENOMEM)?;
     for id in first..first + npages as PageId {
         domain.wire(id);
         domain.page(id).set_memattr(memattr);
@@ -83,6 +88,7 @@ mod tests {
         }
         let r = kmem_alloc_contig(
             &d,
+            &[],
             5,
             PAGE_SIZE,
             1 << 20,
@@ -104,7 +110,17 @@ mod tests {
         assert_eq!(d.counters.kmem.get(), 5);
         assert_eq!(d.phys.free_count(), 251);
         assert_eq!(
-            kmem_alloc_contig(&d, 300, 0, 1 << 20, PAGE_SIZE, 0, MemAttr::WriteBack, false),
+            kmem_alloc_contig(
+                &d,
+                &[],
+                300,
+                0,
+                1 << 20,
+                PAGE_SIZE,
+                0,
+                MemAttr::WriteBack,
+                false
+            ),
             Err(Errno::ENOMEM)
         );
         kmem_free(&d, r);

@@ -10,11 +10,13 @@
 //! | [`phys`] | `vm_phys.c` | buddy allocator over the boot memory map, fictitious ranges |
 //! | [`page`] | `vm_page.h` | `vm_page`: busy lock, `ref_count`, valid/dirty bits |
 //! | [`object`] | `vm_object.c` | objects: page index, shadow chains, collapse |
+//! | [`owner`] | (`vm_page.object`) | the object holding each page, for reclaim |
 //! | [`pager`] | `*_pager.c` | default, phys, device and managed device pagers |
 //! | [`grab`] | `vm_page.c` | `vm_page_grab`, `vm_page_grab_valid`, `vm_page_busy_acquire` |
 //! | [`map`] | `vm_map.c` | address maps: entries, clipping, protection, lookup |
 //! | [`fault`] | `vm_fault.c` | the fault handler: fast, populate and full paths, copy-on-write |
 //! | [`pmap`] | `pmap.h` | the page-table interface, and a software pmap for tests |
+//! | [`reclaim`] | `vm_page.c` | contiguous runs by moving the pages in the way (`vm_page_reclaim_contig`) |
 //! | [`kern`] | `vm_kern.c` | contiguous kernel memory with a memory attribute |
 //! | [`meter`] | `vm_meter.c` | VM counters |
 //! | [`domain`] | `vm_domain` | the page array, allocator, counters and hooks together |
@@ -35,10 +37,12 @@ pub mod kern;
 pub mod map;
 pub mod meter;
 pub mod object;
+pub mod owner;
 pub mod page;
 pub mod pager;
 pub mod phys;
 pub mod pmap;
+pub mod reclaim;
 mod sync;
 #[cfg(all(test, not(loom)))]
 mod testutil;

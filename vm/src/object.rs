@@ -4,7 +4,7 @@
 //!
 //! | field | protection |
 //! |---|---|
-//! | `domain`, `otype`, `pager` | constant |
+//! | `domain`, `otype`, `pager`, `owner_slot` | constant |
 //! | `pip` (paging in progress) | (a) atomic |
 //! | `populating` | (a) atomic: set by the one fault in the pager's `populate` |
 //! | size, flags, page index, backing object, shadow list | (o) the object lock ([`VmObject::lock`]) |
@@ -81,6 +81,8 @@ pub struct VmObject {
     domain: Arc<VmDomain>,
     otype: ObjectType,
     pager: Box<dyn PagerOps>,
+    /// Our slot in the domain's object table ([`crate::owner`]).
+    owner_slot: u32,
     pip: AtomicU32,
     /// (a) A fault is in the pager's `populate` ([`VmObject::start_populate`]).
     populating: AtomicBool,
@@ -118,7 +120,8 @@ impl VmObject {
         flags: ObjectFlags,
         pager: Box<dyn PagerOps>,
     ) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new_cyclic(|me| Self {
+            owner_slot: domain.owners.register(me.clone()),
             domain,
             otype,
             pager,
@@ -265,6 +268,7 @@ impl VmObject {
             if bp >= off && pindex < size && !inner.pages.contains_key(&pindex) {
                 m.set_pindex(pindex);
                 inner.pages.insert(pindex, id);
+                self.note_owner(id);
                 m.xunbusy(wait);
             } else {
                 m.xunbusy(wait);
@@ -293,6 +297,15 @@ impl VmObject {
     }
 }
 
+impl VmObject {
+    /// Record that page `id`, which we just took under our lock, is ours.
+    fn note_owner(&self, id: PageId) {
+        self.domain
+            .owners
+            .set(id, self.owner_slot, self.otype == ObjectType::Default);
+    }
+}
+
 impl Drop for VmObject {
     /// `vm_object_terminate`: free the pages, then let the pager go.
     fn drop(&mut self) {
@@ -308,6 +321,7 @@ impl Drop for VmObject {
         }
         let backing = inner.backing.take();
         self.pager.dealloc(self);
+        domain.owners.unregister(self.owner_slot);
         let Some(Backing { object: b, .. }) = backing else {
             return;
         };
@@ -418,6 +432,7 @@ impl ObjectGuard<'_> {
                 m.set_pindex(pindex);
                 m.set_objref();
                 v.insert(id);
+                self.object.note_owner(id);
                 Ok(())
             }
         }
@@ -436,6 +451,28 @@ impl ObjectGuard<'_> {
             domain.release(id);
         }
         Some(id)
+    }
+
+    /// Put page `new`, exclusively busied by the caller and in no object,
+    /// at `pindex` in place of `old`, which the caller has exclusively
+    /// busied (`vm_page_replace`); both stay busied. `old` leaves the
+    /// object: returns whether that was its last reference, in which case
+    /// the caller owns it (to free or to keep). `ENOENT` if `old` is not
+    /// at `pindex`.
+    #[doc(alias = "vm_page_replace")]
+    pub fn replace(&mut self, pindex: u64, old: PageId, new: PageId) -> Result<bool, Errno> {
+        let domain = &self.object.domain;
+        let (mo, mn) = (domain.page(old), domain.page(new));
+        debug_assert!(mo.is_xbusied() && mn.is_xbusied(), "replace without xbusy");
+        let slot = self.inner.pages.get_mut(&pindex).ok_or(Errno::ENOENT)?;
+        if *slot != old {
+            return Err(Errno::ENOENT);
+        }
+        *slot = new;
+        mn.set_pindex(pindex);
+        mn.set_objref();
+        self.object.note_owner(new);
+        Ok(mo.drop_objref())
     }
 }
 

@@ -1,0 +1,370 @@
+//! Contiguous reclaim: contiguous runs under memory pressure, by moving
+//! the pages in the way (FreeBSD's `vm_page_reclaim_contig` and
+//! `vm_page_reclaim_run`, after the contigmalloc rewrite that laundered a
+//! candidate range).
+//!
+//! When no free run satisfies a request, [`alloc_contig`] sweeps the
+//! request's range for a candidate run whose every page is free or
+//! movable: in a default (anonymous) object, unwired, unbusied (wired
+//! covers loaned pages). It sets the run's free pages aside, then moves
+//! each movable page to a free page outside the run ([`relocate`]): copy,
+//! replace it in its object, and take every mapping of it away with
+//! `remove_all` semantics, so that the next access faults the new page in
+//! and no one sees a half-copied page. The first page that cannot be moved
+//! fails the candidate at once; the sweep goes on past it. A request gets
+//! [`RECLAIM_PASSES`] sweeps, as the three laundering passes of the
+//! contigmalloc rewrite, in case a page was busy only for a moment; each
+//! sweep starts at the allocator's reclaim cursor, past the last run
+//! reclaimed, so that repeated requests do not sweep the same frames again.
+//!
+//! # Locking
+//!
+//! A page is moved with its object locked and the page exclusively busied,
+//! and `BLOCKED` ([`crate::page::VmPage::try_block`]) while its mappings
+//! are removed, so that `pmap_extract_and_hold` takes no new wiring:
+//! lookups busy pages under the object lock, so a user either holds a busy
+//! lock (the move fails) or finds the new page. Only try-locks are used:
+//! nothing sleeps. The sweep runs under the allocator's `free` lock and
+//! reads page state lock-free; every fact it saw is checked again under
+//! the object lock and busy before a page is moved.
+
+use crate::domain::VmDomain;
+use crate::object::ObjectType;
+use crate::page::{PageId, VPRC_BLOCKED, VPRC_OBJREF, VPRC_WIRE_COUNT_MASK};
+use crate::phys::{ContigCandidate, ContigRequest, FreePool};
+use crate::pmap::Pmap;
+
+/// Sweeps of a request's range before [`alloc_contig`] gives up.
+pub const RECLAIM_PASSES: u32 = 3;
+
+/// Allocate a contiguous run for `req` (see [`ContigRequest::new`]), as
+/// [`crate::phys::PhysAllocator::alloc_contig_req`], moving the pages in
+/// the way when no free run exists (`vm_page_alloc_contig` with
+/// `vm_page_reclaim_contig`). `pmaps` are the address spaces that may map
+/// a page of the domain: a moved page's mappings are removed from each
+/// (the kernel's pmaps share their mapping lists, so any one will do).
+/// Returns the first page; the others follow it in the array.
+pub fn alloc_contig(domain: &VmDomain, pmaps: &[&dyn Pmap], req: &ContigRequest) -> Option<PageId> {
+    if let Some(id) = domain.phys.alloc_contig_req(req) {
+        return Some(id);
+    }
+    for _ in 0..RECLAIM_PASSES {
+        if let Some(id) = reclaim_pass(domain, pmaps, req) {
+            return Some(id);
+        }
+        // Users may have freed pages meanwhile.
+        if let Some(id) = domain.phys.alloc_contig_req(req) {
+            return Some(id);
+        }
+    }
+    None
+}
+
+/// One sweep of the request's range, from the reclaim cursor round to it.
+fn reclaim_pass(domain: &VmDomain, pmaps: &[&dyn Pmap], req: &ContigRequest) -> Option<PageId> {
+    let phys = &domain.phys;
+    let counters = &domain.counters.reclaim;
+    counters.passes.add(1);
+    let start = phys.reclaim_cursor().clamp(req.lo, req.hi);
+    let movable = |id| movable_hint(domain, id);
+    for (mut from, limit) in [(start, req.hi), (req.lo, start)] {
+        while let Some(mut cand) = phys.take_candidate(req, from, limit, &movable) {
+            match relocate_run(domain, pmaps, &mut cand) {
+                Ok(()) => {
+                    phys.set_reclaim_cursor(cand.pfn() + cand.npages());
+                    counters.runs.add(1);
+                    return Some(phys.finish_candidate(cand));
+                }
+                Err(bad) => {
+                    counters.candidates_failed.add(1);
+                    from = cand.pfn() + bad + 1;
+                    phys.release_candidate(cand);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Whether page `id`, not free, looks movable: in a default object, with
+/// no wiring, not blocked, not busied. Lock-free, so only a hint.
+fn movable_hint(domain: &VmDomain, id: PageId) -> bool {
+    let m = domain.page(id);
+    let rc = m.ref_count();
+    rc & VPRC_OBJREF != 0
+        && rc & (VPRC_WIRE_COUNT_MASK | VPRC_BLOCKED) == 0
+        && !m.is_busied()
+        && domain.owners.movable(id)
+}
+
+/// Move every page of the candidate that is not the reclaimer's yet;
+/// `Err(i)` names the first page of the run that could not be moved.
+fn relocate_run(
+    domain: &VmDomain,
+    pmaps: &[&dyn Pmap],
+    cand: &mut ContigCandidate,
+) -> Result<(), u64> {
+    let run = cand.first()..cand.first() + cand.npages() as PageId;
+    for i in 0..cand.npages() {
+        if cand.owns(i) {
+            continue;
+        }
+        let id = cand.first() + i as PageId;
+        let new = domain.alloc_page(FreePool::Default).ok_or(i)?;
+        if run.contains(&new) {
+            // A page of the run freed since the sweep, handed back by a
+            // CPU's cache: not a replacement.
+            domain.phys.free_page(new);
+            return Err(i);
+        }
+        match relocate(domain, pmaps, id, new) {
+            None => {
+                domain.phys.free_page(new);
+                return Err(i);
+            }
+            Some(owned) => {
+                domain.counters.reclaim.pages_relocated.add(1);
+                if !owned {
+                    return Err(i);
+                }
+                cand.adopt(i);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Move page `id` of an object to the free page `new`
+/// (`vm_page_reclaim_run` for one page): `new` takes its contents, valid
+/// and dirty state (dirty as a whole page) and place in the object, and
+/// every mapping of `id` is removed. Returns `None`, having changed
+/// nothing, if `id` cannot be moved: not in a default object, busied or
+/// wired. Otherwise `Some(owned)`: whether the caller now owns `id`
+/// (unreferenced, unbusied); it always should, as the object's reference
+/// was the last, but a reference taken against the protocol stays with
+/// its holder, who frees the page.
+#[doc(alias = "vm_page_reclaim_run")]
+pub fn relocate(domain: &VmDomain, pmaps: &[&dyn Pmap], id: PageId, new: PageId) -> Option<bool> {
+    let object = domain.owners.object(id)?;
+    if object.otype() != ObjectType::Default {
+        return None;
+    }
+    let (m, mn) = (domain.page(id), domain.page(new));
+    let mut g = object.lock();
+    let pindex = m.pindex();
+    if g.lookup(pindex) != Some(id) || !m.try_xbusy() {
+        return None;
+    }
+    // Under the object lock and busy no one wires the page; BLOCKED stops
+    // pmap_extract_and_hold through the mappings until they are gone.
+    if !m.try_block() {
+        m.xunbusy(domain.wait());
+        return None;
+    }
+    for p in pmaps {
+        p.remove_all(id);
+    }
+    m.unblock();
+    let busied = mn.try_xbusy();
+    debug_assert!(busied, "free page busy");
+    domain.copy_page(id, new);
+    if m.valid() != 0 {
+        mn.set_valid_bits(m.valid());
+    }
+    if m.dirty() != 0 {
+        mn.set_dirty();
+    }
+    mn.set_queue(m.queue());
+    mn.set_memattr(m.memattr());
+    let last = g
+        .replace(pindex, id, new)
+        .expect("page checked at its index under the lock");
+    drop(g);
+    mn.xunbusy(domain.wait());
+    m.xunbusy(domain.wait());
+    // With the object lock and busy held and no mapping left, no one could
+    // take a reference: the object's was the last.
+    debug_assert!(last, "relocated page still referenced");
+    Some(last)
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::grab::{GrabFlags, grab};
+    use crate::object::VmObject;
+    use crate::pmap::{EnterFlags, SoftPmap};
+    use crate::testutil::{FakeMem, domain_with};
+    use crate::{PAGE_SIZE, Prot};
+    use alloc::sync::Arc;
+    use alloc::vec::Vec;
+
+    const VA: u64 = 0x4000_0000;
+
+    fn req(npages: u64, low: u64, high: u64, alignment: u64, boundary: u64) -> ContigRequest {
+        ContigRequest::new(npages, low, high, alignment, boundary).unwrap()
+    }
+
+    /// A domain of `npages` pages, all in one default object whose page
+    /// at pindex `i` holds the byte `i + 1` and is mapped at `VA + i`
+    /// pages; then the pages of odd frame number are removed, so that no
+    /// two free pages are adjacent.
+    fn fragmented(npages: u64) -> (Arc<VmDomain>, Arc<FakeMem>, Arc<VmObject>, SoftPmap) {
+        let (d, mem) = domain_with(npages);
+        let o = VmObject::allocate_default(d.clone(), npages);
+        let pmap = SoftPmap::new(d.clone());
+        for i in 0..npages {
+            let id = grab(&o, i, GrabFlags::ZERO).unwrap().unwrap();
+            mem.fill(d.page(id).phys_addr(), i as u8 + 1);
+            d.page(id).xunbusy(d.wait());
+        }
+        for i in 0..npages {
+            let mut g = o.lock();
+            let id = g.lookup(i).unwrap();
+            let pa = d.page(id).phys_addr();
+            if pa / PAGE_SIZE % 2 == 1 {
+                assert!(d.page(id).try_xbusy());
+                g.remove(i);
+            } else {
+                pmap.enter(VA + i * PAGE_SIZE, id, pa, Prot::READ, EnterFlags::MANAGED)
+                    .unwrap();
+            }
+        }
+        assert_eq!(d.phys.free_count(), npages / 2);
+        (d, mem, o, pmap)
+    }
+
+    #[test]
+    fn moves_object_pages_out_of_the_way() {
+        let (d, mem, o, pmap) = fragmented(64);
+        assert_eq!(
+            d.phys.alloc_contig(4, 0, 64 * PAGE_SIZE, PAGE_SIZE, 0),
+            None
+        );
+        let before: Vec<_> = (0..64).map(|i| o.lock().lookup(i)).collect();
+        let first =
+            alloc_contig(&d, &[&pmap], &req(8, 0, 64 * PAGE_SIZE, 8 * PAGE_SIZE, 0)).unwrap();
+        let run = first..first + 8;
+        assert_eq!(d.page(first).phys_addr() % (8 * PAGE_SIZE), 0);
+        let c = &d.counters.reclaim;
+        assert_eq!((c.runs.get(), c.pages_relocated.get()), (1, 4));
+        assert_eq!(d.phys.free_count(), 32 - 8);
+        for (i, old) in before.iter().enumerate() {
+            let Some(old) = *old else { continue };
+            let now = o.lock().lookup(i as u64).unwrap();
+            let m = d.page(now);
+            let va = VA + i as u64 * PAGE_SIZE;
+            assert_eq!(mem.byte(m.phys_addr() + 100), i as u8 + 1, "contents kept");
+            assert_eq!(m.pindex(), i as u64);
+            assert!(m.all_valid() && !m.is_busied());
+            if run.contains(&old) {
+                assert!(!run.contains(&now), "moved out of the run");
+                assert!(pmap.pte(va).is_none(), "mapping of the old page removed");
+                assert!(pmap.mappings_of(old).is_empty());
+            } else {
+                assert_eq!(now, old, "pages outside the run stay");
+                assert_eq!(pmap.pte(va).unwrap().page, old);
+            }
+        }
+        for id in run.clone() {
+            let m = d.page(id);
+            assert!(m.ref_count() == 0 && !m.is_busied() && m.valid() == 0);
+        }
+        assert_eq!(
+            d.phys.reclaim_cursor(),
+            d.page(first).phys_addr() / PAGE_SIZE + 8
+        );
+        d.phys.free_contig(first, 8);
+        pmap.remove(VA, VA + 64 * PAGE_SIZE);
+        drop(o);
+        assert_eq!(d.phys.free_count(), 64, "nothing leaked");
+        assert_eq!(d.phys.free_blocks(), [(0, 6)]);
+    }
+
+    #[test]
+    fn wired_and_busy_pages_are_not_moved() {
+        let (d, _mem, o, pmap) = fragmented(16);
+        let ids: Vec<_> = (0..16).filter_map(|i| o.lock().lookup(i)).collect();
+        let (wired, busy) = (ids[1], ids[5]);
+        d.wire(wired);
+        assert!(d.page(busy).try_sbusy());
+        // Two aligned runs of 8: one holds the wired page, the other the busy one.
+        let ask = || alloc_contig(&d, &[&pmap], &req(8, 0, 16 * PAGE_SIZE, 8 * PAGE_SIZE, 0));
+        let (lo, hi) = (wired.min(busy), wired.max(busy));
+        assert!(lo < 8 && hi >= 8, "one in each run");
+        assert_eq!(ask(), None);
+        let c = &d.counters.reclaim;
+        assert_eq!(c.passes.get(), u64::from(RECLAIM_PASSES));
+        assert_eq!(c.candidates_failed.get(), 0, "the sweep saw them");
+        assert_eq!(d.phys.free_count(), 8);
+        // Moving them directly fails too, and changes nothing.
+        let spare = d.alloc_page(FreePool::Default).unwrap();
+        for id in [wired, busy] {
+            assert_eq!(relocate(&d, &[&pmap], id, spare), None);
+            assert_eq!(o.lock().lookup(d.page(id).pindex()), Some(id));
+        }
+        assert!(!d.page(spare).is_busied());
+        d.phys.free_page(spare);
+        d.page(busy).sunbusy(d.wait());
+        let first = ask().unwrap();
+        assert_eq!(first, busy & !7, "the run without the wired page");
+        assert_eq!(o.lock().lookup(d.page(wired).pindex()), Some(wired));
+        d.unwire(wired, crate::page::PageQueue::Active);
+        d.phys.free_contig(first, 8);
+        pmap.remove(VA, VA + 16 * PAGE_SIZE);
+        drop(o);
+        assert_eq!(d.phys.free_count(), 16);
+    }
+
+    #[test]
+    fn no_room_to_move_fails_each_candidate_fast() {
+        let (d, _mem) = domain_with(16);
+        let o = VmObject::allocate_default(d.clone(), 16);
+        for i in 0..16 {
+            let id = grab(&o, i, GrabFlags::ZERO).unwrap().unwrap();
+            d.page(id).xunbusy(d.wait());
+        }
+        let ask = || alloc_contig(&d, &[], &req(8, 0, 16 * PAGE_SIZE, 8 * PAGE_SIZE, 0));
+        assert_eq!(ask(), None);
+        let c = &d.counters.reclaim;
+        assert_eq!(c.candidates_failed.get(), 2 * u64::from(RECLAIM_PASSES));
+        assert_eq!(c.pages_relocated.get(), 0);
+        // Free pages 0 and 9..16: no free run, but room for the seven
+        // object pages of run [0, 8).
+        for i in 0..16 {
+            let mut g = o.lock();
+            let id = g.lookup(i).unwrap();
+            if id == 0 || id > 8 {
+                assert!(d.page(id).try_xbusy());
+                g.remove(i);
+            }
+        }
+        let first = ask().unwrap();
+        assert_eq!(first, 0);
+        assert_eq!(c.pages_relocated.get(), 7);
+        assert_eq!(o.lock().resident_count(), 8);
+        assert!((0..16).all(|i| o.lock().lookup(i).is_none_or(|id| id >= 8)));
+        d.phys.free_contig(first, 8);
+        drop(o);
+        assert_eq!(d.phys.free_count(), 16);
+    }
+
+    #[test]
+    fn pages_of_other_objects_and_kernel_pages_stay() {
+        let (d, _mem) = domain_with(8);
+        let phys = crate::pager::phys::phys_pager_allocate(d.clone(), 4 * PAGE_SIZE);
+        let p = grab(&phys, 0, GrabFlags::ZERO).unwrap().unwrap();
+        d.page(p).xunbusy(d.wait());
+        let k = d.alloc_page(FreePool::Default).unwrap();
+        let ask = || alloc_contig(&d, &[], &req(8, 0, 8 * PAGE_SIZE, PAGE_SIZE, 0));
+        assert_eq!(ask(), None);
+        assert!(!movable_hint(&d, k) && !movable_hint(&d, p));
+        d.phys.free_page(k);
+        assert_eq!(ask(), None, "a page of a phys object is not moved");
+        assert_eq!(d.counters.reclaim.pages_relocated.get(), 0);
+        drop(phys);
+        let first = ask().unwrap();
+        d.phys.free_contig(first, 8);
+        assert_eq!(d.phys.free_count(), 8);
+    }
+}
