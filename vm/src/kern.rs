@@ -115,13 +115,28 @@ mod tests {
                 &[],
                 300,
                 0,
-                1 << 20,
+                2 << 20,
                 PAGE_SIZE,
                 0,
                 MemAttr::WriteBack,
                 false
             ),
             Err(Errno::ENOMEM)
+        );
+        assert_eq!(
+            kmem_alloc_contig(
+                &d,
+                &[],
+                3,
+                0,
+                2 * PAGE_SIZE,
+                PAGE_SIZE,
+                0,
+                MemAttr::WriteBack,
+                false
+            ),
+            Err(Errno::EINVAL),
+            "no room in the range"
         );
         kmem_free(&d, r);
         assert_eq!(d.phys.free_count(), 256);

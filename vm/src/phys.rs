@@ -395,10 +395,14 @@ impl ContigRequest {
         if boundary != 0 && (bound == 0 || npages > bound) {
             return None;
         }
+        let (lo, hi) = (low.div_ceil(PAGE_SIZE), high / PAGE_SIZE);
+        if hi.saturating_sub(lo) < npages {
+            return None;
+        }
         Some(Self {
             npages,
-            lo: low.div_ceil(PAGE_SIZE),
-            hi: high / PAGE_SIZE,
+            lo,
+            hi,
             align: (alignment >> PAGE_SHIFT).max(1),
             bound,
         })
