@@ -3,6 +3,7 @@
 #![cfg(not(loom))]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
@@ -387,5 +388,125 @@ proptest! {
             w.check()?;
         }
         w.teardown()?;
+    }
+}
+
+/// Readers that reach pages through their mappings (`extract_and_hold`)
+/// or, when unmapped, through the object under a shared busy (a fault),
+/// while reclaim moves the pages under them and scribbles over each run it
+/// gets: no reader ever sees a page that is not its own.
+#[test]
+fn readers_never_see_a_moved_page() {
+    const PAGES: u64 = 256;
+    for round in 0..20u64 {
+        let mem = Arc::new(Mem(Mutex::new(vec![0; (PAGES * PAGE_SIZE) as usize])));
+        let phys = PhysAllocator::new(&[(0, PAGES * PAGE_SIZE)], 0).unwrap();
+        let d = Arc::new(VmDomain::new(phys, mem.clone(), Arc::new(SpinWait)));
+        let o = VmObject::allocate_default(d.clone(), PAGES);
+        let pmap = Arc::new(SoftPmap::new(d.clone()));
+        let tag = |p: u64| (p % 200) as u8 + 1;
+        for p in 0..PAGES {
+            let id = grab(&o, p, GrabFlags::ZERO).unwrap().unwrap();
+            mem.fill(d.page(id).phys_addr(), tag(p));
+            d.page(id).xunbusy(d.wait());
+        }
+        // Keep the pages of even frames, mapped: no two free pages touch.
+        let mut resident = Vec::new();
+        for p in 0..PAGES {
+            let mut g = o.lock();
+            let id = g.lookup(p).unwrap();
+            let pa = d.page(id).phys_addr();
+            assert!(d.page(id).try_xbusy());
+            if (pa / PAGE_SIZE).is_multiple_of(2) {
+                d.page(id).xunbusy(d.wait());
+                pmap.enter(VA + p * PAGE_SIZE, id, pa, Prot::READ, EnterFlags::MANAGED)
+                    .unwrap();
+                resident.push(p);
+            } else {
+                g.remove(p);
+            }
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let reads = Arc::new(AtomicU64::new(0));
+        let readers: Vec<_> = (0..2u64)
+            .map(|t| {
+                let (d, mem, o, pmap, stop) = (
+                    d.clone(),
+                    mem.clone(),
+                    o.clone(),
+                    pmap.clone(),
+                    stop.clone(),
+                );
+                let (resident, reads) = (resident.clone(), reads.clone());
+                std::thread::spawn(move || {
+                    let mut i = t as usize;
+                    while !stop.load(Ordering::Relaxed) {
+                        i = (i * 7 + 13 + round as usize) % resident.len();
+                        let p = resident[i];
+                        let va = VA + p * PAGE_SIZE;
+                        if let Some(id) = pmap.extract_and_hold(va, Prot::READ) {
+                            assert_eq!(
+                                mem.ends(d.page(id).phys_addr()),
+                                (tag(p), tag(p)),
+                                "held page torn"
+                            );
+                            d.unwire(id, PageQueue::Active);
+                        } else {
+                            let id = grab(&o, p, GrabFlags::SBUSY | GrabFlags::NOCREAT)
+                                .unwrap()
+                                .unwrap();
+                            let pa = d.page(id).phys_addr();
+                            assert_eq!(mem.ends(pa), (tag(p), tag(p)), "faulted page torn");
+                            pmap.enter(va, id, pa, Prot::READ, EnterFlags::MANAGED)
+                                .unwrap();
+                            d.page(id).sunbusy(d.wait());
+                        }
+                        reads.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        let mut runs = Vec::new();
+        for w in 0..PAGES / 32 {
+            // Readers at work before each request.
+            while reads.load(Ordering::Relaxed) < (w + 1) * 50 {
+                std::thread::yield_now();
+            }
+            let req = ContigRequest::new(
+                16,
+                w * 32 * PAGE_SIZE,
+                (w + 1) * 32 * PAGE_SIZE,
+                16 * PAGE_SIZE,
+                0,
+            )
+            .unwrap();
+            // Pages busy under a reader may fail a pass or three; ask again.
+            let first = (0..100)
+                .find_map(|_| alloc_contig(&d, &[&*pmap], &req))
+                .expect("a run in every window");
+            for id in first..first + 16 {
+                assert!(pmap.mappings_of(id).is_empty());
+                mem.fill(d.page(id).phys_addr(), 0xee);
+            }
+            runs.push(first);
+        }
+        stop.store(true, Ordering::Relaxed);
+        for r in readers {
+            r.join().unwrap();
+        }
+        assert!(d.counters.reclaim.pages_relocated.get() >= 8 * 8);
+        for &p in &resident {
+            let id = o.lock().lookup(p).unwrap();
+            assert_eq!(mem.ends(d.page(id).phys_addr()), (tag(p), tag(p)));
+            if let Some(pte) = pmap.pte(VA + p * PAGE_SIZE) {
+                assert_eq!(pte.page, id);
+            }
+        }
+        for first in runs {
+            d.phys.free_contig(first, 16);
+        }
+        pmap.remove(VA, VA + PAGES * PAGE_SIZE);
+        drop(o);
+        assert_eq!(d.phys.free_count(), PAGES, "pages leaked");
     }
 }
