@@ -144,4 +144,47 @@ mod tests {
         assert_eq!(d.page(r.first).memattr(), MemAttr::WriteBack);
         assert_eq!(d.phys.free_blocks(), [(0, 8)]);
     }
+
+    #[test]
+    fn contig_moves_object_pages_when_memory_is_fragmented() {
+        use crate::grab::{GrabFlags, grab};
+        let (d, _mem) = domain_with(32);
+        let o = crate::object::VmObject::allocate_default(d.clone(), 32);
+        for p in 0..32 {
+            let id = grab(&o, p, GrabFlags::ZERO).unwrap().unwrap();
+            d.page(id).xunbusy(d.wait());
+        }
+        // Free every other frame: no two free pages touch.
+        for p in 0..32 {
+            let mut g = o.lock();
+            let id = g.lookup(p).unwrap();
+            if id % 2 == 1 {
+                assert!(d.page(id).try_xbusy());
+                g.remove(p);
+            }
+        }
+        let pmap = crate::pmap::SoftPmap::new(d.clone());
+        let ask = |n| {
+            let pmaps: [&dyn Pmap; 1] = [&pmap];
+            kmem_alloc_contig(
+                &d,
+                &pmaps,
+                n,
+                0,
+                1 << 20,
+                PAGE_SIZE,
+                0,
+                MemAttr::WriteBack,
+                true,
+            )
+        };
+        let r = ask(8).unwrap();
+        assert_eq!(d.counters.reclaim.pages_relocated.get(), 4);
+        assert!((r.first..r.first + 8).all(|id| d.page(id).wire_count() == 1));
+        assert_eq!(o.lock().resident_count(), 16, "the object kept its pages");
+        assert_eq!(ask(9), Err(Errno::ENOMEM), "8 pages left");
+        kmem_free(&d, r);
+        drop(o);
+        assert_eq!(d.phys.free_count(), 32);
+    }
 }

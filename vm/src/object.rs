@@ -648,5 +648,57 @@ mod tests {
         drop(a);
         assert_eq!(c.collapse(), 1);
         assert_eq!(c.lock().lookup(0), Some(a3));
+        let owner = d.owners.object(a3).expect("c is alive");
+        assert!(Arc::ptr_eq(&owner, &c), "a collapse moves the owner too");
+        assert!(d.owners.movable(a3));
+    }
+
+    #[test]
+    fn replace_swaps_the_page_at_its_index() {
+        let d = domain(16);
+        let o = VmObject::allocate_default(d.clone(), 4);
+        let old = put(&d, &o, 1);
+        let new = new_page(&d);
+        let other = new_page(&d);
+        assert!(d.page(old).try_xbusy());
+        let mut g = o.lock();
+        assert_eq!(g.replace(0, old, new), Err(Errno::ENOENT), "empty index");
+        assert_eq!(g.replace(1, other, new), Err(Errno::ENOENT), "another page");
+        assert_eq!(
+            g.replace(1, old, new),
+            Ok(true),
+            "the object's was the last reference"
+        );
+        assert_eq!(g.lookup(1), Some(new));
+        drop(g);
+        assert_eq!(d.page(new).pindex(), 1);
+        assert_eq!(d.page(old).ref_count(), 0);
+        assert!(Arc::ptr_eq(&d.owners.object(new).unwrap(), &o));
+        for id in [old, new, other] {
+            d.page(id).xunbusy(d.wait());
+        }
+        d.phys.free_page(old);
+        d.phys.free_page(other);
+        drop(o);
+        assert_eq!(d.phys.free_count(), 16);
+    }
+
+    #[test]
+    fn owner_slots_are_reused_and_dead_objects_own_nothing() {
+        let d = domain(16);
+        let a = VmObject::allocate_default(d.clone(), 4);
+        let id = put(&d, &a, 0);
+        let phys = crate::pager::phys::phys_pager_allocate(d.clone(), 4 * PAGE_SIZE);
+        let pid = put(&d, &phys, 0);
+        assert!(
+            d.owners.movable(id) && !d.owners.movable(pid),
+            "only default objects' pages move"
+        );
+        assert!(Arc::ptr_eq(&d.owners.object(pid).unwrap(), &phys));
+        let slot = a.owner_slot;
+        drop(a);
+        assert!(d.owners.object(id).is_none(), "the owner is gone");
+        let b = VmObject::allocate_default(d.clone(), 4);
+        assert_eq!(b.owner_slot, slot, "the slot is reused");
     }
 }
