@@ -32,6 +32,12 @@
 //!   running CPU's index comes from the kernel
 //!   ([`PhysAllocator::with_cpu_caches`]); host tests run with one cache.
 //! - Cached pages count as free ([`PhysAllocator::free_count`]).
+//! - Contiguous reclaim ([`crate::reclaim`]) sweeps a request's range for
+//!   a candidate run of free and movable pages under the `free` lock and
+//!   takes the run's free pages off the free lists, so that neither other
+//!   allocations nor the pages that replace the moved ones get them; it
+//!   then gives the run back or takes it whole. The sweep starts at the
+//!   reclaim cursor, past the last run reclaimed.
 //!
 //! # Locking
 //!
@@ -428,7 +434,7 @@ impl ContigRequest {
 /// A run chosen for reclaim ([`PhysAllocator::take_candidate`]): its free
 /// pages are off the free lists; the others still belong to their users.
 #[derive(Debug)]
-pub struct ContigCandidate {
+pub(crate) struct ContigCandidate {
     first: PageId,
     pfn: u64,
     /// Which pages the reclaimer owns: taken free, or moved away from.
@@ -437,28 +443,28 @@ pub struct ContigCandidate {
 
 impl ContigCandidate {
     /// The first page.
-    pub fn first(&self) -> PageId {
+    pub(crate) fn first(&self) -> PageId {
         self.first
     }
 
     /// The frame of the first page.
-    pub fn pfn(&self) -> u64 {
+    pub(crate) fn pfn(&self) -> u64 {
         self.pfn
     }
 
     /// Number of pages.
-    pub fn npages(&self) -> u64 {
+    pub(crate) fn npages(&self) -> u64 {
         self.owned.len() as u64
     }
 
     /// Whether page `i` of the run is the reclaimer's.
-    pub fn owns(&self, i: u64) -> bool {
+    pub(crate) fn owns(&self, i: u64) -> bool {
         self.owned[i as usize]
     }
 
     /// Page `i` of the run is now the reclaimer's: its user let it go, and
     /// its reference count is 0 with no busy lock.
-    pub fn adopt(&mut self, i: u64) {
+    pub(crate) fn adopt(&mut self, i: u64) {
         self.owned[i as usize] = true;
     }
 }
@@ -836,7 +842,7 @@ impl PhysAllocator {
     }
 
     /// Move the reclaim cursor to frame `pfn`.
-    pub fn set_reclaim_cursor(&self, pfn: u64) {
+    pub(crate) fn set_reclaim_cursor(&self, pfn: u64) {
         self.reclaim_cursor.store(pfn, Ordering::Relaxed);
     }
 
@@ -848,7 +854,7 @@ impl PhysAllocator {
     /// moved ones, gets them). Give the run back with
     /// [`PhysAllocator::release_candidate`] or take it with
     /// [`PhysAllocator::finish_candidate`].
-    pub fn take_candidate(
+    pub(crate) fn take_candidate(
         &self,
         req: &ContigRequest,
         from: u64,
@@ -882,7 +888,7 @@ impl PhysAllocator {
 
     /// Give back the pages of a candidate that the caller owns: those
     /// taken free, and those whose users it moved away.
-    pub fn release_candidate(&self, cand: ContigCandidate) {
+    pub(crate) fn release_candidate(&self, cand: ContigCandidate) {
         let first = cand.first as usize;
         let mut q = self.free.lock();
         let seg = q.segs[q.links[first].seg as usize];
@@ -909,7 +915,7 @@ impl PhysAllocator {
 
     /// Allocate a candidate whose every page the caller owns; returns its
     /// first page.
-    pub fn finish_candidate(&self, cand: ContigCandidate) -> PageId {
+    pub(crate) fn finish_candidate(&self, cand: ContigCandidate) -> PageId {
         assert!(
             cand.owned.iter().all(|&o| o),
             "finishing a candidate with pages still in use"

@@ -43,7 +43,8 @@ pub const RECLAIM_PASSES: u32 = 3;
 /// `vm_page_reclaim_contig`). `pmaps` are the address spaces that may map
 /// a page of the domain: a moved page's mappings are removed from each
 /// (the kernel's pmaps share their mapping lists, so any one will do).
-/// Returns the first page; the others follow it in the array.
+/// Returns the first page; the others follow it in the array. The caller
+/// holds no object lock (reclaim takes those of the pages' objects).
 pub fn alloc_contig(domain: &VmDomain, pmaps: &[&dyn Pmap], req: &ContigRequest) -> Option<PageId> {
     if let Some(id) = domain.phys.alloc_contig_req(req) {
         return Some(id);
