@@ -35,6 +35,16 @@ fn benches(c: &mut Criterion) {
         &workload::Buddy(workload::ours()),
     );
     run(c, "buddy_system_allocator", &peer);
+    let mut g = c.benchmark_group("ours_reclaim");
+    g.sample_size(10);
+    let mut seed = 0;
+    g.bench_function("churn_then_contig_reclaim", |b| {
+        b.iter(|| {
+            seed += 1;
+            reclaim::churn_contig_reclaim(seed, true, false)
+        })
+    });
+    g.finish();
     // Contiguous success rate over the same request streams.
     let (mut got_ours, mut got_peer) = (0, 0);
     for seed in 1..=20u64 {
@@ -47,8 +57,8 @@ fn benches(c: &mut Criterion) {
     // requests relocation can satisfy.
     let (mut without, mut with) = (reclaim::Outcome::default(), reclaim::Outcome::default());
     for seed in 1..=20u64 {
-        without += reclaim::churn_contig_reclaim(seed * 7919, false);
-        with += reclaim::churn_contig_reclaim(seed * 7919, true);
+        without += reclaim::churn_contig_reclaim(seed * 7919, false, false);
+        with += reclaim::churn_contig_reclaim(seed * 7919, true, true);
     }
     println!(
         "contig success after churn with movable pages: without reclaim {}/{}, with reclaim {}/{} \
