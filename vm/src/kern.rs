@@ -8,7 +8,6 @@ use crate::Errno;
 use crate::domain::VmDomain;
 use crate::page::{MemAttr, PageId};
 use crate::phys::ContigRequest;
-use crate::pmap::Pmap;
 use crate::reclaim;
 
 /// A contiguous run of wired kernel pages.
@@ -28,13 +27,11 @@ pub struct KmemRange {
 /// `alignment`-aligned and not crossing a multiple of `boundary` (0: none),
 /// wired, tagged with `memattr`, zeroed if `zero` (`kmem_alloc_contig`).
 /// When no such run is free, the pages of a run are moved away
-/// ([`crate::reclaim::alloc_contig`]; `pmaps` are the address spaces that
-/// may map them). `EINVAL` for a request no run can satisfy (see
+/// ([`crate::reclaim::alloc_contig`]). `EINVAL` for a request no run can satisfy (see
 /// [`ContigRequest::new`]), `ENOMEM` when no run can be had.
 #[allow(clippy::too_many_arguments)]
 pub fn kmem_alloc_contig(
     domain: &VmDomain,
-    pmaps: &[&dyn Pmap],
     npages: u64,
     low: u64,
     high: u64,
@@ -44,7 +41,7 @@ pub fn kmem_alloc_contig(
     zero: bool,
 ) -> Result<KmemRange, Errno> {
     let req = ContigRequest::new(npages, low, high, alignment, boundary).ok_or(Errno::EINVAL)?;
-    let first = reclaim::alloc_contig(domain, pmaps, &req).ok_or(Errno::ENOMEM)?;
+    let first = reclaim::alloc_contig(domain, &req).ok_or(Errno::ENOMEM)?;
     for id in first..first + npages as PageId {
         domain.wire(id);
         domain.page(id).set_memattr(memattr);
@@ -88,7 +85,6 @@ mod tests {
         }
         let r = kmem_alloc_contig(
             &d,
-            &[],
             5,
             PAGE_SIZE,
             1 << 20,
@@ -110,23 +106,12 @@ mod tests {
         assert_eq!(d.counters.kmem.get(), 5);
         assert_eq!(d.phys.free_count(), 251);
         assert_eq!(
-            kmem_alloc_contig(
-                &d,
-                &[],
-                300,
-                0,
-                2 << 20,
-                PAGE_SIZE,
-                0,
-                MemAttr::WriteBack,
-                false
-            ),
+            kmem_alloc_contig(&d, 300, 0, 2 << 20, PAGE_SIZE, 0, MemAttr::WriteBack, false),
             Err(Errno::ENOMEM)
         );
         assert_eq!(
             kmem_alloc_contig(
                 &d,
-                &[],
                 3,
                 0,
                 2 * PAGE_SIZE,
@@ -163,21 +148,9 @@ mod tests {
                 g.remove(p);
             }
         }
-        let pmap = crate::pmap::SoftPmap::new(d.clone());
-        let ask = |n| {
-            let pmaps: [&dyn Pmap; 1] = [&pmap];
-            kmem_alloc_contig(
-                &d,
-                &pmaps,
-                n,
-                0,
-                1 << 20,
-                PAGE_SIZE,
-                0,
-                MemAttr::WriteBack,
-                true,
-            )
-        };
+        let pmap = alloc::sync::Arc::new(crate::pmap::SoftPmap::new(d.clone()));
+        d.set_mappings(pmap.mappings());
+        let ask = |n| kmem_alloc_contig(&d, n, 0, 1 << 20, PAGE_SIZE, 0, MemAttr::WriteBack, true);
         let r = ask(8).unwrap();
         assert_eq!(d.counters.reclaim.pages_relocated.get(), 4);
         assert!((r.first..r.first + 8).all(|id| d.page(id).wire_count() == 1));

@@ -28,11 +28,10 @@
 //! reads page state lock-free; every fact it saw is checked again under
 //! the object lock and busy before a page is moved.
 
-use crate::domain::VmDomain;
+use crate::domain::{PageMappings, VmDomain};
 use crate::object::ObjectType;
 use crate::page::{PageId, VPRC_BLOCKED, VPRC_OBJREF, VPRC_WIRE_COUNT_MASK};
 use crate::phys::{ContigCandidate, ContigRequest, FreePool};
-use crate::pmap::Pmap;
 
 /// Sweeps of a request's range before [`alloc_contig`] gives up.
 pub const RECLAIM_PASSES: u32 = 3;
@@ -40,17 +39,18 @@ pub const RECLAIM_PASSES: u32 = 3;
 /// Allocate a contiguous run for `req` (see [`ContigRequest::new`]), as
 /// [`crate::phys::PhysAllocator::alloc_contig_req`], moving the pages in
 /// the way when no free run exists (`vm_page_alloc_contig` with
-/// `vm_page_reclaim_contig`). `pmaps` are the address spaces that may map
-/// a page of the domain: a moved page's mappings are removed from each
-/// (the kernel's pmaps share their mapping lists, so any one will do).
-/// Returns the first page; the others follow it in the array. The caller
-/// holds no object lock (reclaim takes those of the pages' objects).
-pub fn alloc_contig(domain: &VmDomain, pmaps: &[&dyn Pmap], req: &ContigRequest) -> Option<PageId> {
+/// `vm_page_reclaim_contig`). A moved page's mappings are removed through
+/// the domain's [`crate::domain::PageMappings`] hook; without one, only
+/// free runs are used. Returns the first page; the others follow it in
+/// the array. The caller holds no object lock (reclaim takes those of the
+/// pages' objects).
+pub fn alloc_contig(domain: &VmDomain, req: &ContigRequest) -> Option<PageId> {
     if let Some(id) = domain.phys.alloc_contig_req(req) {
         return Some(id);
     }
+    let mappings = domain.mappings()?;
     for _ in 0..RECLAIM_PASSES {
-        if let Some(id) = reclaim_pass(domain, pmaps, req) {
+        if let Some(id) = reclaim_pass(domain, mappings, req) {
             return Some(id);
         }
         // Users may have freed pages meanwhile.
@@ -62,7 +62,11 @@ pub fn alloc_contig(domain: &VmDomain, pmaps: &[&dyn Pmap], req: &ContigRequest)
 }
 
 /// One sweep of the request's range, from the reclaim cursor round to it.
-fn reclaim_pass(domain: &VmDomain, pmaps: &[&dyn Pmap], req: &ContigRequest) -> Option<PageId> {
+fn reclaim_pass(
+    domain: &VmDomain,
+    mappings: &dyn PageMappings,
+    req: &ContigRequest,
+) -> Option<PageId> {
     let phys = &domain.phys;
     let counters = &domain.counters.reclaim;
     counters.passes.add(1);
@@ -70,7 +74,7 @@ fn reclaim_pass(domain: &VmDomain, pmaps: &[&dyn Pmap], req: &ContigRequest) -> 
     let movable = |id| movable_hint(domain, id);
     for (mut from, limit) in [(start, req.hi), (req.lo, start)] {
         while let Some(mut cand) = phys.take_candidate(req, from, limit, &movable) {
-            match relocate_run(domain, pmaps, &mut cand) {
+            match relocate_run(domain, mappings, &mut cand) {
                 Ok(()) => {
                     phys.set_reclaim_cursor(cand.pfn() + cand.npages());
                     counters.runs.add(1);
@@ -102,7 +106,7 @@ fn movable_hint(domain: &VmDomain, id: PageId) -> bool {
 /// `Err(i)` names the first page of the run that could not be moved.
 fn relocate_run(
     domain: &VmDomain,
-    pmaps: &[&dyn Pmap],
+    mappings: &dyn PageMappings,
     cand: &mut ContigCandidate,
 ) -> Result<(), u64> {
     let run = cand.first()..cand.first() + cand.npages() as PageId;
@@ -118,7 +122,7 @@ fn relocate_run(
             domain.phys.free_page(new);
             return Err(i);
         }
-        match relocate(domain, pmaps, id, new) {
+        match relocate(domain, mappings, id, new) {
             None => {
                 domain.phys.free_page(new);
                 return Err(i);
@@ -145,7 +149,12 @@ fn relocate_run(
 /// was the last, but a reference taken against the protocol stays with
 /// its holder, who frees the page.
 #[doc(alias = "vm_page_reclaim_run")]
-pub fn relocate(domain: &VmDomain, pmaps: &[&dyn Pmap], id: PageId, new: PageId) -> Option<bool> {
+pub fn relocate(
+    domain: &VmDomain,
+    mappings: &dyn PageMappings,
+    id: PageId,
+    new: PageId,
+) -> Option<bool> {
     let object = domain.owners.object(id)?;
     if object.otype() != ObjectType::Default {
         return None;
@@ -162,9 +171,7 @@ pub fn relocate(domain: &VmDomain, pmaps: &[&dyn Pmap], id: PageId, new: PageId)
         m.xunbusy(domain.wait());
         return None;
     }
-    for p in pmaps {
-        p.remove_all(id);
-    }
+    mappings.remove_all(id);
     m.unblock();
     let busied = mn.try_xbusy();
     debug_assert!(busied, "free page busy");
@@ -194,7 +201,7 @@ mod tests {
     use super::*;
     use crate::grab::{GrabFlags, grab};
     use crate::object::VmObject;
-    use crate::pmap::{EnterFlags, SoftPmap};
+    use crate::pmap::{EnterFlags, Pmap, SoftPmap};
     use crate::testutil::{FakeMem, domain_with};
     use crate::{PAGE_SIZE, Prot};
     use alloc::sync::Arc;
@@ -210,10 +217,11 @@ mod tests {
     /// at pindex `i` holds the byte `i + 1` and is mapped at `VA + i`
     /// pages; then the pages of odd frame number are removed, so that no
     /// two free pages are adjacent.
-    fn fragmented(npages: u64) -> (Arc<VmDomain>, Arc<FakeMem>, Arc<VmObject>, SoftPmap) {
+    fn fragmented(npages: u64) -> (Arc<VmDomain>, Arc<FakeMem>, Arc<VmObject>, Arc<SoftPmap>) {
         let (d, mem) = domain_with(npages);
         let o = VmObject::allocate_default(d.clone(), npages);
-        let pmap = SoftPmap::new(d.clone());
+        let pmap = Arc::new(SoftPmap::new(d.clone()));
+        d.set_mappings(pmap.mappings());
         for i in 0..npages {
             let id = grab(&o, i, GrabFlags::ZERO).unwrap().unwrap();
             mem.fill(d.page(id).phys_addr(), i as u8 + 1);
@@ -243,8 +251,7 @@ mod tests {
             None
         );
         let before: Vec<_> = (0..64).map(|i| o.lock().lookup(i)).collect();
-        let first =
-            alloc_contig(&d, &[&pmap], &req(8, 0, 64 * PAGE_SIZE, 8 * PAGE_SIZE, 0)).unwrap();
+        let first = alloc_contig(&d, &req(8, 0, 64 * PAGE_SIZE, 8 * PAGE_SIZE, 0)).unwrap();
         let run = first..first + 8;
         assert_eq!(d.page(first).phys_addr() % (8 * PAGE_SIZE), 0);
         let c = &d.counters.reclaim;
@@ -290,7 +297,7 @@ mod tests {
         d.wire(wired);
         assert!(d.page(busy).try_sbusy());
         // Two aligned runs of 8: one holds the wired page, the other the busy one.
-        let ask = || alloc_contig(&d, &[&pmap], &req(8, 0, 16 * PAGE_SIZE, 8 * PAGE_SIZE, 0));
+        let ask = || alloc_contig(&d, &req(8, 0, 16 * PAGE_SIZE, 8 * PAGE_SIZE, 0));
         let (lo, hi) = (wired.min(busy), wired.max(busy));
         assert!(lo < 8 && hi >= 8, "one in each run");
         assert_eq!(ask(), None);
@@ -301,7 +308,7 @@ mod tests {
         // Moving them directly fails too, and changes nothing.
         let spare = d.alloc_page(FreePool::Default).unwrap();
         for id in [wired, busy] {
-            assert_eq!(relocate(&d, &[&pmap], id, spare), None);
+            assert_eq!(relocate(&d, &*pmap.mappings(), id, spare), None);
             assert_eq!(o.lock().lookup(d.page(id).pindex()), Some(id));
         }
         assert!(!d.page(spare).is_busied());
@@ -318,6 +325,32 @@ mod tests {
     }
 
     #[test]
+    fn without_the_mappings_hook_only_free_runs_are_used() {
+        let (d, _mem) = domain_with(8);
+        let o = VmObject::allocate_default(d.clone(), 8);
+        let ids: Vec<_> = (0..8)
+            .map(|i| grab(&o, i, GrabFlags::ZERO).unwrap().unwrap())
+            .collect();
+        for (i, id) in (0..8).zip(ids) {
+            if id % 2 == 1 {
+                o.lock().remove(i);
+            } else {
+                d.page(id).xunbusy(d.wait());
+            }
+        }
+        let ask = || alloc_contig(&d, &req(2, 0, 8 * PAGE_SIZE, 2 * PAGE_SIZE, 0));
+        assert_eq!(ask(), None);
+        assert_eq!(d.counters.reclaim.passes.get(), 0);
+        let pmap = Arc::new(SoftPmap::new(d.clone()));
+        d.set_mappings(pmap.mappings());
+        let first = ask().unwrap();
+        assert_eq!(d.counters.reclaim.pages_relocated.get(), 1);
+        d.phys.free_contig(first, 2);
+        drop(o);
+        assert_eq!(d.phys.free_count(), 8);
+    }
+
+    #[test]
     fn no_room_to_move_fails_each_candidate_fast() {
         let (d, _mem) = domain_with(16);
         let o = VmObject::allocate_default(d.clone(), 16);
@@ -325,7 +358,9 @@ mod tests {
             let id = grab(&o, i, GrabFlags::ZERO).unwrap().unwrap();
             d.page(id).xunbusy(d.wait());
         }
-        let ask = || alloc_contig(&d, &[], &req(8, 0, 16 * PAGE_SIZE, 8 * PAGE_SIZE, 0));
+        let pmap = Arc::new(SoftPmap::new(d.clone()));
+        d.set_mappings(pmap.mappings());
+        let ask = || alloc_contig(&d, &req(8, 0, 16 * PAGE_SIZE, 8 * PAGE_SIZE, 0));
         assert_eq!(ask(), None);
         let c = &d.counters.reclaim;
         assert_eq!(c.candidates_failed.get(), 2 * u64::from(RECLAIM_PASSES));
@@ -353,11 +388,13 @@ mod tests {
     #[test]
     fn pages_of_other_objects_and_kernel_pages_stay() {
         let (d, _mem) = domain_with(8);
+        let pmap = Arc::new(SoftPmap::new(d.clone()));
+        d.set_mappings(pmap.mappings());
         let phys = crate::pager::phys::phys_pager_allocate(d.clone(), 4 * PAGE_SIZE);
         let p = grab(&phys, 0, GrabFlags::ZERO).unwrap().unwrap();
         d.page(p).xunbusy(d.wait());
         let k = d.alloc_page(FreePool::Default).unwrap();
-        let ask = || alloc_contig(&d, &[], &req(8, 0, 8 * PAGE_SIZE, PAGE_SIZE, 0));
+        let ask = || alloc_contig(&d, &req(8, 0, 8 * PAGE_SIZE, PAGE_SIZE, 0));
         assert_eq!(ask(), None);
         assert!(!movable_hint(&d, k) && !movable_hint(&d, p));
         d.phys.free_page(k);

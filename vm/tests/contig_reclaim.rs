@@ -107,7 +107,7 @@ struct Held {
 struct World {
     d: Arc<VmDomain>,
     mem: Arc<Mem>,
-    pmap: SoftPmap,
+    pmap: Arc<SoftPmap>,
     objs: Vec<Arc<VmObject>>,
     held: Vec<BTreeMap<u64, Held>>,
     phys_obj: Arc<VmObject>,
@@ -122,8 +122,10 @@ impl World {
         let mem = Arc::new(Mem(Mutex::new(vec![0; (NPAGES * PAGE_SIZE) as usize])));
         let phys = PhysAllocator::new(&[(0, NPAGES * PAGE_SIZE)], 0).unwrap();
         let d = Arc::new(VmDomain::new(phys, mem.clone(), Arc::new(SpinWait)));
+        let pmap = Arc::new(SoftPmap::new(d.clone()));
+        d.set_mappings(pmap.mappings());
         Self {
-            pmap: SoftPmap::new(d.clone()),
+            pmap,
             objs: (0..NOBJ)
                 .map(|_| VmObject::allocate_default(d.clone(), OBJ_PAGES))
                 .collect(),
@@ -294,7 +296,7 @@ impl World {
     fn contig(&mut self, req: &ContigRequest, keep: bool) -> Result<(), TestCaseError> {
         let expect = self.satisfiable(req);
         let free_before = self.d.phys.free_count();
-        let got = alloc_contig(&self.d, &[&self.pmap], req);
+        let got = alloc_contig(&self.d, req);
         prop_assert_eq!(got.is_some(), expect, "reclaim disagrees with the oracle");
         let Some(first) = got else {
             prop_assert_eq!(
@@ -404,6 +406,7 @@ fn readers_never_see_a_moved_page() {
         let d = Arc::new(VmDomain::new(phys, mem.clone(), Arc::new(SpinWait)));
         let o = VmObject::allocate_default(d.clone(), PAGES);
         let pmap = Arc::new(SoftPmap::new(d.clone()));
+        d.set_mappings(pmap.mappings());
         let tag = |p: u64| (p % 200) as u8 + 1;
         for p in 0..PAGES {
             let id = grab(&o, p, GrabFlags::ZERO).unwrap().unwrap();
@@ -482,7 +485,7 @@ fn readers_never_see_a_moved_page() {
             .unwrap();
             // Pages busy under a reader may fail a pass or three; ask again.
             let first = (0..100)
-                .find_map(|_| alloc_contig(&d, &[&*pmap], &req))
+                .find_map(|_| alloc_contig(&d, &req))
                 .expect("a run in every window");
             for id in first..first + 16 {
                 assert!(pmap.mappings_of(id).is_empty());

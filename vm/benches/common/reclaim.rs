@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use vm::PAGE_SIZE;
-use vm::domain::{PhysAccess, VmDomain};
+use vm::domain::{PageMappings, PhysAccess, VmDomain};
 use vm::grab::{GrabFlags, grab};
 use vm::object::VmObject;
 use vm::page::{PageId, SpinWait};
@@ -21,12 +21,17 @@ const OBJ_PAGES: u64 = 1024;
 /// One page in this many is a kernel page, which is never moved.
 const KERNEL_ONE_IN: u64 = 3;
 
-/// Page contents are not looked at: copies and zero-fills do nothing.
+/// Page contents are not looked at: copies and zero-fills do nothing;
+/// and nothing is mapped.
 struct NoMem;
 
 impl PhysAccess for NoMem {
     fn zero_page(&self, _pa: u64) {}
     fn copy_page(&self, _src: u64, _dst: u64) {}
+}
+
+impl PageMappings for NoMem {
+    fn remove_all(&self, _page: PageId) {}
 }
 
 /// The outcome of the requests of one churn.
@@ -101,6 +106,7 @@ fn fixed_frames(d: &VmDomain, objects: &[Arc<VmObject>]) -> Vec<bool> {
 pub fn churn_contig_reclaim(seed: u64, with_reclaim: bool, oracle: bool) -> Outcome {
     let phys = PhysAllocator::new(&[(0, NPAGES * PAGE_SIZE)], 0).unwrap();
     let d = Arc::new(VmDomain::new(phys, Arc::new(NoMem), Arc::new(SpinWait)));
+    d.set_mappings(Arc::new(NoMem));
     let objects: Vec<_> = (0..NPAGES / OBJ_PAGES)
         .map(|_| VmObject::allocate_default(d.clone(), OBJ_PAGES))
         .collect();
@@ -148,7 +154,7 @@ pub fn churn_contig_reclaim(seed: u64, with_reclaim: bool, oracle: bool) -> Outc
             out.satisfiable += u32::from(satisfiable(&fixed, d.phys.free_count(), &req));
         }
         let got = if with_reclaim {
-            reclaim::alloc_contig(&d, &[], &req)
+            reclaim::alloc_contig(&d, &req)
         } else {
             d.phys.alloc_contig_req(&req)
         };
