@@ -8,14 +8,16 @@ use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
 use vm::domain::{PhysAccess, VmDomain};
+use vm::fault::{FaultFlags, FaultPath, vm_fault};
 use vm::grab::{GrabFlags, grab};
+use vm::map::{EntryFlags, Inheritance, MapEntry, VmMap};
 use vm::object::VmObject;
 use vm::page::{PageId, PageQueue, SpinWait};
 use vm::pager::phys::phys_pager_allocate;
 use vm::phys::{ContigRequest, FreePool, PhysAllocator};
 use vm::pmap::{EnterFlags, Pmap, SoftPmap};
 use vm::reclaim::alloc_contig;
-use vm::{PAGE_SIZE, Prot};
+use vm::{PAGE_SIZE, Prot, SUPERPAGE_PAGES, SUPERPAGE_SIZE};
 
 const NPAGES: u64 = 96;
 const NOBJ: usize = 3;
@@ -512,4 +514,78 @@ fn readers_never_see_a_moved_page() {
         drop(o);
         assert_eq!(d.phys.free_count(), PAGES, "pages leaked");
     }
+}
+
+/// A fault on a phys object's aligned 2 MiB when memory is fragmented by
+/// anonymous pages: populate moves them out of the way and the mapping
+/// gets one superpage entry; the anonymous pages keep their contents.
+#[test]
+fn superpage_populate_moves_pages_out_of_the_way() {
+    const PAGES: u64 = 2 * SUPERPAGE_PAGES;
+    let mem = Arc::new(Mem(Mutex::new(vec![0; (PAGES * PAGE_SIZE) as usize])));
+    let phys = PhysAllocator::new(&[(0, PAGES * PAGE_SIZE)], 0).unwrap();
+    let d = Arc::new(VmDomain::new(phys, mem.clone(), Arc::new(SpinWait)));
+    let pmap = Arc::new(SoftPmap::new(d.clone()));
+    d.set_mappings(pmap.mappings());
+    let anon = VmObject::allocate_default(d.clone(), PAGES);
+    let tag = |p: u64| (p % 251) as u8 + 1;
+    let ids: Vec<_> = (0..PAGES)
+        .map(|p| grab(&anon, p, GrabFlags::ZERO).unwrap().unwrap())
+        .collect();
+    // Keep the pages of even frames, mapped: no two free pages touch.
+    for (p, id) in (0..PAGES).zip(ids) {
+        let pa = d.page(id).phys_addr();
+        if (pa / PAGE_SIZE).is_multiple_of(2) {
+            mem.fill(pa, tag(p));
+            d.page(id).xunbusy(d.wait());
+            pmap.enter(VA + p * PAGE_SIZE, id, pa, Prot::READ, EnterFlags::MANAGED)
+                .unwrap();
+        } else {
+            anon.lock().remove(p);
+        }
+    }
+    assert_eq!(d.phys.free_count(), PAGES / 2);
+    let obj = phys_pager_allocate(d.clone(), SUPERPAGE_PAGES);
+    let map = VmMap::new(d.clone(), 0x1000, 0x8000_0000);
+    const BASE: u64 = 0x8000_0000 - SUPERPAGE_SIZE;
+    map.insert(MapEntry {
+        start: BASE,
+        end: BASE + SUPERPAGE_SIZE,
+        object: Some(obj.clone()),
+        offset: 0,
+        protection: Prot::READ | Prot::WRITE,
+        max_protection: Prot::all(),
+        inheritance: Inheritance::Share,
+        flags: EntryFlags::empty(),
+    })
+    .unwrap();
+    let o = vm_fault(
+        &map,
+        &*pmap,
+        BASE + 7 * PAGE_SIZE,
+        Prot::WRITE,
+        FaultFlags::empty(),
+    )
+    .unwrap();
+    assert_eq!((o.path, o.pages), (FaultPath::Populate, SUPERPAGE_PAGES));
+    assert!(pmap.is_large(BASE), "one superpage entry");
+    assert_eq!(d.counters.reclaim.runs.get(), 1);
+    assert_eq!(
+        d.counters.reclaim.pages_relocated.get(),
+        SUPERPAGE_PAGES / 2
+    );
+    for p in 0..PAGES {
+        let Some(id) = anon.lock().lookup(p) else {
+            continue;
+        };
+        let pa = d.page(id).phys_addr();
+        assert_eq!(mem.ends(pa), (tag(p), tag(p)), "contents kept");
+        if let Some(pte) = pmap.pte(VA + p * PAGE_SIZE) {
+            assert_eq!(pte.page, id, "a mapping of a moved page survived");
+        }
+    }
+    map.remove(&*pmap, BASE, BASE + SUPERPAGE_SIZE).unwrap();
+    pmap.remove(VA, VA + PAGES * PAGE_SIZE);
+    drop((map, obj, anon));
+    assert_eq!(d.phys.free_count(), PAGES, "pages leaked");
 }
