@@ -23,10 +23,17 @@
 //! and `BLOCKED` ([`crate::page::VmPage::try_block`]) while its mappings
 //! are removed, so that `pmap_extract_and_hold` takes no new wiring:
 //! lookups busy pages under the object lock, so a user either holds a busy
-//! lock (the move fails) or finds the new page. Only try-locks are used:
-//! nothing sleeps. The sweep runs under the allocator's `free` lock and
-//! reads page state lock-free; every fact it saw is checked again under
-//! the object lock and busy before a page is moved.
+//! lock (the move fails) or finds the new page. Busy locks are only tried:
+//! nothing sleeps. Lock order: the domain's object table (to find a page's
+//! object, [`crate::owner`]) is released before the object lock is taken,
+//! and the object lock before the allocator's locks and the pmaps' (as
+//! everywhere); the caller holds no object lock. The sweep runs under the
+//! allocator's `free` lock, released before any page is moved, and reads
+//! page state lock-free; every fact it saw is checked again under the
+//! object lock and busy before a page is moved.
+//!
+//! Users: [`crate::kern::kmem_alloc_contig`], and the phys pager's
+//! superpage populate when no free 2 MiB block exists.
 
 use crate::domain::{PageMappings, VmDomain};
 use crate::object::ObjectType;
