@@ -56,6 +56,12 @@ pub fn alloc_contig(domain: &VmDomain, req: &ContigRequest) -> Option<PageId> {
         return Some(id);
     }
     let mappings = domain.mappings()?;
+    // Each moved page needs a free page outside the run: with fewer free
+    // pages than the run has, no candidate can succeed, and the sweeps
+    // (under the `free` lock) would be wasted.
+    if domain.phys.free_count() < req.npages {
+        return None;
+    }
     for _ in 0..RECLAIM_PASSES {
         if let Some(id) = reclaim_pass(domain, mappings, req) {
             return Some(id);
@@ -223,12 +229,11 @@ mod tests {
     /// A domain of `npages` pages, all in one default object whose page
     /// at pindex `i` holds the byte `i + 1` and is mapped at `VA + i`
     /// pages; then the pages of odd frame number are removed, so that no
-    /// two free pages are adjacent.
+    /// two free pages are adjacent. The caller installs the mappings hook.
     fn fragmented(npages: u64) -> (Arc<VmDomain>, Arc<FakeMem>, Arc<VmObject>, Arc<SoftPmap>) {
         let (d, mem) = domain_with(npages);
         let o = VmObject::allocate_default(d.clone(), npages);
         let pmap = Arc::new(SoftPmap::new(d.clone()));
-        d.set_mappings(pmap.mappings());
         for i in 0..npages {
             let id = grab(&o, i, GrabFlags::ZERO).unwrap().unwrap();
             mem.fill(d.page(id).phys_addr(), i as u8 + 1);
@@ -253,6 +258,7 @@ mod tests {
     #[test]
     fn moves_object_pages_out_of_the_way() {
         let (d, mem, o, pmap) = fragmented(64);
+        d.set_mappings(pmap.mappings());
         assert_eq!(
             d.phys.alloc_contig(4, 0, 64 * PAGE_SIZE, PAGE_SIZE, 0),
             None
@@ -299,6 +305,7 @@ mod tests {
     #[test]
     fn wired_and_busy_pages_are_not_moved() {
         let (d, _mem, o, pmap) = fragmented(16);
+        d.set_mappings(pmap.mappings());
         let ids: Vec<_> = (0..16).filter_map(|i| o.lock().lookup(i)).collect();
         let (wired, busy) = (ids[1], ids[5]);
         d.wire(wired);
@@ -358,7 +365,7 @@ mod tests {
     }
 
     #[test]
-    fn no_room_to_move_fails_each_candidate_fast() {
+    fn no_sweep_without_room_to_move() {
         let (d, _mem) = domain_with(16);
         let o = VmObject::allocate_default(d.clone(), 16);
         for i in 0..16 {
@@ -370,8 +377,7 @@ mod tests {
         let ask = || alloc_contig(&d, &req(8, 0, 16 * PAGE_SIZE, 8 * PAGE_SIZE, 0));
         assert_eq!(ask(), None);
         let c = &d.counters.reclaim;
-        assert_eq!(c.candidates_failed.get(), 2 * u64::from(RECLAIM_PASSES));
-        assert_eq!(c.pages_relocated.get(), 0);
+        assert_eq!(c.passes.get(), 0, "every page is movable, but none is free");
         // Free pages 0 and 9..16: no free run, but room for the seven
         // object pages of run [0, 8).
         for i in 0..16 {
@@ -388,6 +394,63 @@ mod tests {
         assert_eq!(o.lock().resident_count(), 8);
         assert!((0..16).all(|i| o.lock().lookup(i).is_none_or(|id| id >= 8)));
         d.phys.free_contig(first, 8);
+        drop(o);
+        assert_eq!(d.phys.free_count(), 16);
+    }
+
+    /// The mappings hook of [`a_page_busied_meanwhile_fails_its_candidate`]:
+    /// on its first call, while the first page is being moved, it
+    /// shared-busies every other page of `pages`, as concurrent faults
+    /// would.
+    struct BusyOthers {
+        pmap: Arc<dyn PageMappings>,
+        d: alloc::sync::Weak<VmDomain>,
+        pages: Vec<PageId>,
+        fired: core::sync::atomic::AtomicBool,
+    }
+
+    impl PageMappings for BusyOthers {
+        fn remove_all(&self, page: PageId) {
+            self.pmap.remove_all(page);
+            if !self.fired.swap(true, core::sync::atomic::Ordering::Relaxed) {
+                let d = self.d.upgrade().unwrap();
+                for &id in self.pages.iter().filter(|&&id| id != page) {
+                    assert!(d.page(id).try_sbusy());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_page_busied_meanwhile_fails_its_candidate() {
+        let (d, mem, o, pmap) = fragmented(16);
+        let pages: Vec<_> = (0..16).filter_map(|i| o.lock().lookup(i)).collect();
+        d.set_mappings(Arc::new(BusyOthers {
+            pmap: pmap.mappings(),
+            d: Arc::downgrade(&d),
+            pages: pages.clone(),
+            fired: false.into(),
+        }));
+        let ask = || alloc_contig(&d, &req(8, 0, 16 * PAGE_SIZE, 8 * PAGE_SIZE, 0));
+        assert_eq!(ask(), None);
+        let c = &d.counters.reclaim;
+        assert_eq!(c.pages_relocated.get(), 1, "the first page moved");
+        assert_eq!(c.candidates_failed.get(), 1, "then the second was busy");
+        assert_eq!(d.phys.free_count(), 8, "the moved page's frame given back");
+        let moved = pages.iter().find(|&&id| !d.page(id).is_busied()).unwrap();
+        assert_eq!(d.page(*moved).ref_count(), 0, "left its object");
+        for i in 0..16 {
+            let Some(id) = o.lock().lookup(i) else {
+                continue;
+            };
+            assert_eq!(mem.byte(d.page(id).phys_addr()), i as u8 + 1);
+            if id != *moved && pages.contains(&id) {
+                d.page(id).sunbusy(d.wait());
+            }
+        }
+        let first = ask().unwrap();
+        d.phys.free_contig(first, 8);
+        pmap.remove(VA, VA + 16 * PAGE_SIZE);
         drop(o);
         assert_eq!(d.phys.free_count(), 16);
     }
