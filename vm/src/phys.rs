@@ -373,16 +373,11 @@ impl FreeQueues {
 /// A checked request for a contiguous run, in frames.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ContigRequest {
-    /// Number of pages.
-    pub npages: u64,
-    /// The lowest frame the run may use.
-    pub lo: u64,
-    /// The frame after the highest the run may use.
-    pub hi: u64,
-    /// The run starts at a multiple of this many frames (a power of two).
-    pub align: u64,
-    /// The run does not cross a multiple of this many frames (0: none).
-    pub bound: u64,
+    npages: u64,
+    lo: u64,
+    hi: u64,
+    align: u64,
+    bound: u64,
 }
 
 impl ContigRequest {
@@ -412,6 +407,31 @@ impl ContigRequest {
             align: (alignment >> PAGE_SHIFT).max(1),
             bound,
         })
+    }
+
+    /// Number of pages.
+    pub fn npages(&self) -> u64 {
+        self.npages
+    }
+
+    /// The lowest frame the run may use.
+    pub fn lo(&self) -> u64 {
+        self.lo
+    }
+
+    /// The frame after the highest the run may use.
+    pub fn hi(&self) -> u64 {
+        self.hi
+    }
+
+    /// The run starts at a multiple of this many frames (a power of two).
+    pub fn align(&self) -> u64 {
+        self.align
+    }
+
+    /// The run does not cross a multiple of this many frames (0: none).
+    pub fn bound(&self) -> u64 {
+        self.bound
     }
 
     /// The part of `seg` inside the request's range, if a run fits in it.

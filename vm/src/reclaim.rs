@@ -59,7 +59,7 @@ pub fn alloc_contig(domain: &VmDomain, req: &ContigRequest) -> Option<PageId> {
     // Each moved page needs a free page outside the run: with fewer free
     // pages than the run has, no candidate can succeed, and the sweeps
     // (under the `free` lock) would be wasted.
-    if domain.phys.free_count() < req.npages {
+    if domain.phys.free_count() < req.npages() {
         return None;
     }
     for _ in 0..RECLAIM_PASSES {
@@ -83,9 +83,9 @@ fn reclaim_pass(
     let phys = &domain.phys;
     let counters = &domain.counters.reclaim;
     counters.passes.add(1);
-    let start = phys.reclaim_cursor().clamp(req.lo, req.hi);
+    let start = phys.reclaim_cursor().clamp(req.lo(), req.hi());
     let movable = |id| movable_hint(domain, id);
-    for (mut from, limit) in [(start, req.hi), (req.lo, start)] {
+    for (mut from, limit) in [(start, req.hi()), (req.lo(), start)] {
         while let Some(mut cand) = phys.take_candidate(req, from, limit, &movable) {
             match relocate_run(domain, mappings, &mut cand) {
                 Ok(()) => {

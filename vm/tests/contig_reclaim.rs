@@ -255,12 +255,12 @@ impl World {
     fn satisfiable(&self, req: &ContigRequest) -> bool {
         let free = self.free_frames();
         let movable = self.movable_frames();
-        let n = req.npages;
-        (req.lo..NPAGES.min(req.hi)).any(|s| {
-            if s + n > req.hi.min(NPAGES) || s % req.align != 0 {
+        let n = req.npages();
+        (req.lo()..NPAGES.min(req.hi())).any(|s| {
+            if s + n > req.hi().min(NPAGES) || s % req.align() != 0 {
                 return false;
             }
-            if req.bound != 0 && s / req.bound != (s + n - 1) / req.bound {
+            if req.bound() != 0 && s / req.bound() != (s + n - 1) / req.bound() {
                 return false;
             }
             if !(s..s + n).all(|f| free.contains(&f) || movable.contains(&f)) {
@@ -309,11 +309,11 @@ impl World {
             return Ok(());
         };
         let s = self.d.page(first).phys_addr() / PAGE_SIZE;
-        prop_assert!(s >= req.lo && s + req.npages <= req.hi);
-        prop_assert_eq!(s % req.align, 0);
-        prop_assert!(req.bound == 0 || s / req.bound == (s + req.npages - 1) / req.bound);
-        prop_assert_eq!(self.d.phys.free_count(), free_before - req.npages);
-        for id in first..first + req.npages as PageId {
+        prop_assert!(s >= req.lo() && s + req.npages() <= req.hi());
+        prop_assert_eq!(s % req.align(), 0);
+        prop_assert!(req.bound() == 0 || s / req.bound() == (s + req.npages() - 1) / req.bound());
+        prop_assert_eq!(self.d.phys.free_count(), free_before - req.npages());
+        for id in first..first + req.npages() as PageId {
             let m = self.d.page(id);
             prop_assert!(m.ref_count() == 0 && !m.is_busied());
             prop_assert!(
@@ -322,9 +322,9 @@ impl World {
             );
         }
         if keep {
-            self.runs.push((first, req.npages));
+            self.runs.push((first, req.npages()));
         } else {
-            self.d.phys.free_contig(first, req.npages);
+            self.d.phys.free_contig(first, req.npages());
         }
         Ok(())
     }

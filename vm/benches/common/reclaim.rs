@@ -67,8 +67,8 @@ impl core::ops::AddAssign for Outcome {
 /// movable frames (`fixed` marks the others), and as many free frames as
 /// the run has pages, so that each moved page finds a free one outside it.
 fn satisfiable(fixed: &[bool], free: u64, req: &ContigRequest) -> bool {
-    let n = req.npages as usize;
-    if free < req.npages || fixed.len() < n {
+    let n = req.npages() as usize;
+    if free < req.npages() || fixed.len() < n {
         return false;
     }
     let mut bad: usize = fixed[..n].iter().filter(|&&f| f).count();
@@ -76,7 +76,7 @@ fn satisfiable(fixed: &[bool], free: u64, req: &ContigRequest) -> bool {
         if s > 0 {
             bad = bad - usize::from(fixed[s - 1]) + usize::from(fixed[s + n - 1]);
         }
-        if bad == 0 && (s as u64).is_multiple_of(req.align) {
+        if bad == 0 && (s as u64).is_multiple_of(req.align()) {
             return true;
         }
     }
