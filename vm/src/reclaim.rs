@@ -200,9 +200,11 @@ pub fn relocate(
     let last = g
         .replace(pindex, id, new)
         .expect("page checked at its index under the lock");
-    drop(g);
+    // Unbusied under the lock, as a remove does: whoever takes the lock
+    // next (a collapse busies every page it moves) finds them idle.
     mn.xunbusy(domain.wait());
     m.xunbusy(domain.wait());
+    drop(g);
     // With the object lock and busy held and no mapping left, no one could
     // take a reference: the object's was the last.
     debug_assert!(last, "relocated page still referenced");
