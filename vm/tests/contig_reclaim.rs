@@ -48,6 +48,16 @@ impl PhysAccess for Mem {
     }
 }
 
+/// A domain of `npages` pages at 0 with one software pmap, its mappings hook.
+fn domain(npages: u64) -> (Arc<VmDomain>, Arc<Mem>, Arc<SoftPmap>) {
+    let mem = Arc::new(Mem(Mutex::new(vec![0; (npages * PAGE_SIZE) as usize])));
+    let phys = PhysAllocator::new(&[(0, npages * PAGE_SIZE)], 0).unwrap();
+    let d = Arc::new(VmDomain::new(phys, mem.clone(), Arc::new(SpinWait)));
+    let pmap = Arc::new(SoftPmap::new(d.clone()));
+    d.set_mappings(pmap.mappings());
+    (d, mem, pmap)
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     /// Give object `obj` a page at `pindex`, filled and mapped.
@@ -121,11 +131,7 @@ struct World {
 
 impl World {
     fn new() -> Self {
-        let mem = Arc::new(Mem(Mutex::new(vec![0; (NPAGES * PAGE_SIZE) as usize])));
-        let phys = PhysAllocator::new(&[(0, NPAGES * PAGE_SIZE)], 0).unwrap();
-        let d = Arc::new(VmDomain::new(phys, mem.clone(), Arc::new(SpinWait)));
-        let pmap = Arc::new(SoftPmap::new(d.clone()));
-        d.set_mappings(pmap.mappings());
+        let (d, mem, pmap) = domain(NPAGES);
         Self {
             pmap,
             objs: (0..NOBJ)
@@ -403,12 +409,8 @@ proptest! {
 fn readers_never_see_a_moved_page() {
     const PAGES: u64 = 256;
     for round in 0..20u64 {
-        let mem = Arc::new(Mem(Mutex::new(vec![0; (PAGES * PAGE_SIZE) as usize])));
-        let phys = PhysAllocator::new(&[(0, PAGES * PAGE_SIZE)], 0).unwrap();
-        let d = Arc::new(VmDomain::new(phys, mem.clone(), Arc::new(SpinWait)));
+        let (d, mem, pmap) = domain(PAGES);
         let o = VmObject::allocate_default(d.clone(), PAGES);
-        let pmap = Arc::new(SoftPmap::new(d.clone()));
-        d.set_mappings(pmap.mappings());
         let tag = |p: u64| (p % 200) as u8 + 1;
         for p in 0..PAGES {
             let id = grab(&o, p, GrabFlags::ZERO).unwrap().unwrap();
@@ -522,11 +524,7 @@ fn readers_never_see_a_moved_page() {
 #[test]
 fn superpage_populate_moves_pages_out_of_the_way() {
     const PAGES: u64 = 2 * SUPERPAGE_PAGES;
-    let mem = Arc::new(Mem(Mutex::new(vec![0; (PAGES * PAGE_SIZE) as usize])));
-    let phys = PhysAllocator::new(&[(0, PAGES * PAGE_SIZE)], 0).unwrap();
-    let d = Arc::new(VmDomain::new(phys, mem.clone(), Arc::new(SpinWait)));
-    let pmap = Arc::new(SoftPmap::new(d.clone()));
-    d.set_mappings(pmap.mappings());
+    let (d, mem, pmap) = domain(PAGES);
     let anon = VmObject::allocate_default(d.clone(), PAGES);
     let tag = |p: u64| (p % 251) as u8 + 1;
     let ids: Vec<_> = (0..PAGES)
@@ -587,5 +585,82 @@ fn superpage_populate_moves_pages_out_of_the_way() {
     map.remove(&*pmap, BASE, BASE + SUPERPAGE_SIZE).unwrap();
     pmap.remove(VA, VA + PAGES * PAGE_SIZE);
     drop((map, obj, anon));
+    assert_eq!(d.phys.free_count(), PAGES, "pages leaked");
+}
+
+/// Pages of a copy-on-write chain: the backing object's pages, mapped
+/// read-only through the private mapping, and the shadow's copy. Reclaim
+/// moves them; the next fault through the real fault handler finds each
+/// at its new place, contents kept.
+#[test]
+fn moved_pages_of_a_shadow_chain_fault_back_in() {
+    const PAGES: u64 = 64;
+    const BASE: u64 = 0x4000_0000;
+    let (d, mem, pmap) = domain(PAGES);
+    let obj = VmObject::allocate_default(d.clone(), PAGES);
+    let tag = |p: u64| p as u8 + 1;
+    let ids: Vec<_> = (0..PAGES)
+        .map(|p| grab(&obj, p, GrabFlags::ZERO).unwrap().unwrap())
+        .collect();
+    let mut resident = Vec::new();
+    for (p, id) in (0..PAGES).zip(ids) {
+        let pa = d.page(id).phys_addr();
+        if (pa / PAGE_SIZE).is_multiple_of(2) {
+            mem.fill(pa, tag(p));
+            d.page(id).xunbusy(d.wait());
+            resident.push(p);
+        } else {
+            obj.lock().remove(p);
+        }
+    }
+    let map = VmMap::new(d.clone(), 0x1000, 0x8000_0000);
+    map.insert(MapEntry {
+        start: BASE,
+        end: BASE + PAGES * PAGE_SIZE,
+        object: Some(obj.clone()),
+        offset: 0,
+        protection: Prot::READ | Prot::WRITE,
+        max_protection: Prot::all(),
+        inheritance: Inheritance::Copy,
+        flags: EntryFlags::COW | EntryFlags::NEEDS_COPY,
+    })
+    .unwrap();
+    // The first resident page gets a private copy, written over; the
+    // others are read through the backing object.
+    let copied = resident[0];
+    let va = |p: u64| BASE + p * PAGE_SIZE;
+    vm_fault(&map, &*pmap, va(copied), Prot::WRITE, FaultFlags::empty()).unwrap();
+    mem.fill(pmap.pte(va(copied)).unwrap().pa, 0xbb);
+    for &p in &resident[1..] {
+        vm_fault(&map, &*pmap, va(p), Prot::READ, FaultFlags::empty()).unwrap();
+    }
+    let before: Vec<_> = resident
+        .iter()
+        .map(|&p| pmap.pte(va(p)).unwrap().page)
+        .collect();
+    let req = ContigRequest::new(16, 0, PAGES * PAGE_SIZE, 16 * PAGE_SIZE, 0).unwrap();
+    let first = alloc_contig(&d, &req).expect("a run by relocation");
+    let run = first..first + 16;
+    assert!(
+        before.iter().any(|id| run.contains(id)),
+        "the run held mapped pages"
+    );
+    for (&p, old) in resident.iter().zip(before) {
+        let (want, what) = if p == copied {
+            (0xbb, "the copy")
+        } else {
+            (tag(p), "a backing page")
+        };
+        if pmap.pte(va(p)).is_none() {
+            assert!(run.contains(&old), "only moved pages lost their mapping");
+            vm_fault(&map, &*pmap, va(p), Prot::READ, FaultFlags::empty()).unwrap();
+        }
+        let pte = pmap.pte(va(p)).unwrap();
+        assert!(!run.contains(&pte.page), "{what} mapped inside the run");
+        assert_eq!(mem.ends(pte.pa), (want, want), "{what} kept its contents");
+    }
+    d.phys.free_contig(first, 16);
+    map.remove(&*pmap, BASE, BASE + PAGES * PAGE_SIZE).unwrap();
+    drop((map, obj));
     assert_eq!(d.phys.free_count(), PAGES, "pages leaked");
 }
