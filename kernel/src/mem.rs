@@ -15,7 +15,7 @@ use alloc::sync::Arc;
 use core::ops::Range;
 
 use spin::Once;
-use vm::domain::{PhysAccess, VmDomain};
+use vm::domain::{PageMappings, PhysAccess, VmDomain};
 use vm::page::{BusyWait, PageId};
 use vm::phys::{FreePool, PhysAllocator};
 use xen::abi::start_info::{HvmModlistEntry, MEMMAP_TYPE_RAM};
@@ -54,6 +54,16 @@ impl PhysAccess for DirectMap {
         unsafe {
             core::ptr::copy_nonoverlapping(src as *const u8, dst as *mut u8, PAGE_SIZE as usize)
         };
+    }
+}
+
+/// Every mapping of a page, in every address space: the pmap's mapping
+/// lists span them all, so reclaim can move mapped pages.
+struct AllMappings;
+
+impl PageMappings for AllMappings {
+    fn remove_all(&self, page: PageId) {
+        crate::arch::pmap::remove_all(page);
     }
 }
 
@@ -177,6 +187,7 @@ pub fn init(boot: &BootInfo, heap: Range<u64>, wait: Arc<dyn BusyWait>) {
         }
     }
     DOMAIN.call_once(|| Arc::new(VmDomain::new(phys, Arc::new(DirectMap), wait)));
+    domain().set_mappings(Arc::new(AllMappings));
 }
 
 /// The VM domain (page array, allocator, counters); [`init`] must have run.

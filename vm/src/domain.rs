@@ -7,8 +7,11 @@
 
 use alloc::sync::Arc;
 
+use spin::Once;
+
 use crate::loan::LoanState;
 use crate::meter::VmCounters;
+use crate::owner::PageOwners;
 use crate::page::{BusyWait, PageId, PageQueue, VPRC_WIRE_COUNT_MASK, VmPage};
 use crate::phys::{FreePool, PhysAllocator};
 
@@ -21,6 +24,17 @@ pub trait PhysAccess: Send + Sync {
     fn copy_page(&self, src: u64, dst: u64);
 }
 
+/// Every address space's mappings of a page (FreeBSD's pv lists, which
+/// span all pmaps): how contiguous reclaim ([`crate::reclaim`]) takes
+/// the mappings of a page it moves away. The kernel implements it with
+/// its pmap's `remove_all`; host tests with their software pmaps
+/// ([`crate::pmap::SoftPmap::mappings`]).
+pub trait PageMappings: Send + Sync {
+    /// Remove every managed mapping of `page` in every address space
+    /// (`pmap_remove_all`), as [`crate::pmap::Pmap::remove_all`].
+    fn remove_all(&self, page: PageId);
+}
+
 /// The page array, allocator, counters and machine hooks.
 pub struct VmDomain {
     /// The physical allocator and page array.
@@ -29,8 +43,12 @@ pub struct VmDomain {
     pub counters: VmCounters,
     /// Page loans: the zero page and the loan counters.
     pub loans: LoanState,
+    /// The object holding each page.
+    pub owners: PageOwners,
     mem: Arc<dyn PhysAccess>,
     wait: Arc<dyn BusyWait>,
+    /// Set once ([`VmDomain::set_mappings`]); until then no page is moved.
+    mappings: Once<Arc<dyn PageMappings>>,
 }
 
 impl core::fmt::Debug for VmDomain {
@@ -48,12 +66,25 @@ impl VmDomain {
     /// scheduler runs).
     pub fn new(phys: PhysAllocator, mem: Arc<dyn PhysAccess>, wait: Arc<dyn BusyWait>) -> Self {
         Self {
+            owners: PageOwners::new(phys.page_count()),
             phys,
             counters: VmCounters::default(),
             loans: LoanState::default(),
             mem,
             wait,
+            mappings: Once::new(),
         }
+    }
+
+    /// Install the hook that reaches every mapping of a page, which lets
+    /// contiguous reclaim move pages. Only the first call counts.
+    pub fn set_mappings(&self, mappings: Arc<dyn PageMappings>) {
+        self.mappings.call_once(|| mappings);
+    }
+
+    /// The hook that reaches every mapping of a page, once installed.
+    pub fn mappings(&self) -> Option<&dyn PageMappings> {
+        self.mappings.get().map(|m| &**m)
     }
 
     /// The page `id`.

@@ -7,6 +7,8 @@
 use crate::Errno;
 use crate::domain::VmDomain;
 use crate::page::{MemAttr, PageId};
+use crate::phys::ContigRequest;
+use crate::reclaim;
 
 /// A contiguous run of wired kernel pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,7 +26,9 @@ pub struct KmemRange {
 /// Allocate `npages` physically contiguous pages within `[low, high)`,
 /// `alignment`-aligned and not crossing a multiple of `boundary` (0: none),
 /// wired, tagged with `memattr`, zeroed if `zero` (`kmem_alloc_contig`).
-/// `ENOMEM` when no such run is free.
+/// When no such run is free, the pages of a run are moved away
+/// ([`crate::reclaim::alloc_contig`]). `EINVAL` for a request no run can satisfy (see
+/// [`ContigRequest::new`]), `ENOMEM` when no run can be had.
 #[allow(clippy::too_many_arguments)]
 pub fn kmem_alloc_contig(
     domain: &VmDomain,
@@ -36,10 +40,8 @@ pub fn kmem_alloc_contig(
     memattr: MemAttr,
     zero: bool,
 ) -> Result<KmemRange, Errno> {
-    let first = domain
-        .phys
-        .alloc_contig(npages, low, high, alignment, boundary)
-        .ok_or(Errno::ENOMEM)?;
+    let req = ContigRequest::new(npages, low, high, alignment, boundary).ok_or(Errno::EINVAL)?;
+    let first = reclaim::alloc_contig(domain, &req).ok_or(Errno::ENOMEM)?;
     for id in first..first + npages as PageId {
         domain.wire(id);
         domain.page(id).set_memattr(memattr);
@@ -104,13 +106,58 @@ mod tests {
         assert_eq!(d.counters.kmem.get(), 5);
         assert_eq!(d.phys.free_count(), 251);
         assert_eq!(
-            kmem_alloc_contig(&d, 300, 0, 1 << 20, PAGE_SIZE, 0, MemAttr::WriteBack, false),
+            kmem_alloc_contig(&d, 300, 0, 2 << 20, PAGE_SIZE, 0, MemAttr::WriteBack, false),
             Err(Errno::ENOMEM)
+        );
+        assert_eq!(
+            kmem_alloc_contig(
+                &d,
+                3,
+                0,
+                2 * PAGE_SIZE,
+                PAGE_SIZE,
+                0,
+                MemAttr::WriteBack,
+                false
+            ),
+            Err(Errno::EINVAL),
+            "no room in the range"
         );
         kmem_free(&d, r);
         assert_eq!(d.phys.free_count(), 256);
         assert_eq!(d.counters.wired.get(), 0);
         assert_eq!(d.page(r.first).memattr(), MemAttr::WriteBack);
         assert_eq!(d.phys.free_blocks(), [(0, 8)]);
+    }
+
+    #[test]
+    fn contig_moves_object_pages_when_memory_is_fragmented() {
+        use crate::grab::{GrabFlags, grab};
+        let (d, _mem) = domain_with(32);
+        let o = crate::object::VmObject::allocate_default(d.clone(), 32);
+        for p in 0..32 {
+            let id = grab(&o, p, GrabFlags::ZERO).unwrap().unwrap();
+            d.page(id).xunbusy(d.wait());
+        }
+        // Free every other frame: no two free pages touch.
+        for p in 0..32 {
+            let mut g = o.lock();
+            let id = g.lookup(p).unwrap();
+            if id % 2 == 1 {
+                assert!(d.page(id).try_xbusy());
+                g.remove(p);
+            }
+        }
+        let pmap = alloc::sync::Arc::new(crate::pmap::SoftPmap::new(d.clone()));
+        d.set_mappings(pmap.mappings());
+        let ask = |n| kmem_alloc_contig(&d, n, 0, 1 << 20, PAGE_SIZE, 0, MemAttr::WriteBack, true);
+        let r = ask(8).unwrap();
+        assert_eq!(d.counters.reclaim.pages_relocated.get(), 4);
+        assert!((r.first..r.first + 8).all(|id| d.page(id).wire_count() == 1));
+        assert_eq!(o.lock().resident_count(), 16, "the object kept its pages");
+        assert_eq!(ask(9), Err(Errno::ENOMEM), "8 pages left");
+        kmem_free(&d, r);
+        drop(o);
+        assert_eq!(d.phys.free_count(), 32);
     }
 }

@@ -10,6 +10,7 @@
 //! | [`phys`] | `vm_phys.c` | buddy allocator over the boot memory map, fictitious ranges |
 //! | [`page`] | `vm_page.h` | `vm_page`: busy lock, `ref_count`, valid/dirty bits |
 //! | [`object`] | `vm_object.c` | objects: page index, shadow chains, collapse |
+//! | [`owner`] | (`vm_page.object`) | the object holding each page, for reclaim |
 //! | [`pager`] | `*_pager.c` | default, phys, device and managed device pagers |
 //! | [`grab`] | `vm_page.c` | `vm_page_grab`, `vm_page_grab_valid`, `vm_page_busy_acquire` |
 //! | [`map`] | `vm_map.c` | address maps: entries, clipping, protection, lookup |
@@ -17,6 +18,7 @@
 //! | [`pmap`] | `pmap.h` | the page-table interface, and a software pmap for tests |
 //! | [`loan`] | (NetBSD `uvm_loan.c`) | page loaning: lend resident pages to the kernel, the zero page |
 //! | [`hold`] | `vm_fault.c` | `vm_fault_quick_hold_pages`: wire a range's pages to share them |
+//! | [`reclaim`] | `vm_page.c` | contiguous runs by moving the pages in the way (`vm_page_reclaim_contig`) |
 //! | [`kern`] | `vm_kern.c` | contiguous kernel memory with a memory attribute |
 //! | [`meter`] | `vm_meter.c` | VM counters |
 //! | [`domain`] | `vm_domain` | the page array, allocator, counters and hooks together |
@@ -39,10 +41,12 @@ pub mod loan;
 pub mod map;
 pub mod meter;
 pub mod object;
+pub mod owner;
 pub mod page;
 pub mod pager;
 pub mod phys;
 pub mod pmap;
+pub mod reclaim;
 mod sync;
 #[cfg(all(test, not(loom)))]
 mod testutil;

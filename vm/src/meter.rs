@@ -45,6 +45,21 @@ pub struct VmCounters {
     pub populated: Counter,
     /// Pages of contiguous kernel memory (`kmem` with a memory attribute).
     pub kmem: Counter,
+    /// Contiguous reclaim ([`crate::reclaim`]).
+    pub reclaim: ReclaimCounters,
+}
+
+/// Counters of contiguous reclaim ([`crate::reclaim`]).
+#[derive(Debug, Default)]
+pub struct ReclaimCounters {
+    /// Reclaim passes: sweeps of a request's range for candidate runs.
+    pub passes: Counter,
+    /// Candidate runs abandoned because a page could not be moved.
+    pub candidates_failed: Counter,
+    /// Runs allocated by relocating their pages.
+    pub runs: Counter,
+    /// Pages relocated (copied to a page outside the run).
+    pub pages_relocated: Counter,
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //!
 //! | field | protection |
 //! |---|---|
-//! | `domain`, `otype`, `pager` | constant |
+//! | `domain`, `otype`, `pager`, `owner_slot` | constant |
 //! | `pip` (paging in progress) | (a) atomic |
 //! | `populating` | (a) atomic: set by the one fault in the pager's `populate` |
 //! | size, flags, page index, backing object, shadow list | (o) the object lock ([`VmObject::lock`]) |
@@ -81,6 +81,8 @@ pub struct VmObject {
     domain: Arc<VmDomain>,
     otype: ObjectType,
     pager: Box<dyn PagerOps>,
+    /// Our slot in the domain's object table ([`crate::owner`]).
+    owner_slot: u32,
     pip: AtomicU32,
     /// (a) A fault is in the pager's `populate` ([`VmObject::start_populate`]).
     populating: AtomicBool,
@@ -118,7 +120,8 @@ impl VmObject {
         flags: ObjectFlags,
         pager: Box<dyn PagerOps>,
     ) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new_cyclic(|me| Self {
+            owner_slot: domain.owners.register(me.clone()),
             domain,
             otype,
             pager,
@@ -274,6 +277,7 @@ impl VmObject {
             if bp >= off && pindex < size && !inner.pages.contains_key(&pindex) {
                 m.set_pindex(pindex);
                 inner.pages.insert(pindex, id);
+                self.note_owner(id);
                 m.xunbusy(wait);
             } else {
                 m.xunbusy(wait);
@@ -302,6 +306,15 @@ impl VmObject {
     }
 }
 
+impl VmObject {
+    /// Record that page `id`, which we just took under our lock, is ours.
+    fn note_owner(&self, id: PageId) {
+        self.domain
+            .owners
+            .set(id, self.owner_slot, self.otype == ObjectType::Default);
+    }
+}
+
 impl Drop for VmObject {
     /// `vm_object_terminate`: free the pages, then let the pager go.
     fn drop(&mut self) {
@@ -317,6 +330,7 @@ impl Drop for VmObject {
         }
         let backing = inner.backing.take();
         self.pager.dealloc(self);
+        domain.owners.unregister(self.owner_slot);
         let Some(Backing { object: b, .. }) = backing else {
             return;
         };
@@ -427,6 +441,7 @@ impl ObjectGuard<'_> {
                 m.set_pindex(pindex);
                 m.set_objref();
                 v.insert(id);
+                self.object.note_owner(id);
                 Ok(())
             }
         }
@@ -445,6 +460,28 @@ impl ObjectGuard<'_> {
             domain.release(id);
         }
         Some(id)
+    }
+
+    /// Put page `new`, exclusively busied by the caller and in no object,
+    /// at `pindex` in place of `old`, which the caller has exclusively
+    /// busied (`vm_page_replace`); both stay busied. `old` leaves the
+    /// object: returns whether that was its last reference, in which case
+    /// the caller owns it (to free or to keep). `ENOENT` if `old` is not
+    /// at `pindex`.
+    #[doc(alias = "vm_page_replace")]
+    pub fn replace(&mut self, pindex: u64, old: PageId, new: PageId) -> Result<bool, Errno> {
+        let domain = &self.object.domain;
+        let (mo, mn) = (domain.page(old), domain.page(new));
+        debug_assert!(mo.is_xbusied() && mn.is_xbusied(), "replace without xbusy");
+        let slot = self.inner.pages.get_mut(&pindex).ok_or(Errno::ENOENT)?;
+        if *slot != old {
+            return Err(Errno::ENOENT);
+        }
+        *slot = new;
+        mn.set_pindex(pindex);
+        mn.set_objref();
+        self.object.note_owner(new);
+        Ok(mo.drop_objref())
     }
 }
 
@@ -620,5 +657,57 @@ mod tests {
         drop(a);
         assert_eq!(c.collapse(), 1);
         assert_eq!(c.lock().lookup(0), Some(a3));
+        let owner = d.owners.object(a3).expect("c is alive");
+        assert!(Arc::ptr_eq(&owner, &c), "a collapse moves the owner too");
+        assert!(d.owners.movable(a3));
+    }
+
+    #[test]
+    fn replace_swaps_the_page_at_its_index() {
+        let d = domain(16);
+        let o = VmObject::allocate_default(d.clone(), 4);
+        let old = put(&d, &o, 1);
+        let new = new_page(&d);
+        let other = new_page(&d);
+        assert!(d.page(old).try_xbusy());
+        let mut g = o.lock();
+        assert_eq!(g.replace(0, old, new), Err(Errno::ENOENT), "empty index");
+        assert_eq!(g.replace(1, other, new), Err(Errno::ENOENT), "another page");
+        assert_eq!(
+            g.replace(1, old, new),
+            Ok(true),
+            "the object's was the last reference"
+        );
+        assert_eq!(g.lookup(1), Some(new));
+        drop(g);
+        assert_eq!(d.page(new).pindex(), 1);
+        assert_eq!(d.page(old).ref_count(), 0);
+        assert!(Arc::ptr_eq(&d.owners.object(new).unwrap(), &o));
+        for id in [old, new, other] {
+            d.page(id).xunbusy(d.wait());
+        }
+        d.phys.free_page(old);
+        d.phys.free_page(other);
+        drop(o);
+        assert_eq!(d.phys.free_count(), 16);
+    }
+
+    #[test]
+    fn owner_slots_are_reused_and_dead_objects_own_nothing() {
+        let d = domain(16);
+        let a = VmObject::allocate_default(d.clone(), 4);
+        let id = put(&d, &a, 0);
+        let phys = crate::pager::phys::phys_pager_allocate(d.clone(), 4 * PAGE_SIZE);
+        let pid = put(&d, &phys, 0);
+        assert!(
+            d.owners.movable(id) && !d.owners.movable(pid),
+            "only default objects' pages move"
+        );
+        assert!(Arc::ptr_eq(&d.owners.object(pid).unwrap(), &phys));
+        let slot = a.owner_slot;
+        drop(a);
+        assert!(d.owners.object(id).is_none(), "the owner is gone");
+        let b = VmObject::allocate_default(d.clone(), 4);
+        assert_eq!(b.owner_slot, slot, "the slot is reused");
     }
 }

@@ -32,6 +32,12 @@
 //!   running CPU's index comes from the kernel
 //!   ([`PhysAllocator::with_cpu_caches`]); host tests run with one cache.
 //! - Cached pages count as free ([`PhysAllocator::free_count`]).
+//! - Contiguous reclaim ([`crate::reclaim`]) sweeps a request's range for
+//!   a candidate run of free and movable pages under the `free` lock and
+//!   takes the run's free pages off the free lists, so that neither other
+//!   allocations nor the pages that replace the moved ones get them; it
+//!   then gives the run back or takes it whole. The sweep starts at the
+//!   reclaim cursor, past the last run reclaimed.
 //!
 //! # Locking
 //!
@@ -39,7 +45,7 @@
 //! |---|---|
 //! | free lists and links (f) | `free` spin lock |
 //! | a CPU's page cache | (c) its own spin lock: taken by that CPU, and by whoever drains every cache |
-//! | free page count | (a) atomic |
+//! | free page count, reclaim cursor | (a) atomic |
 //! | registered fictitious ranges | `fict` spin lock |
 //! | the page array | its own field protocols ([`crate::page`]) |
 //!
@@ -49,6 +55,7 @@
 //! upcall, so the caches need no interrupt masking (nor does `free`).
 
 use alloc::boxed::Box;
+use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -321,6 +328,165 @@ impl FreeQueues {
         }
         None
     }
+
+    /// The first page of `[start, end)` in `seg` that is neither free nor
+    /// `movable`.
+    fn first_unmovable(
+        &self,
+        seg: Seg,
+        start: u64,
+        end: u64,
+        movable: &dyn Fn(PageId) -> bool,
+    ) -> Option<u64> {
+        let mut pfn = start;
+        while pfn < end {
+            if let Some((head, order)) = self.free_block_at(seg, pfn) {
+                pfn = head + (1 << order);
+            } else if movable(seg.id(pfn) as PageId) {
+                pfn += 1;
+            } else {
+                return Some(pfn);
+            }
+        }
+        None
+    }
+
+    /// Take the free pages of `[start, end)` in `seg` off the free lists;
+    /// returns which pages were taken.
+    fn take_free(&mut self, seg: Seg, start: u64, end: u64) -> Vec<bool> {
+        let mut taken = vec![false; (end - start) as usize];
+        let mut pfn = start;
+        while pfn < end {
+            let Some((head, order)) = self.free_block_at(seg, pfn) else {
+                pfn += 1;
+                continue;
+            };
+            let stop = end.min(head + (1 << order));
+            self.carve(seg, pfn, stop);
+            taken[(pfn - start) as usize..(stop - start) as usize].fill(true);
+            pfn = stop;
+        }
+        taken
+    }
+}
+
+/// A checked request for a contiguous run, in frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContigRequest {
+    npages: u64,
+    lo: u64,
+    hi: u64,
+    align: u64,
+    bound: u64,
+}
+
+impl ContigRequest {
+    /// The frames of a request for `npages` pages in `[low, high)` (bytes),
+    /// `alignment`-aligned, not crossing a multiple of `boundary` (0:
+    /// none); `alignment` and `boundary` are powers of two. `None` if no
+    /// run can satisfy it.
+    pub fn new(npages: u64, low: u64, high: u64, alignment: u64, boundary: u64) -> Option<Self> {
+        if npages == 0
+            || !alignment.is_power_of_two()
+            || (boundary != 0 && !boundary.is_power_of_two())
+        {
+            return None;
+        }
+        let bound = boundary >> PAGE_SHIFT;
+        if boundary != 0 && (bound == 0 || npages > bound) {
+            return None;
+        }
+        let (lo, hi) = (low.div_ceil(PAGE_SIZE), high / PAGE_SIZE);
+        if hi.saturating_sub(lo) < npages {
+            return None;
+        }
+        Some(Self {
+            npages,
+            lo,
+            hi,
+            align: (alignment >> PAGE_SHIFT).max(1),
+            bound,
+        })
+    }
+
+    /// Number of pages.
+    pub fn npages(&self) -> u64 {
+        self.npages
+    }
+
+    /// The lowest frame the run may use.
+    pub fn lo(&self) -> u64 {
+        self.lo
+    }
+
+    /// The frame after the highest the run may use.
+    pub fn hi(&self) -> u64 {
+        self.hi
+    }
+
+    /// The run starts at a multiple of this many frames (a power of two).
+    pub fn align(&self) -> u64 {
+        self.align
+    }
+
+    /// The run does not cross a multiple of this many frames (0: none).
+    pub fn bound(&self) -> u64 {
+        self.bound
+    }
+
+    /// The part of `seg` inside the request's range, if a run fits in it.
+    fn within(&self, seg: Seg) -> Option<(u64, u64)> {
+        let (slo, shi) = (seg.start_pfn.max(self.lo), seg.end_pfn.min(self.hi));
+        (shi > slo && shi - slo >= self.npages).then_some((slo, shi))
+    }
+
+    /// The first frame at or after `pfn` where a run may start.
+    fn first_start(&self, pfn: u64) -> u64 {
+        let c = align_up(pfn, self.align);
+        if self.bound != 0 && c / self.bound != (c + self.npages - 1) / self.bound {
+            align_up(align_up(c, self.bound), self.align)
+        } else {
+            c
+        }
+    }
+}
+
+/// A run chosen for reclaim ([`PhysAllocator::take_candidate`]): its free
+/// pages are off the free lists; the others still belong to their users.
+#[derive(Debug)]
+pub(crate) struct ContigCandidate {
+    first: PageId,
+    pfn: u64,
+    /// Which pages the reclaimer owns: taken free, or moved away from.
+    owned: Vec<bool>,
+}
+
+impl ContigCandidate {
+    /// The first page.
+    pub(crate) fn first(&self) -> PageId {
+        self.first
+    }
+
+    /// The frame of the first page.
+    pub(crate) fn pfn(&self) -> u64 {
+        self.pfn
+    }
+
+    /// Number of pages.
+    pub(crate) fn npages(&self) -> u64 {
+        self.owned.len() as u64
+    }
+
+    /// Whether page `i` of the run is the reclaimer's.
+    pub(crate) fn owns(&self, i: u64) -> bool {
+        self.owned[i as usize]
+    }
+
+    /// Page `i` of the run is now the reclaimer's: its user let it go, and
+    /// its reference count is 0 with no busy lock.
+    pub(crate) fn adopt(&mut self, i: u64) {
+        self.owned[i as usize] = true;
+    }
 }
 
 /// The largest order of an aligned block at `pfn` of at most `len` pages.
@@ -351,6 +517,8 @@ pub struct PhysAllocator {
     /// The running CPU's index (any value: it is taken modulo the caches).
     current_cpu: fn() -> usize,
     free_count: AtomicU64,
+    /// (a) Where the next reclaim sweep starts ([`PhysAllocator::reclaim_cursor`]).
+    reclaim_cursor: AtomicU64,
     fict: Mutex<Vec<FictitiousRange>>,
 }
 
@@ -451,6 +619,7 @@ impl PhysAllocator {
             caches: Box::new([Mutex::new(PcpuCache::new())]),
             current_cpu: cpu_zero,
             free_count: AtomicU64::new(u64::from(nphys)),
+            reclaim_cursor: AtomicU64::new(0),
             fict: Mutex::new(Vec::new()),
         })
     }
@@ -646,7 +815,8 @@ impl PhysAllocator {
     /// starting at a multiple of `alignment` and not crossing a multiple of
     /// `boundary` (0: no boundary), as `vm_phys_alloc_contig`. `alignment`
     /// and `boundary` are byte counts and powers of two. Returns the first
-    /// page; the others follow it in the array.
+    /// page; the others follow it in the array. Only free pages are
+    /// used: [`crate::reclaim::alloc_contig`] also moves pages away.
     pub fn alloc_contig(
         &self,
         npages: u64,
@@ -655,38 +825,123 @@ impl PhysAllocator {
         alignment: u64,
         boundary: u64,
     ) -> Option<PageId> {
-        if npages == 0
-            || !alignment.is_power_of_two()
-            || (boundary != 0 && !boundary.is_power_of_two())
-        {
-            return None;
-        }
-        let align = (alignment >> PAGE_SHIFT).max(1);
-        let bound = boundary >> PAGE_SHIFT;
-        if boundary != 0 && (bound == 0 || npages > bound) {
-            return None;
-        }
-        let lo = low.div_ceil(PAGE_SIZE);
-        let hi = high / PAGE_SIZE;
+        self.alloc_contig_req(&ContigRequest::new(npages, low, high, alignment, boundary)?)
+    }
+
+    /// [`PhysAllocator::alloc_contig`] of a checked request.
+    pub fn alloc_contig_req(&self, req: &ContigRequest) -> Option<PageId> {
         self.drain_caches();
         let mut q = self.free.lock();
         for &seg in self.segs.iter() {
-            let (slo, shi) = (seg.start_pfn.max(lo), seg.end_pfn.min(hi));
-            if shi <= slo || shi - slo < npages {
+            let Some((slo, shi)) = req.within(seg) else {
                 continue;
-            }
-            if let Some(start) = q.find_run(seg, slo, shi, npages, align, bound) {
-                q.carve(seg, start, start + npages);
-                self.sub_free(npages);
+            };
+            if let Some(start) = q.find_run(seg, slo, shi, req.npages, req.align, req.bound) {
+                q.carve(seg, start, start + req.npages);
+                self.sub_free(req.npages);
                 drop(q);
-                let id = seg.id(start);
-                for m in &self.pages[id..id + npages as usize] {
-                    m.reset_for_alloc(FreePool::Default as u8);
-                }
-                return Some(id as PageId);
+                return Some(self.hand_out(seg.id(start), req.npages));
             }
         }
         None
+    }
+
+    /// Reset `npages` pages from `id` for their new user.
+    fn hand_out(&self, id: usize, npages: u64) -> PageId {
+        for m in &self.pages[id..id + npages as usize] {
+            m.reset_for_alloc(FreePool::Default as u8);
+        }
+        id as PageId
+    }
+
+    /// Where the next reclaim sweep starts (a frame number): past the
+    /// last run reclaim allocated, so that repeated requests do not sweep
+    /// again the frames before it (FreeBSD's contigmalloc fix).
+    pub fn reclaim_cursor(&self) -> u64 {
+        self.reclaim_cursor.load(Ordering::Relaxed)
+    }
+
+    /// Move the reclaim cursor to frame `pfn`.
+    pub(crate) fn set_reclaim_cursor(&self, pfn: u64) {
+        self.reclaim_cursor.store(pfn, Ordering::Relaxed);
+    }
+
+    /// Find the first run of `req` starting at a frame in `[from, limit)`
+    /// whose every page is free or passes `movable` (a lock-free check of
+    /// the page's state: it runs under the `free` lock), and take its free
+    /// pages off the free lists (`vm_phys_scan_contig`, with the run's free
+    /// pages set aside so that no one else, nor the pages that replace the
+    /// moved ones, gets them). Give the run back with
+    /// [`PhysAllocator::release_candidate`] or take it with
+    /// [`PhysAllocator::finish_candidate`].
+    pub(crate) fn take_candidate(
+        &self,
+        req: &ContigRequest,
+        from: u64,
+        limit: u64,
+        movable: &dyn Fn(PageId) -> bool,
+    ) -> Option<ContigCandidate> {
+        self.drain_caches();
+        let mut q = self.free.lock();
+        for &seg in self.segs.iter() {
+            let Some((slo, shi)) = req.within(seg) else {
+                continue;
+            };
+            let mut c = req.first_start(slo.max(from));
+            while c < limit && c + req.npages <= shi {
+                match q.first_unmovable(seg, c, c + req.npages, movable) {
+                    Some(bad) => c = req.first_start(bad + 1),
+                    None => {
+                        let taken = q.take_free(seg, c, c + req.npages);
+                        self.sub_free(taken.iter().filter(|&&t| t).count() as u64);
+                        return Some(ContigCandidate {
+                            first: seg.id(c) as PageId,
+                            pfn: c,
+                            owned: taken,
+                        });
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Give back the pages of a candidate that the caller owns: those
+    /// taken free, and those whose users it moved away.
+    pub(crate) fn release_candidate(&self, cand: ContigCandidate) {
+        let first = cand.first as usize;
+        let mut q = self.free.lock();
+        let seg = q.segs[q.links[first].seg as usize];
+        let mut i = 0;
+        while i < cand.owned.len() {
+            if !cand.owned[i] {
+                i += 1;
+                continue;
+            }
+            let j = (i..cand.owned.len())
+                .find(|&j| !cand.owned[j])
+                .unwrap_or(cand.owned.len());
+            self.check_freeable(cand.first + i as PageId, (j - i) as u64);
+            q.free_range(
+                seg,
+                cand.pfn + i as u64,
+                cand.pfn + j as u64,
+                FreePool::Default as u8,
+            );
+            self.add_free((j - i) as u64);
+            i = j;
+        }
+    }
+
+    /// Allocate a candidate whose every page the caller owns; returns its
+    /// first page.
+    pub(crate) fn finish_candidate(&self, cand: ContigCandidate) -> PageId {
+        assert!(
+            cand.owned.iter().all(|&o| o),
+            "finishing a candidate with pages still in use"
+        );
+        self.check_freeable(cand.first, cand.owned.len() as u64);
+        self.hand_out(cand.first as usize, cand.owned.len() as u64)
     }
 
     /// Free `npages` contiguous pages starting at `id` (`vm_phys_free_contig`).

@@ -31,13 +31,13 @@
 //!   mappings with the same attributes (`pmap_demote_pde`), then acts.
 
 use alloc::collections::BTreeMap;
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 
 use hashbrown::HashMap;
 use spin::Mutex;
 
-use crate::domain::VmDomain;
+use crate::domain::{PageMappings, VmDomain};
 use crate::map::KernResult;
 use crate::meter::Counter;
 use crate::page::PageId;
@@ -368,9 +368,27 @@ impl SoftPmap {
         v
     }
 
+    /// This pmap as the domain's [`PageMappings`] hook, for a domain with
+    /// one address space; it holds the pmap weakly, since the pmap holds
+    /// the domain.
+    pub fn mappings(self: &Arc<Self>) -> Arc<dyn PageMappings> {
+        Arc::new(WeakPmap(Arc::downgrade(self)))
+    }
+
     /// Demotes what `[start, end)` cuts, counted.
     fn demote_cut(&self, g: &mut SoftInner, start: u64, end: u64) {
         self.demotions.add(g.demote_cut(start, end));
+    }
+}
+
+/// A [`SoftPmap`] held weakly, as a [`PageMappings`] hook.
+struct WeakPmap(Weak<SoftPmap>);
+
+impl PageMappings for WeakPmap {
+    fn remove_all(&self, page: PageId) {
+        if let Some(p) = self.0.upgrade() {
+            p.remove_all(page);
+        }
     }
 }
 

@@ -1,9 +1,10 @@
 //! The phys pager (FreeBSD `phys_pager.c`): anonymous memory that is never
 //! paged out, zero-filled and populated a cluster at a time. A populate
 //! fills each empty, superpage-aligned stretch of the object with one
-//! physically contiguous, aligned block when the allocator has one, so
-//! that the fault handler can map it with one superpage entry (what
-//! FreeBSD's superpage reservations, `vm_reserv`, achieve).
+//! physically contiguous, aligned block when the allocator has one, or
+//! can make one by moving other pages away (contiguous reclaim), so that
+//! the fault handler can map it with one superpage entry (what FreeBSD's
+//! superpage reservations, `vm_reserv`, achieve).
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -13,8 +14,9 @@ use crate::domain::VmDomain;
 use crate::grab::{GrabFlags, grab};
 use crate::object::{ObjectFlags, ObjectType, VmObject};
 use crate::page::PageId;
-use crate::phys::FreePool;
-use crate::{Prot, SUPERPAGE_PAGES, SUPERPAGE_SHIFT};
+use crate::phys::{ContigRequest, FreePool};
+use crate::reclaim;
+use crate::{Prot, SUPERPAGE_PAGES, SUPERPAGE_SHIFT, SUPERPAGE_SIZE};
 
 /// Pages per populate cluster (`phys_pager_cluster`, FreeBSD's maximum).
 pub const PHYS_PAGER_CLUSTER: u64 = 1024;
@@ -104,18 +106,31 @@ impl PagerOps for PhysPager {
 /// Fills `[first, first + SUPERPAGE_PAGES)` of `obj` with one physically
 /// contiguous, aligned block, zeroed, valid and exclusively busied, if
 /// none of those indexes holds a page and the allocator has such a block
-/// free (returns whether it did); else leaves them to the page-by-page
-/// path.
+/// free or can make one by moving pages out of the way
+/// ([`reclaim::alloc_contig`]); returns whether it did. Else leaves them to
+/// the page-by-page path.
 fn insert_superpage(obj: &VmObject, first: u64) -> bool {
     let d = obj.domain();
-    let mut g = obj.lock();
-    if !g.pages_in(first, first + SUPERPAGE_PAGES - 1).is_empty() {
+    let last = first + SUPERPAGE_PAGES - 1;
+    if !obj.lock().pages_in(first, last).is_empty() {
         return false;
     }
     let order = (SUPERPAGE_SHIFT - crate::PAGE_SHIFT) as u8;
-    let Some(block) = d.phys.alloc_pages(FreePool::Default, order) else {
+    let block = d.phys.alloc_pages(FreePool::Default, order).or_else(|| {
+        // Reclaim takes the locks of other objects: not with ours held.
+        let req = ContigRequest::new(SUPERPAGE_PAGES, 0, u64::MAX, SUPERPAGE_SIZE, 0)
+            .expect("a superpage is a valid request");
+        reclaim::alloc_contig(d, &req)
+    });
+    let Some(block) = block else {
         return false;
     };
+    let mut g = obj.lock();
+    if !g.pages_in(first, last).is_empty() {
+        drop(g);
+        d.phys.free_contig(block, SUPERPAGE_PAGES);
+        return false;
+    }
     for (k, id) in (0..SUPERPAGE_PAGES).zip(block..) {
         let m = d.page(id);
         let busied = m.try_xbusy();
