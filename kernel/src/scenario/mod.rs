@@ -105,6 +105,14 @@ const SCENARIOS: &[Scenario] = &[
         run: |_, _| process::run_program("populate", 0),
     },
     Scenario {
+        name: "user-contig",
+        run: |_, _| process::run_program("contig", 0),
+    },
+    Scenario {
+        name: "user-loan",
+        run: |_, _| process::run_program("loan", 0),
+    },
+    Scenario {
         name: "smp-boot",
         run: |_, _| smp::boot(),
     },

@@ -297,6 +297,8 @@ fn sysctl(p: &Process, key: u64, new: u64) -> Result<u64, Errno> {
         sysctl::GRANT_MAP_NS => crate::grants::hypercall_ns().0,
         sysctl::GRANT_UNMAP_NS => crate::grants::hypercall_ns().1,
         sysctl::PROC_LEAF_ENTRIES => p.with_vm(|vm| Ok(vm.pmap.leaf_entries()))?,
+        sysctl::VM_RECLAIM_PAGES => mem::domain().counters.reclaim.pages_relocated.get(),
+        sysctl::VM_RECLAIM_PASSES => mem::domain().counters.reclaim.passes.get(),
         sysctl::GNTDEV_MAPPINGS..=sysctl::GRANT_COPY_OPS => gntdev_stat(key),
         _ => return Err(Errno::ENOENT),
     };

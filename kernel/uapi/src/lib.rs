@@ -184,6 +184,11 @@ pub mod sysctl {
     /// Leaf entries standing in the calling process's page tables: 4 KiB
     /// entries plus 2 MiB entries (each counted once).
     pub const PROC_LEAF_ENTRIES: u64 = 32;
+    /// Pages contiguous reclaim moved out of the way since boot (to make
+    /// a contiguous run: `vm/src/reclaim.rs`).
+    pub const VM_RECLAIM_PAGES: u64 = 33;
+    /// Contiguous reclaim's passes since boot (sweeps for a candidate run).
+    pub const VM_RECLAIM_PASSES: u64 = 34;
     /// The `new` value that leaves the key unchanged.
     pub const READ_ONLY: u64 = u64::MAX;
 }

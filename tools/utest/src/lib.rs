@@ -3,5 +3,6 @@
 #![no_std]
 
 pub mod checkpoint;
+pub mod physobj;
 pub mod rng;
 pub mod round;

@@ -4,7 +4,6 @@
 #![no_std]
 #![no_main]
 
-use urt::mman::{MAP_SHARED, PROT_READ, PROT_WRITE};
 use urt::{PAGE, check, println, sysctl};
 
 urt::entry!(main);
@@ -18,16 +17,8 @@ fn stat(key: u64) -> u64 {
 /// Maps a fresh 1024-page object, writes every page, and returns the page
 /// faults that took.
 fn touch_all() -> Result<u64, &'static str> {
-    let fd = urt::open(b"/dev/physobj\0", urt::fcntl::O_RDWR).map_err(|_| "open")?;
-    let size = PAGES as u64;
-    urt::ioctl(
-        fd,
-        urt::physobj::PHYSOBJ_SET_SIZE,
-        &size as *const u64 as u64,
-    )
-    .map_err(|_| "set size")?;
-    let base = urt::mmap(0, PAGES * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
-        .map_err(|_| "mmap")?;
+    let obj = utest::physobj::PhysObj::map(PAGES)?;
+    let base = obj.addr;
     let before = stat(sysctl::PROC_FAULTS);
     for i in 0..PAGES {
         // SAFETY: inside the mapping, read-write.
@@ -40,8 +31,7 @@ fn touch_all() -> Result<u64, &'static str> {
             return Err("a page lost its word");
         }
     }
-    urt::munmap(base, PAGES * PAGE).map_err(|_| "munmap")?;
-    urt::close(fd).map_err(|_| "close")?;
+    obj.close()?;
     Ok(faults)
 }
 
