@@ -66,9 +66,16 @@ fn run() -> Result<(), &'static str> {
     let gnt = Gnttab::open().map_err(|_| "open /dev/xen/gntdev")?;
     let mut refs = Buf::<u32>::new(PAGES).map_err(|_| "refs buffer")?;
 
-    // 1. A written buffer, lent read-only.
+    // 1. A written buffer, lent read-only. A first grant and its end, not
+    // counted, give the library's reference array (an anonymous page, at
+    // the same address each time) its page table.
     let buf = buffer()?;
     write_pages(buf, 0);
+    let index = gnt
+        .grant_user(DOM0, buf, refs.values(), false)
+        .map_err(|_| "GRANT_USER of a written buffer")?;
+    gnt.dealloc_grefs(index, PAGES)
+        .map_err(|_| "DEALLOC_GREF")?;
     let f0 = free();
     let index = gnt
         .grant_user(DOM0, buf, refs.values(), false)
