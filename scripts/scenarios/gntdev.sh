@@ -11,7 +11,8 @@
 # to where they started, and prints them. Then the failure cases: B writes
 # to a read-only mapping of the grants (killed, kernel alive), and `xl
 # destroy` of either domain while B maps A's pages (the survivor ends
-# cleanly).
+# cleanly). loan-writable: the same protocol over A's own memory granted
+# writable as it is (GRANT_USER) instead of pages ALLOC_GREF allocated.
 . scripts/lib/xl.sh
 . scripts/lib/share.sh
 
@@ -138,6 +139,17 @@ gntdev_destroyed_early() {
 }
 
 run_case gntdev_bad gntdev-bad
+# loan_pair CASE PAGES: the gntdev pair with the sharer's own anonymous
+# memory granted writable as it is (loan=1: GRANT_USER) instead of pages
+# ALLOC_GREF allocated: B must see A's words and A B's replies in the same
+# pages, and both come back to their baselines.
+loan_pair() {
+    pair_run "$1" gntdev-map "scenario=gntdev-share pages=$2 loan=1" || return
+    show_lines xenguest-a xenguest-b
+    pair_judge "$1" gntdev-share gntdev-map \
+        "$2 pages of A's own memory granted writable (GRANT_USER): B verified A's words, A verified B's replies"
+}
+
 run_case gntdev_pair gntdev-1 1
 run_case gntdev_pair gntdev-16 16
 run_case gntdev_pair gntdev-1024 1024
@@ -152,6 +164,7 @@ run_case gntdev_pair gntdev-1024 1024
     GUEST_TIMEOUT=240
     run_case gntdev_pair gntdev-65536 65536 memory=300 max_grant_frames=256
 )
+run_case loan_pair loan-writable 1024
 run_case gntdev_mode gntdev-compare-1024 compare 1024 compare_detail
 run_case gntdev_mode gntdev-copy-1024 copy 1024 copy_detail
 run_case gntdev_mode gntdev-large-1024 large 1024 large_detail

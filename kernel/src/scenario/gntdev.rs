@@ -284,14 +284,18 @@ pub fn chaos(opts: &Options<'_>) -> Outcome {
 /// `moves=` moves of the domain (`xl save`/`restore`, `xl migrate`); or,
 /// with `rounds=R`, R times in a row, each a whole round of the protocol
 /// by a new process (`docs/share-protocol.md`, rounds), each back at the
-/// baseline.
+/// baseline. With `loan=1` the shared pages are the process's own
+/// anonymous memory, granted writable as they are (`GRANT_USER`) rather
+/// than pages `ALLOC_GREF` allocated.
 pub fn share(opts: &Options<'_>) -> Outcome {
     let peer = super::share::peer(opts)?;
     let pages = opts.get_u64("pages").unwrap_or(16);
     let moves = opts.get_u64("moves").unwrap_or(0);
-    if pages >= 1 << 24 || moves >= 1 << 8 {
-        return Err("pages= or moves= out of range");
+    let loan = opts.get_u64("loan").unwrap_or(0);
+    if pages >= 1 << 24 || moves >= 1 << 7 || loan > 1 || (loan == 1 && moves != 0) {
+        return Err("pages=, moves= or loan= out of range (loan=1 takes no moves)");
     }
+    let moves = loan << 7 | moves;
     rounds(opts, "sharer", |round| {
         run(
             "sharer",

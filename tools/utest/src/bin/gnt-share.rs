@@ -24,13 +24,19 @@
 //! round (its `map/round`), publishes `share/round` with the share, and
 //! ends the round as one without moves does.
 //!
-//! Argument: `round << 48 | peer << 32 | moves << 24 | pages`.
+//! With `loan` the pages are not `ALLOC_GREF`'s but the process's own
+//! anonymous memory, granted writable as they are (`GRANT_USER`, held
+//! wired); the protocol is the same, and the end of the share is
+//! `DEALLOC_GREF` and a `munmap`.
+//!
+//! Argument: `round << 48 | peer << 32 | loan << 31 | moves << 24 | pages`.
 #![no_std]
 #![no_main]
 
 use gnttab::evtchn::Evtchn;
 use gnttab::xs::{Absent, Fmt, Watch, Xs, XsError};
 use gnttab::{Buf, Gnttab};
+use urt::mman::{MAP_ANON, MAP_PRIVATE, PROT_READ, PROT_WRITE};
 use urt::{PAGE, println, sysctl};
 
 urt::entry!(main);
@@ -51,13 +57,14 @@ fn word(i: usize, k: usize) -> u32 {
 }
 
 fn main(arg: u64) -> i32 {
-    let (round, peer, moves, pages) = (
+    let (round, peer, loan, moves, pages) = (
         arg >> 48,
         ((arg >> 32) & 0xffff) as u32,
-        ((arg >> 24) & 0xff) as u32,
+        arg & 1 << 31 != 0,
+        ((arg >> 24) & 0x7f) as u32,
         (arg & 0xff_ffff) as usize,
     );
-    match run(peer, pages, moves, round) {
+    match run(peer, pages, moves, round, loan) {
         Ok(()) => 0,
         Err(e) => {
             println!("gnt-share: FAIL {e}");
@@ -74,7 +81,7 @@ fn publish(xs: &mut Xs, path: &str, value: &[u8]) -> Result<(), &'static str> {
     xs.write(path, value).map_err(|_| "xenstore write")
 }
 
-fn run(peer: u32, n: usize, moves: u32, round: u64) -> Result<(), &'static str> {
+fn run(peer: u32, n: usize, moves: u32, round: u64, loan: bool) -> Result<(), &'static str> {
     if n == 0 {
         return Err("pages=0");
     }
@@ -85,9 +92,29 @@ fn run(peer: u32, n: usize, moves: u32, round: u64) -> Result<(), &'static str> 
     let gnt = Gnttab::open().map_err(|_| "open /dev/xen/gntdev")?;
     let ev = Evtchn::open().map_err(|_| "open /dev/xen/evtchn")?;
     let mut refs = Buf::<u32>::new(n).map_err(|_| "refs buffer")?;
-    let addr = gnt
-        .share_pages(peer as u16, refs.values(), true, None)
-        .map_err(|_| "share_pages")?;
+    let (addr, loaned) = if loan {
+        println!(
+            "gnt-share: granting {n} pages of its own memory as they are (GRANT_USER, writable)"
+        );
+        let addr = urt::mmap(
+            0,
+            n * PAGE,
+            PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANON,
+            u64::MAX,
+            0,
+        )
+        .map_err(|_| "mmap of the memory to grant")?;
+        let index = gnt
+            .grant_user(peer as u16, addr, refs.values(), true)
+            .map_err(|_| "grant_user")?;
+        (addr, Some(index))
+    } else {
+        let addr = gnt
+            .share_pages(peer as u16, refs.values(), true, None)
+            .map_err(|_| "share_pages")?;
+        (addr, None)
+    };
     let words = addr as *mut u32;
     fill(words, n);
     let mut generation = urt::sysctl(sysctl::DOMAIN_GENERATION, sysctl::READ_ONLY)
@@ -106,6 +133,9 @@ fn run(peer: u32, n: usize, moves: u32, round: u64) -> Result<(), &'static str> 
         }
     }
     utest::checkpoint::checkpoint(&mut xs, "before-unshare")?;
+    if let Some(index) = loaned {
+        gnt.dealloc_grefs(index, n).map_err(|_| "dealloc_grefs")?;
+    }
     gnt.unshare(addr, n).map_err(|_| "unshare")?;
     publish_state(&mut xs, b"done")
 }
