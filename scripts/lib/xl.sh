@@ -283,8 +283,6 @@ late_timer() {
 #   segment and text, in "hvm guest" context). No guest can load that
 #   state; QEMU's multi-threaded TCG emulation of SVM does, now and then,
 #   under many VM exits;
-# - a guest triple fault at the return of a hypercall stub
-#   (hypercall_triple_fault);
 # - a late timer: a guest's sysrq report (taken when the case hung) says
 #   one of its vCPUs armed its one-shot timer, halted, and was woken only
 #   LATE_TIMER_MS (10 s) or more after that deadline, by the report's own
@@ -305,8 +303,6 @@ run_case() {
             _late=$(late_timer "$_out")
             if emulation_fault; then
                 _why="the emulation loaded Xen's own state into a guest vCPU (RIP e008:ffff82d0... in hvm guest context)"
-            elif hypercall_triple_fault; then
-                _why="a guest triple-faulted at the return of a hypercall, with the kernel's own stack and page tables (taken for the emulation's fault)"
             elif [ "${_late:-0}" -ge "${LATE_TIMER_MS:-10000}" ]; then
                 _why="a guest vCPU halted with its timer armed was woken $_late ms past the deadline (the emulated host lost the timer)"
             fi
@@ -328,22 +324,6 @@ run_case() {
 # own code segment and text address as the guest's (see run_case).
 emulation_fault() {
     xl dmesg 2>/dev/null | tr -d '\r' | grep -A1 'RIP:    e008:\[<ffff82d0' | grep -q 'CONTEXT: hvm guest'
-}
-
-# hypercall_triple_fault: whether Xen's log since the try began has a
-# guest triple fault in kernel mode at the return of a hypercall stub (RIP
-# 0008:..., at offset 8 of a 32-byte stub of the hypercall page: the `ret`
-# after `vmmcall`). Seen in gntdev-notify-unmapped: RIP at the
-# event_channel_op stub's `ret`, interrupts on, CR3 boot_pml4 and RSP in
-# boot_stack, the kernel's own, where a `ret` cannot fault by itself; the
-# interrupt due there must have found the descriptor tables broken, as
-# the emulation's fault above leaves a vCPU (an earlier triple fault at
-# our own RIP, in vchan-pair, was not dumped this closely).
-hypercall_triple_fault() {
-    local _rip
-    _rip=$(xl dmesg 2>/dev/null | tr -d '\r' |
-        sed -n '/Triple fault/,$ s/.*RIP:    0008:\[<\([0-9a-f]*\)>\].*/\1/p' | head -n 1)
-    [ -n "$_rip" ] && [ $((0x$_rip & 0x1f)) -eq 8 ]
 }
 
 # run_case_once FUNCTION CASE [ARG...]: runs FUNCTION CASE ARG..., which
