@@ -1,10 +1,11 @@
 //! `contig-reclaim`: a 2 MiB contiguous run made by moving this process's
 //! own pages away while a thread of it reads and writes them.
 //!
-//! It fills almost all free memory with anonymous pages (each page's first
-//! and last words hold its index), then unmaps every other one: every
-//! 2 MiB stretch of RAM now holds pages in use, so no free 2 MiB run is
-//! left, but half of that memory is free again. A thread then walks the
+//! It fills almost all free memory with the pages of two anonymous
+//! mappings, touched in turn so that their pages alternate in RAM (each
+//! kept page's first and last words hold its index), then unmaps the
+//! second mapping: every 2 MiB stretch of RAM now holds pages in use, so
+//! no free 2 MiB run is left, but half of that memory is free again. A thread then walks the
 //! pages it kept, checking and rewriting both words, while the main thread
 //! touches a fresh 2 MiB mapping of `/dev/physobj`: its populate wants one
 //! contiguous 2 MiB run for a superpage entry, and contiguous reclaim
@@ -30,7 +31,8 @@ const RUN: usize = 512;
 /// Words per page.
 const WORDS: usize = PAGE / 8;
 
-/// The kept pages, as the thread sees them: base address and page count.
+/// The kept pages (the first mapping), as the thread sees them: base
+/// address and page count.
 static BASE: AtomicU64 = AtomicU64::new(0);
 static PAGES: AtomicU64 = AtomicU64::new(0);
 /// Set by the main thread once the run is made: the walker stops.
@@ -43,9 +45,9 @@ fn stat(key: u64) -> u64 {
     urt::sysctl(key, sysctl::READ_ONLY).unwrap_or(0)
 }
 
-/// The two words of kept page `i` (even pages of the mapping).
+/// The two words of kept page `i`.
 fn words(i: u64) -> [*mut u64; 2] {
-    let page = BASE.load(Ordering::Relaxed) + 2 * i * PAGE as u64;
+    let page = BASE.load(Ordering::Relaxed) + i * PAGE as u64;
     [page as *mut u64, (page as *mut u64).wrapping_add(WORDS - 1)]
 }
 
@@ -53,7 +55,7 @@ fn words(i: u64) -> [*mut u64; 2] {
 fn check_all(rewrite: bool) -> u64 {
     let mut wrong = 0;
     for i in 0..PAGES.load(Ordering::Relaxed) {
-        let want = 2 * i;
+        let want = i;
         for w in words(i) {
             // SAFETY: a word of a kept page of our own read-write mapping.
             let v = unsafe { w.read_volatile() };
@@ -92,30 +94,33 @@ fn run() -> Result<(), &'static str> {
     if free < SLACK + 2 * RUN as u64 {
         return Err("too little free memory");
     }
-    let n = free - SLACK;
+    let n = (free - SLACK) / 2;
     let len = n as usize * PAGE;
-    let base = urt::mmap(
-        0,
-        len,
-        PROT_READ | PROT_WRITE,
-        MAP_PRIVATE | MAP_ANON,
-        u64::MAX,
-        0,
-    )
-    .map_err(|_| "mmap of the anonymous pages")?;
+    let map = || {
+        urt::mmap(
+            0,
+            len,
+            PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANON,
+            u64::MAX,
+            0,
+        )
+        .map_err(|_| "mmap of the anonymous pages")
+    };
+    let (base, other) = (map()?, map()?);
     for p in 0..n {
-        let page = (base + p * PAGE as u64) as *mut u64;
-        // SAFETY: the first and last words of a page of our mapping.
-        unsafe {
-            page.write_volatile(p);
-            page.wrapping_add(WORDS - 1).write_volatile(p);
+        for (m, v) in [(base, p), (other, !p)] {
+            let page = (m + p * PAGE as u64) as *mut u64;
+            // SAFETY: the first and last words of a page of our mapping.
+            unsafe {
+                page.write_volatile(v);
+                page.wrapping_add(WORDS - 1).write_volatile(v);
+            }
         }
     }
-    for p in (1..n).step_by(2) {
-        urt::munmap(base + p * PAGE as u64, PAGE).map_err(|_| "munmap of a page")?;
-    }
+    urt::munmap(other, len).map_err(|_| "munmap of the second mapping")?;
     BASE.store(base, Ordering::Relaxed);
-    PAGES.store(n.div_ceil(2), Ordering::Relaxed);
+    PAGES.store(n, Ordering::Relaxed);
     let free_after = stat(sysctl::VM_FREE_PAGES);
     let (moved0, passes0) = (
         stat(sysctl::VM_RECLAIM_PAGES),
@@ -141,7 +146,8 @@ fn run() -> Result<(), &'static str> {
     );
     let wrong = WRONG.load(Ordering::Relaxed) + check_all(false);
     println!(
-        "contig: {n} pages filled, every other one unmapped ({free} -> {free_after} free); a 2 MiB run by reclaim: {moved} page(s) moved in {passes} pass(es), {large} 2 MiB entry; the walker checked {} words meanwhile, {wrong} wrong",
+        "contig: {} pages filled in turn from two mappings, the second unmapped ({free} -> {free_after} free); a 2 MiB run by reclaim: {moved} page(s) moved in {passes} pass(es), {large} 2 MiB entry; the walker checked {} words meanwhile, {wrong} wrong",
+        2 * n,
         CHECKED.load(Ordering::Relaxed)
     );
     obj.close()?;
