@@ -330,11 +330,11 @@ emulation_fault() {
 }
 
 # guest_triple_fault: whether Xen's log since the try began has a guest
-# vCPU's triple fault. This session's runs had four at instants where an
-# interrupt was due, with the vCPU's own registers, page tables and stack
-# sane, in kernel and in user mode, in a different case each time
-# (gntdev-notify-unmapped, smp-preempt, soak-rounds-100; the session before,
-# vchan-pair): the interrupt's delivery and the double fault's both failed,
+# vCPU's triple fault. Four are on record, at instants where an interrupt
+# was due, with the vCPU's own registers, page tables and stack sane, in
+# kernel and in user mode, in a different case each time
+# (gntdev-notify-unmapped, smp-preempt, soak-rounds-100, and vchan-pair
+# before them): the interrupt's delivery and the double fault's both failed,
 # as with descriptor tables the emulation of SVM broke, the kin of its fault
 # above. Taken for the emulation's until one repeats in a retry.
 guest_triple_fault() {
