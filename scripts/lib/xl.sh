@@ -330,11 +330,13 @@ emulation_fault() {
 }
 
 # guest_triple_fault: whether Xen's log since the try began has a guest
-# vCPU's triple fault. Four are on record, at instants where an interrupt
+# vCPU's triple fault. Six are on record, at instants where an interrupt
 # was due, with the vCPU's own registers, page tables and stack sane, in
-# kernel and in user mode, in a different case each time
-# (gntdev-notify-unmapped, smp-preempt, soak-rounds-100, and vchan-pair
-# before them): the interrupt's delivery and the double fault's both failed,
+# kernel and in user mode, in five cases (gntdev-notify-unmapped,
+# smp-preempt, soak-rounds-100, fuzz-peer twice, and vchan-pair before
+# them), the kernel-mode ones right after a VM exit (a hypercall's
+# return, an emulated rdtsc): the interrupt's delivery and the double
+# fault's both failed,
 # as with descriptor tables the emulation of SVM broke, the kin of its fault
 # above. Taken for the emulation's until one repeats in a retry.
 guest_triple_fault() {
