@@ -32,6 +32,7 @@ pub mod grant;
 pub mod hvm;
 pub mod hypercall;
 pub mod memory;
+pub mod pv;
 mod ring;
 pub mod sched;
 #[cfg(any(test, feature = "sim"))]

@@ -11,7 +11,7 @@ use abicheck::{Fact, constant, layout};
 
 use xen::abi::{
     self, console, event_channel, grant_table as gt, hvm, memory, op, sched, shared_info as si,
-    start_info, vcpu, xs_wire as xs,
+    pv, start_info, vcpu, xs_wire as xs,
 };
 
 fn facts() -> Vec<Fact> {
@@ -67,6 +67,7 @@ fn facts() -> Vec<Fact> {
     );
     grant_table(&mut f);
     memory_vcpu_evtchn(&mut f);
+    pv(&mut f);
     shared_info(&mut f);
     xenstore(&mut f);
     f
@@ -228,6 +229,57 @@ fn memory_vcpu_evtchn(f: &mut Vec<Fact>) {
     );
 }
 
+fn pv(f: &mut Vec<Fact>) {
+    layout!(f, pv::StartInfo, "struct start_info",
+        magic => "magic", nr_pages => "nr_pages", shared_info => "shared_info",
+        flags => "flags", store_mfn => "store_mfn", store_evtchn => "store_evtchn",
+        console_mfn => "console.domU.mfn", console_evtchn => "console.domU.evtchn",
+        pt_base => "pt_base", nr_pt_frames => "nr_pt_frames", mfn_list => "mfn_list",
+        mod_start => "mod_start", mod_len => "mod_len", cmd_line => "cmd_line",
+        first_p2m_pfn => "first_p2m_pfn", nr_p2m_frames => "nr_p2m_frames");
+    layout!(f, pv::MmuUpdate, "struct mmu_update", ptr => "ptr", val => "val");
+    layout!(f, pv::MmuextOp, "struct mmuext_op",
+        cmd => "cmd", arg1 => "arg1", arg2 => "arg2");
+    layout!(f, pv::TrapInfo, "struct trap_info",
+        vector => "vector", flags => "flags", cs => "cs", address => "address");
+    layout!(f, pv::CallbackRegister, "struct callback_register",
+        kind => "type", flags => "flags", address => "address");
+    constant!(f,
+        pv::MAX_GUEST_CMDLINE => "MAX_GUEST_CMDLINE",
+        pv::SIF_MOD_START_PFN => "SIF_MOD_START_PFN",
+        pv::MMU_NORMAL_PT_UPDATE => "MMU_NORMAL_PT_UPDATE",
+        pv::MMUEXT_PIN_L1_TABLE => "MMUEXT_PIN_L1_TABLE",
+        pv::MMUEXT_PIN_L4_TABLE => "MMUEXT_PIN_L4_TABLE",
+        pv::MMUEXT_UNPIN_TABLE => "MMUEXT_UNPIN_TABLE",
+        pv::MMUEXT_NEW_BASEPTR => "MMUEXT_NEW_BASEPTR",
+        pv::MMUEXT_TLB_FLUSH_LOCAL => "MMUEXT_TLB_FLUSH_LOCAL",
+        pv::MMUEXT_INVLPG_LOCAL => "MMUEXT_INVLPG_LOCAL",
+        pv::MMUEXT_NEW_USER_BASEPTR => "MMUEXT_NEW_USER_BASEPTR",
+        pv::UVMF_INVLPG => "UVMF_INVLPG",
+        pv::TI_MASK_EVENTS => "4",
+        pv::FLAT_KERNEL_CS => "FLAT_KERNEL_CS",
+        pv::SEGBASE_GS_KERNEL => "SEGBASE_GS_KERNEL",
+        pv::CALLBACKTYPE_EVENT => "CALLBACKTYPE_event",
+        pv::CALLBACKTYPE_FAILSAFE => "CALLBACKTYPE_failsafe",
+        pv::CALLBACKTYPE_SYSCALL => "CALLBACKTYPE_syscall",
+        pv::CALLBACKF_MASK_EVENTS => "CALLBACKF_mask_events",
+        pv::CALLBACKOP_REGISTER => "CALLBACKOP_register",
+        pv::MACH2PHYS_VIRT_START => "MACH2PHYS_VIRT_START",
+        pv::HYPERVISOR_VIRT_END => "HYPERVISOR_VIRT_END",
+        pv::MACH2PHYS_NR_ENTRIES => "MACH2PHYS_NR_ENTRIES",
+        pv::XENVER_VERSION => "XENVER_version",
+        op::SET_TRAP_TABLE => "__HYPERVISOR_set_trap_table",
+        op::MMU_UPDATE => "__HYPERVISOR_mmu_update",
+        op::STACK_SWITCH => "__HYPERVISOR_stack_switch",
+        op::UPDATE_VA_MAPPING => "__HYPERVISOR_update_va_mapping",
+        op::IRET => "__HYPERVISOR_iret",
+        op::SET_SEGMENT_BASE => "__HYPERVISOR_set_segment_base",
+        op::MMUEXT_OP => "__HYPERVISOR_mmuext_op",
+        op::CALLBACK_OP => "__HYPERVISOR_callback_op",
+    );
+    assert_eq!(std::mem::size_of::<pv::StartInfo>(), 1168);
+}
+
 fn shared_info(f: &mut Vec<Fact>) {
     layout!(f, si::VcpuTimeInfo, "struct vcpu_time_info",
         version => "version", pad0 => "pad0", tsc_timestamp => "tsc_timestamp",
@@ -323,6 +375,8 @@ const HEADERS: &[&str] = &[
     "xen/io/console.h",
     "xen/io/xs_wire.h",
     "xen/event_channel.h",
+    "xen/callback.h",
+    "xen/version.h",
 ];
 
 /// C definitions the facts refer to (after the headers).

@@ -10,6 +10,7 @@ pub mod event_channel;
 pub mod grant_table;
 pub mod hvm;
 pub mod memory;
+pub mod pv;
 pub mod sched;
 pub mod shared_info;
 pub mod start_info;
@@ -40,5 +41,14 @@ pub mod op {
         __HYPERVISOR_memory_op as MEMORY_OP, __HYPERVISOR_sched_op as SCHED_OP,
         __HYPERVISOR_set_timer_op as SET_TIMER_OP, __HYPERVISOR_vcpu_op as VCPU_OP,
         __HYPERVISOR_xen_version as XEN_VERSION,
+    };
+    // The PV-only operations.
+    pub use xen_sys::{
+        __HYPERVISOR_callback_op as CALLBACK_OP, __HYPERVISOR_iret as IRET,
+        __HYPERVISOR_mmu_update as MMU_UPDATE, __HYPERVISOR_mmuext_op as MMUEXT_OP,
+        __HYPERVISOR_set_segment_base as SET_SEGMENT_BASE,
+        __HYPERVISOR_set_trap_table as SET_TRAP_TABLE,
+        __HYPERVISOR_stack_switch as STACK_SWITCH,
+        __HYPERVISOR_update_va_mapping as UPDATE_VA_MAPPING,
     };
 }
