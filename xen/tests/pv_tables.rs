@@ -201,16 +201,17 @@ fn identity_map_of_all_ram_obeys_xens_rules_and_batches() {
         cell: &machine,
         pages,
     };
-    let mut b = TableBuilder::new(&mut mem, Sim(&machine), 16, 20..pages);
-    // SAFETY: the simulated frames are plain data.
-    unsafe { b.map_identity(0..pages) }.expect("identity map");
-    let tables = b.tables_made();
     // A hole page far above RAM gets an empty L1 (and an L2 for its GiB).
     let hole = 0xf000_0000;
-    b.ensure_l1(hole).expect("hole L1");
-    let hole_entry = b.entry_address(hole).unwrap().expect("an L1 covers the hole");
-    let next = b.unused().start;
-    drop(b);
+    let (tables, hole_entry, next) = {
+        let mut b = TableBuilder::new(&mut mem, Sim(&machine), 16, 20..pages);
+        // SAFETY: the simulated frames are plain data.
+        unsafe { b.map_identity(0..pages) }.expect("identity map");
+        let tables = b.tables_made();
+        b.ensure_l1(hole).expect("hole L1");
+        let hole_entry = b.entry_address(hole).unwrap().expect("an L1 covers the hole");
+        (tables, hole_entry, b.unused().start)
+    };
     g.m = machine.into_inner();
     // Every RAM page is mapped at its own address, writable unless it is
     // a table, whose view is read-only.
