@@ -1,5 +1,6 @@
 //! What Xen tells us at boot: `hvm_start_info`, copied into the kernel
-//! before anything can overwrite it (Xen places it just past our image).
+//! before anything can overwrite it (Xen places it just past our image),
+//! or what the PV start of day gathered (`arch::pv`).
 
 use core::fmt;
 
@@ -42,6 +43,7 @@ pub struct BootInfo {
     cmdline_len: usize,
     modules: [HvmModlistEntry; MAX_MODULES],
     modules_len: usize,
+    boot_region_end: u64,
 }
 
 impl BootInfo {
@@ -76,6 +78,7 @@ impl BootInfo {
                 reserved: 0,
             }; MAX_MODULES],
             modules_len: (si.nr_modules as usize).min(MAX_MODULES),
+            boot_region_end: 0,
         };
         for i in 0..info.memmap_len {
             // SAFETY: Xen wrote `memmap_entries` entries at `memmap_paddr`.
@@ -99,6 +102,59 @@ impl BootInfo {
             }
         }
         Ok(info)
+    }
+
+    /// The boot information of a PV guest: RAM is pfns `0..nr_pages`
+    /// (Xen gives a PV domain no memory map), the module and the command
+    /// line come from the start info, and everything below `boot_end`
+    /// past the image (Xen's boot region and the tables the start of day
+    /// added) is the kernel's.
+    pub fn from_pv(nr_pages: u64, cmdline: &[u8], module: Option<(u64, u64)>, boot_end: u64) -> Self {
+        let mut info = Self {
+            memmap: [HvmMemmapEntry {
+                addr: 0,
+                size: 0,
+                kind: 0,
+                reserved: 0,
+            }; MAX_MEMMAP],
+            memmap_len: 1,
+            cmdline: [0; MAX_CMDLINE],
+            cmdline_len: 0,
+            modules: [HvmModlistEntry {
+                paddr: 0,
+                size: 0,
+                cmdline_paddr: 0,
+                reserved: 0,
+            }; MAX_MODULES],
+            modules_len: 0,
+            boot_region_end: boot_end,
+        };
+        info.memmap[0] = HvmMemmapEntry {
+            addr: 0,
+            size: nr_pages * 4096,
+            kind: MEMMAP_TYPE_RAM,
+            reserved: 0,
+        };
+        if let Some((paddr, size)) = module {
+            info.modules[0] = HvmModlistEntry {
+                paddr,
+                size,
+                cmdline_paddr: 0,
+                reserved: 0,
+            };
+            info.modules_len = 1;
+        }
+        for &b in cmdline.iter().take_while(|&&b| b != 0).take(MAX_CMDLINE) {
+            info.cmdline[info.cmdline_len] = b;
+            info.cmdline_len += 1;
+        }
+        info
+    }
+
+    /// End of the boot region the kernel keeps past its image (PV: Xen's
+    /// start-of-day pages and the direct map's tables), or 0.
+    pub fn boot_region_end(&self) -> u64 {
+        self.boot_region_end
     }
 
     /// The memory map, as Xen gave it.

@@ -1,6 +1,7 @@
 //! Kernel console: the `log` backend and the crash path's output.
 //!
-//! Until [`init`] finds the PV console ring (HVM params 17/18), output goes
+//! Until [`init`] finds the PV console ring (HVM params 17/18, or the PV
+//! start info), output goes
 //! to Xen's debug port 0xE9; afterwards to the ring, which xenconsoled logs
 //! and `xl console` shows. Fatal messages go to both, so a crash dump is in
 //! the guest's console log and in Xen's own log.
@@ -26,8 +27,14 @@ const FLUSH_YIELDS: u32 = 200_000;
 
 /// Finds the PV console ring. Its page lies inside the boot identity map.
 pub fn init() -> Result<(), xen::hypercall::XenErrno> {
-    let pfn = xen::hvm::get_param(PARAM_CONSOLE_PFN)?;
-    let port = xen::hvm::get_param(PARAM_CONSOLE_EVTCHN)?;
+    let (pfn, port) = match crate::arch::pv::start_info() {
+        // PV: the ring is a page of the boot region, mapped at its pfn.
+        Some(s) => (s.console_pfn, u64::from(s.console_evtchn)),
+        None => (
+            xen::hvm::get_param(PARAM_CONSOLE_PFN)?,
+            xen::hvm::get_param(PARAM_CONSOLE_EVTCHN)?,
+        ),
+    };
     let ring = (pfn << 12) as *mut XenconsInterface;
     // SAFETY: Xen names this frame as our console page; it is below 4 GiB
     // and so identity-mapped writable by the boot page tables, and this is

@@ -36,7 +36,7 @@
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use spin::{Once, RwLock};
-use x86_64::instructions::interrupts;
+use crate::arch::interrupts;
 use xen::abi::Port;
 use xen::abi::event_channel::VIRQ_TIMER;
 use xen::abi::hvm::PARAM_CALLBACK_IRQ;
@@ -169,6 +169,8 @@ static SPURIOUS: AtomicU64 = AtomicU64::new(0);
 pub enum InitError {
     /// No hole frame for the shared info page.
     NoHoleFrame,
+    /// PV: no page-table room to map the shared info page.
+    MapSharedInfo,
     /// A hypercall failed.
     Xen(&'static str, XenErrno),
 }
@@ -177,6 +179,7 @@ impl core::fmt::Display for InitError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::NoHoleFrame => f.write_str("no hole frame for the shared info page"),
+            Self::MapSharedInfo => f.write_str("no L1 table to map the shared info page"),
             Self::Xen(what, e) => write!(f, "{what}: Xen error {}", e.0),
         }
     }
@@ -187,18 +190,27 @@ impl core::fmt::Display for InitError {
 /// timer and enables interrupts.
 pub fn init() -> Result<(), InitError> {
     let run = layout::alloc_hole(1).map_err(|_| InitError::NoHoleFrame)?;
-    // SAFETY: the frame is in the hole, unused by anything else, and
-    // identity-mapped; from now on it is Xen's shared info page.
-    unsafe { xen::memory::map_shared_info(run.gfn) }
-        .map_err(|e| InitError::Xen("map shared info", e))?;
+    match crate::arch::pv::start_info() {
+        // SAFETY: the address is the hole frame's, unused by anything
+        // else; the machine frame is Xen's shared info page.
+        Some(s) => unsafe { crate::arch::pv::map_frame(run.gfn * PAGE_SIZE, s.shared_info >> 12) }
+            .map_err(|_| InitError::MapSharedInfo)?,
+        // SAFETY: the frame is in the hole, unused by anything else, and
+        // identity-mapped; from now on it is Xen's shared info page.
+        None => unsafe { xen::memory::map_shared_info(run.gfn) }
+            .map_err(|e| InitError::Xen("map shared info", e))?,
+    }
     // SAFETY: Xen placed the shared info page at this identity-mapped
     // address; it stays there for the domain's life, and `SharedInfo` is
     // all atomics, so shared access with Xen is sound.
     let shared: &'static SharedInfo = unsafe { &*((run.gfn * PAGE_SIZE) as *const SharedInfo) };
     SHARED.call_once(|| shared);
     register_vcpu_info(0);
-    xen::hvm::set_param(PARAM_CALLBACK_IRQ, xen::hvm::callback_vector(UPCALL_VECTOR))
-        .map_err(|e| InitError::Xen("set callback vector", e))?;
+    // PV: the event callback is registered with the traps (`arch::pv`).
+    if !crate::arch::is_pv() {
+        xen::hvm::set_param(PARAM_CALLBACK_IRQ, xen::hvm::callback_vector(UPCALL_VECTOR))
+            .map_err(|e| InitError::Xen("set callback vector", e))?;
+    }
     unmask_upcalls(0);
     bind_timer(0).map_err(|e| InitError::Xen("bind VIRQ_TIMER", e))?;
     interrupts::enable();
@@ -274,10 +286,16 @@ pub fn register_vcpu_info(cpu: usize) {
 /// [`register_vcpu_info`] without the log line.
 fn register_vcpu_info_quiet(cpu: usize) -> Result<(), XenErrno> {
     let at = &VCPU_INFO.0[cpu] as *const VcpuInfo as u64;
+    // PVH names the page by its frame, PV by its machine frame.
+    let frame = if crate::arch::is_pv() {
+        crate::arch::pv::mfn(at / PAGE_SIZE)
+    } else {
+        at / PAGE_SIZE
+    };
     // SAFETY: the slot is 64 bytes of a page-aligned static of the image
     // (RAM, identity-mapped), kept for Xen for the domain's life and read
     // and written only through atomics.
-    unsafe { xen::vcpu::register_vcpu_info(cpu as u32, at / PAGE_SIZE, (at % PAGE_SIZE) as u32) }?;
+    unsafe { xen::vcpu::register_vcpu_info(cpu as u32, frame, (at % PAGE_SIZE) as u32) }?;
     REGISTERED[cpu].store(true, Ordering::Release);
     Ok(())
 }
@@ -285,6 +303,7 @@ fn register_vcpu_info_quiet(cpu: usize) -> Result<(), XenErrno> {
 /// Lets Xen deliver upcalls to vCPU `cpu` (its `vcpu_info` starts with
 /// them masked).
 pub fn unmask_upcalls(cpu: usize) {
+    percpu::set_vcpu_info(cpu, vcpu_info(cpu));
     vcpu_info(cpu)
         .evtchn_upcall_mask
         .store(0, Ordering::Release);

@@ -77,12 +77,35 @@ unsafe impl GrantHypercalls for TimedXen {
 
     unsafe fn add_grant_frame(&self, index: u32, gfn: u64) -> Result<(), XenErrno> {
         // SAFETY: forwarded to the caller's contract.
+        if crate::arch::is_pv() {
+            // SAFETY: forwarded to the caller's contract.
+            return unsafe { add_grant_frame_pv(index, gfn) };
+        }
+        // SAFETY: forwarded to the caller's contract.
         unsafe { xen::grant::Xen.add_grant_frame(index, gfn) }
     }
 
     fn backoff(&self, round: u32) {
         xen::grant::Xen.backoff(round)
     }
+}
+
+/// PV: asks Xen for the table's first `index + 1` frames
+/// (`GNTTABOP_setup_table`, which grows the table and names its machine
+/// frames) and maps frame `index` at the hole address of `gfn`.
+///
+/// # Safety
+/// As [`GrantHypercalls::add_grant_frame`]: `gfn`'s address is the
+/// table's, used by nothing else.
+unsafe fn add_grant_frame_pv(index: u32, gfn: u64) -> Result<(), XenErrno> {
+    let mut frames = alloc::vec![0u64; index as usize + 1];
+    xen::gnttab::setup_table(xen::abi::DOMID_SELF, &mut frames).map_err(|e| match e {
+        QuerySizeError::Hypercall(e) => e,
+        QuerySizeError::Status(_) => XenErrno::EINVAL,
+    })?;
+    // SAFETY: the caller vouches for the address; the frame is ours.
+    unsafe { crate::arch::pv::map_frame(gfn * PAGE_SIZE, frames[index as usize]) }
+        .map_err(|_| XenErrno::ENOMEM)
 }
 
 /// Nanoseconds spent in the map and in the unmap hypercalls since boot.

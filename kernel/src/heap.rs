@@ -34,7 +34,7 @@ use core::ops::Range;
 use core::ptr::NonNull;
 
 use kheap::{ClassStats, Heap};
-use x86_64::instructions::interrupts::without_interrupts;
+use crate::arch::interrupts::without_interrupts;
 
 use crate::arch::percpu::{self, MAX_CPUS};
 use crate::boot_info::BootInfo;

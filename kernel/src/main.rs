@@ -1,9 +1,12 @@
-//! The PVH guest kernel.
+//! The PVH and PV guest kernel.
 //!
-//! Boot order: the 32-bit stub (`arch::boot`) enters [`kernel_main`] in
-//! long mode on the boot stack; we load our GDT and IDT, find Xen through
-//! CPUID and install the hypercall page, find the console ring, copy the
-//! start info, take the kernel heap from RAM (nothing allocates before
+//! Boot order under PVH: the 32-bit stub (`arch::boot`) enters
+//! [`kernel_main`] in long mode on the boot stack; we load our GDT and
+//! IDT, find Xen through CPUID and install the hypercall page, find the
+//! console ring, copy the start info. Under PV, Xen enters `arch::pv`'s
+//! stub in long mode, which calls [`pv_main`]: the virtual IDT and the
+//! event callbacks, the start info checked and all RAM mapped, the
+//! console ring. Then, for both, take the kernel heap from RAM (nothing allocates before
 //! that), hand the rest of RAM to the VM, print the banner, start
 //! answering the toolstack (`control`), run the selected scenario and
 //! power off.
@@ -69,21 +72,82 @@ extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
         Ok(b) => b,
         Err(e) => fatal(format_args!("bad start info: {e}")),
     };
+    start(&boot, leaves.version())
+}
+
+/// Entered from `arch::pv` (the PV entry) with the virtual address of
+/// `start_info`, on the boot stack, events masked. Xen filled the
+/// hypercall page when it loaded the image.
+#[unsafe(no_mangle)]
+extern "C" fn pv_main(si: *const xen::abi::pv::StartInfo) -> ! {
+    arch::percpu::init(0);
+    if let Err(e) = arch::pv::init_traps() {
+        arch::pv::early_print("xenguest: PV trap table refused\n");
+        fatal(format_args!("set_trap_table: Xen error {}", e.0));
+    }
+    // SAFETY: `rsi` held this address at entry, and nothing has written
+    // past the image since.
+    let start_of_day = match unsafe { arch::pv::start_of_day(si) } {
+        Ok(s) => s,
+        Err(e) => {
+            // No console ring is known yet (or the start info is not to
+            // be trusted): Xen's own console, then a crash.
+            arch::pv::early_print("xenguest: PV start of day failed: ");
+            let mut buf = [0u8; 128];
+            arch::pv::early_print(fmt_into(&mut buf, format_args!("{e}\n")));
+            xen::sched::shutdown(ShutdownReason::Crash)
+        }
+    };
+    if let Err(e) = console::init() {
+        fatal(format_args!("no PV console: {e:?}"));
+    }
+    // SAFETY: as above; the start info is in the boot region, kept.
+    let cmdline = unsafe { arch::pv::cmdline(si) };
+    let boot = boot_info::BootInfo::from_pv(
+        start_of_day.nr_pages,
+        &cmdline,
+        start_of_day.module,
+        start_of_day.boot_end,
+    );
+    start(&boot, xen::pv::version())
+}
+
+/// Formats `args` into `buf` (cut when full), for output before the heap.
+fn fmt_into<'a>(buf: &'a mut [u8], args: fmt::Arguments<'_>) -> &'a str {
+    struct Cursor<'b>(&'b mut [u8], usize);
+    impl fmt::Write for Cursor<'_> {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            let n = s.len().min(self.0.len() - self.1);
+            self.0[self.1..self.1 + n].copy_from_slice(&s.as_bytes()[..n]);
+            self.1 += n;
+            Ok(())
+        }
+    }
+    let mut c = Cursor(buf, 0);
+    let _ = fmt::write(&mut c, args);
+    let n = c.1;
+    core::str::from_utf8(&c.0[..n]).unwrap_or("")
+}
+
+/// The boot common to PVH and PV, from the boot information on; `version`
+/// is Xen's (major, minor).
+fn start(boot: &boot_info::BootInfo, (major, minor): (u16, u16)) -> ! {
+    let boot = boot;
     let opts = cmdline::Options::parse(boot.cmdline());
     console::init_log(opts.log_level);
     events::set_idle_poll(opts.get("idle") == Some("poll"));
-    let heap = heap::init(&boot);
+    let heap = heap::init(boot);
     log::debug!(
         "kernel heap: {} KiB at {:#x}",
         (heap.end - heap.start) / 1024,
         heap.start
     );
     // Busy-page waits sleep on the scheduler's sleep queues.
-    mem::init(&boot, heap, alloc::sync::Arc::new(sleepq::PageWait));
+    mem::init(boot, heap, alloc::sync::Arc::new(sleepq::PageWait));
     arch::pmap::init();
     sched::init();
-    proc::programs::init(&boot);
-    let hole = layout::init(&boot);
+    proc::programs::init(boot);
+    let hole = layout::init(boot);
     log::debug!("hole: {} frames at gfn {:#x}", hole.frames, hole.gfn);
     if let Err(e) = events::init() {
         fatal(format_args!("event channels: {e}"));
@@ -101,12 +165,12 @@ extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
         prepare: sched::prepare_cpu,
         run: sched::run_idle,
     });
-    let (major, minor) = leaves.version();
-    let domid = leaves.domid();
     suspend::refresh_domid();
+    let domid = suspend::domid();
     kprintln!(
-        "xenguest: domain {} on Xen {major}.{minor}, {cpus} of {} vCPUs up, {} KiB RAM in {} memory map entries, cmdline \"{}\"",
+        "xenguest: domain {} ({}) on Xen {major}.{minor}, {cpus} of {} vCPUs up, {} KiB RAM in {} memory map entries, cmdline \"{}\"",
         DomainId(domid),
+        arch::mode_name(),
         smp::possible(),
         boot.ram_bytes() / 1024,
         boot.memmap().len(),
@@ -114,9 +178,10 @@ extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
     );
     // The same numbers for the scripts (`counter` in scripts/lib/xl.sh).
     kprintln!(
-        "COUNTERS banner domid={} ram_kib={}",
+        "COUNTERS banner domid={} ram_kib={} pv={}",
         DomainId(domid),
-        boot.ram_bytes() / 1024
+        boot.ram_bytes() / 1024,
+        u8::from(arch::is_pv())
     );
     for e in boot.memmap() {
         log::debug!(
@@ -130,7 +195,7 @@ extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
         log::debug!("module at {:#x}, {} bytes", m.paddr, m.size);
     }
     control::init();
-    let outcome = scenario::run(opts.scenario.unwrap_or(scenario::DEFAULT), &boot, &opts);
+    let outcome = scenario::run(opts.scenario.unwrap_or(scenario::DEFAULT), boot, &opts);
     let ev = events::stats();
     let sc = sched::stats();
     log::info!(

@@ -93,10 +93,11 @@ impl Frame {
     }
 }
 
-/// The kernel image's pages.
-fn image() -> Range<u64> {
+/// The kernel image's pages, and under PV the boot region after it.
+fn image(boot: &BootInfo) -> Range<u64> {
     // Linker-script symbols: only their addresses are used.
-    (&raw const __image_start) as u64..(&raw const __image_end) as u64
+    let end = ((&raw const __image_end) as u64).max(boot.boot_region_end());
+    (&raw const __image_start) as u64..end
 }
 
 /// The pages of a boot module.
@@ -126,7 +127,7 @@ fn usable_ram(boot: &BootInfo) -> impl Iterator<Item = Range<u64>> + '_ {
 pub fn steal(boot: &BootInfo, bytes: u64) -> Option<Range<u64>> {
     // The lowest start of what overlaps run `r`.
     let busy = |r: &Range<u64>| {
-        core::iter::once(image())
+        core::iter::once(image(boot))
             .chain(boot.modules().iter().map(module_pages))
             .filter(|b| b.start < r.end && r.start < b.end)
             .map(|b| b.start)
@@ -159,7 +160,7 @@ pub fn steal(boot: &BootInfo, bytes: u64) -> Option<Range<u64>> {
 pub fn init(boot: &BootInfo, heap: Range<u64>, wait: Arc<dyn BusyWait>) {
     let mut segs = [(0u64, 0u64); MAX_SEGMENTS];
     let mut n = 0;
-    let mut cuts = [image(), heap];
+    let mut cuts = [image(boot), heap];
     cuts.sort_unstable_by_key(|c| c.start);
     for ram in usable_ram(boot) {
         // Cut the image and the heap out: what lies around them stays.
@@ -180,8 +181,12 @@ pub fn init(boot: &BootInfo, heap: Range<u64>, wait: Arc<dyn BusyWait>) {
         .expect("memory map segments are sane")
         .with_cpu_caches(MAX_CPUS, percpu::id);
     // The modules stay where Xen put them, for the kernel's life.
+    let kept = image(boot);
     for m in boot.modules() {
         let pages = module_pages(m);
+        if kept.start <= pages.start && pages.end <= kept.end {
+            continue;
+        }
         if phys.reserve_range(pages.start, pages.end).is_err() {
             log::warn!("module at {:#x} not in allocatable RAM", m.paddr);
         }

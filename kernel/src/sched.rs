@@ -53,7 +53,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use spin::{Mutex, MutexGuard};
 use vm::Errno;
-use x86_64::instructions::interrupts;
+use crate::arch::interrupts;
 use xen::abi::Port;
 
 use crate::arch::percpu::{self, MAX_CPUS};

@@ -33,7 +33,7 @@ use alloc::vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use spin::Mutex;
-use x86_64::instructions::interrupts;
+use crate::arch::interrupts;
 use x86_64::registers::control::{Cr0, Cr3, Cr4};
 use x86_64::registers::model_specific::Efer;
 use xen::abi::Port;
@@ -127,6 +127,12 @@ pub fn init(start: CpuStart) -> usize {
         possible += 1;
     }
     POSSIBLE.store(possible, Ordering::Relaxed);
+    if crate::arch::is_pv() {
+        // A PV vCPU starts from a `vcpu_guest_context` with page-table
+        // and GDT frames, not the PVH one `start_cpu` builds.
+        log::info!("PV: only the boot vCPU runs (secondary vCPUs are not started in PV yet)");
+        return 1;
+    }
     for cpu in 1..possible {
         let path = alloc::format!("cpu/{cpu}/availability");
         match crate::xenstore::read_string(&path) {

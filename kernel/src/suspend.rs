@@ -60,7 +60,15 @@ const NO_DOMID: u32 = u32::MAX;
 /// Reads our domain id from CPUID into the cache [`domid`] reads; at boot
 /// and after each move.
 pub fn refresh_domid() {
-    let id = xen::cpuid::XenLeaves::find().and_then(|l| l.domid());
+    let id = if crate::arch::is_pv() {
+        // A PV guest's CPUID is the machine's unless Xen traps it: ask
+        // xenstore, which names every domain's id under its home.
+        xenstore::read_u64("domid")
+            .ok()
+            .and_then(|d| u16::try_from(d).ok())
+    } else {
+        xen::cpuid::XenLeaves::find().and_then(|l| l.domid())
+    };
     DOMID.store(id.map_or(NO_DOMID, u32::from), Ordering::Release);
 }
 
@@ -76,6 +84,9 @@ pub enum SuspendError {
     Refused(xen::hypercall::XenErrno),
     /// Resumed in a new domain, but a step of setting it up again failed.
     Resume(&'static str),
+    /// A PV domain: its suspend (the start info's frame canonicalised,
+    /// the page tables' frames renumbered on restore) is not built yet.
+    Pv,
 }
 
 impl core::fmt::Display for SuspendError {
@@ -83,6 +94,7 @@ impl core::fmt::Display for SuspendError {
         match self {
             Self::Refused(e) => write!(f, "Xen refused the suspend (error {})", e.0),
             Self::Resume(what) => write!(f, "resumed, but {what} could not be set up again"),
+            Self::Pv => f.write_str("suspend of a PV domain is not supported yet"),
         }
     }
 }
@@ -90,6 +102,9 @@ impl core::fmt::Display for SuspendError {
 /// Suspends the domain and brings it back (module doc). Runs on the
 /// control thread, pinned to vCPU 0.
 pub fn run() -> Result<Resumed, SuspendError> {
+    if crate::arch::is_pv() {
+        return Err(SuspendError::Pv);
+    }
     UNDER_WAY.store(true, Ordering::Release);
     let outcome = suspend();
     UNDER_WAY.store(false, Ordering::Release);

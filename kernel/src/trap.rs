@@ -5,8 +5,6 @@
 //! the copy's `EFAULT`; anything else crashes the domain with a register
 //! dump (a kernel stack overflow named as such).
 
-use x86_64::registers::control::Cr2;
-
 use vm::Prot;
 
 use crate::arch::trap::{PF_WRITE, RFLAGS_IF, TrapFrame, UPCALL_VECTOR};
@@ -27,16 +25,16 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         return;
     }
     // Read before interrupts may come back: a nested fault would change it.
-    let cr2 = Cr2::read_raw();
+    let cr2 = crate::arch::trap::fault_address();
     if frame.is_user_mode() {
         // Faults of user programs are theirs to resolve or die of, with
         // interrupts on, as in a system call: resolving may wait for other
         // CPUs (a TLB shootdown), which must be able to reach us too.
-        x86_64::instructions::interrupts::enable();
+        crate::arch::interrupts::enable();
         proc::user_trap(frame, cr2);
         proc::exit_if_killed();
         crate::sched::return_to_user();
-        x86_64::instructions::interrupts::disable();
+        crate::arch::interrupts::disable();
         return;
     }
     if frame.vector == 14 && usercopy::in_copy(frame) {
@@ -44,7 +42,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         // touched, copy-on-write) so the copy resumes, or the copy's
         // EFAULT: interrupts as they were where it came.
         if frame.rflags & RFLAGS_IF != 0 {
-            x86_64::instructions::interrupts::enable();
+            crate::arch::interrupts::enable();
         }
         let access = if frame.error & PF_WRITE != 0 {
             Prot::WRITE
@@ -54,14 +52,14 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         if usercopy::check_range(cr2, 1).is_err() || proc::resolve_fault(cr2, access).is_err() {
             usercopy::abort_copy(frame);
         }
-        x86_64::instructions::interrupts::disable();
+        crate::arch::interrupts::disable();
         return;
     }
     // A kernel stack overflow: the page fault on the guard could not be
     // delivered on that stack, so it became this double fault (on its IST
     // stack); CR2 still names the guard.
     if frame.vector == 8
-        && let Some(guard) = crate::kstack::guard_page(Cr2::read_raw())
+        && let Some(guard) = crate::kstack::guard_page(crate::arch::trap::fault_address())
     {
         let tid = crate::sched::try_current();
         crate::fatal(format_args!(

@@ -127,8 +127,14 @@ pub fn port() -> Port {
 
 /// Connects to xenstore. Needs [`events::init`] first.
 pub fn init() -> Result<(), XenErrno> {
-    let pfn = xen::hvm::get_param(PARAM_STORE_PFN)?;
-    let port = xen::hvm::get_param(PARAM_STORE_EVTCHN)? as Port;
+    let (pfn, port) = match crate::arch::pv::start_info() {
+        // PV: the ring is a page of the boot region, mapped at its pfn.
+        Some(s) => (s.store_pfn, s.store_evtchn),
+        None => (
+            xen::hvm::get_param(PARAM_STORE_PFN)?,
+            xen::hvm::get_param(PARAM_STORE_EVTCHN)? as Port,
+        ),
+    };
     events::bind(port, events::mark);
     PORT.store(port, Ordering::Release);
     let page = (pfn << 12) as *mut XenstoreDomainInterface;

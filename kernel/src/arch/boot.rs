@@ -114,6 +114,8 @@ global_asm!(
     "boot_pd: .skip 4096 * 4",
     ".balign 16",
     "boot_stack: .skip {stack}",
+    // The PV entry (`pv`) starts on this stack too.
+    ".globl boot_stack_top",
     "boot_stack_top:",
     ".popsection",
     stack = const BOOT_STACK_SIZE,

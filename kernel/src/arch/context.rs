@@ -6,6 +6,7 @@ use core::arch::global_asm;
 
 use super::gdt::{USER_CS, USER_DS};
 use super::trap::TrapFrame;
+use xen::abi::pv::{FLAT_USER_CS, FLAT_USER_SS};
 
 global_asm!(
     ".pushsection .text.switch, \"ax\", @progbits",
@@ -34,12 +35,19 @@ global_asm!(
     // them off), then the entry, which never returns.
     ".globl kernel_thread_start",
     "kernel_thread_start:",
-    "sti",
+    "call {irq_on}",
     "mov rdi, r13",
     "call r12",
     "ud2",
     ".popsection",
+    irq_on = sym thread_interrupts_on,
 );
+
+/// Unmasks interrupts for a new kernel thread (`sti` under PVH; the upcall
+/// mask under PV, where `sti` is not allowed).
+extern "C" fn thread_interrupts_on() {
+    super::interrupts::enable();
+}
 
 unsafe extern "C" {
     fn context_switch(save: *mut u64, load: u64, switching: *mut u8);
@@ -93,10 +101,10 @@ pub unsafe fn new_user_context(top: u64, rip: u64, rsp: u64, arg: u64) -> u64 {
         vector: 0,
         error: 0,
         rip,
-        cs: u64::from(USER_CS),
+        cs: u64::from(if super::is_pv() { FLAT_USER_CS } else { USER_CS }),
         rflags: 0x202,
         rsp,
-        ss: u64::from(USER_DS),
+        ss: u64::from(if super::is_pv() { FLAT_USER_SS } else { USER_DS }),
     };
     let ret_at = frame_at - 8;
     let ctx = ret_at - (SAVED as u64) * 8;

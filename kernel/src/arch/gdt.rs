@@ -95,7 +95,7 @@ pub fn init(cpu: usize, ist_top: u64) {
 
 /// Makes `top` the stack this CPU switches to on entry from user mode.
 pub fn set_kernel_stack(top: u64) {
-    x86_64::instructions::interrupts::without_interrupts(|| {
+    crate::arch::interrupts::without_interrupts(|| {
         let c = percpu::cpu(percpu::id());
         // SAFETY: only this CPU writes its TSS, and with interrupts off it
         // cannot be reading it for a user-mode entry meanwhile.

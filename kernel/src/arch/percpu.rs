@@ -9,6 +9,8 @@
 //! 0) and `KERNEL_GS_BASE` the kernel's. Every entry from ring 3 (system
 //! call, exception, interrupt) does `swapgs` first, every return to ring 3
 //! does it last (`trap_return`); entries from ring 0 leave both alone.
+//! A PV kernel runs in ring 3 and never swaps: Xen keeps the two bases
+//! and loads the kernel's on every entry to guest kernel mode.
 //!
 //! # Locking
 //!
@@ -17,6 +19,7 @@
 //! | `kernel_rsp`, the TSS's `rsp0` | (c) written only by the CPU itself, interrupts off |
 //! | `user_rsp` | (c) the CPU's `syscall` entry, interrupts masked |
 //! | `id`, `this` | (i) written once before the CPU loads its `gs` |
+//! | `vcpu_info` | (c) written by the CPU itself when it registers it |
 //! | the GDT | (i) built once by the CPU itself |
 
 use core::cell::UnsafeCell;
@@ -27,6 +30,8 @@ use x86_64::VirtAddr;
 use x86_64::registers::model_specific::{GsBase, KernelGsBase};
 use x86_64::structures::gdt::{GlobalDescriptorTable, SegmentSelector};
 use x86_64::structures::tss::TaskStateSegment;
+use xen::abi::pv::SEGBASE_GS_KERNEL;
+use xen::abi::shared_info::VcpuInfo;
 
 /// Most CPUs the kernel runs on: the vCPUs with a `vcpu_info` slot in the
 /// shared info page (`XEN_LEGACY_MAX_VCPUS`).
@@ -63,6 +68,9 @@ pub struct CpuArch {
     pub(super) tss: UnsafeCell<TaskStateSegment>,
     /// (i) The GDT, which names the TSS.
     pub(super) tables: Once<Tables>,
+    /// (c) The CPU's `vcpu_info` once events are set up (0 before): PV
+    /// masks interrupts there.
+    vcpu_info: AtomicU64,
 }
 
 // SAFETY: the TSS is written only by its own CPU with interrupts off
@@ -78,6 +86,7 @@ static CPUS: [CpuArch; MAX_CPUS] = [const {
         id: AtomicU64::new(0),
         tss: UnsafeCell::new(TaskStateSegment::new()),
         tables: Once::new(),
+        vcpu_info: AtomicU64::new(0),
     }
 }; MAX_CPUS];
 
@@ -93,8 +102,31 @@ pub fn init(cpu: usize) {
     let at = c as *const CpuArch as u64;
     c.this.store(at, Ordering::Relaxed);
     c.id.store(cpu as u64, Ordering::Relaxed);
-    GsBase::write(VirtAddr::new(at));
-    KernelGsBase::write(VirtAddr::new(0));
+    if super::is_pv() {
+        // Xen keeps the user's gs base apart and swaps it on every change
+        // of guest mode; only the kernel's is ours to set.
+        if let Err(e) = xen::pv::set_segment_base(SEGBASE_GS_KERNEL, at) {
+            panic!("set_segment_base: Xen error {}", e.0);
+        }
+    } else {
+        GsBase::write(VirtAddr::new(at));
+        KernelGsBase::write(VirtAddr::new(0));
+    }
+}
+
+/// Records `vi` as CPU `cpu`'s `vcpu_info` (where Xen reads its upcall
+/// mask), for [`vcpu_info`].
+pub fn set_vcpu_info(cpu: usize, vi: &'static VcpuInfo) {
+    CPUS[cpu]
+        .vcpu_info
+        .store(vi as *const VcpuInfo as u64, Ordering::Release);
+}
+
+/// The running CPU's `vcpu_info`, once events are set up.
+pub fn vcpu_info() -> Option<&'static VcpuInfo> {
+    let at = CPUS[id()].vcpu_info.load(Ordering::Acquire);
+    // SAFETY: only `set_vcpu_info` stores here, from a `&'static`.
+    (at != 0).then(|| unsafe { &*(at as *const VcpuInfo) })
 }
 
 /// The index of the running CPU (0 is the boot CPU). The kernel is not

@@ -313,7 +313,12 @@ fn flush_kernel_range(arg: usize) {
 static PV: Mutex<BTreeMap<PageId, PvList>> = Mutex::new(BTreeMap::new());
 
 /// Records the boot page tables as the kernel half. Called once at boot.
+/// A PV kernel keeps Xen's boot tables (`arch::pv`) and has no user
+/// address spaces yet: nothing to record.
 pub fn init() {
+    if super::is_pv() {
+        return;
+    }
     let (frame, _) = Cr3::read();
     let pml4 = frame.start_address().as_u64();
     // SAFETY: CR3 names the boot PML4, identity-mapped and never freed.
@@ -323,6 +328,9 @@ pub fn init() {
 
 /// Switches to the kernel's own page tables (no user space).
 pub fn activate_kernel() {
+    if super::is_pv() {
+        return;
+    }
     load_cr3(KERNEL.get().expect("pmap::init ran").0);
 }
 

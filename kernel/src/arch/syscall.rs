@@ -81,8 +81,16 @@ pub fn init() {
 /// Makes `top` the kernel stack of entries from user mode: system calls,
 /// and interrupts and exceptions (the TSS's rsp0).
 pub fn set_kernel_stack(top: u64) {
-    x86_64::instructions::interrupts::without_interrupts(|| {
+    crate::arch::interrupts::without_interrupts(|| {
         percpu::set_syscall_stack(top);
-        gdt::set_kernel_stack(top);
+        if super::is_pv() {
+            // Xen keeps a PV kernel's entry stack (there is no TSS).
+            let ss = u64::from(xen::abi::pv::FLAT_KERNEL_SS);
+            if let Err(e) = xen::pv::stack_switch(ss, top) {
+                panic!("stack_switch: Xen error {}", e.0);
+            }
+        } else {
+            gdt::set_kernel_stack(top);
+        }
     });
 }

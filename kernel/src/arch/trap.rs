@@ -88,11 +88,30 @@ macro_rules! stub {
     };
 }
 
+/// PV entry stubs: Xen's exception frame has the interrupted `rcx` and
+/// `r11` on top of what the CPU pushes; popping them back leaves the
+/// hardware's frame, and the PVH stub does the rest.
+macro_rules! pv_stub {
+    ($n:literal) => {
+        concat!(
+            ".globl pv_trap_",
+            $n,
+            "\npv_trap_",
+            $n,
+            ":\npop rcx\npop r11\njmp trap_stub_",
+            $n,
+            "\n"
+        )
+    };
+}
+
 global_asm!(
     ".pushsection .text.trap, \"ax\", @progbits",
     "trap_common:",
     // From user mode (the CS the CPU pushed, above the vector and error
-    // code), take the kernel's gs: see `percpu`.
+    // code), take the kernel's gs: see `percpu`. Xen does that for PV.
+    "cmp byte ptr [rip + {pv}], 0",
+    "jne 2f",
     "test qword ptr [rsp + 24], 3",
     "jz 2f",
     "swapgs",
@@ -123,12 +142,21 @@ global_asm!(
     "pop rbx",
     "pop rax",
     "add rsp, 16",
+    "cmp byte ptr [rip + {pv}], 0",
+    "jne 4f",
     // Back to user mode: give it its gs again.
     "test qword ptr [rsp + 8], 3",
     "jz 2f",
     "swapgs",
     "2:",
     "iretq",
+    // PV: the `iret` hypercall takes the frame with a flags word on top
+    // (0: not from `syscall`) and restores the event mask from the
+    // frame's IF, which Xen set from the mask at entry, in one step: no
+    // event can slip in between unmasking and returning.
+    "4:",
+    "push 0",
+    "jmp {hypercall_page} + {iret_offset}",
     stub!(0),
     stub!(1),
     stub!(2),
@@ -181,6 +209,58 @@ global_asm!(
     "3:",
     "lock inc qword ptr [rip + {masked}]",
     "iretq",
+    // PV: Xen's event callback frame is an exception frame without an
+    // error code; events are masked (`CALLBACKF_mask_events`).
+    ".globl pv_event_stub",
+    "pv_event_stub:",
+    "pop rcx",
+    "pop r11",
+    "push 0",
+    "push 243",
+    "jmp trap_common",
+    // PV: Xen could not load the segments of a return; its frame has
+    // ds, es, fs, gs between `r11` and the exception frame. Reported and
+    // fatal.
+    ".globl pv_failsafe_stub",
+    "pv_failsafe_stub:",
+    "pop rcx",
+    "pop r11",
+    "add rsp, 32",
+    "push 0",
+    "push {failsafe}",
+    "jmp trap_common",
+    pv_stub!(0),
+    pv_stub!(1),
+    pv_stub!(2),
+    pv_stub!(3),
+    pv_stub!(4),
+    pv_stub!(5),
+    pv_stub!(6),
+    pv_stub!(7),
+    pv_stub!(8),
+    pv_stub!(9),
+    pv_stub!(10),
+    pv_stub!(11),
+    pv_stub!(12),
+    pv_stub!(13),
+    pv_stub!(14),
+    pv_stub!(15),
+    pv_stub!(16),
+    pv_stub!(17),
+    pv_stub!(18),
+    pv_stub!(19),
+    pv_stub!(20),
+    pv_stub!(21),
+    pv_stub!(22),
+    pv_stub!(23),
+    pv_stub!(24),
+    pv_stub!(25),
+    pv_stub!(26),
+    pv_stub!(27),
+    pv_stub!(28),
+    pv_stub!(29),
+    pv_stub!(30),
+    pv_stub!(31),
     ".popsection",
     ".pushsection .rodata.trap_stubs, \"a\", @progbits",
     ".balign 8",
@@ -194,10 +274,45 @@ global_asm!(
     ".quad trap_stub_20, trap_stub_21, trap_stub_22, trap_stub_23",
     ".quad trap_stub_24, trap_stub_25, trap_stub_26, trap_stub_27",
     ".quad trap_stub_28, trap_stub_29, trap_stub_30, trap_stub_31",
+    ".globl pv_trap_stubs",
+    "pv_trap_stubs:",
+    ".quad pv_trap_0, pv_trap_1, pv_trap_2, pv_trap_3",
+    ".quad pv_trap_4, pv_trap_5, pv_trap_6, pv_trap_7",
+    ".quad pv_trap_8, pv_trap_9, pv_trap_10, pv_trap_11",
+    ".quad pv_trap_12, pv_trap_13, pv_trap_14, pv_trap_15",
+    ".quad pv_trap_16, pv_trap_17, pv_trap_18, pv_trap_19",
+    ".quad pv_trap_20, pv_trap_21, pv_trap_22, pv_trap_23",
+    ".quad pv_trap_24, pv_trap_25, pv_trap_26, pv_trap_27",
+    ".quad pv_trap_28, pv_trap_29, pv_trap_30, pv_trap_31",
     ".popsection",
     rflags_if = const RFLAGS_IF,
     masked = sym MASKED_UPCALLS,
+    pv = sym super::PV_MODE,
+    hypercall_page = sym xen_hypercall_page,
+    iret_offset = const xen::abi::op::IRET as usize * 32,
+    failsafe = const FAILSAFE_VECTOR,
 );
+
+unsafe extern "C" {
+    static xen_hypercall_page: u8;
+}
+
+/// The vector a PV failsafe callback is reported as.
+pub const FAILSAFE_VECTOR: u64 = 255;
+
+/// The address of the last page fault: CR2 under PVH; under PV, which
+/// may not read CR2, the copy Xen keeps in `vcpu_info`.
+pub fn fault_address() -> u64 {
+    if super::is_pv() {
+        super::percpu::vcpu_info().map_or(0, |vi| {
+            // SAFETY: Xen writes `arch.cr2` before it delivers a page
+            // fault; a volatile read of the word is all we do.
+            unsafe { (&raw const vi.arch.cr2).read_volatile() }
+        })
+    } else {
+        Cr2::read_raw()
+    }
+}
 
 /// (a) Upcalls delivered while the interrupted code had interrupts masked,
 /// put off by their stub (see `trap_stub_243`).
@@ -304,6 +419,9 @@ pub fn vector_name(vector: u64) -> &'static str {
         "security (#SX)",
         "reserved",
     ];
+    if vector == FAILSAFE_VECTOR {
+        return "PV failsafe callback (Xen could not load segments)";
+    }
     NAMES.get(vector as usize).copied().unwrap_or("interrupt")
 }
 
@@ -349,6 +467,9 @@ impl fmt::Display for TrapFrame {
             "  r13 {:#018x}  r14 {:#018x}  r15 {:#018x}",
             self.r13, self.r14, self.r15
         )?;
+        if super::is_pv() {
+            return write!(f, "  cr2 {:#018x}", fault_address());
+        }
         let (cr3, _) = Cr3::read_raw();
         write!(
             f,

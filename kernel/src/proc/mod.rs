@@ -327,7 +327,7 @@ pub fn current() -> Option<Arc<Process>> {
 pub fn exit_if_killed() {
     // Killed, or another of its threads exited or faulted.
     if sched::current_killed() {
-        x86_64::instructions::interrupts::enable();
+        crate::arch::interrupts::enable();
         exit(KILLED_STATUS);
     }
 }

@@ -218,7 +218,7 @@ fn triple_fault() -> Outcome {
     // can be delivered neither as #UD nor as #DF, and the vCPU stops; it
     // never returns here.
     unsafe {
-        x86_64::instructions::interrupts::disable();
+        crate::arch::interrupts::disable();
         x86_64::instructions::tables::lidt(&empty);
         core::arch::asm!("ud2", options(nomem, nostack));
     }

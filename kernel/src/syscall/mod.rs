@@ -53,9 +53,9 @@ const PATH_MAX: usize = 256;
 /// path with interrupts masked, which it returns with masked again.
 #[unsafe(no_mangle)]
 extern "C" fn syscall_dispatch(frame: &mut TrapFrame) {
-    x86_64::instructions::interrupts::enable();
+    crate::arch::interrupts::enable();
     dispatch(frame);
-    x86_64::instructions::interrupts::disable();
+    crate::arch::interrupts::disable();
 }
 
 /// Runs the system call in `frame` and stores its result there.

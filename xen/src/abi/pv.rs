@@ -118,6 +118,13 @@ pub const TI_MASK_EVENTS: u8 = 4;
 /// kernel (in ring 3) runs with.
 pub const FLAT_KERNEL_CS: u16 = 0xe033;
 
+/// `FLAT_USER_CS64`: the 64-bit code selector of guest user mode.
+pub const FLAT_USER_CS: u16 = 0xe033;
+/// `FLAT_USER_SS64`: the stack selector of guest user mode.
+pub const FLAT_USER_SS: u16 = 0xe02b;
+/// `FLAT_KERNEL_SS64`: the stack selector of guest kernel mode.
+pub const FLAT_KERNEL_SS: u16 = 0xe02b;
+
 /// `SEGBASE_GS_KERNEL`: the `gs` base of guest kernel mode.
 pub const SEGBASE_GS_KERNEL: u32 = 2;
 

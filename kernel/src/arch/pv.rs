@@ -1,0 +1,367 @@
+//! The 64-bit PV start of day (`shared/notes/pv.md`): the ELF notes that
+//! let `xl create` with `type="pv"` load the same image, the entry Xen
+//! calls in long mode with `rsi` naming `start_info`, and what the kernel
+//! needs before its common boot: the virtual IDT and the event callbacks,
+//! the start info checked and kept ([`StartOfDay`]), and every page of RAM
+//! mapped at its own pseudo-physical address as under PVH, by batched
+//! `mmu_update` ([`xen::pv::TableBuilder`]).
+//!
+//! # Memory
+//! Xen loads the image at its link address (the notes say virtual base
+//! 0), so pseudo-physical and virtual addresses of the boot region agree,
+//! and maps that region (image, ramdisk, p2m list, start info, xenstore
+//! and console rings, boot page tables, stack, 512 KiB or more of
+//! padding). The boot page tables stay the kernel's: the rest of RAM is
+//! added to them with L1 tables taken from the frames right after the
+//! boot region, then [`TABLE_POOL`] frames more are kept for L1 tables of
+//! the hole ([`map_frame`]). All of that, from the image to the pool, is
+//! kept from the VM ([`crate::boot_info::BootInfo::boot_region_end`]).
+//! 2 MiB pages are not available to a PV guest without superpage
+//! support, so the direct map is of 4 KiB pages.
+//!
+//! # Locking
+//!
+//! | state | protection |
+//! |---|---|
+//! | `START`, `P2M` | (i) set once on the boot CPU before anything reads them |
+//! | `POOL` | its mutex, taken with interrupts off (never from the upcall) |
+
+use core::arch::global_asm;
+use core::ops::Range;
+
+use spin::{Mutex, Once};
+use xen::abi::pv::{
+    CALLBACKF_MASK_EVENTS, CALLBACKTYPE_EVENT, CALLBACKTYPE_FAILSAFE, FLAT_KERNEL_CS,
+    MACH2PHYS_NR_ENTRIES, MACH2PHYS_VIRT_START, SIF_MOD_START_PFN, START_MAGIC, StartInfo,
+    TI_MASK_EVENTS, TrapInfo, UVMF_INVLPG,
+};
+use xen::hypercall::XenErrno;
+use xen::pv::{DATA_FLAGS, INVALID_MFN, MapError, PvMemory, TableBuilder};
+
+use super::interrupts;
+
+/// Frames kept after the direct map's tables for L1 tables of the hole
+/// (each maps 2 MiB of it: the shared info page and the grant table).
+const TABLE_POOL: u64 = 16;
+
+/// Bytes a page.
+const PAGE: u64 = 4096;
+
+global_asm!(
+    // The PV notes (`xen/elfnote.h`), beside the PVH one in `boot`: each
+    // is owner "Xen", a type, and a string or an 8-byte value.
+    ".pushsection .note.Xen, \"a\", @note",
+    ".balign 4",
+    ".long 4, 2f - 1f, 6",
+    ".asciz \"Xen\"",
+    "1: .asciz \"xenguest\"",
+    "2: .balign 4",
+    ".long 4, 2f - 1f, 8",
+    ".asciz \"Xen\"",
+    "1: .asciz \"generic\"",
+    "2: .balign 4",
+    ".long 4, 2f - 1f, 5",
+    ".asciz \"Xen\"",
+    "1: .asciz \"xen-3.0\"",
+    "2: .balign 4",
+    ".long 4, 2f - 1f, 9",
+    ".asciz \"Xen\"",
+    "1: .asciz \"yes\"",
+    "2: .balign 4",
+    ".long 4, 2f - 1f, 10",
+    ".asciz \"Xen\"",
+    "1: .asciz \"!writable_page_tables\"",
+    "2: .balign 4",
+    ".long 4, 8, 3",
+    ".asciz \"Xen\"",
+    ".quad 0",
+    ".long 4, 8, 4",
+    ".asciz \"Xen\"",
+    ".quad 0",
+    ".long 4, 8, 1",
+    ".asciz \"Xen\"",
+    ".quad pv_start",
+    ".long 4, 8, 2",
+    ".asciz \"Xen\"",
+    ".quad xen_hypercall_page",
+    ".popsection",
+    // Entered in 64-bit mode, ring 3, events masked, on Xen's boot stack
+    // with `rsi` = the start info's virtual address.
+    ".pushsection .text.boot_pv, \"ax\", @progbits",
+    ".globl pv_start",
+    "pv_start:",
+    "cld",
+    "lea rsp, [rip + boot_stack_top]",
+    "mov byte ptr [rip + {pv}], 1",
+    "mov rdi, rsi",
+    "call pv_main",
+    "ud2",
+    ".popsection",
+    pv = sym super::PV_MODE,
+);
+
+/// What the kernel keeps of `start_info`.
+#[derive(Clone, Copy, Debug)]
+pub struct StartOfDay {
+    /// Pages of RAM.
+    pub nr_pages: u64,
+    /// Machine address of the shared info page.
+    pub shared_info: u64,
+    /// Pfn of the xenstore ring (in the boot region).
+    pub store_pfn: u64,
+    /// Port of the xenstore ring.
+    pub store_evtchn: u32,
+    /// Pfn of the console ring (in the boot region).
+    pub console_pfn: u64,
+    /// Port of the console ring.
+    pub console_evtchn: u32,
+    /// The module (xl's `ramdisk=`): pseudo-physical address and length.
+    pub module: Option<(u64, u64)>,
+    /// End of what the boot took (boot region, tables, pool): the VM
+    /// starts above it.
+    pub boot_end: u64,
+}
+
+static START: Once<StartOfDay> = Once::new();
+
+/// The p2m list Xen built: `(address, entries)`.
+static P2M: Once<(u64, u64)> = Once::new();
+
+/// Frames left for L1 tables of the hole.
+static POOL: Mutex<Range<u64>> = Mutex::new(0..0);
+
+/// The root of the kernel's page tables (Xen's boot L4).
+static ROOT: Once<u64> = Once::new();
+
+/// The start info, once [`start_of_day`] ran (PV only).
+pub fn start_info() -> Option<&'static StartOfDay> {
+    START.get()
+}
+
+/// The machine frame of `pfn`, or [`INVALID_MFN`].
+pub fn mfn(pfn: u64) -> u64 {
+    let &(at, len) = P2M.get().expect("pv::start_of_day ran");
+    if pfn >= len {
+        return INVALID_MFN;
+    }
+    // SAFETY: the p2m list is `len` words at `at`, in the boot region,
+    // kept from the VM and never written by the kernel.
+    unsafe { ((at as *const u64).add(pfn as usize)).read_volatile() }
+}
+
+/// The pfn of machine frame `mfn`, through Xen's read-only m2p table.
+pub fn pfn(mfn: u64) -> u64 {
+    if mfn >= MACH2PHYS_NR_ENTRIES {
+        return INVALID_MFN;
+    }
+    // SAFETY: Xen maps the m2p table read-only at `MACH2PHYS_VIRT_START`
+    // in every 64-bit PV guest, one word per machine frame.
+    unsafe { ((MACH2PHYS_VIRT_START as *const u64).add(mfn as usize)).read_volatile() }
+}
+
+/// The kernel's frames as the table builder sees them.
+struct Frames;
+
+impl PvMemory for Frames {
+    fn mfn(&self, pfn: u64) -> u64 {
+        mfn(pfn)
+    }
+
+    fn pfn(&self, mfn: u64) -> u64 {
+        pfn(mfn)
+    }
+
+    fn read_entry(&self, pfn: u64, index: usize) -> u64 {
+        // SAFETY: the builder asks only for tables it walks to, which the
+        // direct map maps (read-only) at their own address.
+        unsafe { ((pfn * PAGE) as *const u64).add(index).read_volatile() }
+    }
+
+    fn write_plain(&mut self, pfn: u64, index: usize, val: u64) {
+        // SAFETY: the builder writes only frames it took for new tables,
+        // mapped writable and used by nothing else.
+        unsafe { ((pfn * PAGE) as *mut u64).add(index).write_volatile(val) }
+    }
+}
+
+/// Writes `msg` to Xen's console (`xl dmesg`): for failures before the
+/// console ring is known.
+pub fn early_print(msg: &str) {
+    const CONSOLEIO_WRITE: u64 = 0;
+    const CONSOLE_IO: u32 = 18;
+    // SAFETY: the buffer is readable for its length during the call.
+    unsafe {
+        xen::hypercall::raw(
+            CONSOLE_IO,
+            CONSOLEIO_WRITE,
+            msg.len() as u64,
+            msg.as_ptr() as u64,
+            0,
+            0,
+        )
+    };
+}
+
+/// Why the PV start of day failed.
+#[derive(Debug)]
+pub enum StartError {
+    /// `start_info.magic` is not a 64-bit PV one.
+    BadMagic,
+    /// Too little RAM for the boot region.
+    TooSmall(u64),
+    /// The p2m list is not where the kernel can keep it.
+    P2m,
+    /// Mapping RAM failed.
+    Map(MapError),
+}
+
+impl core::fmt::Display for StartError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::BadMagic => write!(f, "start_info magic is not \"xen-3.0-x86_64\""),
+            Self::TooSmall(p) => write!(f, "{p} pages of RAM do not hold the boot region"),
+            Self::P2m => f.write_str("the p2m list lies outside the boot region"),
+            Self::Map(e) => write!(f, "mapping RAM: {e:?}"),
+        }
+    }
+}
+
+/// Checks and keeps the start info at `si`, then maps all RAM at its own
+/// address. Called once, on the boot CPU, first thing after the per-CPU
+/// area and the traps.
+///
+/// # Safety
+/// `si` must be the address Xen passed in `rsi`, before anything wrote to
+/// the boot region past the image.
+pub unsafe fn start_of_day(si: *const StartInfo) -> Result<StartOfDay, StartError> {
+    // SAFETY: the caller passes Xen's start info, mapped and intact.
+    let si = unsafe { si.read() };
+    if !si.magic.starts_with(START_MAGIC) {
+        return Err(StartError::BadMagic);
+    }
+    let pt_end = si.pt_base / PAGE + si.nr_pt_frames;
+    // The boot stack follows the tables; one frame of slack after it.
+    let mut boot_end = pt_end + 2;
+    if si.nr_p2m_frames != 0 {
+        boot_end = boot_end.max(si.first_p2m_pfn + si.nr_p2m_frames);
+    }
+    let p2m_end = si.mfn_list + 8 * si.nr_pages;
+    if si.mfn_list < PAGE || p2m_end > boot_end * PAGE && si.nr_p2m_frames == 0 {
+        return Err(StartError::P2m);
+    }
+    if boot_end + TABLE_POOL + si.nr_pages / 512 + 8 > si.nr_pages {
+        return Err(StartError::TooSmall(si.nr_pages));
+    }
+    P2M.call_once(|| (si.mfn_list, si.nr_pages));
+    let root = si.pt_base / PAGE;
+    ROOT.call_once(|| root);
+    let mut frames = Frames;
+    let mut b = TableBuilder::new(&mut frames, xen::pv::Xen, root, boot_end..si.nr_pages);
+    // SAFETY: RAM frames past what Xen mapped are ordinary and unused
+    // (nothing but the boot region is in use yet); addresses below the
+    // end of RAM are the direct map's.
+    unsafe { b.map_identity(0..si.nr_pages) }.map_err(StartError::Map)?;
+    let tables = b.unused().start;
+    *POOL.lock() = tables..tables + TABLE_POOL;
+    let module = (si.mod_len != 0).then(|| {
+        let at = if si.flags & SIF_MOD_START_PFN != 0 {
+            si.mod_start * PAGE
+        } else {
+            si.mod_start
+        };
+        (at, si.mod_len)
+    });
+    let start = StartOfDay {
+        nr_pages: si.nr_pages,
+        shared_info: si.shared_info,
+        store_pfn: pfn(si.store_mfn),
+        store_evtchn: si.store_evtchn,
+        console_pfn: pfn(si.console_mfn),
+        console_evtchn: si.console_evtchn,
+        module,
+        boot_end: (tables + TABLE_POOL) * PAGE,
+    };
+    Ok(*START.call_once(|| start))
+}
+
+/// The command line of the start info at `si`.
+///
+/// # Safety
+/// As for [`start_of_day`].
+pub unsafe fn cmdline(si: *const StartInfo) -> [u8; xen::abi::pv::MAX_GUEST_CMDLINE] {
+    // SAFETY: as the caller guarantees.
+    unsafe { (*si).cmd_line }
+}
+
+/// Maps machine frame `mfn` writable at `va`, an address of the hole
+/// (above RAM), making an L1 table for it from the pool when none covers
+/// it yet.
+///
+/// # Safety
+/// `va` must be unused by anything else, and the frame one the kernel may
+/// map (Xen's shared info, a grant-table frame).
+pub unsafe fn map_frame(va: u64, mfn: u64) -> Result<(), MapError> {
+    interrupts::without_interrupts(|| {
+        let mut pool = POOL.lock();
+        let mut frames = Frames;
+        let root = *ROOT.get().expect("pv::start_of_day ran");
+        let mut b = TableBuilder::new(&mut frames, xen::pv::Xen, root, pool.clone());
+        b.ensure_l1(va)?;
+        *pool = b.unused();
+        Ok::<(), MapError>(())
+    })?;
+    // SAFETY: an L1 covers `va` now; the caller vouches for the frame and
+    // the address.
+    unsafe { xen::pv::update_va_mapping(va, (mfn << 12) | DATA_FLAGS, UVMF_INVLPG) }
+        .map_err(MapError::Xen)
+}
+
+unsafe extern "C" {
+    static pv_trap_stubs: [u64; 32];
+    fn pv_event_stub();
+    fn pv_failsafe_stub();
+}
+
+/// The virtual IDT: exceptions that a kernel can take, each through a
+/// PV stub (which drops the `rcx`, `r11` Xen pushes) into the same
+/// handlers as PVH, with events masked on entry as an interrupt gate
+/// would. `int3` and `into` may come from user mode.
+static TRAPS: Once<[TrapInfo; 22]> = Once::new();
+
+/// Installs the virtual IDT and the event and failsafe callbacks.
+pub fn init_traps() -> Result<(), XenErrno> {
+    const VECTORS: [u8; 19] = [
+        0, 1, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 16, 17, 19, 20, 21, 9,
+    ];
+    let table = TRAPS.call_once(|| {
+        let mut t = [TrapInfo::default(); 22];
+        // SAFETY: the constant table assembled in `arch::trap`.
+        let stubs = unsafe { pv_trap_stubs };
+        for (slot, &v) in t.iter_mut().zip(VECTORS.iter()) {
+            let dpl = if v == 3 || v == 4 { 3 } else { 0 };
+            *slot = TrapInfo {
+                vector: v,
+                flags: dpl | TI_MASK_EVENTS,
+                cs: FLAT_KERNEL_CS,
+                address: stubs[v as usize],
+            };
+        }
+        t
+    });
+    // SAFETY: every address is a PV stub of `arch::trap`, which takes
+    // Xen's exception frame; the table ends with zero entries.
+    unsafe { xen::pv::set_trap_table(table) }?;
+    // SAFETY: the stubs take Xen's event and failsafe frames.
+    unsafe {
+        xen::pv::register_callback(
+            CALLBACKTYPE_EVENT,
+            CALLBACKF_MASK_EVENTS,
+            pv_event_stub as *const () as u64,
+        )?;
+        xen::pv::register_callback(
+            CALLBACKTYPE_FAILSAFE,
+            CALLBACKF_MASK_EVENTS,
+            pv_failsafe_stub as *const () as u64,
+        )
+    }
+}

@@ -1,0 +1,63 @@
+#!/bin/sh
+# shellcheck shell=dash  # sh with `local` (scripts/lib/xl.sh)
+# 64-bit PV: the same kernel image booted by Xen's PV loader
+# (configs/xenguest-a-pv.cfg, -b-pv.cfg; kernel/src/arch/pv.rs).
+# pv-banner: both PV domains boot at once, map their RAM through
+# mmu_update, set up the console, xenstore, event channels, the timer and
+# the grant table, and print a banner naming their domain, "(PV)" and most
+# of their 32 MiB; each powers off with its scenario's PASS line, and Xen
+# (run with loglvl=all guest_loglvl=all) logs no page-table or grant
+# error for either domain.
+. scripts/lib/xl.sh
+
+# pv_xen_errors DOMID: the lines Xen logged against DOMID's page tables or
+# grants (mm.c's and grant_table.c's complaints name the domain as dN).
+pv_xen_errors() {
+    xl dmesg 2>/dev/null | tr -d '\r' | grep "d$1[v ]" |
+        grep -i 'mm\.c\|grant_table\.c\|bad l[1-4]\|mmu_update\|page_type\|pinned\|gnttab' || true
+}
+
+# pv_banner CASE: boots both PV domains with scenario=banner.
+pv_banner() {
+    local _n _id _err _why _kib _domid _pv
+    for _n in xenguest-a-pv xenguest-b-pv; do
+        guest_create "$_n" "configs/$_n.cfg" || { fail "$1" "xl create $_n"; return; }
+    done
+    for _n in xenguest-a-pv xenguest-b-pv; do
+        guest_unpause "$_n"
+    done
+    _err=
+    for _n in xenguest-a-pv xenguest-b-pv; do
+        guest_wait "$_n" || _err="$_err $_n hung;"
+    done
+    for _n in xenguest-a-pv xenguest-b-pv; do
+        _id=$(guest_created_domid "$_n")
+        grep -h '^xenguest: ' "$(guest_log "$_n")" | sed 's/\r$//; s/^/  /'
+        _domid=$(counter "$_n" banner domid)
+        _kib=$(counter "$_n" banner ram_kib)
+        _pv=$(counter "$_n" banner pv)
+        if ! _why=$(guest_result "$_n" banner); then
+            _err="$_err $_n: $_why;"
+        elif [ "$_domid" != "$_id" ] || [ "$_pv" != 1 ]; then
+            _err="$_err $_n: banner names domain ${_domid:-none} pv=${_pv:-none}, expected $_id pv=1;"
+        elif [ "${_kib:-0}" -lt 30000 ] || [ "${_kib:-0}" -gt 32768 ]; then
+            _err="$_err $_n: ${_kib:-no} KiB for a 32 MiB domain;"
+        fi
+        _why=$(pv_xen_errors "$_id")
+        if [ -n "$_why" ]; then
+            echo "$_why" | head -n 20 | sed 's/^/  xen | /'
+            _err="$_err Xen logged page-table or grant errors for $_n;"
+        fi
+    done
+    if [ -n "$_err" ]; then
+        fail "$1" "${_err% ;}"
+        for _n in xenguest-a-pv xenguest-b-pv; do
+            show_log "$_n"
+        done
+    else
+        pass "$1 (domains $(guest_created_domid xenguest-a-pv) and $(guest_created_domid xenguest-b-pv))"
+    fi
+}
+
+run_case pv_banner pv-banner
+finish
