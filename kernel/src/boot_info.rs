@@ -109,7 +109,12 @@ impl BootInfo {
     /// line come from the start info, and everything below `boot_end`
     /// past the image (Xen's boot region and the tables the start of day
     /// added) is the kernel's.
-    pub fn from_pv(nr_pages: u64, cmdline: &[u8], module: Option<(u64, u64)>, boot_end: u64) -> Self {
+    pub fn from_pv(
+        nr_pages: u64,
+        cmdline: &[u8],
+        module: Option<(u64, u64)>,
+        boot_end: u64,
+    ) -> Self {
         let mut info = Self {
             memmap: [HvmMemmapEntry {
                 addr: 0,

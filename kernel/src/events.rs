@@ -35,8 +35,8 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use spin::{Once, RwLock};
 use crate::arch::interrupts;
+use spin::{Once, RwLock};
 use xen::abi::Port;
 use xen::abi::event_channel::VIRQ_TIMER;
 use xen::abi::hvm::PARAM_CALLBACK_IRQ;

@@ -33,8 +33,8 @@ use core::fmt;
 use core::ops::Range;
 use core::ptr::NonNull;
 
-use kheap::{ClassStats, Heap};
 use crate::arch::interrupts::without_interrupts;
+use kheap::{ClassStats, Heap};
 
 use crate::arch::percpu::{self, MAX_CPUS};
 use crate::boot_info::BootInfo;

@@ -132,7 +132,6 @@ fn fmt_into<'a>(buf: &'a mut [u8], args: fmt::Arguments<'_>) -> &'a str {
 /// The boot common to PVH and PV, from the boot information on; `version`
 /// is Xen's (major, minor).
 fn start(boot: &boot_info::BootInfo, (major, minor): (u16, u16)) -> ! {
-    let boot = boot;
     let opts = cmdline::Options::parse(boot.cmdline());
     console::init_log(opts.log_level);
     events::set_idle_poll(opts.get("idle") == Some("poll"));

@@ -51,9 +51,9 @@ use alloc::vec::Vec;
 use core::any::Any;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
+use crate::arch::interrupts;
 use spin::{Mutex, MutexGuard};
 use vm::Errno;
-use crate::arch::interrupts;
 use xen::abi::Port;
 
 use crate::arch::percpu::{self, MAX_CPUS};

@@ -32,8 +32,8 @@
 use alloc::vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use spin::Mutex;
 use crate::arch::interrupts;
+use spin::Mutex;
 use x86_64::registers::control::{Cr0, Cr3, Cr4};
 use x86_64::registers::model_specific::Efer;
 use xen::abi::Port;

@@ -53,6 +53,9 @@ pv_banner() {
         fail "$1" "${_err% ;}"
         for _n in xenguest-a-pv xenguest-b-pv; do
             show_log "$_n"
+            # Xen's own words on the domain (a crash's reason and state).
+            xl dmesg 2>/dev/null | tr -d '\r' | grep "d$(guest_created_domid "$_n")[v: ]" |
+                tail -n 40 | sed 's/^/  xen | /'
         done
     else
         pass "$1 (domains $(guest_created_domid xenguest-a-pv) and $(guest_created_domid xenguest-b-pv))"

@@ -102,8 +102,9 @@ pub enum QuerySizeError {
 }
 
 /// Asks Xen to size our table to `frames.len()` frames and to report
-/// their frame numbers (`GNTTABOP_setup_table`). PVH guests place frames
-/// with `XENMEM_add_to_physmap` instead; this is here for completeness.
+/// their frame numbers (`GNTTABOP_setup_table`): how a PV guest finds its
+/// table's machine frames (PVH guests place frames with
+/// `XENMEM_add_to_physmap` instead).
 pub fn setup_table(dom: DomId, frames: &mut [u64]) -> Result<(), QuerySizeError> {
     let mut arg = GnttabSetupTable {
         dom,

@@ -35,6 +35,8 @@ pub const PTE_U: u64 = 1 << 2;
 pub const PTE_A: u64 = 1 << 5;
 /// Dirty.
 pub const PTE_D: u64 = 1 << 6;
+/// No execute.
+pub const PTE_NX: u64 = 1 << 63;
 /// The machine frame number bits of an entry (bits 12-51).
 pub const PTE_FRAME: u64 = 0x000f_ffff_ffff_f000;
 
@@ -392,7 +394,9 @@ impl<'a, P: PvMemory, M: MmuOps> TableBuilder<'a, P, M> {
         let view = self
             .l1_entry(t * PAGE)?
             .ok_or(MapError::TableFrameNotMapped(t))?;
-        let l1 = self.table(t * PAGE, 1).ok_or(MapError::TableFrameNotMapped(t))?;
+        let l1 = self
+            .table(t * PAGE, 1)
+            .ok_or(MapError::TableFrameNotMapped(t))?;
         if self.mem.read_entry(l1, index(t * PAGE, 1)) & (PTE_P | PTE_RW) != PTE_P | PTE_RW {
             return Err(MapError::TableFrameNotMapped(t));
         }
@@ -477,7 +481,10 @@ impl<'a, P: PvMemory, M: MmuOps> TableBuilder<'a, P, M> {
                     }
                     // SAFETY: an empty entry of a linked L1 gets a frame
                     // the caller says is ordinary and unused.
-                    unsafe { self.batch.push(l1_ma + 8 * i as u64, (m << 12) | DATA_FLAGS) }?;
+                    unsafe {
+                        self.batch
+                            .push(l1_ma + 8 * i as u64, (m << 12) | DATA_FLAGS)
+                    }?;
                 }
             }
             pfn = end;

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use abicheck::{Fact, constant, layout};
 
 use xen::abi::{
-    self, console, event_channel, grant_table as gt, hvm, memory, op, sched, shared_info as si,
-    pv, start_info, vcpu, xs_wire as xs,
+    self, console, event_channel, grant_table as gt, hvm, memory, op, pv, sched, shared_info as si,
+    start_info, vcpu, xs_wire as xs,
 };
 
 fn facts() -> Vec<Fact> {
@@ -255,6 +255,7 @@ fn pv(f: &mut Vec<Fact>) {
         pv::MMUEXT_TLB_FLUSH_LOCAL => "MMUEXT_TLB_FLUSH_LOCAL",
         pv::MMUEXT_INVLPG_LOCAL => "MMUEXT_INVLPG_LOCAL",
         pv::MMUEXT_NEW_USER_BASEPTR => "MMUEXT_NEW_USER_BASEPTR",
+        pv::MMUEXT_TLB_FLUSH_ALL => "MMUEXT_TLB_FLUSH_ALL",
         pv::UVMF_INVLPG => "UVMF_INVLPG",
         pv::TI_MASK_EVENTS => "4",
         pv::FLAT_KERNEL_CS => "FLAT_KERNEL_CS",

@@ -77,7 +77,11 @@ fn mfn_of(pfn: u64) -> u64 {
 
 impl PvMemory for Guest {
     fn mfn(&self, pfn: u64) -> u64 {
-        if pfn < self.pages { mfn_of(pfn) } else { INVALID_MFN }
+        if pfn < self.pages {
+            mfn_of(pfn)
+        } else {
+            INVALID_MFN
+        }
     }
 
     fn pfn(&self, mfn: u64) -> u64 {
@@ -145,7 +149,11 @@ fn boot(pages: u64, mapped: u64) -> Guest {
     g.write_plain(l3, 0, (mfn_of(l2) << 12) | TABLE_FLAGS);
     g.write_plain(l2, 0, (mfn_of(l1) << 12) | TABLE_FLAGS);
     for p in 0..mapped {
-        let flags = if (16..20).contains(&p) { TABLE_VIEW_FLAGS } else { DATA_FLAGS };
+        let flags = if (16..20).contains(&p) {
+            TABLE_VIEW_FLAGS
+        } else {
+            DATA_FLAGS
+        };
         g.write_plain(l1, p as usize, (mfn_of(p) << 12) | flags);
     }
     g.m.adopt(mfn_of(l4), 4);
@@ -182,7 +190,11 @@ fn identity_map_of_all_ram_obeys_xens_rules_and_batches() {
     }
     impl PvMemory for Shared<'_> {
         fn mfn(&self, pfn: u64) -> u64 {
-            if pfn < self.pages { mfn_of(pfn) } else { INVALID_MFN }
+            if pfn < self.pages {
+                mfn_of(pfn)
+            } else {
+                INVALID_MFN
+            }
         }
         fn pfn(&self, mfn: u64) -> u64 {
             (mfn - 1000) / 3
@@ -193,7 +205,10 @@ fn identity_map_of_all_ram_obeys_xens_rules_and_batches() {
         fn write_plain(&mut self, pfn: u64, i: usize, val: u64) {
             let mut m = self.cell.borrow_mut();
             let mfn = mfn_of(pfn);
-            assert!(!m.level.contains_key(&mfn), "plain write to table frame {pfn}");
+            assert!(
+                !m.level.contains_key(&mfn),
+                "plain write to table frame {pfn}"
+            );
             m.frames.entry(mfn).or_insert_with(|| vec![0; 512])[i] = val;
         }
     }
@@ -209,7 +224,10 @@ fn identity_map_of_all_ram_obeys_xens_rules_and_batches() {
         unsafe { b.map_identity(0..pages) }.expect("identity map");
         let tables = b.tables_made();
         b.ensure_l1(hole).expect("hole L1");
-        let hole_entry = b.entry_address(hole).unwrap().expect("an L1 covers the hole");
+        let hole_entry = b
+            .entry_address(hole)
+            .unwrap()
+            .expect("an L1 covers the hole");
         (tables, hole_entry, b.unused().start)
     };
     g.m = machine.into_inner();
@@ -219,7 +237,11 @@ fn identity_map_of_all_ram_obeys_xens_rules_and_batches() {
         let e = walk(&g, pfn * PAGE).unwrap_or_else(|| panic!("pfn {pfn} unmapped"));
         assert_eq!((e & PTE_FRAME) >> 12, mfn_of(pfn), "pfn {pfn}");
         let is_table = g.m.level.contains_key(&mfn_of(pfn));
-        assert_eq!(e & PTE_RW == 0, is_table, "pfn {pfn}: writable iff not a table");
+        assert_eq!(
+            e & PTE_RW == 0,
+            is_table,
+            "pfn {pfn}: writable iff not a table"
+        );
     }
     assert!(walk(&g, pages * PAGE).is_none(), "nothing past RAM");
     assert_eq!(walk(&g, hole), None, "the hole's L1 is empty");

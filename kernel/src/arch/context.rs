@@ -101,10 +101,18 @@ pub unsafe fn new_user_context(top: u64, rip: u64, rsp: u64, arg: u64) -> u64 {
         vector: 0,
         error: 0,
         rip,
-        cs: u64::from(if super::is_pv() { FLAT_USER_CS } else { USER_CS }),
+        cs: u64::from(if super::is_pv() {
+            FLAT_USER_CS
+        } else {
+            USER_CS
+        }),
         rflags: 0x202,
         rsp,
-        ss: u64::from(if super::is_pv() { FLAT_USER_SS } else { USER_DS }),
+        ss: u64::from(if super::is_pv() {
+            FLAT_USER_SS
+        } else {
+            USER_DS
+        }),
     };
     let ret_at = frame_at - 8;
     let ctx = ret_at - (SAVED as u64) * 8;

@@ -233,6 +233,9 @@ pub fn kernel_enter(va: u64, pa: u64) -> Result<(), Errno> {
     debug_assert!(
         va.is_multiple_of(PAGE) && pa.is_multiple_of(PAGE) && (1 << 32..USER_MIN).contains(&va)
     );
+    if super::is_pv() {
+        return super::pv::kernel_enter(va, pa).map_err(|_| Errno::ENOMEM);
+    }
     let _k = KERNEL_MAPS.lock();
     let mut table = KERNEL.get().expect("pmap::init ran").0;
     for level in (1..4).rev() {
@@ -265,6 +268,9 @@ fn kernel_table() -> Result<u64, Errno> {
 /// Removes the `pages` mappings [`kernel_enter`] made from `va` on and
 /// invalidates them on every CPU.
 pub fn kernel_remove(va: u64, pages: u64) {
+    if super::is_pv() {
+        return super::pv::kernel_remove(va, pages);
+    }
     let k = KERNEL_MAPS.lock();
     for i in 0..pages {
         let va = va + i * PAGE;

@@ -13,9 +13,10 @@
 //! and console rings, boot page tables, stack, 512 KiB or more of
 //! padding). The boot page tables stay the kernel's: the rest of RAM is
 //! added to them with L1 tables taken from the frames right after the
-//! boot region, then [`TABLE_POOL`] frames more are kept for L1 tables of
-//! the hole ([`map_frame`]). All of that, from the image to the pool, is
-//! kept from the VM ([`crate::boot_info::BootInfo::boot_region_end`]).
+//! boot region. All of that, from the image to the last table, is kept
+//! from the VM ([`crate::boot_info::BootInfo::boot_region_end`]).
+//! Tables made later, for the hole ([`map_frame`]) and the kernel stacks
+//! ([`kernel_enter`]), are pages of the kernel heap, as under PVH.
 //! 2 MiB pages are not available to a PV guest without superpage
 //! support, so the direct map is of 4 KiB pages.
 //!
@@ -24,25 +25,20 @@
 //! | state | protection |
 //! |---|---|
 //! | `START`, `P2M` | (i) set once on the boot CPU before anything reads them |
-//! | `POOL` | its mutex, taken with interrupts off (never from the upcall) |
+//! | the tables above the direct map | (k) `KERNEL_MAPS`, taken with interrupts off (never from the upcall) |
 
 use core::arch::global_asm;
-use core::ops::Range;
 
 use spin::{Mutex, Once};
 use xen::abi::pv::{
     CALLBACKF_MASK_EVENTS, CALLBACKTYPE_EVENT, CALLBACKTYPE_FAILSAFE, FLAT_KERNEL_CS,
     MACH2PHYS_NR_ENTRIES, MACH2PHYS_VIRT_START, SIF_MOD_START_PFN, START_MAGIC, StartInfo,
-    TI_MASK_EVENTS, TrapInfo, UVMF_INVLPG,
+    TI_MASK_EVENTS, TrapInfo,
 };
 use xen::hypercall::XenErrno;
 use xen::pv::{DATA_FLAGS, INVALID_MFN, MapError, PvMemory, TableBuilder};
 
 use super::interrupts;
-
-/// Frames kept after the direct map's tables for L1 tables of the hole
-/// (each maps 2 MiB of it: the shared info page and the grant table).
-const TABLE_POOL: u64 = 16;
 
 /// Bytes a page.
 const PAGE: u64 = 4096;
@@ -126,9 +122,6 @@ static START: Once<StartOfDay> = Once::new();
 
 /// The p2m list Xen built: `(address, entries)`.
 static P2M: Once<(u64, u64)> = Once::new();
-
-/// Frames left for L1 tables of the hole.
-static POOL: Mutex<Range<u64>> = Mutex::new(0..0);
 
 /// The root of the kernel's page tables (Xen's boot L4).
 static ROOT: Once<u64> = Once::new();
@@ -249,7 +242,7 @@ pub unsafe fn start_of_day(si: *const StartInfo) -> Result<StartOfDay, StartErro
     if si.mfn_list < PAGE || p2m_end > boot_end * PAGE && si.nr_p2m_frames == 0 {
         return Err(StartError::P2m);
     }
-    if boot_end + TABLE_POOL + si.nr_pages / 512 + 8 > si.nr_pages {
+    if boot_end + si.nr_pages / 512 + 8 > si.nr_pages {
         return Err(StartError::TooSmall(si.nr_pages));
     }
     P2M.call_once(|| (si.mfn_list, si.nr_pages));
@@ -262,7 +255,6 @@ pub unsafe fn start_of_day(si: *const StartInfo) -> Result<StartOfDay, StartErro
     // end of RAM are the direct map's.
     unsafe { b.map_identity(0..si.nr_pages) }.map_err(StartError::Map)?;
     let tables = b.unused().start;
-    *POOL.lock() = tables..tables + TABLE_POOL;
     let module = (si.mod_len != 0).then(|| {
         let at = if si.flags & SIF_MOD_START_PFN != 0 {
             si.mod_start * PAGE
@@ -279,7 +271,7 @@ pub unsafe fn start_of_day(si: *const StartInfo) -> Result<StartOfDay, StartErro
         console_pfn: pfn(si.console_mfn),
         console_evtchn: si.console_evtchn,
         module,
-        boot_end: (tables + TABLE_POOL) * PAGE,
+        boot_end: tables * PAGE,
     };
     Ok(*START.call_once(|| start))
 }
@@ -293,27 +285,114 @@ pub unsafe fn cmdline(si: *const StartInfo) -> [u8; xen::abi::pv::MAX_GUEST_CMDL
     unsafe { (*si).cmd_line }
 }
 
+/// Makes sure an L1 table covers `va`, making the tables missing on the
+/// way from pages of the kernel heap (never freed: they serve every later
+/// mapping of their range; the heap keeps no data inside its blocks, so
+/// a block may become a read-only table); returns the L1's pfn.
+fn ensure_l1(va: u64) -> Result<u64, MapError> {
+    let root = *ROOT.get().expect("pv::start_of_day ran");
+    let layout = core::alloc::Layout::from_size_align(PAGE as usize, PAGE as usize)
+        .map_err(|_| MapError::NoTableFrame)?;
+    loop {
+        let mut frames = Frames;
+        // Without a table frame first: most calls find the L1 there.
+        let mut b = TableBuilder::new(&mut frames, xen::pv::Xen, root, 0..0);
+        match b.ensure_l1(va) {
+            Err(MapError::NoTableFrame) => {}
+            r => return r,
+        }
+        // SAFETY: the layout has a nonzero size.
+        let page = unsafe { alloc::alloc::alloc_zeroed(layout) };
+        if page.is_null() {
+            return Err(MapError::NoTableFrame);
+        }
+        let pfn = page as u64 / PAGE;
+        let mut b = TableBuilder::new(&mut frames, xen::pv::Xen, root, pfn..pfn + 1);
+        match b.ensure_l1(va) {
+            // One level made (and kept); the next round makes the next.
+            Err(MapError::NoTableFrame) => {}
+            r => {
+                if b.unused().start == pfn {
+                    // SAFETY: allocated above with `layout`, unused.
+                    unsafe { alloc::alloc::dealloc(page, layout) };
+                }
+                return r;
+            }
+        }
+    }
+}
+
+/// Sets the L1 entry of `va` to `pte` (making the L1 if needed), without
+/// a TLB flush.
+///
+/// # Safety
+/// `va` must be a kernel address above the direct map that nothing else
+/// uses, and `pte` must map a frame the kernel may map that way.
+unsafe fn set_entry(va: u64, pte: u64) -> Result<(), MapError> {
+    interrupts::without_interrupts(|| {
+        let _k = KERNEL_MAPS.lock();
+        let l1 = ensure_l1(va)?;
+        let at = (mfn(l1) << 12) + 8 * xen::pv::index(va, 1) as u64;
+        let req = [xen::abi::pv::MmuUpdate { ptr: at, val: pte }];
+        // SAFETY: the caller vouches for the address and the frame.
+        unsafe { xen::pv::mmu_update(&req) }.map_err(MapError::Xen)
+    })
+}
+
+/// (k) Serialises changes to the kernel's own tables above the direct map.
+static KERNEL_MAPS: Mutex<()> = Mutex::new(());
+
 /// Maps machine frame `mfn` writable at `va`, an address of the hole
-/// (above RAM), making an L1 table for it from the pool when none covers
-/// it yet.
+/// (above RAM).
 ///
 /// # Safety
 /// `va` must be unused by anything else, and the frame one the kernel may
 /// map (Xen's shared info, a grant-table frame).
 pub unsafe fn map_frame(va: u64, mfn: u64) -> Result<(), MapError> {
+    // SAFETY: forwarded to the caller's contract; the address was unused,
+    // so no TLB holds it.
+    unsafe { set_entry(va, (mfn << 12) | DATA_FLAGS) }
+}
+
+/// Maps the RAM page at `pa` writable at `va`, a kernel address above the
+/// direct map (a kernel stack's slot): `pmap::kernel_enter` under PV.
+pub fn kernel_enter(va: u64, pa: u64) -> Result<(), MapError> {
+    match mfn(pa / PAGE) {
+        INVALID_MFN => Err(MapError::NoMachineFrame(pa / PAGE)),
+        // SAFETY: the slot's address is the caller's alone, the page a
+        // block of the kernel heap the caller owns.
+        m => unsafe { set_entry(va, (m << 12) | DATA_FLAGS | xen::pv::PTE_NX) },
+    }
+}
+
+/// Removes `pages` mappings made by [`kernel_enter`] from `va` on, in one
+/// batch, and flushes them from every vCPU's TLB: `pmap::kernel_remove`
+/// under PV.
+pub fn kernel_remove(va: u64, pages: u64) {
     interrupts::without_interrupts(|| {
-        let mut pool = POOL.lock();
-        let mut frames = Frames;
+        let _k = KERNEL_MAPS.lock();
+        let mut batch = xen::pv::MmuBatch::new(xen::pv::Xen);
         let root = *ROOT.get().expect("pv::start_of_day ran");
-        let mut b = TableBuilder::new(&mut frames, xen::pv::Xen, root, pool.clone());
-        b.ensure_l1(va)?;
-        *pool = b.unused();
-        Ok::<(), MapError>(())
-    })?;
-    // SAFETY: an L1 covers `va` now; the caller vouches for the frame and
-    // the address.
-    unsafe { xen::pv::update_va_mapping(va, (mfn << 12) | DATA_FLAGS, UVMF_INVLPG) }
-        .map_err(MapError::Xen)
+        let mut frames = Frames;
+        let mut b = TableBuilder::new(&mut frames, xen::pv::Xen, root, 0..0);
+        for i in 0..pages {
+            if let Ok(Some(at)) = b.entry_address(va + i * PAGE) {
+                // SAFETY: the caller's mappings, which it no longer uses.
+                if let Err(e) = unsafe { batch.push(at, 0) } {
+                    panic!("kernel_remove: Xen error {}", e.0);
+                }
+            }
+        }
+        let flush = [xen::abi::pv::MmuextOp {
+            cmd: xen::abi::pv::MMUEXT_TLB_FLUSH_ALL,
+            ..Default::default()
+        }];
+        // SAFETY: the entries go, then every TLB forgets them.
+        let r = unsafe { batch.flush() }.and_then(|()| unsafe { xen::pv::mmuext_op(&flush) });
+        if let Err(e) = r {
+            panic!("kernel_remove: Xen error {}", e.0);
+        }
+    });
 }
 
 unsafe extern "C" {

@@ -47,8 +47,7 @@ pub mod op {
         __HYPERVISOR_callback_op as CALLBACK_OP, __HYPERVISOR_iret as IRET,
         __HYPERVISOR_mmu_update as MMU_UPDATE, __HYPERVISOR_mmuext_op as MMUEXT_OP,
         __HYPERVISOR_set_segment_base as SET_SEGMENT_BASE,
-        __HYPERVISOR_set_trap_table as SET_TRAP_TABLE,
-        __HYPERVISOR_stack_switch as STACK_SWITCH,
+        __HYPERVISOR_set_trap_table as SET_TRAP_TABLE, __HYPERVISOR_stack_switch as STACK_SWITCH,
         __HYPERVISOR_update_va_mapping as UPDATE_VA_MAPPING,
     };
 }

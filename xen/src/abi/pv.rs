@@ -90,6 +90,8 @@ pub const MMUEXT_NEW_BASEPTR: u32 = 5;
 pub const MMUEXT_TLB_FLUSH_LOCAL: u32 = 6;
 /// `MMUEXT_INVLPG_LOCAL`.
 pub const MMUEXT_INVLPG_LOCAL: u32 = 7;
+/// `MMUEXT_TLB_FLUSH_ALL`: flush the TLBs of every vCPU of the domain.
+pub const MMUEXT_TLB_FLUSH_ALL: u32 = 10;
 /// `MMUEXT_NEW_USER_BASEPTR`: the L4 used in guest user mode.
 pub const MMUEXT_NEW_USER_BASEPTR: u32 = 15;
 
