@@ -8,12 +8,14 @@
 # of their 32 MiB; each powers off with its scenario's PASS line, and Xen
 # (run with loglvl=all guest_loglvl=all) logs no page-table or grant
 # error for either domain.
+# pv-pmap, pv-user-*: the kernel's pmap test and the user-mode cases of
+# docs/user-mode.md (scripts/scenarios/process.sh) in a PV domain.
 . scripts/lib/xl.sh
 
 # pv_xen_errors DOMID: the lines Xen logged against DOMID's page tables or
 # grants (mm.c's and grant_table.c's complaints name the domain as dN).
 pv_xen_errors() {
-    xl dmesg 2>/dev/null | tr -d '\r' | grep "d$1[v ]" |
+    xl dmesg 2>/dev/null | tr -d '\r' | grep "d${1}[v ]" |
         grep -i 'mm\.c\|grant_table\.c\|bad l[1-4]\|mmu_update\|page_type\|pinned\|gnttab' || true
 }
 
@@ -62,5 +64,36 @@ pv_banner() {
     fi
 }
 
+# pv_user CASE SCENARIO: one PV domain runs SCENARIO (a user-mode case of
+# docs/user-mode.md): processes on PV page tables (mmu_update), system
+# calls through Xen's syscall callback, returns to user mode by the iret
+# hypercall; passes on the scenario's PASS line and a poweroff, with no
+# page-table error in Xen's log.
+pv_user() {
+    local _name _why _id _err
+    _name=xenguest-a-pv
+    guest_create "$_name" "configs/$_name.cfg" "cmdline=\"scenario=$2 loglevel=info\"" ||
+        { fail "$1" "create"; return; }
+    guest_unpause "$_name"
+    guest_wait "$_name"
+    _id=$(guest_created_domid "$_name")
+    grep -h '^process \|^pmap\|^populate\|^hello\|^anon\|^cow\|^efault\|^munmap\|^mprotect' "$(guest_log "$_name")" |
+        sed 's/\r$//; s/^/  /'
+    _err=$(pv_xen_errors "$_id")
+    if ! _why=$(guest_result "$_name" "$2"); then
+        fail "$1" "$_why"
+    elif [ -n "$_err" ]; then
+        fail "$1" "Xen logged page-table or grant errors"
+    else
+        pass "$1"
+        return
+    fi
+    show_log "$_name"
+    xl dmesg 2>/dev/null | tr -d '\r' | grep "d${_id}[v: ]" | tail -n 40 | sed 's/^/  xen | /'
+}
+
 run_case pv_banner pv-banner
+for c in pmap user-hello user-anon user-cow user-munmap user-mprotect user-efault user-populate; do
+    run_case pv_user "pv-$c" "$c"
+done
 finish

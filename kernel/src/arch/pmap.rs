@@ -82,6 +82,10 @@ use vm::{Errno, Prot};
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::PhysFrame;
 use x86_64::{PhysAddr, VirtAddr};
+use xen::abi::pv::{
+    MMUEXT_INVLPG_LOCAL, MMUEXT_NEW_BASEPTR, MMUEXT_NEW_USER_BASEPTR, MMUEXT_PIN_L4_TABLE,
+    MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_UNPIN_TABLE,
+};
 
 use crate::mem;
 
@@ -319,10 +323,15 @@ fn flush_kernel_range(arg: usize) {
 static PV: Mutex<BTreeMap<PageId, PvList>> = Mutex::new(BTreeMap::new());
 
 /// Records the boot page tables as the kernel half. Called once at boot.
-/// A PV kernel keeps Xen's boot tables (`arch::pv`) and has no user
-/// address spaces yet: nothing to record.
 pub fn init() {
     if super::is_pv() {
+        let pml4 = super::pv::root_pfn() * PAGE;
+        // SAFETY: the boot L4 is mapped (read-only) at its own address and
+        // never freed; slot 0, the kernel half, is kept raw (a machine
+        // frame) for new L4s, which are written plainly before they
+        // become tables.
+        let slot0 = unsafe { *(pml4 as *const u64) };
+        KERNEL.call_once(|| (pml4, slot0));
         return;
     }
     let (frame, _) = Cr3::read();
@@ -334,10 +343,42 @@ pub fn init() {
 
 /// Switches to the kernel's own page tables (no user space).
 pub fn activate_kernel() {
+    load_tables(KERNEL.get().expect("pmap::init ran").0, 0);
+}
+
+/// (c) Per CPU, under PV: the kernel L4 it loaded last (Xen keeps CR3).
+static PV_LOADED: [AtomicU64; super::percpu::MAX_CPUS] =
+    [const { AtomicU64::new(0) }; super::percpu::MAX_CPUS];
+
+/// The page tables this CPU runs on (its top table's address).
+fn loaded_root() -> u64 {
     if super::is_pv() {
+        PV_LOADED[super::percpu::id()].load(Ordering::Relaxed)
+    } else {
+        Cr3::read().0.start_address().as_u64()
+    }
+}
+
+/// Loads the tables at `pa` (PV: with `user` as the user-mode L4, 0 for
+/// none).
+fn load_tables(pa: u64, user: u64) {
+    if !super::is_pv() {
+        load_cr3(pa);
         return;
     }
-    load_cr3(KERNEL.get().expect("pmap::init ran").0);
+    let cpu = super::percpu::id();
+    if PV_LOADED[cpu].load(Ordering::Relaxed) == pa {
+        return;
+    }
+    let mfn = |a: u64| if a == 0 { 0 } else { super::pv::mfn(a / PAGE) };
+    let ops = [
+        super::pv::ext(MMUEXT_NEW_BASEPTR, mfn(pa)),
+        super::pv::ext(MMUEXT_NEW_USER_BASEPTR, mfn(user)),
+    ];
+    // SAFETY: both are pinned L4s whose slot 0 is the kernel half (or the
+    // user one is none), so the running code stays mapped.
+    unsafe { super::pv::mmuext(&ops) };
+    PV_LOADED[cpu].store(pa, Ordering::Relaxed);
 }
 
 fn load_cr3(pa: u64) {
@@ -358,13 +399,27 @@ fn entry(table: u64, index: u64) -> *mut u64 {
     (table + index * 8) as *mut u64
 }
 
+/// The entry at `p`, its frame pseudo-physical (PV tables hold machine
+/// frames).
 fn read(p: *mut u64) -> u64 {
     // SAFETY: `p` points into a page-table page of a live pmap, whose
     // memory is identity-mapped RAM; the caller holds that pmap's lock.
-    unsafe { p.read_volatile() }
+    let v = unsafe { p.read_volatile() };
+    if super::is_pv() {
+        super::pv::entry_to_pseudo(v)
+    } else {
+        v
+    }
 }
 
+/// Sets the entry at `p` to `v` (a pseudo-physical frame): a store, or
+/// under PV an `mmu_update`, the tables being read-only to us.
 fn write(p: *mut u64, v: u64) {
+    if super::is_pv() {
+        // SAFETY: as for `read`; Xen checks the entry.
+        unsafe { super::pv::write_entry(p as u64, v) };
+        return;
+    }
     // SAFETY: as for `read`.
     unsafe { p.write_volatile(v) }
 }
@@ -423,6 +478,8 @@ enum Slot {
 pub struct Pmap {
     /// (i) The PML4's physical address, fixed for the pmap's life.
     root: u64,
+    /// (i) PV: the user-mode L4 (user slots only), 0 under PVH.
+    user_root: u64,
     /// (a) CPUs that may hold TLB entries of this address space.
     active: AtomicU64,
     inner: Mutex<PmapInner>, // (l)
@@ -433,6 +490,9 @@ pub struct Pmap {
 struct PmapInner {
     /// Physical address of the PML4.
     pml4: u64,
+    /// PV: the user-mode L4, which links the same user tables; 0 under
+    /// PVH.
+    user_pml4: u64,
     /// Every page-table page, the PML4 first; freed with the pmap.
     tables: Vec<PageId>,
     /// Pages mapped (4 KiB units).
@@ -460,6 +520,19 @@ struct FlushRequest<'a> {
 /// Invalidates `pages` on this CPU (`None`: its whole TLB, by a reload of
 /// CR3).
 fn invalidate(pages: Option<&[u64]>) {
+    if super::is_pv() {
+        // `invlpg` and CR3 are Xen's: one `mmuext_op` call for the lot.
+        let ops: Vec<_> = match pages {
+            Some(pages) => pages
+                .iter()
+                .map(|&va| super::pv::ext(MMUEXT_INVLPG_LOCAL, va))
+                .collect(),
+            None => alloc::vec![super::pv::ext(MMUEXT_TLB_FLUSH_LOCAL, 0)],
+        };
+        // SAFETY: flushes only.
+        unsafe { super::pv::mmuext(&ops) };
+        return;
+    }
     match pages {
         Some(pages) => {
             for &va in pages {
@@ -480,7 +553,7 @@ fn flush_here(arg: usize) {
     // SAFETY: `arg` is the address of a `FlushRequest` that its sender
     // keeps alive until every target has returned from here.
     let req = unsafe { &*(arg as *const FlushRequest<'_>) };
-    if Cr3::read().0.start_address().as_u64() != req.root {
+    if loaded_root() != req.root {
         req.active
             .fetch_and(!(1 << super::percpu::id()), Ordering::SeqCst);
         return;
@@ -514,7 +587,7 @@ impl<'a> Shootdown<'a> {
             return;
         }
         let me = super::percpu::id();
-        if Cr3::read().0.start_address().as_u64() == self.pmap.root {
+        if loaded_root() == self.pmap.root {
             invalidate((!self.overflow).then_some(&self.pages[..]));
             if self.overflow {
                 FULL_FLUSHES.fetch_add(1, Ordering::Relaxed);
@@ -550,14 +623,21 @@ impl Pmap {
     /// (`pmap_pinit`). `ENOMEM` when no page is free for the PML4.
     pub fn new() -> Result<Arc<Self>, Errno> {
         let (_, slot0) = *KERNEL.get().expect("pmap::init ran");
-        let (id, pml4) = alloc_table()?;
-        write(entry(pml4, 0), slot0);
+        let (tables, pml4, user_pml4) = if super::is_pv() {
+            new_pv_roots(slot0)?
+        } else {
+            let (id, pml4) = alloc_table()?;
+            write(entry(pml4, 0), slot0);
+            (alloc::vec![id], pml4, 0)
+        };
         Ok(Arc::new_cyclic(|this| Self {
             root: pml4,
+            user_root: user_pml4,
             active: AtomicU64::new(0),
             inner: Mutex::new(PmapInner {
                 pml4,
-                tables: alloc::vec![id],
+                user_pml4,
+                tables,
                 resident: 0,
                 large: 0,
             }),
@@ -571,7 +651,7 @@ impl Pmap {
     pub fn activate(&self) {
         self.active
             .fetch_or(1 << super::percpu::id(), Ordering::SeqCst);
-        load_cr3(self.root);
+        load_tables(self.root, self.user_root);
     }
 
     /// Pages mapped now, in 4 KiB units.
@@ -756,6 +836,14 @@ impl VmPmap for Pmap {
                 && pa.is_multiple_of(LARGE)
                 && pages.len() as u64 == LARGE_PAGES
         );
+        if super::is_pv() {
+            // No 2 MiB entries without Xen's superpage support: the run
+            // goes in as 512 entries.
+            for (i, &id) in (0..).zip(pages) {
+                self.enter(va + i * PAGE, id, pa + i * PAGE, prot, flags)?;
+            }
+            return Ok(());
+        }
         let d = mem::domain();
         let bits = enter_bits(pages[0], prot, flags)? | PTE_PS;
         let mut g = self.inner.lock();
@@ -907,6 +995,9 @@ impl PmapInner {
     /// lists stay as they are: they list each 4 KiB page of a large entry
     /// at its own address already.
     fn promote(&mut self, va: u64, sd: &mut Shootdown) -> Option<PageId> {
+        if super::is_pv() {
+            return None;
+        }
         let Ok(Some(pd)) = self.table_at(va, 2, false) else {
             return None;
         };
@@ -954,6 +1045,11 @@ impl PmapInner {
                 let (id, pa) = alloc_table()?;
                 self.tables.push(id);
                 write(slot, pa | PTE_P | PTE_W | PTE_U);
+                if l == 3 && self.user_pml4 != 0 {
+                    // PV: user mode runs on its own L4, with the same
+                    // user tables.
+                    write(entry(self.user_pml4, index(va, 3)), pa | PTE_P | PTE_W | PTE_U);
+                }
             } else if e & PTE_PS != 0 {
                 return Ok(None);
             }
@@ -1011,7 +1107,25 @@ impl Drop for Pmap {
             self.remove(USER_MIN, USER_END);
         }
         let phys = &mem::domain().phys;
+        if super::is_pv() {
+            // Unpinned and loaded nowhere, the L4s stop being tables, and
+            // with them every table below; each may then be written again.
+            let ops = [
+                super::pv::ext(MMUEXT_UNPIN_TABLE, super::pv::mfn(self.root / PAGE)),
+                super::pv::ext(MMUEXT_UNPIN_TABLE, super::pv::mfn(self.user_root / PAGE)),
+            ];
+            // SAFETY: this pmap is loaded on no CPU (the caller's
+            // contract), so its tables are in no use.
+            unsafe { super::pv::mmuext(&ops) };
+        }
         for id in self.inner.get_mut().tables.drain(..) {
+            if super::is_pv()
+                && let Err(e) = super::pv::set_table_view(phys.page(id).phys_addr(), false)
+            {
+                // Still a table to Xen: kept rather than reused.
+                log::warn!("page table page kept: Xen error {}", e.0);
+                continue;
+            }
             phys.free_page(id);
         }
     }
@@ -1026,13 +1140,62 @@ fn free_table(table: Option<PageId>) {
     }
 }
 
-/// A zeroed page-table page from the direct pool.
+/// A zeroed page-table page from the direct pool (PV: its direct-map
+/// view made read-only, as Xen wants of a table).
 fn alloc_table() -> Result<(PageId, u64), Errno> {
+    let (id, pa) = alloc_zeroed_page()?;
+    if super::is_pv() && super::pv::set_table_view(pa, true).is_err() {
+        mem::phys().free_page(id);
+        return Err(Errno::ENOMEM);
+    }
+    Ok((id, pa))
+}
+
+/// A zeroed page from the direct pool.
+fn alloc_zeroed_page() -> Result<(PageId, u64), Errno> {
     let d = mem::domain();
     let id = d.phys.alloc_page(FreePool::Direct).ok_or(Errno::ENOMEM)?;
     let pa = d.page(id).phys_addr();
     d.mem().zero_page(pa);
     Ok((id, pa))
+}
+
+/// PV: a process's two L4s, pinned: the kernel's (the kernel half in
+/// slot 0, `slot0` raw as the boot L4 holds it, and the user slots) and
+/// user mode's (the user slots only). Returns the table list, the
+/// kernel's L4 and the user's.
+fn new_pv_roots(slot0: u64) -> Result<(Vec<PageId>, u64, u64), Errno> {
+    let (id, pml4) = alloc_zeroed_page()?;
+    let (uid, upml4) = match alloc_zeroed_page() {
+        Ok(p) => p,
+        Err(e) => {
+            mem::phys().free_page(id);
+            return Err(e);
+        }
+    };
+    // SAFETY: a fresh page, not yet a table: written plainly.
+    unsafe { (pml4 as *mut u64).write_volatile(slot0) };
+    let pinned = super::pv::set_table_view(pml4, true)
+        .and_then(|()| super::pv::set_table_view(upml4, true))
+        .and_then(|()| {
+            let ops = [
+                super::pv::ext(MMUEXT_PIN_L4_TABLE, super::pv::mfn(pml4 / PAGE)),
+                super::pv::ext(MMUEXT_PIN_L4_TABLE, super::pv::mfn(upml4 / PAGE)),
+            ];
+            // SAFETY: two L4s with the kernel half or nothing: pinning
+            // only has Xen validate them.
+            unsafe { xen::pv::mmuext_op(&ops) }
+        });
+    if let Err(e) = pinned {
+        log::warn!("PV L4 not pinned: Xen error {}", e.0);
+        for pa in [pml4, upml4] {
+            if super::pv::set_table_view(pa, false).is_ok() {
+                mem::phys().free_page(mem::phys().phys_to_page(pa).expect("RAM"));
+            }
+        }
+        return Err(Errno::ENOMEM);
+    }
+    Ok((alloc::vec![id, uid], pml4, upml4))
 }
 
 fn pv_insert(page: PageId, pmap: &Weak<Pmap>, va: u64) {

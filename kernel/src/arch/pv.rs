@@ -31,7 +31,8 @@ use core::arch::global_asm;
 
 use spin::{Mutex, Once};
 use xen::abi::pv::{
-    CALLBACKF_MASK_EVENTS, CALLBACKTYPE_EVENT, CALLBACKTYPE_FAILSAFE, FLAT_KERNEL_CS,
+    CALLBACKF_MASK_EVENTS, CALLBACKTYPE_EVENT, CALLBACKTYPE_FAILSAFE, CALLBACKTYPE_SYSCALL,
+    FLAT_KERNEL_CS,
     MACH2PHYS_NR_ENTRIES, MACH2PHYS_VIRT_START, SIF_MOD_START_PFN, START_MAGIC, StartInfo,
     TI_MASK_EVENTS, TrapInfo,
 };
@@ -399,6 +400,7 @@ unsafe extern "C" {
     static pv_trap_stubs: [u64; 32];
     fn pv_event_stub();
     fn pv_failsafe_stub();
+    fn pv_syscall_entry();
 }
 
 /// The virtual IDT: exceptions that a kernel can take, each through a
@@ -441,6 +443,88 @@ pub fn init_traps() -> Result<(), XenErrno> {
             CALLBACKTYPE_FAILSAFE,
             CALLBACKF_MASK_EVENTS,
             pv_failsafe_stub as *const () as u64,
+        )?;
+        xen::pv::register_callback(
+            CALLBACKTYPE_SYSCALL,
+            CALLBACKF_MASK_EVENTS,
+            pv_syscall_entry as *const () as u64,
         )
+    }
+}
+
+/// The pfn of the boot L4, the kernel's page tables.
+pub fn root_pfn() -> u64 {
+    *ROOT.get().expect("pv::start_of_day ran")
+}
+
+/// Sets the table entry at direct-map address `slot` to `val`, whose
+/// frame (if present) is pseudo-physical, by `mmu_update`.
+///
+/// # Safety
+/// `slot` must be an entry of a page table of the kernel's, and `val`
+/// must leave the address space sound for the kernel.
+pub unsafe fn write_entry(slot: u64, val: u64) {
+    let ptr = (mfn(slot / PAGE) << 12) | (slot % PAGE);
+    let val = if val & xen::pv::PTE_P != 0 {
+        let f = (val & xen::pv::PTE_FRAME) >> 12;
+        (val & !xen::pv::PTE_FRAME) | (mfn(f) << 12)
+    } else {
+        val
+    };
+    let req = [xen::abi::pv::MmuUpdate { ptr, val }];
+    // SAFETY: the caller vouches for the entry and its value.
+    if let Err(e) = unsafe { xen::pv::mmu_update(&req) } {
+        panic!("mmu_update of entry {ptr:#x} to {val:#x}: Xen error {}", e.0);
+    }
+}
+
+/// The value of a table entry read raw, with its frame made
+/// pseudo-physical.
+pub fn entry_to_pseudo(raw: u64) -> u64 {
+    if raw & xen::pv::PTE_P == 0 {
+        return raw;
+    }
+    let f = pfn((raw & xen::pv::PTE_FRAME) >> 12);
+    (raw & !xen::pv::PTE_FRAME) | (f << 12)
+}
+
+/// Remaps the direct map's view of the page at `pa` read-only (`table`)
+/// or writable: a page becomes a page table only read-only, and may be
+/// written again once it is no table any more.
+pub fn set_table_view(pa: u64, table: bool) -> Result<(), XenErrno> {
+    let flags = if table {
+        xen::pv::TABLE_VIEW_FLAGS
+    } else {
+        DATA_FLAGS
+    };
+    // SAFETY: the direct map's entry of a page the caller owns; only its
+    // rights change.
+    unsafe {
+        xen::pv::update_va_mapping(
+            pa,
+            (mfn(pa / PAGE) << 12) | flags,
+            xen::abi::pv::UVMF_INVLPG,
+        )
+    }
+}
+
+/// Runs extended MMU operations, panicking on a refusal (a kernel bug).
+///
+/// # Safety
+/// As [`xen::pv::mmuext_op`].
+pub unsafe fn mmuext(ops: &[xen::abi::pv::MmuextOp]) {
+    // SAFETY: forwarded to the caller's contract.
+    if let Err(e) = unsafe { xen::pv::mmuext_op(ops) } {
+        panic!("mmuext_op {:?}: Xen error {}", ops.first().map(|o| o.cmd), e.0);
+    }
+}
+
+/// An `mmuext_op` on machine frame `mfn` (or linear address).
+pub fn ext(cmd: u32, arg1: u64) -> xen::abi::pv::MmuextOp {
+    xen::abi::pv::MmuextOp {
+        cmd,
+        pad: 0,
+        arg1,
+        arg2: 0,
     }
 }

@@ -52,13 +52,34 @@ global_asm!(
     "call syscall_dispatch",
     "cli",
     "jmp trap_return",
+    // PV: Xen's syscall callback, on the kernel stack `stack_switch`
+    // named, events masked, with the user's rcx and r11 (its rip and
+    // rflags) above the frame it built of them: the same `TrapFrame`.
+    ".globl pv_syscall_entry",
+    "pv_syscall_entry:",
+    "pop rcx",
+    "pop r11",
+    "push 0",
+    "push {vector}",
+    save_gprs!(),
+    "mov rdi, rsp",
+    "cld",
+    "call syscall_dispatch",
+    "call {irq_off}",
+    "jmp trap_return",
     ".popsection",
     uds = const USER_DS,
     ucs = const USER_CS,
     vector = const SYSCALL_VECTOR,
     user_rsp = const GS_USER_RSP,
     kernel_rsp = const GS_KERNEL_RSP,
+    irq_off = sym interrupts_off,
 );
+
+/// Masks interrupts before the return path (PV has no `cli`).
+extern "C" fn interrupts_off() {
+    super::interrupts::disable();
+}
 
 unsafe extern "C" {
     fn syscall_entry();
