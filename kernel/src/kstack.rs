@@ -1,7 +1,7 @@
 //! Kernel stacks with guard pages.
 //!
 //! Each stack lives in a slot of its own in a kernel virtual region above
-//! the identity map, mapped with 4 KiB pages ([`pmap::kernel_enter`]) of
+//! the identity map, mapped with 4 KiB pages ([`pmap::kernel_enter_run`]) of
 //! a page-aligned block of the kernel heap (identity-mapped RAM, as the
 //! stacks were before they had guards, so free page counts are not
 //! touched by threads coming and going):
@@ -101,9 +101,7 @@ impl KernelStack {
         }
         // On failure its drop unmaps what was mapped and frees the block.
         let stack = Self { slot, block };
-        for i in 0..STACK_SIZE / PAGE {
-            pmap::kernel_enter(stack.bottom() + i * PAGE, block as u64 + i * PAGE)?;
-        }
+        pmap::kernel_enter_run(stack.bottom(), block as u64, STACK_SIZE / PAGE)?;
         Ok(stack)
     }
 

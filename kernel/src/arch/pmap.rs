@@ -5,7 +5,7 @@
 //!
 //! | PML4 slots | addresses | what |
 //! |---|---|---|
-//! | 0 | `0 .. 0x80_0000_0000` | kernel: the boot identity map of 0-4 GiB (2 MiB pages), which is also the direct map of guest-physical memory; above it the kernel's own 4 KiB mappings ([`kernel_enter`]: guarded kernel stacks, `crate::kstack`); supervisor-only, shared by every address space |
+//! | 0 | `0 .. 0x80_0000_0000` | kernel: the boot identity map of 0-4 GiB (2 MiB pages), which is also the direct map of guest-physical memory; above it the kernel's own 4 KiB mappings ([`kernel_enter_run`]: guarded kernel stacks, `crate::kstack`); supervisor-only, shared by every address space |
 //! | 1..=255 | [`USER_MIN`] `..` [`USER_END`] | user space, private to each address space |
 //! | 256..=511 | upper half | unused |
 //!
@@ -223,23 +223,31 @@ impl PvList {
 }
 
 /// (k) serialises changes to the kernel half's own 4 KiB mappings
-/// ([`kernel_enter`], [`kernel_remove`]); the boot identity map never
+/// ([`kernel_enter_run`], [`kernel_remove`]); the boot identity map never
 /// changes.
 static KERNEL_MAPS: Mutex<()> = Mutex::new(());
 
-/// Maps the kernel virtual page `va` (above the identity map, in PML4
-/// slot 0, so every address space sees it) to the identity-mapped RAM
-/// page at `pa`,
-/// read-write, supervisor-only, not executable, with a 4 KiB entry. Page
-/// tables missing on the way are made and kept. For mappings the kernel
-/// makes for itself, e.g. guarded kernel stacks (`crate::kstack`).
-pub fn kernel_enter(va: u64, pa: u64) -> Result<(), Errno> {
+/// Maps `pages` kernel virtual pages from `va` (above the identity map,
+/// in PML4 slot 0, so every address space sees them) to the
+/// identity-mapped RAM pages from `pa`, read-write, supervisor-only, not
+/// executable, with 4 KiB entries (PV: one `mmu_update` for the run).
+/// Page tables missing on the way are made and kept. For mappings the
+/// kernel makes for itself, e.g. guarded kernel stacks (`crate::kstack`).
+pub fn kernel_enter_run(va: u64, pa: u64, pages: u64) -> Result<(), Errno> {
+    if super::is_pv() {
+        return super::pv::kernel_enter(va, pa, pages).map_err(|_| Errno::ENOMEM);
+    }
+    for i in 0..pages {
+        kernel_enter_page(va + i * PAGE, pa + i * PAGE)?;
+    }
+    Ok(())
+}
+
+/// One page of [`kernel_enter_run`] under PVH.
+fn kernel_enter_page(va: u64, pa: u64) -> Result<(), Errno> {
     debug_assert!(
         va.is_multiple_of(PAGE) && pa.is_multiple_of(PAGE) && (1 << 32..USER_MIN).contains(&va)
     );
-    if super::is_pv() {
-        return super::pv::kernel_enter(va, pa).map_err(|_| Errno::ENOMEM);
-    }
     let _k = KERNEL_MAPS.lock();
     let mut table = KERNEL.get().expect("pmap::init ran").0;
     for level in (1..4).rev() {
@@ -269,7 +277,7 @@ fn kernel_table() -> Result<u64, Errno> {
     Ok(t as u64)
 }
 
-/// Removes the `pages` mappings [`kernel_enter`] made from `va` on and
+/// Removes the `pages` mappings [`kernel_enter_run`] made from `va` on and
 /// invalidates them on every CPU.
 pub fn kernel_remove(va: u64, pages: u64) {
     if super::is_pv() {
@@ -370,6 +378,7 @@ fn load_tables(pa: u64, user: u64) {
     if PV_LOADED[cpu].load(Ordering::Relaxed) == pa {
         return;
     }
+    super::pv::flush_entries();
     let mfn = |a: u64| if a == 0 { 0 } else { super::pv::mfn(a / PAGE) };
     let ops = [
         super::pv::ext(MMUEXT_NEW_BASEPTR, mfn(pa)),
@@ -402,22 +411,27 @@ fn entry(table: u64, index: u64) -> *mut u64 {
 /// The entry at `p`, its frame pseudo-physical (PV tables hold machine
 /// frames).
 fn read(p: *mut u64) -> u64 {
+    if super::is_pv() {
+        // A write still queued is the entry's value.
+        let raw = super::pv::queued_entry(p as u64).unwrap_or_else(|| {
+            // SAFETY: as below.
+            unsafe { p.read_volatile() }
+        });
+        return super::pv::entry_to_pseudo(raw);
+    }
     // SAFETY: `p` points into a page-table page of a live pmap, whose
     // memory is identity-mapped RAM; the caller holds that pmap's lock.
-    let v = unsafe { p.read_volatile() };
-    if super::is_pv() {
-        super::pv::entry_to_pseudo(v)
-    } else {
-        v
-    }
+    unsafe { p.read_volatile() }
 }
 
 /// Sets the entry at `p` to `v` (a pseudo-physical frame): a store, or
-/// under PV an `mmu_update`, the tables being read-only to us.
+/// under PV a write queued for one `mmu_update` per operation (the tables
+/// are read-only to us), which [`Shootdown`] flushes before it
+/// invalidates and when it goes.
 fn write(p: *mut u64, v: u64) {
     if super::is_pv() {
-        // SAFETY: as for `read`; Xen checks the entry.
-        unsafe { super::pv::write_entry(p as u64, v) };
+        // SAFETY: as for `read`; Xen checks the entry when it is flushed.
+        unsafe { super::pv::queue_entry(p as u64, v) };
         return;
     }
     // SAFETY: as for `read`.
@@ -561,6 +575,16 @@ fn flush_here(arg: usize) {
     invalidate(req.pages);
 }
 
+impl Drop for Shootdown<'_> {
+    /// PV: every operation ends with its queued writes written, whatever
+    /// path it leaves by.
+    fn drop(&mut self) {
+        if super::is_pv() {
+            super::pv::flush_entries();
+        }
+    }
+}
+
 impl<'a> Shootdown<'a> {
     fn new(pmap: &'a Pmap) -> Self {
         Self {
@@ -583,6 +607,9 @@ impl<'a> Shootdown<'a> {
     }
 
     fn finish(self) {
+        if super::is_pv() {
+            super::pv::flush_entries();
+        }
         if !self.overflow && self.pages.is_empty() {
             return;
         }
@@ -1048,7 +1075,10 @@ impl PmapInner {
                 if l == 3 && self.user_pml4 != 0 {
                     // PV: user mode runs on its own L4, with the same
                     // user tables.
-                    write(entry(self.user_pml4, index(va, 3)), pa | PTE_P | PTE_W | PTE_U);
+                    write(
+                        entry(self.user_pml4, index(va, 3)),
+                        pa | PTE_P | PTE_W | PTE_U,
+                    );
                 }
             } else if e & PTE_PS != 0 {
                 return Ok(None);

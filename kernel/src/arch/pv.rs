@@ -32,9 +32,8 @@ use core::arch::global_asm;
 use spin::{Mutex, Once};
 use xen::abi::pv::{
     CALLBACKF_MASK_EVENTS, CALLBACKTYPE_EVENT, CALLBACKTYPE_FAILSAFE, CALLBACKTYPE_SYSCALL,
-    FLAT_KERNEL_CS,
-    MACH2PHYS_NR_ENTRIES, MACH2PHYS_VIRT_START, SIF_MOD_START_PFN, START_MAGIC, StartInfo,
-    TI_MASK_EVENTS, TrapInfo,
+    FLAT_KERNEL_CS, MACH2PHYS_NR_ENTRIES, MACH2PHYS_VIRT_START, SIF_MOD_START_PFN, START_MAGIC,
+    StartInfo, TI_MASK_EVENTS, TrapInfo,
 };
 use xen::hypercall::XenErrno;
 use xen::pv::{DATA_FLAGS, INVALID_MFN, MapError, PvMemory, TableBuilder};
@@ -323,20 +322,26 @@ fn ensure_l1(va: u64) -> Result<u64, MapError> {
     }
 }
 
-/// Sets the L1 entry of `va` to `pte` (making the L1 if needed), without
-/// a TLB flush.
+/// Sets the L1 entries of `pages` pages from `va` to `pte(i)` (making L1
+/// tables as needed), in one `mmu_update`, without a TLB flush.
 ///
 /// # Safety
-/// `va` must be a kernel address above the direct map that nothing else
-/// uses, and `pte` must map a frame the kernel may map that way.
-unsafe fn set_entry(va: u64, pte: u64) -> Result<(), MapError> {
+/// The addresses must be kernel addresses above the direct map that
+/// nothing else uses, and each `pte` must map a frame the kernel may map
+/// that way.
+unsafe fn set_entries(va: u64, pages: u64, pte: impl Fn(u64) -> u64) -> Result<(), MapError> {
     interrupts::without_interrupts(|| {
         let _k = KERNEL_MAPS.lock();
-        let l1 = ensure_l1(va)?;
-        let at = (mfn(l1) << 12) + 8 * xen::pv::index(va, 1) as u64;
-        let req = [xen::abi::pv::MmuUpdate { ptr: at, val: pte }];
-        // SAFETY: the caller vouches for the address and the frame.
-        unsafe { xen::pv::mmu_update(&req) }.map_err(MapError::Xen)
+        let mut batch = xen::pv::MmuBatch::new(xen::pv::Xen);
+        for i in 0..pages {
+            let at = va + i * PAGE;
+            let l1 = ensure_l1(at)?;
+            let slot = (mfn(l1) << 12) + 8 * xen::pv::index(at, 1) as u64;
+            // SAFETY: the caller vouches for the addresses and frames.
+            unsafe { batch.push(slot, pte(i)) }.map_err(MapError::Xen)?;
+        }
+        // SAFETY: as above.
+        unsafe { batch.flush() }.map_err(MapError::Xen)
     })
 }
 
@@ -352,17 +357,22 @@ static KERNEL_MAPS: Mutex<()> = Mutex::new(());
 pub unsafe fn map_frame(va: u64, mfn: u64) -> Result<(), MapError> {
     // SAFETY: forwarded to the caller's contract; the address was unused,
     // so no TLB holds it.
-    unsafe { set_entry(va, (mfn << 12) | DATA_FLAGS) }
+    unsafe { set_entries(va, 1, |_| (mfn << 12) | DATA_FLAGS) }
 }
 
-/// Maps the RAM page at `pa` writable at `va`, a kernel address above the
-/// direct map (a kernel stack's slot): `pmap::kernel_enter` under PV.
-pub fn kernel_enter(va: u64, pa: u64) -> Result<(), MapError> {
-    match mfn(pa / PAGE) {
-        INVALID_MFN => Err(MapError::NoMachineFrame(pa / PAGE)),
-        // SAFETY: the slot's address is the caller's alone, the page a
-        // block of the kernel heap the caller owns.
-        m => unsafe { set_entry(va, (m << 12) | DATA_FLAGS | xen::pv::PTE_NX) },
+/// Maps `pages` RAM pages from `pa` writable at `va`, kernel addresses
+/// above the direct map (a kernel stack's slot), in one `mmu_update`:
+/// `pmap::kernel_enter_run` under PV.
+pub fn kernel_enter(va: u64, pa: u64, pages: u64) -> Result<(), MapError> {
+    if let Some(p) = (0..pages).find(|i| mfn(pa / PAGE + i) == INVALID_MFN) {
+        return Err(MapError::NoMachineFrame(pa / PAGE + p));
+    }
+    // SAFETY: the slot's addresses are the caller's alone, the pages
+    // blocks of the kernel heap the caller owns.
+    unsafe {
+        set_entries(va, pages, |i| {
+            (mfn(pa / PAGE + i) << 12) | DATA_FLAGS | xen::pv::PTE_NX
+        })
     }
 }
 
@@ -457,13 +467,43 @@ pub fn root_pfn() -> u64 {
     *ROOT.get().expect("pv::start_of_day ran")
 }
 
-/// Sets the table entry at direct-map address `slot` to `val`, whose
-/// frame (if present) is pseudo-physical, by `mmu_update`.
+/// Page-table writes of one CPU's pmap operation, queued for one
+/// `mmu_update` ([`queue_entry`], [`flush_entries`]).
+struct Queue {
+    reqs: [xen::abi::pv::MmuUpdate; xen::pv::BATCH],
+    len: usize,
+}
+
+/// (c) Each CPU's queue: filled and flushed by the CPU itself while it
+/// holds a pmap's lock (the kernel is not preempted there); the mutex
+/// only makes the sharing sound.
+static QUEUES: [Mutex<Queue>; super::percpu::MAX_CPUS] = [const {
+    Mutex::new(Queue {
+        reqs: [xen::abi::pv::MmuUpdate { ptr: 0, val: 0 }; xen::pv::BATCH],
+        len: 0,
+    })
+}; super::percpu::MAX_CPUS];
+
+/// Applies the writes of `q` (one `mmu_update`).
+fn flush_queue(q: &mut Queue) {
+    let n = core::mem::take(&mut q.len);
+    // SAFETY: each write was vouched for when it was queued.
+    if let Err(e) = unsafe { xen::pv::mmu_update(&q.reqs[..n]) } {
+        panic!(
+            "mmu_update of {n} entries (first {:#x} = {:#x}): Xen error {}",
+            q.reqs[0].ptr, q.reqs[0].val, e.0
+        );
+    }
+}
+
+/// Queues setting the table entry at direct-map address `slot` to `val`
+/// (its frame, if present, pseudo-physical): written by the next
+/// [`flush_entries`] on this CPU, or when the queue is full.
 ///
 /// # Safety
 /// `slot` must be an entry of a page table of the kernel's, and `val`
-/// must leave the address space sound for the kernel.
-pub unsafe fn write_entry(slot: u64, val: u64) {
+/// must leave the address space sound for the kernel once written.
+pub unsafe fn queue_entry(slot: u64, val: u64) {
     let ptr = (mfn(slot / PAGE) << 12) | (slot % PAGE);
     let val = if val & xen::pv::PTE_P != 0 {
         let f = (val & xen::pv::PTE_FRAME) >> 12;
@@ -471,10 +511,35 @@ pub unsafe fn write_entry(slot: u64, val: u64) {
     } else {
         val
     };
-    let req = [xen::abi::pv::MmuUpdate { ptr, val }];
-    // SAFETY: the caller vouches for the entry and its value.
-    if let Err(e) = unsafe { xen::pv::mmu_update(&req) } {
-        panic!("mmu_update of entry {ptr:#x} to {val:#x}: Xen error {}", e.0);
+    let mut q = QUEUES[super::percpu::id()].lock();
+    if q.len == xen::pv::BATCH {
+        flush_queue(&mut q);
+    }
+    let n = q.len;
+    q.reqs[n] = xen::abi::pv::MmuUpdate { ptr, val };
+    q.len += 1;
+}
+
+/// The value last queued for the entry at direct-map address `slot`, raw
+/// (a machine frame), if a write to it is queued on this CPU.
+pub fn queued_entry(slot: u64) -> Option<u64> {
+    let q = QUEUES[super::percpu::id()].lock();
+    if q.len == 0 {
+        return None;
+    }
+    let ptr = (mfn(slot / PAGE) << 12) | (slot % PAGE);
+    q.reqs[..q.len]
+        .iter()
+        .rev()
+        .find(|r| r.ptr == ptr)
+        .map(|r| r.val)
+}
+
+/// Writes every entry queued on this CPU.
+pub fn flush_entries() {
+    let mut q = QUEUES[super::percpu::id()].lock();
+    if q.len != 0 {
+        flush_queue(&mut q);
     }
 }
 
@@ -515,7 +580,11 @@ pub fn set_table_view(pa: u64, table: bool) -> Result<(), XenErrno> {
 pub unsafe fn mmuext(ops: &[xen::abi::pv::MmuextOp]) {
     // SAFETY: forwarded to the caller's contract.
     if let Err(e) = unsafe { xen::pv::mmuext_op(ops) } {
-        panic!("mmuext_op {:?}: Xen error {}", ops.first().map(|o| o.cmd), e.0);
+        panic!(
+            "mmuext_op {:?}: Xen error {}",
+            ops.first().map(|o| o.cmd),
+            e.0
+        );
     }
 }
 

@@ -16,6 +16,7 @@ pub const KILLED_SEGV: i32 = 139;
 /// page count.
 pub fn run_program(name: &str, want: i32) -> Outcome {
     let before = mem::free_pages();
+    let (updates0, calls0) = xen::pv::update_counts();
     let p = proc::spawn(name, 0).map_err(|e| {
         log::error!("spawn {name}: {e}");
         "cannot start the program"
@@ -27,6 +28,16 @@ pub fn run_program(name: &str, want: i32) -> Outcome {
     kprintln!(
         "process {pid} ({name}) exited with status {status}; free pages {before} before, {after} after"
     );
+    if crate::arch::is_pv() {
+        // The page-table writes of its life (exec, faults, unmaps, exit)
+        // and the `mmu_update` calls that made them.
+        let (updates, calls) = xen::pv::update_counts();
+        let (updates, calls) = (updates - updates0, calls - calls0);
+        kprintln!(
+            "COUNTERS pv-{name} mmu_updates={updates} mmu_update_calls={calls} per_call={}",
+            updates.checked_div(calls).unwrap_or(0)
+        );
+    }
     if status != want {
         log::error!("{name}: status {status}, expected {want}");
         return Err("unexpected exit status");
