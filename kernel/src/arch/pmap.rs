@@ -38,6 +38,23 @@
 //! back. Counted: 2 MiB entries made and demoted ([`tlb_stats`]) and
 //! those standing in each pmap ([`Pmap::large_entries`]).
 //!
+//! # PV
+//!
+//! Under PV (`super::pv`) the same code runs on tables Xen validates:
+//! entries hold machine frames ([`read`] and [`write`] translate through
+//! the p2m and m2p); every write is queued on the CPU and handed to Xen
+//! with the operation's other writes in one `mmu_update` (the queue is
+//! flushed when the operation's [`Shootdown`] finishes or goes; a read of
+//! a slot with a queued write sees that value); a new table is made
+//! read-only in the direct map before it is linked, and writable again
+//! only once Xen no longer types it as a table; each address space has a
+//! second L4 for user mode (Xen runs the PV kernel in ring 3 too) that
+//! links the same user tables, both pinned, and [`Pmap::activate`] loads
+//! them with `MMUEXT_NEW_BASEPTR` and `MMUEXT_NEW_USER_BASEPTR`; TLB
+//! entries go by `mmuext_op`. Without Xen's superpage support there are
+//! no 2 MiB entries: `enter_large` enters 512 pages and nothing is
+//! promoted.
+//!
 //! # Locking
 //!
 //! | state | protection |
@@ -46,6 +63,7 @@
 //! | [`PV`] | (v) its own lock |
 //! | the kernel half's 4 KiB mappings | (k) [`KERNEL_MAPS`] |
 //! | counters | (a) atomic |
+//! | `PV_LOADED` (PV) | (c) each CPU's own slot |
 //!
 //! Order: pmap lock before [`PV`]; [`remove_all`] drains a page's list
 //! under (v), drops it, then takes each pmap lock in turn.

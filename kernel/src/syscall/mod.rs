@@ -299,6 +299,8 @@ fn sysctl(p: &Process, key: u64, new: u64) -> Result<u64, Errno> {
         sysctl::PROC_LEAF_ENTRIES => p.with_vm(|vm| Ok(vm.pmap.leaf_entries()))?,
         sysctl::VM_RECLAIM_PAGES => mem::domain().counters.reclaim.pages_relocated.get(),
         sysctl::VM_RECLAIM_PASSES => mem::domain().counters.reclaim.passes.get(),
+        sysctl::PV_MMU_UPDATES => xen::pv::update_counts().0,
+        sysctl::PV_MMU_CALLS => xen::pv::update_counts().1,
         sysctl::GNTDEV_MAPPINGS..=sysctl::GRANT_COPY_OPS => gntdev_stat(key),
         _ => return Err(Errno::ENOENT),
     };

@@ -189,6 +189,11 @@ pub mod sysctl {
     pub const VM_RECLAIM_PAGES: u64 = 33;
     /// Contiguous reclaim's passes since boot (sweeps for a candidate run).
     pub const VM_RECLAIM_PASSES: u64 = 34;
+    /// PV: page-table entries written through Xen (`mmu_update`,
+    /// `update_va_mapping`) since boot; 0 under PVH.
+    pub const PV_MMU_UPDATES: u64 = 40;
+    /// PV: the hypercalls that wrote them; 0 under PVH.
+    pub const PV_MMU_CALLS: u64 = 41;
     /// The `new` value that leaves the key unchanged.
     pub const READ_ONLY: u64 = u64::MAX;
 }
