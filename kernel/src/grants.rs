@@ -88,6 +88,14 @@ unsafe impl GrantHypercalls for TimedXen {
     fn backoff(&self, round: u32) {
         xen::grant::Xen.backoff(round)
     }
+
+    fn xen_frame(&self, gfn: u64) -> u64 {
+        if crate::arch::is_pv() {
+            crate::arch::pv::mfn(gfn)
+        } else {
+            gfn
+        }
+    }
 }
 
 /// PV: asks Xen for the table's first `index + 1` frames

@@ -9,19 +9,20 @@
 # data/xenguest-peer node and sets PAIR_A_ID and PAIR_B_ID. B is created
 # first so that A's command line can name it; B learns A's id from
 # xenstore, as split drivers find their peers. Returns 1 (after a FAIL
-# line) when a domain cannot be created.
+# line) when a domain cannot be created. PAIR_A_TYPE and PAIR_B_TYPE
+# (pvh when unset) choose each domain's guest type (xl's type=).
 pair_create() {
     local _case _mapper _sharer
     _case=$1 _mapper=$2 _sharer=$3
     shift 3
     if ! guest_create xenguest-b configs/xenguest-b.cfg \
-        "cmdline=\"scenario=$_mapper loglevel=info\"" "$@"; then
+        "cmdline=\"scenario=$_mapper loglevel=info\"" "type=\"${PAIR_B_TYPE:-pvh}\"" "$@"; then
         fail "$_case" "xl create of B failed"
         return 1
     fi
     PAIR_B_ID=$(guest_domid xenguest-b)
     if ! guest_create xenguest-a configs/xenguest-a.cfg \
-        "cmdline=\"$_sharer peer=$PAIR_B_ID loglevel=info\"" "$@"; then
+        "cmdline=\"$_sharer peer=$PAIR_B_ID loglevel=info\"" "type=\"${PAIR_A_TYPE:-pvh}\"" "$@"; then
         fail "$_case" "xl create of A failed"
         guest_destroy xenguest-b
         return 1

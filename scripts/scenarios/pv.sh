@@ -12,7 +12,12 @@
 # docs/user-mode.md (scripts/scenarios/process.sh) in a PV domain;
 # pv-user-populate also wants at least 64 page-table writes per
 # mmu_update call for the populate of 1024 pages and for their munmap.
+# pv-pvh-gntdev-1024: domain A in PV shares 1024 pages through gntdev
+# (ALLOC_GREF: grant entries name machine frames), domain B in PVH maps
+# them (one map hypercall, one fault), as gntdev-1024 does between two
+# PVH domains.
 . scripts/lib/xl.sh
+. scripts/lib/share.sh
 
 # pv_xen_errors DOMID: the lines Xen logged against DOMID's page tables or
 # grants (mm.c's and grant_table.c's complaints name the domain as dN).
@@ -104,4 +109,9 @@ run_case pv_banner pv-banner
 for c in pmap user-hello user-anon user-cow user-munmap user-mprotect user-efault user-populate; do
     run_case pv_user "pv-$c" "$c"
 done
+# A PV sharer, a PVH mapper: A's gnt-share grants 1024 pages (their
+# machine frames in its grant entries), B maps them with one populate.
+PAIR_A_TYPE=pv
+run_case gntdev_pair pv-pvh-gntdev-1024 1024
+PAIR_A_TYPE=
 finish

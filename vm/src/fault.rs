@@ -358,34 +358,39 @@ impl Fault<'_> {
         let mut entered = 0;
         let mut err = None;
         let mut i = 0;
-        while i < pages.len() {
-            let (p, id) = pages[i];
-            let va = l.va_of(p);
-            // A superpage run inside the entry goes in with one entry.
-            let run = (lo..=hi).contains(&p) && p.saturating_add(SUPERPAGE_PAGES - 1) <= hi;
-            let run = run.then(|| superpage_run(d, va, &pages[i..])).flatten();
-            let n = if run.is_some() {
-                SUPERPAGE_PAGES as usize
-            } else {
-                1
-            };
-            if err.is_none() && (lo..=hi).contains(&p) {
-                let r = match run {
-                    Some(pa) => {
-                        let ids: Vec<PageId> = pages[i..i + n].iter().map(|&(_, id)| id).collect();
-                        self.enter_large(d, va, &ids, pa, l.prot, managed)
-                    }
-                    None => self.enter(d, va, id, l.prot, managed),
+        // One batch for the run (`Pmap::batch`): the pages stay busy, and
+        // the map read-locked, until every entry is in the tables.
+        self.pmap.batch(&mut || {
+            while i < pages.len() {
+                let (p, id) = pages[i];
+                let va = l.va_of(p);
+                // A superpage run inside the entry goes in with one entry.
+                let run = (lo..=hi).contains(&p) && p.saturating_add(SUPERPAGE_PAGES - 1) <= hi;
+                let run = run.then(|| superpage_run(d, va, &pages[i..])).flatten();
+                let n = if run.is_some() {
+                    SUPERPAGE_PAGES as usize
+                } else {
+                    1
                 };
-                match r {
-                    Ok(()) => entered += n as u64,
-                    Err(e) => err = Some(e),
+                if err.is_none() && (lo..=hi).contains(&p) {
+                    let r = match run {
+                        Some(pa) => {
+                            let ids: Vec<PageId> =
+                                pages[i..i + n].iter().map(|&(_, id)| id).collect();
+                            self.enter_large(d, va, &ids, pa, l.prot, managed)
+                        }
+                        None => self.enter(d, va, id, l.prot, managed),
+                    };
+                    match r {
+                        Ok(()) => entered += n as u64,
+                        Err(e) => err = Some(e),
+                    }
                 }
+                i += n;
             }
-            for &(_, id) in &pages[i..i + n] {
-                d.page(id).xunbusy(d.wait());
-            }
-            i += n;
+        });
+        for &(_, id) in &pages {
+            d.page(id).xunbusy(d.wait());
         }
         self.map.lookup_done(guard);
         match err {

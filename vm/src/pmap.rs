@@ -126,6 +126,18 @@ pub trait Pmap: Send + Sync {
     /// (`pmap_unwire`), calling `unwired` with the page of each mapping
     /// that was wired: the caller drops the wiring it held.
     fn unwire(&self, start: u64, end: u64, unwired: &mut dyn FnMut(PageId));
+
+    /// Runs `f`, whose [`enter`](Self::enter)s and
+    /// [`enter_large`](Self::enter_large)s the pmap may hand to the
+    /// hardware tables together when `f` returns rather than one by one
+    /// (NetBSD's `pmap_update`: a pmap whose changes cost a hypercall each,
+    /// as a Xen PV one, gathers them). Until then the new mappings may be
+    /// missing from the tables; the caller keeps them from being needed or
+    /// changed meanwhile: their pages busy, the map read-locked. The
+    /// default runs `f` alone.
+    fn batch(&self, f: &mut dyn FnMut()) {
+        f();
+    }
 }
 
 /// One translation of a [`SoftPmap`], for a 4 KiB page (of a 4 KiB entry

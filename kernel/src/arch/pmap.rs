@@ -595,9 +595,9 @@ fn flush_here(arg: usize) {
 
 impl Drop for Shootdown<'_> {
     /// PV: every operation ends with its queued writes written, whatever
-    /// path it leaves by.
+    /// path it leaves by, but within a batch ([`Pmap::batch`]).
     fn drop(&mut self) {
-        if super::is_pv() {
+        if super::is_pv() && !super::pv::deferring() {
             super::pv::flush_entries();
         }
     }
@@ -625,11 +625,15 @@ impl<'a> Shootdown<'a> {
     }
 
     fn finish(self) {
+        if !self.overflow && self.pages.is_empty() {
+            // Nothing to invalidate: a batch's writes may wait for its end.
+            if super::is_pv() && !super::pv::deferring() {
+                super::pv::flush_entries();
+            }
+            return;
+        }
         if super::is_pv() {
             super::pv::flush_entries();
-        }
-        if !self.overflow && self.pages.is_empty() {
-            return;
         }
         let me = super::percpu::id();
         if loaded_root() == self.pmap.root {
@@ -988,6 +992,17 @@ impl VmPmap for Pmap {
         remove_all(page);
     }
 
+    /// Under PV the batch's leaf writes go to Xen together, in calls of
+    /// up to `xen::pv::BATCH` entries, when `f` returns.
+    fn batch(&self, f: &mut dyn FnMut()) {
+        if !super::is_pv() {
+            return f();
+        }
+        super::pv::set_deferring(true);
+        f();
+        super::pv::set_deferring(false);
+    }
+
     fn extract_and_hold(&self, va: u64, prot: Prot) -> Option<PageId> {
         let mut g = self.inner.lock();
         let mut sd = Shootdown::new(self);
@@ -1097,6 +1112,12 @@ impl PmapInner {
                         entry(self.user_pml4, index(va, 3)),
                         pa | PTE_P | PTE_W | PTE_U,
                     );
+                }
+                if super::is_pv() {
+                    // A link is written at once, batch or not: another
+                    // CPU's walk must find the table rather than make a
+                    // second one.
+                    super::pv::flush_entries();
                 }
             } else if e & PTE_PS != 0 {
                 return Ok(None);

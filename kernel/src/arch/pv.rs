@@ -535,6 +535,25 @@ pub fn queued_entry(slot: u64) -> Option<u64> {
         .map(|r| r.val)
 }
 
+/// (c) Per CPU: a pmap batch runs (`Pmap::batch`), whose leaf writes
+/// stay queued until it ends.
+static DEFER: [core::sync::atomic::AtomicBool; super::percpu::MAX_CPUS] =
+    [const { core::sync::atomic::AtomicBool::new(false) }; super::percpu::MAX_CPUS];
+
+/// Starts (`true`) or ends a pmap batch on this CPU; the end writes what
+/// it queued.
+pub fn set_deferring(on: bool) {
+    DEFER[super::percpu::id()].store(on, core::sync::atomic::Ordering::Relaxed);
+    if !on {
+        flush_entries();
+    }
+}
+
+/// Whether a pmap batch runs on this CPU.
+pub fn deferring() -> bool {
+    DEFER[super::percpu::id()].load(core::sync::atomic::Ordering::Relaxed)
+}
+
 /// Writes every entry queued on this CPU.
 pub fn flush_entries() {
     let mut q = QUEUES[super::percpu::id()].lock();

@@ -271,6 +271,13 @@ pub unsafe trait GrantHypercalls {
 
     /// Waits before retry round `round` (1, 2, ...) of `GNTST_eagain` ops.
     fn backoff(&self, round: u32);
+
+    /// The number Xen takes for our frame `gfn` in a grant entry or a
+    /// copy: the frame itself for a PVH guest (the default), its machine
+    /// frame for a PV one.
+    fn xen_frame(&self, gfn: u64) -> u64 {
+        gfn
+    }
 }
 
 /// Real Xen: the hypercalls of [`crate::gnttab`] and [`crate::memory`].

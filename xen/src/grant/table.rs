@@ -225,7 +225,9 @@ impl<H: GrantHypercalls, M: GrantFrameMemory> GrantTable<H, M> {
     }
 }
 
-fn copy_ptr(side: CopySide, gref_flag: u16) -> (GnttabCopyPtr, u16) {
+/// The copy pointer of `side`; a local frame named as Xen takes it
+/// (`frame`: [`GrantHypercalls::xen_frame`]).
+fn copy_ptr(side: CopySide, gref_flag: u16, frame: impl Fn(u64) -> u64) -> (GnttabCopyPtr, u16) {
     match side {
         CopySide::Grant { dom, gref, offset } => (
             GnttabCopyPtr {
@@ -237,7 +239,7 @@ fn copy_ptr(side: CopySide, gref_flag: u16) -> (GnttabCopyPtr, u16) {
         ),
         CopySide::Local { gfn, offset } => (
             GnttabCopyPtr {
-                u: gfn,
+                u: frame(gfn),
                 domid: crate::abi::DOMID_SELF,
                 offset,
             },
@@ -248,7 +250,7 @@ fn copy_ptr(side: CopySide, gref_flag: u16) -> (GnttabCopyPtr, u16) {
 
 impl<H: GrantHypercalls, M: GrantFrameMemory> GrantOps for GrantTable<H, M> {
     fn grant_access(&self, peer: DomId, gfn: u64, readonly: bool) -> Result<GrantRef, GrantError> {
-        let frame = u32::try_from(gfn).map_err(|_| GrantError::AddressTooBig)?;
+        let frame = u32::try_from(self.hv.xen_frame(gfn)).map_err(|_| GrantError::AddressTooBig)?;
         let mut st = self.state.lock();
         let gref = match st.refs.alloc() {
             Some(r) => r,
@@ -368,8 +370,9 @@ impl<H: GrantHypercalls, M: GrantFrameMemory> GrantOps for GrantTable<H, M> {
         let mut sub: Vec<GnttabCopy> = ops
             .iter()
             .map(|op| {
-                let (source, f1) = copy_ptr(op.src, GNTCOPY_source_gref);
-                let (dest, f2) = copy_ptr(op.dst, GNTCOPY_dest_gref);
+                let frame = |gfn| self.hv.xen_frame(gfn);
+                let (source, f1) = copy_ptr(op.src, GNTCOPY_source_gref, frame);
+                let (dest, f2) = copy_ptr(op.dst, GNTCOPY_dest_gref, frame);
                 GnttabCopy {
                     source,
                     dest,
