@@ -993,7 +993,7 @@ impl VmPmap for Pmap {
     }
 
     /// Under PV the batch's leaf writes go to Xen together, in calls of
-    /// up to `xen::pv::BATCH` entries, when `f` returns.
+    /// up to 512 entries (`arch::pv`'s queue), when `f` returns.
     fn batch(&self, f: &mut dyn FnMut()) {
         if !super::is_pv() {
             return f();

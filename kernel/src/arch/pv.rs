@@ -467,10 +467,14 @@ pub fn root_pfn() -> u64 {
     *ROOT.get().expect("pv::start_of_day ran")
 }
 
+/// Most page-table writes a CPU's pmap queue holds: a 1024-page
+/// populate goes to Xen in two calls.
+const QUEUE: usize = 512;
+
 /// Page-table writes of one CPU's pmap operation, queued for one
 /// `mmu_update` ([`queue_entry`], [`flush_entries`]).
 struct Queue {
-    reqs: [xen::abi::pv::MmuUpdate; xen::pv::BATCH],
+    reqs: [xen::abi::pv::MmuUpdate; QUEUE],
     len: usize,
 }
 
@@ -479,7 +483,7 @@ struct Queue {
 /// only makes the sharing sound.
 static QUEUES: [Mutex<Queue>; super::percpu::MAX_CPUS] = [const {
     Mutex::new(Queue {
-        reqs: [xen::abi::pv::MmuUpdate { ptr: 0, val: 0 }; xen::pv::BATCH],
+        reqs: [xen::abi::pv::MmuUpdate { ptr: 0, val: 0 }; QUEUE],
         len: 0,
     })
 }; super::percpu::MAX_CPUS];
@@ -512,7 +516,7 @@ pub unsafe fn queue_entry(slot: u64, val: u64) {
         val
     };
     let mut q = QUEUES[super::percpu::id()].lock();
-    if q.len == xen::pv::BATCH {
+    if q.len == QUEUE {
         flush_queue(&mut q);
     }
     let n = q.len;
