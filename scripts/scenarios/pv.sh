@@ -12,6 +12,8 @@
 # docs/user-mode.md (scripts/scenarios/process.sh) in a PV domain;
 # pv-user-populate also wants at least 64 page-table writes per
 # mmu_update call for the populate of 1024 pages and for their munmap.
+# pv-gntdev-bad: gntdev's bad-input programs (scripts/scenarios/gntdev.sh)
+# in PV.
 # pv-pvh-gntdev-1024: domain A in PV shares 1024 pages through gntdev
 # (ALLOC_GREF: grant entries name machine frames), domain B in PVH maps
 # them (one map hypercall, one fault), as gntdev-1024 does between two
@@ -84,7 +86,7 @@ pv_user() {
     guest_unpause "$_name"
     guest_wait "$_name"
     _id=$(guest_created_domid "$_name")
-    grep -h '^process \|^pmap\|^populate\|^hello\|^anon\|^cow\|^efault\|^munmap\|^mprotect\|^COUNTERS pv-' "$(guest_log "$_name")" |
+    grep -h '^process \|^pmap\|^populate\|^hello\|^anon\|^cow\|^efault\|^munmap\|^mprotect\|^gnt-bad\|^bad:\|^COUNTERS pv-' "$(guest_log "$_name")" |
         sed 's/\r$//; s/^/  /'
     _err=$(pv_xen_errors "$_id")
     # Bulk page-table work goes to Xen in batches: the populate of 1024
@@ -109,6 +111,7 @@ run_case pv_banner pv-banner
 for c in pmap user-hello user-anon user-cow user-munmap user-mprotect user-efault user-populate; do
     run_case pv_user "pv-$c" "$c"
 done
+run_case pv_user pv-gntdev-bad gntdev-bad
 # A PV sharer, a PVH mapper: A's gnt-share grants 1024 pages (their
 # machine frames in its grant entries), B maps them with one populate.
 PAIR_A_TYPE=pv
