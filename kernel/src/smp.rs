@@ -127,12 +127,6 @@ pub fn init(start: CpuStart) -> usize {
         possible += 1;
     }
     POSSIBLE.store(possible, Ordering::Relaxed);
-    if crate::arch::is_pv() {
-        // A PV vCPU starts from a `vcpu_guest_context` with page-table
-        // and GDT frames, not the PVH one `start_cpu` builds.
-        log::info!("PV: only the boot vCPU runs (secondary vCPUs are not started in PV yet)");
-        return 1;
-    }
     for cpu in 1..possible {
         let path = alloc::format!("cpu/{cpu}/availability");
         match crate::xenstore::read_string(&path) {
@@ -177,6 +171,14 @@ fn start_cpu(cpu: usize, start: CpuStart) -> Result<(), StartError> {
     events::bind_timer(cpu).map_err(|e| StartError::Xen("bind VIRQ_TIMER", e))?;
     bind_ipis(cpu)?;
     let stack_top = (start.prepare)(cpu);
+    if crate::arch::is_pv() {
+        let ctx = crate::arch::pv::ap_context(cpu, stack_top, ap_main as *const () as u64);
+        // SAFETY: as below; the context names the kernel's page tables,
+        // Xen's kernel selectors and the idle thread's stack.
+        unsafe { xen::vcpu::initialise_pv(cpu as u32, &ctx) }
+            .map_err(|e| StartError::Xen("VCPUOP_initialise", e))?;
+        return wait_up(cpu);
+    }
     let (cr3, _) = Cr3::read_raw();
     let regs = VcpuHvmX86_64 {
         // As if `ap_main(cpu)` had been called: the return slot below a
@@ -204,6 +206,11 @@ fn start_cpu(cpu: usize, start: CpuStart) -> Result<(), StartError> {
     // registers: the state the boot CPU runs Rust code in.
     unsafe { xen::vcpu::initialise(cpu as u32, &ctx) }
         .map_err(|e| StartError::Xen("VCPUOP_initialise", e))?;
+    wait_up(cpu)
+}
+
+/// Starts initialised vCPU `cpu` and waits until it runs its idle loop.
+fn wait_up(cpu: usize) -> Result<(), StartError> {
     xen::vcpu::up(cpu as u32).map_err(|e| StartError::Xen("VCPUOP_up", e))?;
     let deadline = events::now_ns().saturating_add(START_TIMEOUT_NS);
     while !ONLINE[cpu].load(Ordering::Acquire) {
@@ -219,10 +226,18 @@ fn start_cpu(cpu: usize, start: CpuStart) -> Result<(), StartError> {
 /// stack: its descriptor tables, `gs`, `syscall`, then the idle loop.
 extern "C" fn ap_main(cpu: usize) -> ! {
     percpu::init(cpu);
-    let ist = vec![0u8; gdt::IST_STACK_SIZE].leak();
-    gdt::init(cpu, ist.as_ptr() as u64 + gdt::IST_STACK_SIZE as u64);
-    trap::load();
-    syscall::init();
+    if crate::arch::is_pv() {
+        // Xen's GDT and no TSS; the virtual IDT and the callbacks are
+        // each vCPU's own.
+        if let Err(e) = crate::arch::pv::init_traps() {
+            panic!("vCPU {cpu}: PV traps refused: Xen error {}", e.0);
+        }
+    } else {
+        let ist = vec![0u8; gdt::IST_STACK_SIZE].leak();
+        gdt::init(cpu, ist.as_ptr() as u64 + gdt::IST_STACK_SIZE as u64);
+        trap::load();
+        syscall::init();
+    }
     events::unmask_upcalls(cpu);
     ONLINE[cpu].store(true, Ordering::Release);
     log::debug!("vCPU {cpu} up");

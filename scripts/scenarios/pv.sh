@@ -12,6 +12,8 @@
 # docs/user-mode.md (scripts/scenarios/process.sh) in a PV domain;
 # pv-user-populate also wants at least 64 page-table writes per
 # mmu_update call for the populate of 1024 pages and for their munmap.
+# pv-smp-boot, pv-smp-preempt: scripts/scenarios/smp.sh's smp-boot and
+# smp-preempt in a PV domain with 4 vCPUs.
 # pv-gntdev-bad: gntdev's bad-input programs (scripts/scenarios/gntdev.sh)
 # in PV.
 # pv-pvh-gntdev-1024: domain A in PV shares 1024 pages through gntdev
@@ -73,20 +75,23 @@ pv_banner() {
     fi
 }
 
-# pv_user CASE SCENARIO: one PV domain runs SCENARIO (a user-mode case of
+# pv_user CASE SCENARIO [XL OVERRIDE...]: one PV domain runs SCENARIO (a user-mode case of
 # docs/user-mode.md): processes on PV page tables (mmu_update), system
 # calls through Xen's syscall callback, returns to user mode by the iret
 # hypercall; passes on the scenario's PASS line and a poweroff, with no
 # page-table error in Xen's log.
 pv_user() {
-    local _name _why _id _err _per _per2
+    local _name _why _id _err _per _per2 _case _scn
     _name=xenguest-a-pv
-    guest_create "$_name" "configs/$_name.cfg" "cmdline=\"scenario=$2 loglevel=info\"" ||
-        { fail "$1" "create"; return; }
+    _case=$1 _scn=$2
+    shift 2
+    guest_create "$_name" "configs/$_name.cfg" "cmdline=\"scenario=$_scn loglevel=info\"" "$@" ||
+        { fail "$_case" "create"; return; }
+    set -- "$_case" "$_scn"
     guest_unpause "$_name"
     guest_wait "$_name"
     _id=$(guest_created_domid "$_name")
-    grep -h '^process \|^pmap\|^populate\|^hello\|^anon\|^cow\|^efault\|^munmap\|^mprotect\|^gnt-bad\|^bad:\|^COUNTERS pv-' "$(guest_log "$_name")" |
+    grep -h '^process \|^pmap\|^populate\|^hello\|^anon\|^cow\|^efault\|^munmap\|^mprotect\|^gnt-bad\|^bad:\|^smp\|^COUNTERS pv-' "$(guest_log "$_name")" |
         sed 's/\r$//; s/^/  /'
     _err=$(pv_xen_errors "$_id")
     # Bulk page-table work goes to Xen in batches: the populate of 1024
@@ -112,6 +117,11 @@ for c in pmap user-hello user-anon user-cow user-munmap user-mprotect user-efaul
     run_case pv_user "pv-$c" "$c"
 done
 run_case pv_user pv-gntdev-bad gntdev-bad
+# Four vCPUs (each started with a PV vcpu_guest_context): each runs a
+# kernel thread, its timer fires and an IPI reaches it; then user
+# processes preempted on them.
+run_case pv_user pv-smp-boot smp-boot 'vcpus=4' 'memory=64'
+run_case pv_user pv-smp-preempt smp-preempt 'vcpus=4' 'memory=64'
 # A PV sharer, a PVH mapper: A's gnt-share grants 1024 pages (their
 # machine frames in its grant entries), B maps them with one populate.
 PAIR_A_TYPE=pv

@@ -78,6 +78,31 @@ pub unsafe fn initialise(vcpu: u32, ctx: &VcpuHvmContext) -> Result<(), XenErrno
     XenErrno::check(ret).map(drop)
 }
 
+/// Gives down vCPU `vcpu` of a PV guest its first state
+/// (`VCPUOP_initialise` with a `vcpu_guest_context`).
+///
+/// # Safety
+/// As [`initialise`]: `ctx` must start the vCPU at code that can run
+/// with that state (stack, page tables, selectors).
+pub unsafe fn initialise_pv(
+    vcpu: u32,
+    ctx: &crate::abi::pv::VcpuGuestContext,
+) -> Result<(), XenErrno> {
+    // SAFETY: `ctx` is a valid `vcpu_guest_context`; the caller vouches
+    // for what it starts.
+    let ret = unsafe {
+        hypercall::raw(
+            VCPU_OP,
+            u64::from(VCPUOP_initialise),
+            u64::from(vcpu),
+            ctx as *const crate::abi::pv::VcpuGuestContext as u64,
+            0,
+            0,
+        )
+    };
+    XenErrno::check(ret).map(drop)
+}
+
 /// Starts initialised vCPU `vcpu` (`VCPUOP_up`).
 pub fn up(vcpu: u32) -> Result<(), XenErrno> {
     // SAFETY: VCPUOP_up takes no argument structure; what the vCPU runs was

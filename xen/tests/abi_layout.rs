@@ -281,6 +281,28 @@ fn pv(f: &mut Vec<Fact>) {
         op::MMUEXT_OP => "__HYPERVISOR_mmuext_op",
         op::CALLBACK_OP => "__HYPERVISOR_callback_op",
     );
+    layout!(f, pv::CpuUserRegs, "struct cpu_user_regs",
+        r15 => "r15", rbp => "rbp", rbx => "rbx", r11 => "r11", rax => "rax", rcx => "rcx",
+        rdi => "rdi", error_code => "error_code", entry_vector => "entry_vector", rip => "rip",
+        cs => "cs", saved_upcall_mask => "saved_upcall_mask", rflags => "rflags", rsp => "rsp",
+        ss => "ss", es => "es", ds => "ds", fs => "fs", gs => "gs");
+    layout!(f, pv::VcpuGuestContext, "struct vcpu_guest_context",
+        fpu_ctxt => "fpu_ctxt", flags => "flags", user_regs => "user_regs",
+        trap_ctxt => "trap_ctxt", ldt_base => "ldt_base", ldt_ents => "ldt_ents",
+        gdt_frames => "gdt_frames", gdt_ents => "gdt_ents", kernel_ss => "kernel_ss",
+        kernel_sp => "kernel_sp", ctrlreg => "ctrlreg", debugreg => "debugreg",
+        event_callback_eip => "event_callback_eip",
+        failsafe_callback_eip => "failsafe_callback_eip",
+        syscall_callback_eip => "syscall_callback_eip", vm_assist => "vm_assist",
+        fs_base => "fs_base", gs_base_kernel => "gs_base_kernel",
+        gs_base_user => "gs_base_user");
+    constant!(f,
+        pv::VGCF_I387_VALID => "VGCF_I387_VALID",
+        pv::VGCF_IN_KERNEL => "VGCF_in_kernel",
+        pv::VGCF_FAILSAFE_DISABLES_EVENTS => "VGCF_failsafe_disables_events",
+        pv::VGCF_SYSCALL_DISABLES_EVENTS => "VGCF_syscall_disables_events",
+        pv::VGCF_ONLINE => "VGCF_online",
+    );
     assert_eq!(std::mem::size_of::<pv::StartInfo>(), 1168);
 }
 

@@ -41,7 +41,7 @@
 //! # PV
 //!
 //! Under PV (`super::pv`) the same code runs on tables Xen validates:
-//! entries hold machine frames ([`read`] and [`write`] translate through
+//! entries hold machine frames (`read` and `write` translate through
 //! the p2m and m2p); every write is queued on the CPU and handed to Xen
 //! with the operation's other writes in one `mmu_update` (the queue is
 //! flushed when the operation's [`Shootdown`] finishes or goes; a read of

@@ -1,10 +1,25 @@
-//! The 64-bit PV start of day (`shared/notes/pv.md`): the ELF notes that
+//! The 64-bit PV mechanics (`shared/notes/pv.md`): the ELF notes that
 //! let `xl create` with `type="pv"` load the same image, the entry Xen
 //! calls in long mode with `rsi` naming `start_info`, and what the kernel
-//! needs before its common boot: the virtual IDT and the event callbacks,
-//! the start info checked and kept ([`StartOfDay`]), and every page of RAM
-//! mapped at its own pseudo-physical address as under PVH, by batched
-//! `mmu_update` ([`xen::pv::TableBuilder`]).
+//! needs before its common boot: the virtual IDT and the event, failsafe
+//! and syscall callbacks ([`init_traps`]; the stubs are `trap`'s and
+//! `syscall`'s), the start info checked and kept ([`StartOfDay`]), and
+//! every page of RAM mapped at its own pseudo-physical address as under
+//! PVH, by batched `mmu_update` ([`xen::pv::TableBuilder`]). Then, for the
+//! rest of the kernel: the p2m and m2p ([`mfn`], [`pfn`]), the pmap's
+//! per-CPU queue of page-table writes ([`queue_entry`], [`flush_entries`],
+//! batches: [`set_deferring`]), table views ([`set_table_view`]), the
+//! kernel's own mappings above the direct map, and a secondary vCPU's
+//! first state ([`ap_context`]).
+//!
+//! # Events
+//! Xen masks events when it enters a callback or a trap gate, and the
+//! return path (`trap_return`) goes back through the `iret` hypercall,
+//! which restores the mask from the frame's IF (set by Xen from the mask
+//! at entry) as it returns: an event that comes between the unmask and
+//! the return is delivered after it, on the returned-to frame, so no
+//! critical-region fixup as in mini-os is needed (one hypercall per
+//! return is the price).
 //!
 //! # Memory
 //! Xen loads the image at its link address (the notes say virtual base
@@ -24,8 +39,9 @@
 //!
 //! | state | protection |
 //! |---|---|
-//! | `START`, `P2M` | (i) set once on the boot CPU before anything reads them |
+//! | `START`, `P2M`, `ROOT`, `TRAPS` | (i) set once on the boot CPU before anything reads them |
 //! | the tables above the direct map | (k) `KERNEL_MAPS`, taken with interrupts off (never from the upcall) |
+//! | `QUEUES`, `DEFER` | (c) each CPU's own, used by the CPU itself under a pmap lock |
 
 use core::arch::global_asm;
 
@@ -459,6 +475,51 @@ pub fn init_traps() -> Result<(), XenErrno> {
             CALLBACKF_MASK_EVENTS,
             pv_syscall_entry as *const () as u64,
         )
+    }
+}
+
+/// The first state of secondary vCPU `cpu` (`VCPUOP_initialise`): guest
+/// kernel mode at `entry(cpu)` on the stack ending at `stack_top`, on the
+/// kernel's page tables, events masked (the vCPU installs its traps and
+/// callbacks, then unmasks).
+pub fn ap_context(cpu: usize, stack_top: u64, entry: u64) -> xen::abi::pv::VcpuGuestContext {
+    use xen::abi::pv::{
+        CpuUserRegs, FLAT_KERNEL_SS, VGCF_FAILSAFE_DISABLES_EVENTS, VGCF_IN_KERNEL,
+        VGCF_SYSCALL_DISABLES_EVENTS, VcpuGuestContext,
+    };
+    let mut ctrlreg = [0; 8];
+    ctrlreg[3] = mfn(root_pfn()) << 12;
+    VcpuGuestContext {
+        fpu_ctxt: [0; 512],
+        flags: VGCF_IN_KERNEL | VGCF_FAILSAFE_DISABLES_EVENTS | VGCF_SYSCALL_DISABLES_EVENTS,
+        user_regs: CpuUserRegs {
+            // As if `entry(cpu)` had been called: the return slot below a
+            // 16-byte boundary.
+            rsp: stack_top - 8,
+            rdi: cpu as u64,
+            rip: entry,
+            cs: FLAT_KERNEL_CS,
+            ss: FLAT_KERNEL_SS,
+            rflags: 0x2,
+            saved_upcall_mask: 1,
+            ..Default::default()
+        },
+        trap_ctxt: [TrapInfo::default(); 256],
+        ldt_base: 0,
+        ldt_ents: 0,
+        gdt_frames: [0; 16],
+        gdt_ents: 0,
+        kernel_ss: u64::from(FLAT_KERNEL_SS),
+        kernel_sp: stack_top,
+        ctrlreg,
+        debugreg: [0; 8],
+        event_callback_eip: pv_event_stub as *const () as u64,
+        failsafe_callback_eip: pv_failsafe_stub as *const () as u64,
+        syscall_callback_eip: pv_syscall_entry as *const () as u64,
+        vm_assist: 0,
+        fs_base: 0,
+        gs_base_kernel: 0,
+        gs_base_user: 0,
     }
 }
 

@@ -11,7 +11,7 @@ pub const START_MAGIC: &[u8; 14] = b"xen-3.0-x86_64";
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct StartInfo {
-    /// "xen-<version>-<platform>", NUL-padded.
+    /// `xen-<version>-<platform>`, NUL-padded.
     pub magic: [u8; 32],
     /// Pages of RAM the domain has.
     pub nr_pages: u64,
@@ -167,3 +167,104 @@ pub const MACH2PHYS_NR_ENTRIES: u64 = 1 << 35;
 
 /// `XENVER_version`: `xen_version` returns `major << 16 | minor`.
 pub const XENVER_VERSION: u64 = 0;
+
+/// `struct cpu_user_regs` (x86_64): a PV vCPU's registers.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+#[allow(missing_docs)] // register names
+pub struct CpuUserRegs {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub rbp: u64,
+    pub rbx: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rax: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    /// Xen's own.
+    pub error_code: u32,
+    /// Xen's own.
+    pub entry_vector: u32,
+    pub rip: u64,
+    pub cs: u16,
+    pub pad0: u16,
+    /// The upcall mask to restore (`rflags.IF == !saved_upcall_mask`).
+    pub saved_upcall_mask: u8,
+    pub pad1: [u8; 3],
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u16,
+    pub pad2: [u16; 3],
+    pub es: u16,
+    pub pad3: [u16; 3],
+    pub ds: u16,
+    pub pad4: [u16; 3],
+    pub fs: u16,
+    pub pad5: [u16; 3],
+    pub gs: u16,
+    pub pad6: [u16; 3],
+}
+
+/// `struct vcpu_guest_context` (x86_64): a PV vCPU's state for
+/// `VCPUOP_initialise`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct VcpuGuestContext {
+    /// FXSAVE area (used with [`VGCF_I387_VALID`]).
+    pub fpu_ctxt: [u8; 512],
+    /// `VGCF_*`.
+    pub flags: u64,
+    /// The registers it starts with.
+    pub user_regs: CpuUserRegs,
+    /// The virtual IDT.
+    pub trap_ctxt: [TrapInfo; 256],
+    /// LDT linear address.
+    pub ldt_base: u64,
+    /// LDT entries.
+    pub ldt_ents: u64,
+    /// GDT machine frames.
+    pub gdt_frames: [u64; 16],
+    /// GDT entries (0: Xen's own selectors only).
+    pub gdt_ents: u64,
+    /// Stack selector of entries from user mode.
+    pub kernel_ss: u64,
+    /// Stack of entries from user mode.
+    pub kernel_sp: u64,
+    /// Control registers: `ctrlreg[3]` the kernel L4 (`mfn << 12`),
+    /// `ctrlreg[1]` the user L4.
+    pub ctrlreg: [u64; 8],
+    /// Debug registers.
+    pub debugreg: [u64; 8],
+    /// The event callback.
+    pub event_callback_eip: u64,
+    /// The failsafe callback.
+    pub failsafe_callback_eip: u64,
+    /// The syscall callback.
+    pub syscall_callback_eip: u64,
+    /// `VMASST_TYPE_*` bitmap.
+    pub vm_assist: u64,
+    /// `fs` base.
+    pub fs_base: u64,
+    /// `gs` base in guest kernel mode.
+    pub gs_base_kernel: u64,
+    /// `gs` base in guest user mode.
+    pub gs_base_user: u64,
+}
+
+/// `VGCF_I387_VALID`: `fpu_ctxt` holds a state to load.
+pub const VGCF_I387_VALID: u64 = 1 << 0;
+/// `VGCF_in_kernel`: the vCPU starts in guest kernel mode.
+pub const VGCF_IN_KERNEL: u64 = 1 << 2;
+/// `VGCF_failsafe_disables_events`.
+pub const VGCF_FAILSAFE_DISABLES_EVENTS: u64 = 1 << 3;
+/// `VGCF_syscall_disables_events`.
+pub const VGCF_SYSCALL_DISABLES_EVENTS: u64 = 1 << 4;
+/// `VGCF_online`.
+pub const VGCF_ONLINE: u64 = 1 << 5;
