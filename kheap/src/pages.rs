@@ -441,8 +441,17 @@ mod tests {
 
     #[test]
     fn aligned_runs_leave_both_remainders_free() {
-        let mut buf = vec![0u8; 129 * PAGE_SIZE];
-        let (r, mut p) = fresh(&mut buf);
+        // The region starts a page past a 16-page boundary, whatever the
+        // buffer's address, so that the aligned run has pages below it.
+        let mut buf = vec![0u8; (129 + 32) * PAGE_SIZE];
+        let align = 16 * PAGE_SIZE;
+        let skip =
+            (buf.as_ptr() as usize).next_multiple_of(align) + PAGE_SIZE - buf.as_ptr() as usize;
+        let base = NonNull::new(buf[skip..].as_mut_ptr()).unwrap();
+        // SAFETY: the buffer is ours and outlives the region.
+        let r = unsafe { Region::new(base, 129 * PAGE_SIZE) }.unwrap();
+        let mut p = Pages::new();
+        p.init(&r);
         let tail = p.take(&r, 1, PAGE_SIZE, Kind::Slab).unwrap();
         let a = p.take(&r, 2, 16 * PAGE_SIZE, Kind::Large).unwrap();
         assert_eq!(r.addr(a) as usize % (16 * PAGE_SIZE), 0);
