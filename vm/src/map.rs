@@ -425,7 +425,10 @@ impl VmMap {
     /// Remove `[start, end)` (`vm_map_delete`, munmap): entries that cross
     /// the bounds are clipped, the pages' wired mappings unwired and all
     /// mappings removed from `pmap`, and the object references of the
-    /// removed parts dropped (after the map lock). Holes are fine.
+    /// removed parts dropped (after the map lock), the pages of the map's
+    /// own anonymous objects in the range freed at once (not when the last
+    /// piece of the mapping goes: [`VmObject::remove_unmapped`]). Holes are
+    /// fine.
     pub fn remove(&self, pmap: &dyn Pmap, start: u64, end: u64) -> Result<(), KernResult> {
         self.check_range(start, end)?;
         let mut dead = Vec::new();
@@ -441,6 +444,11 @@ impl VmMap {
             dead.push(e);
         }
         drop(g);
+        for e in &dead {
+            if let Some(o) = &e.object {
+                o.remove_unmapped(e.offset >> PAGE_SHIFT, e.npages());
+            }
+        }
         drop(dead);
         Ok(())
     }
@@ -550,7 +558,9 @@ impl VmMap {
     fn make_object(&self, e: &mut MapEntry, fault_type: Prot) {
         match &e.object {
             None => {
-                e.object = Some(VmObject::allocate_default(self.domain.clone(), e.npages()));
+                let o = VmObject::allocate_default(self.domain.clone(), e.npages());
+                o.lock().set_flags(ObjectFlags::ONE_MAPPING);
+                e.object = Some(o);
                 e.offset = 0;
                 e.flags.remove(EntryFlags::NEEDS_COPY);
             }
@@ -560,6 +570,7 @@ impl VmMap {
                 // `check` made sure the window does not wrap.
                 let s = VmObject::shadow(obj, e.offset >> PAGE_SHIFT, e.npages())
                     .expect("window checked at insert");
+                s.lock().set_flags(ObjectFlags::ONE_MAPPING);
                 e.object = Some(s);
                 e.offset = 0;
                 e.flags.remove(EntryFlags::NEEDS_COPY);

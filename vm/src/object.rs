@@ -56,6 +56,11 @@ bitflags::bitflags! {
         const POPULATE = 1 << 0;
         /// The pages are fictitious (`OBJ_FICTITIOUS`).
         const FICTITIOUS = 1 << 1;
+        /// Each page is mapped by at most the one map entry that made the
+        /// object (or a piece of it after a clip), never shared, copied or
+        /// shadowed (`OBJ_ONEMAPPING`): an unmap of a range may free the
+        /// range's pages ([`VmObject::remove_unmapped`]).
+        const ONE_MAPPING = 1 << 2;
     }
 }
 
@@ -146,6 +151,29 @@ impl VmObject {
             ObjectFlags::empty(),
             Box::new(crate::pager::DefaultPager),
         )
+    }
+
+    /// Frees the resident pages of `[first, first + count)` once the one
+    /// map entry that mapped them is gone, if the object is
+    /// [`ObjectFlags::ONE_MAPPING`] and nothing shadows it (munmap of part
+    /// of an anonymous mapping: `vm_map_entry_delete`'s
+    /// `vm_object_page_remove`). A page busy elsewhere (a fault or a
+    /// reclaim in flight) stays until the object goes; a page still wired
+    /// (lent, held for a grant) leaves the object and lives on for its
+    /// holder. Returns how many pages left the object.
+    pub fn remove_unmapped(&self, first: u64, count: u64) -> u64 {
+        let mut g = self.lock();
+        if count == 0 || !g.flags().contains(ObjectFlags::ONE_MAPPING) || g.shadow_count() != 0 {
+            return 0;
+        }
+        let mut removed = 0;
+        for (pindex, id) in g.pages_in(first, first.saturating_add(count - 1)) {
+            if self.domain.page(id).try_xbusy() {
+                g.remove(pindex);
+                removed += 1;
+            }
+        }
+        removed
     }
 
     /// A shadow of `backing` for copy-on-write (`vm_object_shadow`): `size`

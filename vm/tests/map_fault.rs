@@ -183,6 +183,60 @@ fn munmap_start_end_and_across_entries() {
 }
 
 #[test]
+fn munmap_of_part_of_anonymous_memory_frees_its_pages() {
+    let e = env(64);
+    e.map.insert(entry(BASE, 16, None, 0, RW)).unwrap();
+    touch(&e, BASE, 16, Prot::WRITE, FaultFlags::empty());
+    for i in 0..16 {
+        let pa = e.pmap.pte(BASE + i * PG).unwrap().pa;
+        e.mem.fill(pa, i as u8 + 1);
+    }
+    let free = e.d.phys.free_count();
+    // Every other page, then a run of three: each unmap frees its pages at
+    // once, not when the last piece of the mapping goes.
+    for i in (1..8).step_by(2) {
+        e.map
+            .remove(&e.pmap, BASE + i * PG, BASE + (i + 1) * PG)
+            .unwrap();
+    }
+    assert_eq!(e.d.phys.free_count(), free + 4);
+    e.map
+        .remove(&e.pmap, BASE + 9 * PG, BASE + 12 * PG)
+        .unwrap();
+    assert_eq!(e.d.phys.free_count(), free + 7);
+    // The pages kept are the same, with their contents.
+    for i in [0u64, 2, 4, 6, 8, 12, 15] {
+        let pa = e.pmap.pte(BASE + i * PG).unwrap().pa;
+        assert_eq!(e.mem.byte(pa), i as u8 + 1, "page {i}");
+    }
+    // A page unmapped and faulted again is a new zero-filled page.
+    e.map.insert(entry(BASE + PG, 1, None, 0, RW)).unwrap();
+    touch(&e, BASE + PG, 1, Prot::READ, FaultFlags::empty());
+    assert_eq!(e.mem.byte(e.pmap.pte(BASE + PG).unwrap().pa), 0);
+    e.map.remove(&e.pmap, BASE, BASE + 16 * PG).unwrap();
+    assert_eq!(e.d.phys.free_count(), 64);
+}
+
+#[test]
+fn munmap_of_a_shared_object_keeps_its_pages() {
+    let e = env(64);
+    // An object the map did not make (a device's, a file's): its pages
+    // stay until the object goes.
+    let obj = VmObject::allocate_default(e.d.clone(), 8);
+    e.map
+        .insert(entry(BASE, 8, Some(obj.clone()), 0, RW))
+        .unwrap();
+    touch(&e, BASE, 8, Prot::WRITE, FaultFlags::empty());
+    let free = e.d.phys.free_count();
+    e.map.remove(&e.pmap, BASE, BASE + 4 * PG).unwrap();
+    assert_eq!(e.d.phys.free_count(), free);
+    assert_eq!(obj.lock().resident_count(), 8);
+    e.map.remove(&e.pmap, BASE, BASE + 8 * PG).unwrap();
+    drop(obj);
+    assert_eq!(e.d.phys.free_count(), 64);
+}
+
+#[test]
 fn protect_clips_and_respects_max() {
     let e = env(16);
     let mut en = entry(BASE, 8, None, 0, RW);
