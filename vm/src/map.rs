@@ -21,7 +21,8 @@
 //! Lock order: map lock, then an object lock or a page's busy lock, then
 //! the pmap's lock. Objects dropped by a change of the map are released
 //! after the map lock (FreeBSD's deferred entry freeing), since freeing an
-//! object may wait for its busy pages.
+//! object may wait for its busy pages; so are the pages an unmap frees
+//! ([`VmObject::remove_unmapped`]).
 
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
@@ -381,10 +382,21 @@ impl VmMap {
     /// empty, or its object window wraps; `ProtectionFailure` if the
     /// protection exceeds the maximum; `InvalidAddress` outside the map;
     /// `NoSpace` if it overlaps an entry.
+    ///
+    /// An object referenced elsewhere too (by another entry, of this map
+    /// or another, or by a shadow) loses [`ObjectFlags::ONE_MAPPING`]:
+    /// its pages may now be mapped twice, so an unmap no longer frees them
+    /// (`vm_map_insert`).
     pub fn insert(&self, entry: MapEntry) -> Result<(), KernResult> {
         entry.check()?;
         if entry.start < self.min || entry.end > self.max {
             return Err(KernResult::InvalidAddress);
+        }
+        if let Some(o) = &entry.object {
+            let mut g = o.lock();
+            if Arc::strong_count(o) > 1 || g.shadow_count() != 0 {
+                g.clear_flags(ObjectFlags::ONE_MAPPING);
+            }
         }
         let mut g = self.inner.write();
         let prev_overlaps = g
@@ -425,7 +437,12 @@ impl VmMap {
     /// Remove `[start, end)` (`vm_map_delete`, munmap): entries that cross
     /// the bounds are clipped, the pages' wired mappings unwired and all
     /// mappings removed from `pmap`, and the object references of the
-    /// removed parts dropped (after the map lock). Holes are fine.
+    /// removed parts dropped (after the map lock). The pages in the range
+    /// of an object that only the removed entry mapped
+    /// ([`ObjectFlags::ONE_MAPPING`]: the map's own anonymous objects)
+    /// are freed at once, not when the last piece of the mapping goes
+    /// ([`VmObject::remove_unmapped`], which may wait for busy pages).
+    /// Holes are fine.
     pub fn remove(&self, pmap: &dyn Pmap, start: u64, end: u64) -> Result<(), KernResult> {
         self.check_range(start, end)?;
         let mut dead = Vec::new();
@@ -441,6 +458,13 @@ impl VmMap {
             dead.push(e);
         }
         drop(g);
+        for e in &dead {
+            // An object we hold the last reference of goes with its pages
+            // when `dead` drops.
+            if let Some(o) = e.object.as_ref().filter(|o| Arc::strong_count(o) > 1) {
+                o.remove_unmapped(e.offset >> PAGE_SHIFT, e.npages(), pmap);
+            }
+        }
         drop(dead);
         Ok(())
     }
@@ -550,7 +574,9 @@ impl VmMap {
     fn make_object(&self, e: &mut MapEntry, fault_type: Prot) {
         match &e.object {
             None => {
-                e.object = Some(VmObject::allocate_default(self.domain.clone(), e.npages()));
+                let o = VmObject::allocate_default(self.domain.clone(), e.npages());
+                o.lock().set_flags(ObjectFlags::ONE_MAPPING);
+                e.object = Some(o);
                 e.offset = 0;
                 e.flags.remove(EntryFlags::NEEDS_COPY);
             }
@@ -560,6 +586,7 @@ impl VmMap {
                 // `check` made sure the window does not wrap.
                 let s = VmObject::shadow(obj, e.offset >> PAGE_SHIFT, e.npages())
                     .expect("window checked at insert");
+                s.lock().set_flags(ObjectFlags::ONE_MAPPING);
                 e.object = Some(s);
                 e.offset = 0;
                 e.flags.remove(EntryFlags::NEEDS_COPY);

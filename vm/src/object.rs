@@ -11,7 +11,8 @@
 //! | the pages' `pindex` | (o) plus the page's exclusive busy lock |
 //!
 //! Lock order: a shadow's lock before its backing object's; the object lock
-//! before the allocator's free lock and the busy wait queue. Never sleep on
+//! before the allocator's free lock, the busy wait queue and the pmaps'
+//! locks (a `remove_all` of a page leaving the object). Never sleep on
 //! a busy page with an object lock held: drop it, sleep, look up again.
 //!
 //! # References
@@ -33,6 +34,7 @@ use spin::{Mutex, MutexGuard};
 use crate::domain::VmDomain;
 use crate::page::{BusyMode, PageId};
 use crate::pager::PagerOps;
+use crate::pmap::Pmap;
 use crate::{Errno, PAGE_SHIFT, PAGE_SIZE};
 
 /// Object type (`objtype_t`), which decides the pager.
@@ -56,6 +58,15 @@ bitflags::bitflags! {
         const POPULATE = 1 << 0;
         /// The pages are fictitious (`OBJ_FICTITIOUS`).
         const FICTITIOUS = 1 << 1;
+        /// Each page is mapped by at most the one map entry that made the
+        /// object (or a piece of it after a clip), never shared, copied or
+        /// shadowed (`OBJ_ONEMAPPING`): an unmap of a range may free the
+        /// range's pages ([`VmObject::remove_unmapped`]). Set by the map
+        /// on the anonymous objects it makes; cleared for good when the
+        /// object is inserted into a map while referenced elsewhere
+        /// ([`crate::map::VmMap::insert`]) or shadowed
+        /// ([`VmObject::shadow`]).
+        const ONE_MAPPING = 1 << 2;
     }
 }
 
@@ -148,6 +159,74 @@ impl VmObject {
         )
     }
 
+    /// Frees the resident pages of `[first, first + count)` once the one
+    /// map entry that mapped them is gone (munmap of part of an anonymous
+    /// mapping: `vm_map_entry_delete`'s `vm_object_page_remove`), if the
+    /// object is [`ObjectFlags::ONE_MAPPING`]; an object mapped more than
+    /// once keeps its pages until it goes.
+    ///
+    /// Each page is taken exclusively busied under the object lock, so no
+    /// fault, loan or reclaim is using it and none can map it anew; a page
+    /// busy elsewhere is waited for (with no lock held), then looked up
+    /// again. Before it leaves the object every mapping of it is removed
+    /// in every address space (`pmap_remove_all`): through the domain's
+    /// [`crate::domain::PageMappings`] hook, or `pmap`'s
+    /// [`Pmap::remove_all`] where the domain has none (the hook spans all
+    /// address spaces, `pmap` is the caller's). The caller has removed its
+    /// own mappings of the range and their wirings, so no wired mapping is
+    /// left. A page still wired (lent, held for a grant) leaves the object
+    /// but is not freed: its holder's last unwire frees it. Returns how
+    /// many pages left the object. A page that a fault racing with the
+    /// unmap inserts after the range was looked at (the fault then finds
+    /// the map changed and gives up) stays until the object goes.
+    pub fn remove_unmapped(&self, first: u64, count: u64, pmap: &dyn Pmap) -> u64 {
+        if count == 0 {
+            return 0;
+        }
+        let last = first.saturating_add(count - 1);
+        let mut pindexes: Vec<u64> = {
+            let g = self.lock();
+            if !g.flags().contains(ObjectFlags::ONE_MAPPING) {
+                return 0;
+            }
+            g.pages_in(first, last)
+                .into_iter()
+                .map(|(p, _)| p)
+                .collect()
+        };
+        pindexes.sort_unstable();
+        let domain = &self.domain;
+        let mut removed = 0;
+        for pindex in pindexes {
+            loop {
+                let mut g = self.lock();
+                // Shared meanwhile (the flag is only ever cleared): the
+                // other mappings keep the rest.
+                if !g.flags().contains(ObjectFlags::ONE_MAPPING) {
+                    return removed;
+                }
+                debug_assert_eq!(g.shadow_count(), 0, "ONE_MAPPING on a shadowed object");
+                let Some(id) = g.lookup(pindex) else {
+                    break;
+                };
+                let m = domain.page(id);
+                if !m.try_xbusy() {
+                    drop(g);
+                    m.busy_sleep(BusyMode::Exclusive, domain.wait());
+                    continue;
+                }
+                match domain.mappings() {
+                    Some(all) => all.remove_all(id),
+                    None => pmap.remove_all(id),
+                }
+                g.remove(pindex);
+                removed += 1;
+                break;
+            }
+        }
+        removed
+    }
+
     /// A shadow of `backing` for copy-on-write (`vm_object_shadow`): `size`
     /// pages whose pindex 0 is `backing`'s pindex `offset`. `ERANGE` if the
     /// window wraps.
@@ -159,6 +238,9 @@ impl VmObject {
             offset,
         });
         let mut b = backing.inner.lock();
+        // The backing object's pages are now mapped through the shadow's
+        // entries too.
+        b.flags.remove(ObjectFlags::ONE_MAPPING);
         b.shadows.retain(|w| w.strong_count() > 0);
         b.shadows.push(Arc::downgrade(&s));
         Ok(s)
@@ -397,6 +479,11 @@ impl ObjectGuard<'_> {
         self.inner.flags |= f;
     }
 
+    /// Clear flags (`vm_object_clear_flag`).
+    pub fn clear_flags(&mut self, f: ObjectFlags) {
+        self.inner.flags.remove(f);
+    }
+
     /// Number of resident pages.
     pub fn resident_count(&self) -> usize {
         self.inner.pages.len()
@@ -416,14 +503,26 @@ impl ObjectGuard<'_> {
         self.inner.pages.get(&pindex).copied()
     }
 
-    /// Resident pages in `[first, last]` as `(pindex, page)`, unsorted.
+    /// Resident pages in `[first, last]` as `(pindex, page)`, unsorted:
+    /// by lookups of the range's indexes when it is smaller than the
+    /// object's resident set, so that a small range of a large object
+    /// costs no walk of the whole set.
     pub fn pages_in(&self, first: u64, last: u64) -> Vec<(u64, PageId)> {
-        self.inner
-            .pages
-            .iter()
-            .filter(|(p, _)| (first..=last).contains(*p))
-            .map(|(&p, &id)| (p, id))
-            .collect()
+        let pages = &self.inner.pages;
+        if first > last {
+            return Vec::new();
+        }
+        if last - first < pages.len() as u64 {
+            (first..=last)
+                .filter_map(|p| pages.get(&p).map(|&id| (p, id)))
+                .collect()
+        } else {
+            pages
+                .iter()
+                .filter(|(p, _)| (first..=last).contains(*p))
+                .map(|(&p, &id)| (p, id))
+                .collect()
+        }
     }
 
     /// Insert page `id`, exclusively busied by the caller and in no object,

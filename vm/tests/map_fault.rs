@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use vm::domain::{PhysAccess, VmDomain};
+use proptest::prelude::*;
+use vm::domain::{PageMappings, PhysAccess, VmDomain};
 use vm::fault::{FaultFlags, FaultPath, vm_fault};
 use vm::map::{EntryFlags, Inheritance, KernResult, MapEntry, VmMap};
-use vm::object::{ObjectType, VmObject};
-use vm::page::{MemAttr, PageId, SpinWait};
+use vm::object::{ObjectFlags, ObjectType, VmObject};
+use vm::page::{MemAttr, PageId, SpinWait, VPRC_OBJREF};
 use vm::pager::device::{DeviceOps, device_pager_allocate, device_pager_insert};
 use vm::pager::phys::phys_pager_allocate;
 use vm::pager::{PagerResult, PindexRange};
@@ -180,6 +181,417 @@ fn munmap_start_end_and_across_entries() {
         Err(KernResult::InvalidAddress)
     );
     assert_eq!(Arc::strong_count(&a), 2);
+}
+
+/// An [`env`] of 64 pages with `npages` of anonymous memory at `BASE`,
+/// written, page `i` holding the byte `i + 1`.
+fn anon_filled(npages: u64) -> Env {
+    let e = env(64);
+    e.map.insert(entry(BASE, npages, None, 0, RW)).unwrap();
+    touch(&e, BASE, npages, Prot::WRITE, FaultFlags::empty());
+    for i in 0..npages {
+        let pa = e.pmap.pte(BASE + i * PG).unwrap().pa;
+        e.mem.fill(pa, i as u8 + 1);
+    }
+    e
+}
+
+#[test]
+fn munmap_of_part_of_anonymous_memory_frees_its_pages() {
+    let e = anon_filled(16);
+    let free = e.d.phys.free_count();
+    // Every other page, then a run of three: each unmap frees its pages at
+    // once, not when the last piece of the mapping goes.
+    for i in (1..8).step_by(2) {
+        e.map
+            .remove(&e.pmap, BASE + i * PG, BASE + (i + 1) * PG)
+            .unwrap();
+    }
+    assert_eq!(e.d.phys.free_count(), free + 4);
+    e.map
+        .remove(&e.pmap, BASE + 9 * PG, BASE + 12 * PG)
+        .unwrap();
+    assert_eq!(e.d.phys.free_count(), free + 7);
+    // The pages kept are the same, with their contents.
+    for i in [0u64, 2, 4, 6, 8, 12, 15] {
+        let pa = e.pmap.pte(BASE + i * PG).unwrap().pa;
+        assert_eq!(e.mem.byte(pa), i as u8 + 1, "page {i}");
+    }
+    // A page unmapped and faulted again is a new zero-filled page.
+    e.map.insert(entry(BASE + PG, 1, None, 0, RW)).unwrap();
+    touch(&e, BASE + PG, 1, Prot::READ, FaultFlags::empty());
+    assert_eq!(e.mem.byte(e.pmap.pte(BASE + PG).unwrap().pa), 0);
+    e.map.remove(&e.pmap, BASE, BASE + 16 * PG).unwrap();
+    assert_eq!(e.d.phys.free_count(), 64);
+}
+
+#[test]
+fn munmap_of_a_shared_object_keeps_its_pages() {
+    let e = env(64);
+    // An object the map did not make (a device's, a file's): its pages
+    // stay until the object goes.
+    let obj = VmObject::allocate_default(e.d.clone(), 8);
+    e.map
+        .insert(entry(BASE, 8, Some(obj.clone()), 0, RW))
+        .unwrap();
+    touch(&e, BASE, 8, Prot::WRITE, FaultFlags::empty());
+    let free = e.d.phys.free_count();
+    e.map.remove(&e.pmap, BASE, BASE + 4 * PG).unwrap();
+    assert_eq!(e.d.phys.free_count(), free);
+    assert_eq!(obj.lock().resident_count(), 8);
+    e.map.remove(&e.pmap, BASE, BASE + 8 * PG).unwrap();
+    drop(obj);
+    assert_eq!(e.d.phys.free_count(), 64);
+}
+
+/// The object of the entry at `va`.
+fn object_at(map: &VmMap, va: u64) -> Arc<VmObject> {
+    map.entries()
+        .into_iter()
+        .find(|en| en.start <= va && va < en.end)
+        .and_then(|en| en.object)
+        .expect("an entry with an object")
+}
+
+/// Whether page `id` belongs to an object (is not free or only held).
+fn in_object(e: &Env, id: PageId) -> bool {
+    e.d.page(id).ref_count() & VPRC_OBJREF != 0
+}
+
+#[test]
+fn an_anonymous_object_mapped_twice_keeps_its_pages() {
+    // A second address space maps the object as a fork would: shared, or
+    // copy-on-write (read faults map the parent's pages read-only).
+    for flags in [
+        EntryFlags::empty(),
+        EntryFlags::COW | EntryFlags::NEEDS_COPY,
+    ] {
+        let e = anon_filled(8);
+        let obj = object_at(&e.map, BASE);
+        assert!(obj.lock().flags().contains(ObjectFlags::ONE_MAPPING));
+        let map2 = VmMap::new(e.d.clone(), 0x1000, 0x8000_0000);
+        let pmap2 = SoftPmap::new(e.d.clone());
+        let mut en = entry(BASE, 8, Some(obj.clone()), 0, RW);
+        en.flags = flags;
+        map2.insert(en).unwrap();
+        assert!(
+            !obj.lock().flags().contains(ObjectFlags::ONE_MAPPING),
+            "mapped twice"
+        );
+        drop(obj);
+        for i in 0..8 {
+            vm_fault(
+                &map2,
+                &pmap2,
+                BASE + i * PG,
+                Prot::READ,
+                FaultFlags::empty(),
+            )
+            .unwrap();
+        }
+        let free = e.d.phys.free_count();
+        e.map.remove(&e.pmap, BASE + 2 * PG, BASE + 6 * PG).unwrap();
+        assert_eq!(
+            e.d.phys.free_count(),
+            free,
+            "{flags:?}: the child maps them"
+        );
+        for i in 0..8 {
+            let pte = pmap2.pte(BASE + i * PG).unwrap();
+            assert!(in_object(&e, pte.page), "{flags:?}: page {i} not freed");
+            assert_eq!(e.mem.byte(pte.pa), i as u8 + 1, "{flags:?}: page {i}");
+        }
+        // The child writes: a copy-on-write child copies into its shadow,
+        // which is its alone, so its unmap frees the copy.
+        vm_fault(
+            &map2,
+            &pmap2,
+            BASE + 3 * PG,
+            Prot::WRITE,
+            FaultFlags::empty(),
+        )
+        .unwrap();
+        let copies = u64::from(!flags.is_empty());
+        assert_eq!(e.d.phys.free_count(), free - copies);
+        assert_eq!(e.mem.byte(pmap2.pte(BASE + 3 * PG).unwrap().pa), 4);
+        map2.remove(&pmap2, BASE + 3 * PG, BASE + 4 * PG).unwrap();
+        assert_eq!(e.d.phys.free_count(), free, "{flags:?}");
+        map2.remove(&pmap2, BASE, BASE + 8 * PG).unwrap();
+        e.map.remove(&e.pmap, BASE, BASE + 8 * PG).unwrap();
+        assert_eq!(e.d.phys.free_count(), 64, "{flags:?}: back to the baseline");
+    }
+}
+
+#[test]
+fn a_shadowed_anonymous_object_keeps_its_pages() {
+    let e = env(64);
+    e.map.insert(entry(BASE, 4, None, 0, RW)).unwrap();
+    touch(&e, BASE, 4, Prot::WRITE, FaultFlags::empty());
+    let obj = object_at(&e.map, BASE);
+    let shadow = VmObject::shadow(&obj, 0, 4).unwrap();
+    assert!(!obj.lock().flags().contains(ObjectFlags::ONE_MAPPING));
+    drop(obj);
+    let free = e.d.phys.free_count();
+    e.map.remove(&e.pmap, BASE, BASE + 2 * PG).unwrap();
+    assert_eq!(e.d.phys.free_count(), free, "the shadow sees them");
+    e.map.remove(&e.pmap, BASE, BASE + 4 * PG).unwrap();
+    assert_eq!(e.d.phys.free_count(), free, "the shadow holds the object");
+    drop(shadow);
+    assert_eq!(e.d.phys.free_count(), 64);
+}
+
+/// Two software pmaps as the domain's every address space.
+struct BothPmaps(Arc<SoftPmap>, Arc<SoftPmap>);
+
+impl PageMappings for BothPmaps {
+    fn remove_all(&self, page: PageId) {
+        self.0.remove_all(page);
+        self.1.remove_all(page);
+    }
+}
+
+#[test]
+fn munmap_removes_every_mapping_of_a_page_before_freeing_it() {
+    // With the domain's hook: every address space it reaches.
+    let mem = Arc::new(Mem(Mutex::new(vec![0; (64 * PG) as usize])));
+    let phys = PhysAllocator::new(&[(0, 64 * PG)], 0).unwrap();
+    let d = Arc::new(VmDomain::new(phys, mem, Arc::new(SpinWait)));
+    let map = VmMap::new(d.clone(), 0x1000, 0x8000_0000);
+    let (pmap, other) = (
+        Arc::new(SoftPmap::new(d.clone())),
+        Arc::new(SoftPmap::new(d.clone())),
+    );
+    d.set_mappings(Arc::new(BothPmaps(pmap.clone(), other.clone())));
+    map.insert(entry(BASE, 4, None, 0, RW)).unwrap();
+    for i in 0..4 {
+        vm_fault(
+            &map,
+            &*pmap,
+            BASE + i * PG,
+            Prot::WRITE,
+            FaultFlags::empty(),
+        )
+        .unwrap();
+    }
+    // A mapping the map does not know of (another address space's, as
+    // against the protocol): it goes before the page is freed.
+    let pte = pmap.pte(BASE + PG).unwrap();
+    other
+        .enter(BASE, pte.page, pte.pa, Prot::READ, EnterFlags::MANAGED)
+        .unwrap();
+    map.remove(&*pmap, BASE + PG, BASE + 2 * PG).unwrap();
+    assert!(other.is_empty() && other.mappings_of(pte.page).is_empty());
+    assert_eq!(d.phys.free_count(), 61);
+    // Without a hook: the caller's pmap, here an alias in it.
+    let e = env(16);
+    e.map.insert(entry(BASE, 4, None, 0, RW)).unwrap();
+    touch(&e, BASE, 4, Prot::WRITE, FaultFlags::empty());
+    let pte = e.pmap.pte(BASE + 2 * PG).unwrap();
+    let alias = BASE + 64 * PG;
+    e.pmap
+        .enter(alias, pte.page, pte.pa, Prot::READ, EnterFlags::MANAGED)
+        .unwrap();
+    e.map.remove(&e.pmap, BASE + 2 * PG, BASE + 3 * PG).unwrap();
+    assert_eq!(e.pmap.pte(alias), None);
+    assert_eq!(e.pmap.len(), 3);
+    assert_eq!(e.d.phys.free_count(), 13);
+}
+
+#[test]
+fn munmap_waits_for_a_busy_page() {
+    let e = env(16);
+    e.map.insert(entry(BASE, 4, None, 0, RW)).unwrap();
+    touch(&e, BASE, 4, Prot::WRITE, FaultFlags::empty());
+    let obj = object_at(&e.map, BASE);
+    let id = obj.lock().lookup(1).unwrap();
+    // A fault, a loan or a reclaim is using it.
+    assert!(e.d.page(id).try_xbusy());
+    let free = e.d.phys.free_count();
+    let (waited, kept) = std::thread::scope(|s| {
+        let unmap = s.spawn(|| e.map.remove(&e.pmap, BASE, BASE + 2 * PG).unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+        let seen = (!unmap.is_finished(), obj.lock().lookup(1) == Some(id));
+        e.d.page(id).xunbusy(e.d.wait());
+        unmap.join().unwrap();
+        seen
+    });
+    assert!(waited && kept, "waits for the busy page");
+    assert_eq!(obj.lock().lookup(1), None);
+    assert_eq!(obj.lock().resident_count(), 2);
+    assert_eq!(e.d.phys.free_count(), free + 2);
+}
+
+#[test]
+fn munmap_leaves_lent_and_held_pages_to_their_holders() {
+    let e = anon_filled(8);
+    let lent = vm::loan::loan(&e.map, &e.pmap, BASE + PG, PG).unwrap();
+    let held = vm::hold::hold_pages(&e.map, &e.pmap, BASE + 2 * PG, PG, RW).unwrap();
+    let (l, h) = (lent.pages()[0], held.pages()[0]);
+    let free = e.d.phys.free_count();
+    e.map.remove(&e.pmap, BASE, BASE + 4 * PG).unwrap();
+    assert_eq!(e.d.phys.free_count(), free + 2, "pages 0 and 3 freed");
+    for (id, v) in [(l, 2), (h, 3)] {
+        assert!(!in_object(&e, id), "out of the object");
+        assert_eq!(e.d.page(id).wire_count(), 1, "still the holder's");
+        assert_eq!(e.mem.byte(e.d.page(id).phys_addr()), v);
+    }
+    assert!(e.d.page(l).is_loaned());
+    drop(lent);
+    drop(held);
+    assert_eq!(e.d.phys.free_count(), free + 4, "the holders free them");
+    assert_eq!(e.d.counters.wired.get(), 0);
+    for i in 4..8 {
+        let pa = e.pmap.pte(BASE + i * PG).unwrap().pa;
+        assert_eq!(e.mem.byte(pa), i as u8 + 1);
+    }
+    e.map.remove(&e.pmap, BASE, BASE + 8 * PG).unwrap();
+    assert_eq!(e.d.phys.free_count(), 64);
+}
+
+#[test]
+fn munmap_races_faults_and_frees_no_mapped_page() {
+    let e = Arc::new(env(256));
+    e.map.insert(entry(BASE, 64, None, 0, RW)).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let threads: Vec<_> = (0..2u64)
+        .map(|t| {
+            let (e, stop) = (e.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut i = t;
+                while !stop.load(Ordering::Relaxed) {
+                    let va = BASE + (i * 13 % 64) * PG;
+                    let access = if i % 3 == 0 { Prot::READ } else { Prot::WRITE };
+                    match vm_fault(&e.map, &e.pmap, va, access, FaultFlags::empty()) {
+                        Ok(_) | Err(KernResult::InvalidAddress) => {}
+                        Err(err) => panic!("fault at {va:#x}: {err:?}"),
+                    }
+                    // The map lock is a spin lock that prefers readers:
+                    // let the writer in now and then.
+                    if i % 8 == 0 {
+                        std::thread::yield_now();
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    // Another thread of the process unmaps pieces and maps them again.
+    let mut k = 0u64;
+    while k < 200 || e.map.stats().faults.get() < 20_000 {
+        k += 1;
+        let first = k * 7 % 60;
+        let n = 1 + k % 4;
+        e.map
+            .remove(&e.pmap, BASE + first * PG, BASE + (first + n) * PG)
+            .unwrap();
+        e.map
+            .insert(entry(BASE + first * PG, n, None, 0, RW))
+            .unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    // Every mapping is of the page its entry's object holds there.
+    for en in e.map.entries() {
+        for va in (en.start..en.end).step_by(PG as usize) {
+            let Some(pte) = e.pmap.pte(va) else { continue };
+            let obj = en.object.as_ref().expect("a mapped page has an object");
+            assert_eq!(obj.lock().lookup(en.pindex(va)), Some(pte.page), "{va:#x}");
+            assert!(!e.d.page(pte.page).is_busied());
+        }
+    }
+    e.map.remove(&e.pmap, BASE, BASE + 64 * PG).unwrap();
+    assert!(e.pmap.is_empty());
+    assert_eq!(e.d.phys.free_count(), 256);
+}
+
+/// One step of [`munmap_sequences`]: pages are of a 32-page window.
+#[derive(Clone, Debug)]
+enum MunmapOp {
+    /// mmap anonymous memory at `[page, page + n)` if it is free.
+    Map { page: u64, n: u64 },
+    /// Touch `page` (a write stores `v`), as a wiring fault if `wire`.
+    Touch { page: u64, v: u8, wire: bool },
+    /// munmap `[page, page + n)`, holes and all.
+    Unmap { page: u64, n: u64 },
+}
+
+const WINDOW: u64 = 32;
+
+fn munmap_op() -> impl Strategy<Value = MunmapOp> {
+    prop_oneof![
+        2 => (0..WINDOW, 1u64..12).prop_map(|(page, n)| MunmapOp::Map { page, n }),
+        5 => (0..WINDOW, any::<u8>(), prop::bool::weighted(0.1))
+            .prop_map(|(page, v, wire)| MunmapOp::Touch { page, v, wire }),
+        2 => (0..WINDOW, 1u64..10).prop_map(|(page, n)| MunmapOp::Unmap { page, n }),
+    ]
+}
+
+/// Runs `ops` against a model that knows which pages are mapped and which
+/// touched (resident, with which contents): exactly the touched pages of
+/// mapped memory are allocated, and they keep their contents.
+fn run_munmap(ops: &[MunmapOp]) {
+    let total = 2 * WINDOW;
+    let e = env(total);
+    let va = |p: u64| BASE + p * PG;
+    let mut mapped = [false; WINDOW as usize];
+    let mut contents: [Option<u8>; WINDOW as usize] = [None; WINDOW as usize];
+    for op in ops {
+        match *op {
+            MunmapOp::Map { page, n } => {
+                let end = (page + n).min(WINDOW);
+                let free = (page..end).all(|p| !mapped[p as usize]);
+                let r = e.map.insert(entry(va(page), end - page, None, 0, RW));
+                assert_eq!(r.is_ok(), free, "{op:?}");
+                if free {
+                    mapped[page as usize..end as usize].fill(true);
+                }
+            }
+            MunmapOp::Touch { page, v, wire } => {
+                let flags = if wire {
+                    FaultFlags::WIRE
+                } else {
+                    FaultFlags::empty()
+                };
+                let r = vm_fault(&e.map, &e.pmap, va(page), RW, flags);
+                assert_eq!(r.is_ok(), mapped[page as usize], "{op:?}");
+                if r.is_ok() {
+                    let pa = e.pmap.pte(va(page)).unwrap().pa;
+                    e.mem.fill(pa, v);
+                    contents[page as usize] = Some(v);
+                }
+            }
+            MunmapOp::Unmap { page, n } => {
+                let end = (page + n).min(WINDOW);
+                e.map.remove(&e.pmap, va(page), va(end)).unwrap();
+                mapped[page as usize..end as usize].fill(false);
+                contents[page as usize..end as usize].fill(None);
+            }
+        }
+        let resident = contents.iter().flatten().count() as u64;
+        assert_eq!(e.d.phys.free_count(), total - resident, "after {op:?}");
+        assert_eq!(e.pmap.len() as u64, resident, "after {op:?}");
+        for (p, c) in contents.iter().enumerate() {
+            if let Some(v) = *c {
+                let pte = e.pmap.pte(va(p as u64)).unwrap();
+                assert!(in_object(&e, pte.page));
+                assert_eq!(e.mem.byte(pte.pa), v, "page {p} after {op:?}");
+            }
+        }
+    }
+    e.map.remove(&e.pmap, va(0), va(WINDOW)).unwrap();
+    assert_eq!(e.d.phys.free_count(), total);
+    assert_eq!(e.d.counters.wired.get(), 0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn munmap_sequences(ops in prop::collection::vec(munmap_op(), 1..60)) {
+        run_munmap(&ops);
+    }
 }
 
 #[test]
