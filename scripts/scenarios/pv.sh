@@ -12,8 +12,9 @@
 # docs/user-mode.md (scripts/scenarios/process.sh) in a PV domain;
 # pv-user-populate also wants at least 64 page-table writes per
 # mmu_update call for the populate of 1024 pages and for their munmap.
-# pv-smp-boot, pv-smp-preempt: scripts/scenarios/smp.sh's smp-boot and
-# smp-preempt in a PV domain with 4 vCPUs.
+# pv-smp-boot, pv-smp-preempt, pv-smp-threads: scripts/scenarios/smp.sh's
+# cases in a PV domain with 4 vCPUs (TLB shootdowns by IPI and
+# MMUEXT_INVLPG_LOCAL / TLB_FLUSH_LOCAL on each vCPU).
 # pv-gntdev-bad: gntdev's bad-input programs (scripts/scenarios/gntdev.sh)
 # in PV.
 # pv-pvh-gntdev-1024: domain A in PV shares 1024 pages through gntdev
@@ -119,9 +120,11 @@ done
 run_case pv_user pv-gntdev-bad gntdev-bad
 # Four vCPUs (each started with a PV vcpu_guest_context): each runs a
 # kernel thread, its timer fires and an IPI reaches it; then user
-# processes preempted on them.
+# processes preempted on them, and threads of one process faulting at
+# once.
 run_case pv_user pv-smp-boot smp-boot 'vcpus=4' 'memory=64'
 run_case pv_user pv-smp-preempt smp-preempt 'vcpus=4' 'memory=64'
+run_case pv_user pv-smp-threads smp-threads 'vcpus=4' 'memory=64'
 # A PV sharer, a PVH mapper: A's gnt-share grants 1024 pages (their
 # machine frames in its grant entries), B maps them with one populate.
 PAIR_A_TYPE=pv
