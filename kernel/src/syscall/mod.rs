@@ -299,6 +299,9 @@ fn sysctl(p: &Process, key: u64, new: u64) -> Result<u64, Errno> {
         sysctl::PROC_LEAF_ENTRIES => p.with_vm(|vm| Ok(vm.pmap.leaf_entries()))?,
         sysctl::VM_RECLAIM_PAGES => mem::domain().counters.reclaim.pages_relocated.get(),
         sysctl::VM_RECLAIM_PASSES => mem::domain().counters.reclaim.passes.get(),
+        sysctl::VM_LENT_PAGES => mem::domain().loans.counters.lent.get(),
+        sysctl::VM_ZERO_PAGE_LOANS => u64::from(vm::loan::zero_page_loans(mem::domain())),
+        sysctl::VM_LOANS_BROKEN => mem::domain().loans.counters.broken.get(),
         sysctl::GNTDEV_MAPPINGS..=sysctl::GRANT_COPY_OPS => gntdev_stat(key),
         _ => return Err(Errno::ENOENT),
     };
