@@ -3,6 +3,7 @@
 #![no_std]
 
 pub mod checkpoint;
+pub mod lend;
 pub mod physobj;
 pub mod rng;
 pub mod round;
