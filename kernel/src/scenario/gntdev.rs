@@ -106,17 +106,18 @@ fn heap_net() -> usize {
 /// Runs `program` with `arg`, expecting one of the exit statuses `want`,
 /// then checks the baseline; `who` prefixes the report lines.
 pub(super) fn run(who: &str, program: &str, arg: u64, want: &[i32]) -> Outcome {
-    run_status(who, program, arg, want, || Ok(())).map(drop)
+    run_status(who, program, arg, want, |_| Ok(())).map(drop)
 }
 
-/// [`run`], returning the exit status; `exited` runs as soon as the
-/// program has exited, before the wait for the grants the peer still maps.
+/// [`run`], returning the exit status; `exited(status)` runs as soon as
+/// the program has exited, before the wait for the grants the peer still
+/// maps.
 fn run_status(
     who: &str,
     program: &str,
     arg: u64,
     want: &[i32],
-    exited: impl FnOnce() -> Outcome,
+    exited: impl FnOnce(i32) -> Outcome,
 ) -> Result<i32, &'static str> {
     let before = baseline();
     let heap_before = heap_net();
@@ -128,7 +129,7 @@ fn run_status(
     let ended_before = crate::suspend::ended();
     let status = proc::wait(&p);
     drop(p);
-    exited()?;
+    exited(status)?;
     // A suspend ends the processes that hold foreign mappings (they
     // cannot move with the domain): an end as good as any.
     let by_suspend = status == proc::KILLED_STATUS && crate::suspend::ended() > ended_before;
@@ -259,7 +260,7 @@ pub fn fuzz(opts: &Options<'_>) -> Outcome {
     for i in 0..procs {
         let n = calls / procs + if i == procs - 1 { calls % procs } else { 0 };
         let arg = xs << 63 | n << 41 | peer_bits | (seed + (i << 20));
-        if run_status("fuzz", "fuzz", arg, want, || Ok(()))? == KILLED_SEGV {
+        if run_status("fuzz", "fuzz", arg, want, |_| Ok(()))? == KILLED_SEGV {
             killed += 1;
         }
     }
@@ -415,8 +416,9 @@ pub fn lend(opts: &Options<'_>) -> Outcome {
         "gnt-lend",
         case << 32 | u64::from(peer),
         &[0],
-        || {
-            if case != LEND_OWNER_EXITS {
+        |status| {
+            // A program that failed has told the peer why.
+            if case != LEND_OWNER_EXITS || status != 0 {
                 return Ok(());
             }
             at_exit.set((lent() - lent0, mem::free_pages()));

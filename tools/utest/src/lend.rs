@@ -14,7 +14,8 @@
 //! | [`Case::OwnerExits`]: A's process exits (its kernel writes the state), B reads again | `exited` | `kept` |
 //! | B unmaps | | `unmapped` |
 //!
-//! A failed check is a state that starts with `failed`.
+//! A failed check, or any error of either side, is a state that starts
+//! with `failed` ([`say_failed`]): the other side stops waiting then.
 
 use gnttab::xs::{Absent, Fmt, Watch, Xs, parse_u64};
 
@@ -142,6 +143,20 @@ pub fn wait(xs: &mut Xs, path: &str, want: &str) -> Result<(), &'static str> {
         return Err("the peer's check failed");
     }
     Ok(())
+}
+
+/// Tells the peer, as well as can be, that this side failed: our
+/// `DIR/state` (`share` or `map`, made readable by the peer at the start)
+/// = `failed: WHY`, so that the peer's [`wait`] ends now rather than at
+/// its timeout.
+pub fn say_failed(dir: &str, why: &str) {
+    let Ok(mut xs) = Xs::open() else { return };
+    let Ok(me) = xs.read_u64("domid") else { return };
+    let mut path = node(me as u32, dir);
+    path.push(b"/state");
+    let mut value = Fmt::new();
+    value.push(b"failed: ").push(why.as_bytes());
+    let _ = xs.write(path.as_str(), value.as_bytes());
 }
 
 /// Publishes the `refs` (A's side), `REFS_PER_NODE` a node.

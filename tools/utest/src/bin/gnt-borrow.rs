@@ -26,6 +26,7 @@ fn main(arg: u64) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             println!("gnt-borrow: FAIL {e}");
+            lend::say_failed("map", e);
             1
         }
     }

@@ -60,6 +60,7 @@ fn main(arg: u64) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             println!("gnt-lend: FAIL {e}");
+            lend::say_failed("share", e);
             1
         }
     }
@@ -79,6 +80,8 @@ fn fill(addr: u64, value: impl Fn(usize, usize) -> u32) {
 fn run(case: Case, peer: u32) -> Result<(), &'static str> {
     let mut xs = Xs::open().map_err(|_| "open /dev/xen/xenstore")?;
     let me = xs.read_u64("domid").map_err(|_| "read domid")? as u32;
+    // Our share/state, readable by the peer, before anything can fail.
+    lend::set(&mut xs, me, peer, "share", true, "state", b"granting")?;
     let gnt = Gnttab::open().map_err(|_| "open /dev/xen/gntdev")?;
     let mut refs = Buf::<u32>::new(PAGES).map_err(|_| "refs buffer")?;
     refs.values().fill(0);
@@ -141,7 +144,7 @@ fn run(case: Case, peer: u32) -> Result<(), &'static str> {
 
     let mut val = Fmt::new();
     val.num(PAGES as u64);
-    lend::set(&mut xs, me, peer, "share", true, "count", val.as_bytes())?;
+    lend::set(&mut xs, me, peer, "share", false, "count", val.as_bytes())?;
     lend::publish_refs(&mut xs, me, peer, refs.values())?;
     lend::set(&mut xs, me, peer, "share", false, "state", b"ready")?;
     println!("gnt-lend: published {PAGES} references for domain {peer}");
