@@ -107,9 +107,11 @@ fn run(case: Case, peer: u32) -> Result<(), &'static str> {
         .map_err(|_| "DEALLOC_GREF")?;
 
     let s0 = stats();
+    let t0 = urt::clock_ns();
     let index = gnt
         .grant_user(peer as u16, addr, refs.values(), false)
         .map_err(|_| "GRANT_USER")?;
+    let grant_us = (urt::clock_ns() - t0) / 1000;
     let s1 = stats();
     let allocated = s0.free as i64 - s1.free as i64;
     let (granted, lent, zero) = (
@@ -118,7 +120,7 @@ fn run(case: Case, peer: u32) -> Result<(), &'static str> {
         s1.zero_loans - s0.zero_loans,
     );
     println!(
-        "gnt-lend: {PAGES} {} pages granted read-only by loan: {granted} grant reference(s), {allocated} page(s) allocated, {lent} page(s) lent, {zero} loan(s) of the zero page",
+        "gnt-lend: {PAGES} {} pages granted read-only by loan in {grant_us} us: {granted} grant reference(s), {allocated} page(s) allocated, {lent} page(s) lent, {zero} loan(s) of the zero page",
         if case == Case::Zero {
             "untouched"
         } else {
@@ -126,7 +128,7 @@ fn run(case: Case, peer: u32) -> Result<(), &'static str> {
         }
     );
     println!(
-        "COUNTERS gnt-lend pages={PAGES} grant_refs={granted} allocated={allocated} lent_pages={lent} zero_page_loans={zero}"
+        "COUNTERS gnt-lend pages={PAGES} grant_refs={granted} allocated={allocated} lent_pages={lent} zero_page_loans={zero} grant_us={grant_us}"
     );
     let (want_allocated, want_lent, want_zero) = match case {
         Case::Zero => (1, 1, PAGES as u64),
