@@ -3,8 +3,9 @@
 //! already has read-only to domain B (`GRANT_USER`, lent: no copy),
 //! `gnt-borrow` in B maps them read-only and checks what it reads at each
 //! step. The share is published as the gntdev variant of
-//! `docs/share-protocol.md` publishes it (`count` and `refs/J` below A's
-//! `data/xenguest/share`, then `state` = `ready`); the steps after it
+//! `docs/share-protocol.md` publishes it (`count` and `refs/J`,
+//! [`crate::refs`], below A's `data/xenguest/share`, then `state` =
+//! `ready`); the steps after it
 //! are states of A's `share/state` and B's `map/state`:
 //!
 //! | step | A's `share/state` | B's `map/state` |
@@ -17,7 +18,7 @@
 //! A failed check, or any error of either side, is a state that starts
 //! with `failed` ([`say_failed`]): the other side stops waiting then.
 
-use gnttab::xs::{Absent, Fmt, Watch, Xs, parse_u64};
+use gnttab::xs::{Absent, Fmt, Watch, Xs};
 
 /// Pages lent: 4 MiB.
 pub const PAGES: usize = 1024;
@@ -25,8 +26,6 @@ pub const PAGES: usize = 1024;
 const SEED: u32 = 0x1e4d_0000;
 /// How long a side waits for the other's next step.
 const TIMEOUT_NS: u64 = 120_000_000_000;
-/// References per `refs/J` node.
-const REFS_PER_NODE: usize = 256;
 
 /// What the pair checks (the program's argument: `case << 32 | peer`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,42 +156,4 @@ pub fn say_failed(dir: &str, why: &str) {
     let mut value = Fmt::new();
     value.push(b"failed: ").push(why.as_bytes());
     let _ = xs.write(path.as_str(), value.as_bytes());
-}
-
-/// Publishes the `refs` (A's side), `REFS_PER_NODE` a node.
-pub fn publish_refs(xs: &mut Xs, me: u32, peer: u32, refs: &[u32]) -> Result<(), &'static str> {
-    let mut leaf = Fmt::new();
-    let mut val = Fmt::new();
-    for (j, chunk) in refs.chunks(REFS_PER_NODE).enumerate() {
-        leaf.clear().push(b"refs/").num(j as u64);
-        val.clear();
-        for (x, r) in chunk.iter().enumerate() {
-            if x > 0 {
-                val.push(b" ");
-            }
-            val.num(u64::from(*r));
-        }
-        set(xs, me, peer, "share", false, leaf.as_str(), val.as_bytes())?;
-    }
-    Ok(())
-}
-
-/// Reads the references A published into `refs` (B's side).
-pub fn read_refs(xs: &mut Xs, peer: u32, refs: &mut [u32]) -> Result<(), &'static str> {
-    let mut val = [0u8; gnttab::xs::PAYLOAD_MAX];
-    let mut got = 0;
-    for j in 0..refs.len().div_ceil(REFS_PER_NODE) {
-        let mut path = node(peer, "share/refs/");
-        path.num(j as u64);
-        let len = xs.read(path.as_str(), &mut val).map_err(|_| "read refs")?;
-        for r in val[..len].split(|&b| b == b' ') {
-            *refs.get_mut(got).ok_or("too many references")? =
-                parse_u64(r).ok_or("bad reference")? as u32;
-            got += 1;
-        }
-    }
-    if got != refs.len() {
-        return Err("fewer references than count");
-    }
-    Ok(())
 }

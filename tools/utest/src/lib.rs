@@ -5,5 +5,6 @@
 pub mod checkpoint;
 pub mod lend;
 pub mod physobj;
+pub mod refs;
 pub mod rng;
 pub mod round;

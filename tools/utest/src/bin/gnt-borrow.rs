@@ -46,7 +46,7 @@ fn run(case: Case, peer: u32) -> Result<(), &'static str> {
         return Err("share/count is not the loan pair's page count");
     }
     let mut refs = Buf::<u32>::new(PAGES).map_err(|_| "refs buffer")?;
-    lend::read_refs(&mut xs, peer, refs.values())?;
+    utest::refs::read(&mut xs, lend::node(peer, "share").as_str(), refs.values())?;
     let gnt = Gnttab::open().map_err(|_| "open /dev/xen/gntdev")?;
     let calls0 = urt::sysctl(sysctl::GNTDEV_MAP_HYPERCALLS, sysctl::READ_ONLY).unwrap_or(0);
     let addr = gnt

@@ -147,7 +147,7 @@ fn run(case: Case, peer: u32) -> Result<(), &'static str> {
     let mut val = Fmt::new();
     val.num(PAGES as u64);
     lend::set(&mut xs, me, peer, "share", false, "count", val.as_bytes())?;
-    lend::publish_refs(&mut xs, me, peer, refs.values())?;
+    utest::refs::publish(&mut xs, lend::node(me, "share").as_str(), refs.values())?;
     lend::set(&mut xs, me, peer, "share", false, "state", b"ready")?;
     println!("gnt-lend: published {PAGES} references for domain {peer}");
     let map_state = lend::node(peer, "map/state");
