@@ -383,9 +383,9 @@ pub fn map(opts: &Options<'_>) -> Outcome {
 
 /// The loan pair's cases (`case=`) and their numbers in the programs'
 /// argument (`utest::lend::Case`).
-const LEND_CASES: [&str; 3] = ["readonly", "zero", "owner-exits"];
-/// `case=owner-exits`'s number.
-const LEND_OWNER_EXITS: u64 = 2;
+const LEND_CASES: [&str; 3] = ["readonly", "zero", OWNER_EXITS];
+/// The case in which the lender's process exits while the peer maps.
+const OWNER_EXITS: &str = "owner-exits";
 
 /// The number of the loan pair's `case=`.
 fn lend_case(opts: &Options<'_>) -> Result<u64, &'static str> {
@@ -407,6 +407,7 @@ fn lend_case(opts: &Options<'_>) -> Result<u64, &'static str> {
 pub fn lend(opts: &Options<'_>) -> Outcome {
     let peer = super::share::peer(opts)?;
     let case = lend_case(opts)?;
+    let owner_exits = opts.get("case") == Some(OWNER_EXITS);
     let lent = || mem::domain().loans.counters.lent.get();
     let lent0 = lent();
     // At the owner's exit: the pages still lent, and the free count.
@@ -418,10 +419,10 @@ pub fn lend(opts: &Options<'_>) -> Outcome {
         &[0],
         |status| {
             // A program that failed has told the peer why.
-            if case != LEND_OWNER_EXITS || status != 0 {
+            if !owner_exits || status != 0 {
                 return Ok(());
             }
-            at_exit.set((lent() - lent0, mem::free_pages()));
+            at_exit.set((lent().saturating_sub(lent0), mem::free_pages()));
             kprintln!(
                 "lender: gnt-lend exited with {} page(s) lent; telling the borrower",
                 at_exit.get().0
@@ -430,7 +431,7 @@ pub fn lend(opts: &Options<'_>) -> Outcome {
                 .map_err(|_| "write share/state")
         },
     )?;
-    if case != LEND_OWNER_EXITS {
+    if !owner_exits {
         return Ok(());
     }
     // Back at the baseline: what was freed since the exit is what the
