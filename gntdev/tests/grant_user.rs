@@ -71,11 +71,17 @@ fn readonly_grant_lends_without_a_copy() {
     assert_eq!(a.vm.phys.free_count(), free, "no page allocated");
     assert_eq!(a.dev.stats().live_pages, 0, "none from the page pool");
     assert_eq!(a.vm.loans.counters.loans.get(), 4);
+    assert_eq!(a.vm.loans.counters.lent.get(), 4);
     let m = map(&pb, &a, &refs, false);
     assert_eq!(byte_at(&pb, m.1 + PAGE), 0x11);
     // A writes: its loan breaks, B keeps the old contents.
     pa.write(va + PAGE, &[0x99]).unwrap();
     assert_eq!(a.vm.loans.counters.broken.get(), 1);
+    assert_eq!(
+        a.vm.loans.counters.lent.get(),
+        4,
+        "B still borrows the original"
+    );
     assert_eq!(byte_at(&pa, va + PAGE), 0x99);
     assert_eq!(
         byte_at(&pb, m.1 + PAGE),
@@ -118,6 +124,8 @@ fn untouched_pages_grant_one_zero_page() {
     let (ia, refs) = pa.grant_user(b.id(), va, N, false).unwrap();
     assert_eq!(a.vm.phys.free_count(), free - 1, "one physical page");
     assert_eq!(a.vm.loans.counters.zero.get(), u64::from(N));
+    assert_eq!(vm::loan::zero_page_loans(&a.vm), N);
+    assert_eq!(a.vm.loans.counters.lent.get(), 1, "one page backs them all");
     let m = map(&pb, &a, &refs, false);
     assert_eq!(byte_at(&pb, m.1 + 47 * PAGE), 0);
     // A's first write is an ordinary zero fill: nothing to break.
@@ -136,10 +144,17 @@ fn pages_outlive_the_owner_while_the_peer_maps() {
     pa.exit();
     a.dev.reap();
     assert_eq!(a.dev.stats().pending_grants, 2, "ends wait for B");
+    assert_eq!(
+        a.vm.loans.counters.lent.get(),
+        2,
+        "lent past the owner's exit"
+    );
     assert_eq!(byte_at(&pb, m.1), 0x44, "still the owner's page");
     pb.munmap(m.1);
     pb.unmap_grant_ref(m.0, 2).unwrap();
     pb.exit();
+    a.dev.reap();
+    assert_eq!(a.vm.loans.counters.lent.get(), 0);
     a.assert_baseline();
     b.assert_baseline();
 }

@@ -12,7 +12,9 @@
 # to a read-only mapping of the grants (killed, kernel alive), and `xl
 # destroy` of either domain while B maps A's pages (the survivor ends
 # cleanly). loan-writable: the same protocol over A's own memory granted
-# writable as it is (GRANT_USER) instead of pages ALLOC_GREF allocated.
+# writable as it is (GRANT_USER) instead of pages ALLOC_GREF allocated;
+# loan-readonly, loan-zero, loan-owner-exits: A's memory granted read-only
+# by loan (lend_pair).
 . scripts/lib/xl.sh
 . scripts/lib/share.sh
 
@@ -150,6 +152,25 @@ loan_pair() {
         "$2 pages of A's own memory granted writable (GRANT_USER): B verified A's words, A verified B's replies"
 }
 
+# lend_pair CASE KIND: the loan pair (tools/utest/src/lend.rs): A's
+# gnt-lend grants 1024 pages of its own memory read-only by loan
+# (GRANT_USER), B's gnt-borrow maps them read-only; KIND readonly (A then
+# writes every page: copies for A, the old words for B), zero (untouched
+# memory: the one zero page backs every grant, B reads zeros) or
+# owner-exits (A's process exits while B maps: B still reads A's words,
+# unmaps, and A's kernel is back at its baseline of free and lent pages).
+lend_pair() {
+    local _a="counter xenguest-a gnt-lend" _w="counter xenguest-a gnt-lend-write" _k="counter xenguest-a lender" _e="counter xenguest-a lender-exit" _detail
+    pair_run "$1" "gntdev-borrow case=$2" "scenario=gntdev-lend case=$2" || return
+    show_lines xenguest-a xenguest-b
+    _detail="$($_a pages) pages: $($_a grant_refs) grant refs, $($_a allocated) page(s) allocated, $($_a lent_pages) page(s) lent, $($_a zero_page_loans) zero-page loans"
+    case $2 in
+    readonly) _detail="$_detail; A's writes: $($_w copies) copies, B's words changed: $(counter xenguest-b gnt-borrow changed_words)" ;;
+    owner-exits) _detail="$_detail; after A's exit B's words changed: $(counter xenguest-b gnt-borrow changed_words); A: $($_e lent_at_exit) page(s) lent at its exit, $($_e freed_after_exit) freed after B unmapped; free pages $($_k free_pages) -> $($_k free_pages_after), lent $($_k lent_pages) -> $($_k lent_pages_after)" ;;
+    esac
+    pair_judge "$1" gntdev-lend gntdev-borrow "$_detail"
+}
+
 run_case gntdev_pair gntdev-1 1
 run_case gntdev_pair gntdev-16 16
 run_case gntdev_pair gntdev-1024 1024
@@ -165,6 +186,9 @@ run_case gntdev_pair gntdev-1024 1024
     run_case gntdev_pair gntdev-65536 65536 memory=300 max_grant_frames=256
 )
 run_case loan_pair loan-writable 1024
+run_case lend_pair loan-readonly readonly
+run_case lend_pair loan-zero zero
+run_case lend_pair loan-owner-exits owner-exits
 run_case gntdev_mode gntdev-compare-1024 compare 1024 compare_detail
 run_case gntdev_mode gntdev-copy-1024 copy 1024 copy_detail
 run_case gntdev_mode gntdev-large-1024 large 1024 large_detail

@@ -59,6 +59,9 @@ pub struct LoanCounters {
     pub broken: Counter,
     /// Loans of the zero page for never-touched memory (`uvm_loanzero`).
     pub zero: Counter,
+    /// Pages lent now: each page once, however many loans it has (the
+    /// zero page included), so N loans of never-touched memory count 1.
+    pub lent: Counter,
 }
 
 /// The loan state of a domain ([`VmDomain::loans`]).
@@ -151,6 +154,13 @@ impl Drop for UserPages {
     }
 }
 
+/// Loans of `d`'s zero page now (its `loan_count`; 0 when it is not lent
+/// out): how many grants of never-touched memory that one page backs.
+/// Read under the zero-page lock, so the page is not freed meanwhile.
+pub fn zero_page_loans(d: &VmDomain) -> u32 {
+    d.loans.zero.lock().map_or(0, |id| d.page(id).loan_count())
+}
+
 /// Give back page `id` of a [`UserPages`] held as `sharing`: unloan it
 /// (`uvm_unloan`) or unwire it; freed if nothing else holds it.
 pub fn release_page(d: &VmDomain, id: PageId, sharing: Sharing) {
@@ -159,6 +169,7 @@ pub fn release_page(d: &VmDomain, id: PageId, sharing: Sharing) {
         if !d.page(id).unloan() {
             return;
         }
+        d.loans.counters.lent.sub(1);
         if *zero == Some(id) {
             *zero = None;
         }
@@ -274,6 +285,7 @@ fn lend(d: &VmDomain, pmap: &dyn Pmap, id: PageId) -> Result<PageId, Errno> {
 fn take_loan(d: &VmDomain, m: &VmPage) {
     if m.loan() {
         d.counters.wired.add(1);
+        d.loans.counters.lent.add(1);
     }
     d.loans.counters.loans.add(1);
 }

@@ -8,6 +8,10 @@
 //! that free pages, grant references and hole frames are back to their
 //! starting values.
 //!
+//! The loan pair (`utest::lend`): `scenario=gntdev-lend peer=DOMID
+//! case=CASE` and `scenario=gntdev-borrow [peer=DOMID] case=CASE`, CASE
+//! `readonly`, `zero` or `owner-exits` ([`lend`], [`borrow`]).
+//!
 //! Command line: `scenario=gntdev-bad` (bad input: `gnt-bad`'s ioctl
 //! arguments, `gnt-badref`'s mapping with a grant that does not exist,
 //! `gnt-hog`'s mappings without end), `scenario=gntdev-share peer=DOMID pages=N`,
@@ -47,6 +51,8 @@
 //! - `bench`: the benchmark of `scripts/bench` (map sweep, transfer,
 //!   clock; `docs/benchmarks.md`) before the usual check, then as `exit`.
 
+use xen::xenstore::TxId;
+
 use super::Outcome;
 use super::process::KILLED_SEGV;
 use crate::cmdline::Options;
@@ -58,12 +64,13 @@ const REAP_TIMEOUT_NS: u64 = 20_000_000_000;
 /// How often the scenario looks whether the reaper is done.
 const REAP_POLL_NS: u64 = 50_000_000;
 
-/// What a program must leave as it found: free pages, grant references
-/// (live and pending), hole frames, bound event channels, xenstore watch
-/// sinks.
+/// What a program must leave as it found: free pages, pages lent
+/// (`GRANT_USER`'s loans), grant references (live and pending), hole
+/// frames, bound event channels, xenstore watch sinks.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Baseline {
     free_pages: u64,
+    lent_pages: u64,
     grant_refs: u64,
     hole_frames: u64,
     ports: usize,
@@ -74,6 +81,7 @@ fn baseline() -> Baseline {
     let (live, pending) = dev::grant_refs();
     Baseline {
         free_pages: mem::free_pages(),
+        lent_pages: mem::domain().loans.counters.lent.get(),
         grant_refs: live + pending,
         hole_frames: layout::hole_in_use(),
         ports: events::bound_ports(),
@@ -98,11 +106,19 @@ fn heap_net() -> usize {
 /// Runs `program` with `arg`, expecting one of the exit statuses `want`,
 /// then checks the baseline; `who` prefixes the report lines.
 pub(super) fn run(who: &str, program: &str, arg: u64, want: &[i32]) -> Outcome {
-    run_status(who, program, arg, want).map(drop)
+    run_status(who, program, arg, want, |_| Ok(())).map(drop)
 }
 
-/// [`run`], returning the exit status.
-fn run_status(who: &str, program: &str, arg: u64, want: &[i32]) -> Result<i32, &'static str> {
+/// [`run`], returning the exit status; `exited(status)` runs as soon as
+/// the program has exited, before the wait for the grants the peer still
+/// maps.
+fn run_status(
+    who: &str,
+    program: &str,
+    arg: u64,
+    want: &[i32],
+    exited: impl FnOnce(i32) -> Outcome,
+) -> Result<i32, &'static str> {
     let before = baseline();
     let heap_before = heap_net();
     let s0 = dev::gntdev_stats();
@@ -113,6 +129,7 @@ fn run_status(who: &str, program: &str, arg: u64, want: &[i32]) -> Result<i32, &
     let ended_before = crate::suspend::ended();
     let status = proc::wait(&p);
     drop(p);
+    exited(status)?;
     // A suspend ends the processes that hold foreign mappings (they
     // cannot move with the domain): an end as good as any.
     let by_suspend = status == proc::KILLED_STATUS && crate::suspend::ended() > ended_before;
@@ -146,7 +163,7 @@ fn run_status(who: &str, program: &str, arg: u64, want: &[i32]) -> Result<i32, &
     // `key=value` each: for readers and for the scripts (`counter` in
     // scripts/lib/xl.sh).
     kprintln!(
-        "COUNTERS {who} status={status} mappings={} map_hypercalls={} populates={} unmap_hypercalls={} notify_cleared={} events_sent={} eagain_retries={} deferred={deferred} deferred_left={pending} free_pages={} free_pages_after={} grant_refs={} grant_refs_after={} hole_frames={} hole_frames_after={} ports={} ports_after={} watch_sinks={} watch_sinks_after={} heap_net={heap_before} heap_net_after={heap_after} heap_peak_kib={} heap_kib={}",
+        "COUNTERS {who} status={status} mappings={} map_hypercalls={} populates={} unmap_hypercalls={} notify_cleared={} events_sent={} eagain_retries={} deferred={deferred} deferred_left={pending} free_pages={} free_pages_after={} lent_pages={} lent_pages_after={} grant_refs={} grant_refs_after={} hole_frames={} hole_frames_after={} ports={} ports_after={} watch_sinks={} watch_sinks_after={} heap_net={heap_before} heap_net_after={heap_after} heap_peak_kib={} heap_kib={}",
         s.mappings - s0.mappings,
         s.map_hypercalls - s0.map_hypercalls,
         s.populates - s0.populates,
@@ -156,6 +173,8 @@ fn run_status(who: &str, program: &str, arg: u64, want: &[i32]) -> Result<i32, &
         s.eagain_retries - s0.eagain_retries,
         before.free_pages,
         after.free_pages,
+        before.lent_pages,
+        after.lent_pages,
         before.grant_refs,
         after.grant_refs,
         before.hole_frames,
@@ -173,7 +192,7 @@ fn run_status(who: &str, program: &str, arg: u64, want: &[i32]) -> Result<i32, &
     }
     if after != before {
         return Err(
-            "free pages, grant references, hole frames, event channels or watch sinks not back to baseline",
+            "free pages, lent pages, grant references, hole frames, event channels or watch sinks not back to baseline",
         );
     }
     if heap_after > heap_before + HEAP_SLACK {
@@ -241,7 +260,7 @@ pub fn fuzz(opts: &Options<'_>) -> Outcome {
     for i in 0..procs {
         let n = calls / procs + if i == procs - 1 { calls % procs } else { 0 };
         let arg = xs << 63 | n << 41 | peer_bits | (seed + (i << 20));
-        if run_status("fuzz", "fuzz", arg, want)? == KILLED_SEGV {
+        if run_status("fuzz", "fuzz", arg, want, |_| Ok(()))? == KILLED_SEGV {
             killed += 1;
         }
     }
@@ -360,4 +379,80 @@ pub fn map(opts: &Options<'_>) -> Outcome {
             &[want],
         )
     })
+}
+
+/// The loan pair's cases (`case=`) and their numbers in the programs'
+/// argument (`utest::lend::Case`).
+const LEND_CASES: [&str; 3] = ["readonly", "zero", OWNER_EXITS];
+/// The case in which the lender's process exits while the peer maps.
+const OWNER_EXITS: &str = "owner-exits";
+
+/// The number of the loan pair's `case=`.
+fn lend_case(opts: &Options<'_>) -> Result<u64, &'static str> {
+    let case = opts.get("case").unwrap_or("");
+    LEND_CASES
+        .iter()
+        .position(|&c| c == case)
+        .map(|n| n as u64)
+        .ok_or("case= must be readonly, zero or owner-exits")
+}
+
+/// Domain A of the loan pair: `gnt-lend` grants its own memory read-only
+/// to `peer=` by loan (`case=` one of [`LEND_CASES`]); with
+/// `case=owner-exits` the process exits while the peer maps the pages, and
+/// once it is gone the scenario says so in the share's `state`
+/// (`exited`), so that the peer reads them again after the exit and then
+/// unmaps: the baseline check (free and lent pages back) then says every
+/// lent page was freed, once.
+pub fn lend(opts: &Options<'_>) -> Outcome {
+    let peer = super::share::peer(opts)?;
+    let case = lend_case(opts)?;
+    let owner_exits = opts.get("case") == Some(OWNER_EXITS);
+    let lent = || mem::domain().loans.counters.lent.get();
+    let lent0 = lent();
+    // At the owner's exit: the pages still lent, and the free count.
+    let at_exit = core::cell::Cell::new((0, 0));
+    run_status(
+        "lender",
+        "gnt-lend",
+        case << 32 | u64::from(peer),
+        &[0],
+        |status| {
+            // A program that failed has told the peer why.
+            if !owner_exits || status != 0 {
+                return Ok(());
+            }
+            at_exit.set((lent().saturating_sub(lent0), mem::free_pages()));
+            kprintln!(
+                "lender: gnt-lend exited with {} page(s) lent; telling the borrower",
+                at_exit.get().0
+            );
+            xenstore::with(|xs| xs.write(TxId::NONE, "data/xenguest/share/state", b"exited"))
+                .map_err(|_| "write share/state")
+        },
+    )?;
+    if !owner_exits {
+        return Ok(());
+    }
+    // Back at the baseline: what was freed since the exit is what the
+    // borrower's unmap let go, each lent page once.
+    let (held, free) = at_exit.get();
+    let freed = mem::free_pages().saturating_sub(free);
+    kprintln!(
+        "lender: {held} page(s) lent at the owner's exit, {freed} freed after it (the borrower's unmap)"
+    );
+    kprintln!("COUNTERS lender-exit lent_at_exit={held} freed_after_exit={freed}");
+    if held == 0 || freed != held {
+        return Err("the lent pages did not outlive the owner, or were not freed once each");
+    }
+    Ok(())
+}
+
+/// Domain B of the loan pair: `gnt-borrow` maps what `peer=` (or the
+/// domain in our `data/xenguest-peer`) lent, read-only, and checks it as
+/// `case=` says.
+pub fn borrow(opts: &Options<'_>) -> Outcome {
+    let peer = super::share::peer(opts)?;
+    let case = lend_case(opts)?;
+    run("mapper", "gnt-borrow", case << 32 | u64::from(peer), &[0])
 }

@@ -57,6 +57,14 @@ const SCENARIOS: &[Scenario] = &[
         run: |_, o| gntdev::map(o),
     },
     Scenario {
+        name: "gntdev-lend",
+        run: |_, o| gntdev::lend(o),
+    },
+    Scenario {
+        name: "gntdev-borrow",
+        run: |_, o| gntdev::borrow(o),
+    },
+    Scenario {
         name: "gntdev-bad",
         run: |_, o| gntdev::bad(o),
     },

@@ -189,6 +189,15 @@ pub mod sysctl {
     pub const VM_RECLAIM_PAGES: u64 = 33;
     /// Contiguous reclaim's passes since boot (sweeps for a candidate run).
     pub const VM_RECLAIM_PASSES: u64 = 34;
+    /// Pages lent now (`vm/src/loan.rs`): each page once, however many
+    /// loans it has, so any number of loans of never-touched memory count
+    /// the one zero page.
+    pub const VM_LENT_PAGES: u64 = 35;
+    /// Loans of the zero page now: the grants of never-touched memory
+    /// that the one zero page backs.
+    pub const VM_ZERO_PAGE_LOANS: u64 = 36;
+    /// Loans broken by an owner's write since boot: the copies made.
+    pub const VM_LOANS_BROKEN: u64 = 37;
     /// PV: page-table entries written through Xen (`mmu_update`,
     /// `update_va_mapping`) since boot; 0 under PVH.
     pub const PV_MMU_UPDATES: u64 = 40;

@@ -3,6 +3,8 @@
 #![no_std]
 
 pub mod checkpoint;
+pub mod lend;
 pub mod physobj;
+pub mod refs;
 pub mod rng;
 pub mod round;

@@ -128,6 +128,7 @@ fn owner_write_breaks_the_loan() {
     assert_eq!(e.byte(owner), 0xaa, "the borrower keeps the old contents");
     assert_eq!(e.read(BASE), 0xbb);
     assert_eq!(e.d.loans.counters.broken.get(), 1);
+    assert_eq!(e.d.loans.counters.lent.get(), 1, "the original, still lent");
     let m = e.d.page(owner);
     assert_eq!(
         (m.loan_count(), m.ref_count()),
@@ -135,6 +136,7 @@ fn owner_write_breaks_the_loan() {
         "only the loan holds it"
     );
     drop(l);
+    assert_eq!(e.d.loans.counters.lent.get(), 0);
     assert_eq!(e.d.phys.free_count(), free0 - 1, "the original freed");
     e.map.remove(&e.pmap, BASE, BASE + 2 * PAGE_SIZE).unwrap();
     assert_eq!(e.d.phys.free_count(), free0);
@@ -154,14 +156,19 @@ fn untouched_pages_share_the_zero_page() {
     assert_eq!(e.byte(z), 0, "zeroed");
     assert_eq!(e.d.page(z).loan_count(), 20);
     assert_eq!(e.d.loans.counters.zero.get(), 20);
+    assert_eq!(zero_page_loans(&e.d), 20);
+    assert_eq!(e.d.loans.counters.lent.get(), 1, "one page lent 20 times");
     // The owner's first touch is an ordinary zero fill, no loan to break.
     e.write(BASE, 7);
     assert_eq!(e.byte(z), 0);
     assert_eq!(e.d.loans.counters.broken.get(), 0);
     drop(a);
     assert_eq!(e.d.loans.zero_page(), Some(z));
+    assert_eq!(zero_page_loans(&e.d), 4);
     drop(b);
     assert_eq!(e.d.loans.zero_page(), None, "the last unloan frees it");
+    assert_eq!(zero_page_loans(&e.d), 0);
+    assert_eq!(e.d.loans.counters.lent.get(), 0);
     e.map.remove(&e.pmap, BASE, BASE + 16 * PAGE_SIZE).unwrap();
     assert_eq!(e.d.phys.free_count(), free0);
 }
@@ -330,6 +337,16 @@ impl Model {
     /// The contents every borrower and holder must see, and read-only
     /// owner mappings of loaned pages.
     fn check(&self, e: &Env) {
+        let lent: alloc::collections::BTreeSet<PageId> = self
+            .loans
+            .iter()
+            .flat_map(|(l, _)| l.pages().iter().copied())
+            .collect();
+        assert_eq!(
+            e.d.loans.counters.lent.get(),
+            lent.len() as u64,
+            "each lent page counted once"
+        );
         for (l, want) in &self.loans {
             for (&id, &w) in l.pages().iter().zip(want) {
                 assert!(e.d.page(id).is_loaned());
@@ -440,6 +457,7 @@ fn run(ops: &[Op]) {
     let c = &e.d.loans.counters;
     assert!(c.loans.get() >= lent && c.zero.get() <= c.loans.get());
     drop(m);
+    assert_eq!(c.lent.get(), 0, "every loan given back");
     assert_eq!(e.d.loans.zero_page(), None);
     e.map.remove(&e.pmap, BASE, va(PAGES)).unwrap();
     assert_eq!(e.d.phys.free_count(), free0, "every page freed, once");

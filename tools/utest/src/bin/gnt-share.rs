@@ -43,8 +43,6 @@ urt::entry!(main);
 
 /// The pattern's seed.
 const SEED: u32 = 0x5eed_0000;
-/// References per `refs/J` node.
-const REFS_PER_NODE: usize = 256;
 /// How long each wait for a live peer may take: a dead one is seen
 /// within `PEER_POLL_NS`, and a live one may be working for minutes (the
 /// SMP stress mode's 10,000 cycles took 212 s in the emulated host).
@@ -270,20 +268,7 @@ fn share_round(
         val.clear().num(v);
         publish(xs, path.as_str(), val.as_bytes())?;
     }
-    for (j, chunk) in refs.chunks(REFS_PER_NODE).enumerate() {
-        path.clear()
-            .push(base.as_bytes())
-            .push(b"/refs/")
-            .num(j as u64);
-        val.clear();
-        for (x, r) in chunk.iter().enumerate() {
-            if x > 0 {
-                val.push(b" ");
-            }
-            val.num(u64::from(*r));
-        }
-        publish(xs, path.as_str(), val.as_bytes())?;
-    }
+    utest::refs::publish(xs, base, refs)?;
     // The mapper's verdict, watched before the share is ready so that no
     // change of it can come before the watch (`Xs::wait_for`).
     let mut map_state = Fmt::new();

@@ -63,7 +63,7 @@
 
 use gnttab::abi::{self, CopySideArg, GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GrantCopySegment};
 use gnttab::evtchn::Evtchn;
-use gnttab::xs::{Absent, Fmt, Watch, Xs, parse_u64};
+use gnttab::xs::{Absent, Fmt, Watch, Xs};
 use gnttab::{Buf, Gnttab, Notify};
 use urt::{PAGE, println, sysctl};
 
@@ -205,23 +205,7 @@ fn run(peer: u32, round: u64, mode: Mode) -> Result<(), &'static str> {
     let seed = get(&mut xs, "seed")? as u32;
     let remote_port = get(&mut xs, "evtchn")? as u32;
     let mut refs = Buf::<u32>::new(n).map_err(|_| "refs buffer")?;
-    let mut got = 0;
-    let mut val = [0u8; gnttab::xs::PAYLOAD_MAX];
-    for j in 0..n.div_ceil(256) {
-        path.clear()
-            .push(base.as_bytes())
-            .push(b"/refs/")
-            .num(j as u64);
-        let len = xs.read(path.as_str(), &mut val).map_err(|_| "read refs")?;
-        for r in val[..len].split(|&b| b == b' ') {
-            let r = parse_u64(r).ok_or("bad reference")?;
-            *refs.values().get_mut(got).ok_or("too many references")? = r as u32;
-            got += 1;
-        }
-    }
-    if got != n {
-        return Err("fewer references than count");
-    }
+    utest::refs::read(&mut xs, base, refs.values())?;
     let ev = Evtchn::open().map_err(|_| "open /dev/xen/evtchn")?;
     let port = ev
         .bind_interdomain(peer, remote_port)
