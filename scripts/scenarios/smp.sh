@@ -72,7 +72,7 @@ smp_pair() {
 # The cases: SMP_CASES, or the arguments, or the four of the suite.
 for c in ${SMP_CASES:-${*:-smp-boot smp-preempt smp-threads smp-gntdev}}; do
     case $c in
-        smp-gntdev) smp_pair smp-gntdev threads "mapped " ;;
+        smp-gntdev) run_case smp_pair smp-gntdev threads "mapped " ;;
         smp-fault-scaling)
             (
                 GUEST_TIMEOUT=600
@@ -86,7 +86,7 @@ for c in ${SMP_CASES:-${*:-smp-boot smp-preempt smp-threads smp-gntdev}}; do
                 run_case smp_pair smp-stress stress "stress: "
             )
             ;;
-        *) run "$c" ;;
+        *) run_case run "$c" ;;
     esac
 done
 finish
