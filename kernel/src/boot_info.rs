@@ -47,6 +47,29 @@ pub struct BootInfo {
 }
 
 impl BootInfo {
+    /// Boot information with nothing in it yet.
+    fn empty() -> Self {
+        Self {
+            memmap: [HvmMemmapEntry {
+                addr: 0,
+                size: 0,
+                kind: 0,
+                reserved: 0,
+            }; MAX_MEMMAP],
+            memmap_len: 0,
+            cmdline: [0; MAX_CMDLINE],
+            cmdline_len: 0,
+            modules: [HvmModlistEntry {
+                paddr: 0,
+                size: 0,
+                cmdline_paddr: 0,
+                reserved: 0,
+            }; MAX_MODULES],
+            modules_len: 0,
+            boot_region_end: 0,
+        }
+    }
+
     /// Checks and copies the start info at physical address `paddr`.
     ///
     /// # Safety
@@ -62,23 +85,9 @@ impl BootInfo {
             return Err(BootInfoError::NoMemoryMap(si.version));
         }
         let mut info = Self {
-            memmap: [HvmMemmapEntry {
-                addr: 0,
-                size: 0,
-                kind: 0,
-                reserved: 0,
-            }; MAX_MEMMAP],
             memmap_len: (si.memmap_entries as usize).min(MAX_MEMMAP),
-            cmdline: [0; MAX_CMDLINE],
-            cmdline_len: 0,
-            modules: [HvmModlistEntry {
-                paddr: 0,
-                size: 0,
-                cmdline_paddr: 0,
-                reserved: 0,
-            }; MAX_MODULES],
             modules_len: (si.nr_modules as usize).min(MAX_MODULES),
-            boot_region_end: 0,
+            ..Self::empty()
         };
         for i in 0..info.memmap_len {
             // SAFETY: Xen wrote `memmap_entries` entries at `memmap_paddr`.
@@ -116,23 +125,9 @@ impl BootInfo {
         boot_end: u64,
     ) -> Self {
         let mut info = Self {
-            memmap: [HvmMemmapEntry {
-                addr: 0,
-                size: 0,
-                kind: 0,
-                reserved: 0,
-            }; MAX_MEMMAP],
             memmap_len: 1,
-            cmdline: [0; MAX_CMDLINE],
-            cmdline_len: 0,
-            modules: [HvmModlistEntry {
-                paddr: 0,
-                size: 0,
-                cmdline_paddr: 0,
-                reserved: 0,
-            }; MAX_MODULES],
-            modules_len: 0,
             boot_region_end: boot_end,
+            ..Self::empty()
         };
         info.memmap[0] = HvmMemmapEntry {
             addr: 0,

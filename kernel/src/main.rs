@@ -82,7 +82,7 @@ extern "C" fn kernel_main(start_info_paddr: u32) -> ! {
 extern "C" fn pv_main(si: *const xen::abi::pv::StartInfo) -> ! {
     arch::percpu::init(0);
     if let Err(e) = arch::pv::init_traps() {
-        arch::pv::early_print("xenguest: PV trap table refused\n");
+        xen::console::hypervisor_write(b"xenguest: PV trap table refused\n");
         fatal(format_args!("set_trap_table: Xen error {}", e.0));
     }
     // SAFETY: `rsi` held this address at entry, and nothing has written
@@ -92,9 +92,9 @@ extern "C" fn pv_main(si: *const xen::abi::pv::StartInfo) -> ! {
         Err(e) => {
             // No console ring is known yet (or the start info is not to
             // be trusted): Xen's own console, then a crash.
-            arch::pv::early_print("xenguest: PV start of day failed: ");
+            xen::console::hypervisor_write(b"xenguest: PV start of day failed: ");
             let mut buf = [0u8; 128];
-            arch::pv::early_print(fmt_into(&mut buf, format_args!("{e}\n")));
+            xen::console::hypervisor_write(fmt_into(&mut buf, format_args!("{e}\n")).as_bytes());
             xen::sched::shutdown(ShutdownReason::Crash)
         }
     };

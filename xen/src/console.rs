@@ -16,6 +16,23 @@ use crate::abi::console::{IN_RING_SIZE, OUT_RING_SIZE, XenconsInterface};
 use crate::ring::ByteRing;
 use crate::{event_channel, sched};
 
+/// Writes bytes to Xen's own console (`console_io`, `CONSOLEIO_write`),
+/// which `xl dmesg` shows: for a PV guest before its console ring is
+/// known (a PV guest has no port 0xE9).
+pub fn hypervisor_write(bytes: &[u8]) {
+    // SAFETY: the buffer is readable for its length during the call.
+    unsafe {
+        crate::hypercall::raw(
+            crate::abi::op::CONSOLE_IO,
+            u64::from(crate::abi::console::CONSOLEIO_WRITE),
+            bytes.len() as u64,
+            bytes.as_ptr() as u64,
+            0,
+            0,
+        )
+    };
+}
+
 /// Writes bytes to Xen's debug port 0xE9.
 pub fn debug_port_write(bytes: &[u8]) {
     for &b in bytes {

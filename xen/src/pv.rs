@@ -50,7 +50,7 @@ pub const TABLE_VIEW_FLAGS: u64 = PTE_P | PTE_U | PTE_A;
 /// Entries per table.
 pub const ENTRIES: usize = 512;
 /// Bytes a page.
-const PAGE: u64 = 4096;
+const PAGE: u64 = crate::abi::PAGE_SIZE as u64;
 
 /// A p2m entry that names no frame (a ballooned-out pfn).
 pub const INVALID_MFN: u64 = !0;
@@ -90,6 +90,30 @@ impl MmuOps for Xen {
     }
 }
 
+/// Hypercall `op` over the array `items` for our own domain (the form of
+/// `mmu_update` and `mmuext_op`); returns its result and how many items
+/// Xen applied.
+///
+/// # Safety
+/// `items` must be what `op` takes, and each must leave the address space
+/// sound for the caller.
+unsafe fn batch_call<T>(op: u32, items: &[T]) -> (i64, u32) {
+    let mut done: u32 = 0;
+    // SAFETY: `items` is readable for its length and `done` writable for
+    // the call; the caller vouches for the items.
+    let r = unsafe {
+        hypercall::raw(
+            op,
+            items.as_ptr() as u64,
+            items.len() as u64,
+            &raw mut done as u64,
+            u64::from(DOMID_SELF),
+            0,
+        )
+    };
+    (r, done)
+}
+
 /// `mmu_update` on our own page tables: applies `reqs` in order.
 ///
 /// # Safety
@@ -98,19 +122,8 @@ pub unsafe fn mmu_update(reqs: &[MmuUpdate]) -> Result<(), XenErrno> {
     if reqs.is_empty() {
         return Ok(());
     }
-    let mut done: u32 = 0;
-    // SAFETY: `reqs` is readable for its length and `done` writable for
-    // the call; the caller vouches for what the entries map.
-    let r = unsafe {
-        hypercall::raw(
-            op::MMU_UPDATE,
-            reqs.as_ptr() as u64,
-            reqs.len() as u64,
-            &raw mut done as u64,
-            u64::from(DOMID_SELF),
-            0,
-        )
-    };
+    // SAFETY: the caller vouches for what the entries map.
+    let (r, done) = unsafe { batch_call(op::MMU_UPDATE, reqs) };
     UPDATE_CALLS.fetch_add(1, Ordering::Relaxed);
     UPDATES.fetch_add(u64::from(done), Ordering::Relaxed);
     XenErrno::check(r)?;
@@ -126,19 +139,8 @@ pub unsafe fn mmu_update(reqs: &[MmuUpdate]) -> Result<(), XenErrno> {
 /// The operations must leave the address space sound for the caller (a
 /// new base pointer maps the kernel as the old one did).
 pub unsafe fn mmuext_op(ops: &[MmuextOp]) -> Result<(), XenErrno> {
-    let mut done: u32 = 0;
-    // SAFETY: `ops` is readable for its length, `done` writable; the
-    // caller vouches for the operations.
-    let r = unsafe {
-        hypercall::raw(
-            op::MMUEXT_OP,
-            ops.as_ptr() as u64,
-            ops.len() as u64,
-            &raw mut done as u64,
-            u64::from(DOMID_SELF),
-            0,
-        )
-    };
+    // SAFETY: the caller vouches for the operations.
+    let (r, _) = unsafe { batch_call(op::MMUEXT_OP, ops) };
     XenErrno::check(r).map(|_| ())
 }
 

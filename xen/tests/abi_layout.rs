@@ -280,6 +280,8 @@ fn pv(f: &mut Vec<Fact>) {
         op::SET_SEGMENT_BASE => "__HYPERVISOR_set_segment_base",
         op::MMUEXT_OP => "__HYPERVISOR_mmuext_op",
         op::CALLBACK_OP => "__HYPERVISOR_callback_op",
+        op::CONSOLE_IO => "__HYPERVISOR_console_io",
+        console::CONSOLEIO_WRITE => "CONSOLEIO_write",
     );
     layout!(f, pv::CpuUserRegs, "struct cpu_user_regs",
         r15 => "r15", rbp => "rbp", rbx => "rbx", r11 => "r11", rax => "rax", rcx => "rcx",

@@ -56,8 +56,7 @@ use xen::pv::{DATA_FLAGS, INVALID_MFN, MapError, PvMemory, TableBuilder};
 
 use super::interrupts;
 
-/// Bytes a page.
-const PAGE: u64 = 4096;
+use super::pmap::PAGE;
 
 global_asm!(
     // The PV notes (`xen/elfnote.h`), beside the PVH one in `boot`: each
@@ -191,24 +190,6 @@ impl PvMemory for Frames {
         // mapped writable and used by nothing else.
         unsafe { ((pfn * PAGE) as *mut u64).add(index).write_volatile(val) }
     }
-}
-
-/// Writes `msg` to Xen's console (`xl dmesg`): for failures before the
-/// console ring is known.
-pub fn early_print(msg: &str) {
-    const CONSOLEIO_WRITE: u64 = 0;
-    const CONSOLE_IO: u32 = 18;
-    // SAFETY: the buffer is readable for its length during the call.
-    unsafe {
-        xen::hypercall::raw(
-            CONSOLE_IO,
-            CONSOLEIO_WRITE,
-            msg.len() as u64,
-            msg.as_ptr() as u64,
-            0,
-            0,
-        )
-    };
 }
 
 /// Why the PV start of day failed.

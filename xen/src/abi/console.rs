@@ -1,5 +1,8 @@
 //! The PV console ring (`io/console.h`).
 
+/// `CONSOLEIO_write`: `console_io` writes to Xen's own console.
+pub const CONSOLEIO_WRITE: u32 = 0;
+
 /// Size of the guest-to-backend ring.
 pub const OUT_RING_SIZE: usize = 2048;
 /// Size of the backend-to-guest ring.

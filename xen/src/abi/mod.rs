@@ -35,6 +35,7 @@ pub const PAGE_SHIFT: u32 = 12;
 
 /// Hypercall numbers (`__HYPERVISOR_*`), re-exported from `xen-sys`.
 pub mod op {
+    pub use xen_sys::__HYPERVISOR_console_io as CONSOLE_IO;
     pub use xen_sys::{
         __HYPERVISOR_event_channel_op as EVENT_CHANNEL_OP,
         __HYPERVISOR_grant_table_op as GRANT_TABLE_OP, __HYPERVISOR_hvm_op as HVM_OP,
