@@ -6,7 +6,7 @@
 # shellcheck shell=bash
 
 # Bump when the base's contents or /init change.
-BASE_STAMP=v7
+BASE_STAMP=v8
 DOM0_KERNEL_MODULES=(xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs)
 # xenctx: a stuck guest's registers and stack for the harness (xl.sh).
 # vchan-socket-proxy (xen-utils-4.17, over libxenvchan from libxenmisc4.17):
@@ -69,14 +69,14 @@ build_base_initramfs() {
     for m in "${DOM0_KERNEL_MODULES[@]}"; do
         find "$HOSTROOT/lib/modules" -name "$m.ko*" -exec cp {} "$tree/lib/modules/" \;
     done
-    install -m 755 "$ROOT/scripts/lib/dom0-init" "$tree/init"
     (cd "$tree" && find . | host_env "$HOSTROOT/bin/cpio" --quiet -o -H newc | gzip -1 > "$out")
     touch "$CACHE/dom0-base.$BASE_STAMP"
 }
 
 # build_overlay OUT RUN_SCRIPT [EXTRA_FILE...]: the project tree as dom0
 # sees it under /project (the guest kernel at the path the configs name,
-# configs/, scripts/), extra files under /project/extra, and /xenhost/run.
+# configs/, scripts/), extra files under /project/extra, /xenhost/run and
+# dom0's /init (scripts/lib/dom0-init).
 build_overlay() {
     local out=$1 run=$2
     shift 2
@@ -99,6 +99,8 @@ build_overlay() {
         cp -r "$@" "$tree/project/extra/"
     fi
     install -m 755 "$run" "$tree/xenhost/run"
+    # /init here, not in the cached base: a change to it counts at once.
+    install -m 755 "$ROOT/scripts/lib/dom0-init" "$tree/init"
     (cd "$tree" && find . | host_env "$HOSTROOT/bin/cpio" --quiet -o -H newc | gzip -1 > "$out")
     rm -rf "$tree"
 }

@@ -28,6 +28,12 @@ XENHOST_TCG_THREAD=${XENHOST_TCG_THREAD:-multi}
 XENHOST_CPU=${XENHOST_CPU:-qemu64,+svm,+npt,+rdrand}
 # Seconds one boot may take before it is killed and counted as failed.
 XENHOST_TIMEOUT=${XENHOST_TIMEOUT:-600}
+# Seconds dom0 may stay silent on the serial line (no line of its command's
+# output, no milestone, no heartbeat: scripts/lib/dom0-init prints one
+# every 20 s) before the host is taken for wedged and stopped (status 126).
+# A CI run once spent its whole 40-minute limit in such a host: after a
+# PASS line, nothing more came from dom0.
+XENHOST_STALL=${XENHOST_STALL:-240}
 
 xen_binary() {
     local xen=$CACHE/xen-4.17.elf
@@ -41,7 +47,8 @@ xen_binary() {
 # Prints dom0's output (the lines of RUN_SCRIPT) on stdout, progress on
 # stderr, keeps the whole serial log in $CACHE/runs/NAME/serial.log and
 # returns RUN_SCRIPT's status; 124 when the time limit passed, 125 when dom0
-# never reported an exit status (Xen or dom0 died).
+# never reported an exit status (Xen or dom0 died), 126 when dom0 stayed
+# silent for XENHOST_STALL seconds (the host wedged) and was stopped.
 xenhost_run() {
     local name=$1 run=$2
     shift 2
@@ -58,6 +65,9 @@ xenhost_run() {
     progress "booting Xen 4.17 and dom0 in QEMU (software emulation) for '$name'"
     local start=$SECONDS
     echo 125 > "$dir/rc"
+    : > "$dir/alive"
+    _xenhost_watchdog "$dir" &
+    local watchdog=$!
     set +e
     timeout --kill-after=5 "$XENHOST_TIMEOUT" env \
         LD_LIBRARY_PATH="$HOSTROOT/usr/lib/x86_64-linux-gnu:$HOSTROOT/lib/x86_64-linux-gnu" \
@@ -65,15 +75,21 @@ xenhost_run() {
         -L "$HOSTROOT/usr/share/qemu" -L "$HOSTROOT/usr/share/seabios" \
         -machine pc -accel "tcg,thread=$XENHOST_TCG_THREAD" -cpu "$XENHOST_CPU" \
         -smp 2 -m 2048 -display none -vga none -net none -no-reboot \
-        -serial stdio -monitor none \
+        -serial stdio -monitor none -pidfile "$dir/qemu.pid" \
         -kernel "$xen" -append "$XEN_CMDLINE" \
         -initrd "$kernel $DOM0_CMDLINE,$dir/initrd" </dev/null 2>"$dir/qemu.err" |
-        tee "$dir/serial.log" | _xenhost_filter "$dir/rc" "$start"
+        tee "$dir/serial.log" | _xenhost_filter "$dir" "$start"
     local qemu_status=${PIPESTATUS[0]}
+    kill "$watchdog" 2>/dev/null
+    wait "$watchdog" 2>/dev/null
     set -e
     local rc
     rc=$(cat "$dir/rc")
-    if ((qemu_status == 124)); then
+    if [[ -e $dir/stalled ]]; then
+        progress "dom0 was silent for ${XENHOST_STALL}s (the emulated host wedged): stopped; serial log: $dir/serial.log"
+        tail -n 5 "$dir/serial.log" | tr -d '\r' | sed 's/^/  last serial line | /' >&2
+        rc=126
+    elif ((qemu_status == 124)); then
         progress "time limit of ${XENHOST_TIMEOUT}s passed; serial log: $dir/serial.log"
         rc=124
     elif ((rc == 125)); then
@@ -86,15 +102,35 @@ xenhost_run() {
 }
 
 # Reads the serial line: "@@ " lines are dom0's command output, "@@XENHOST"
-# lines are milestones; everything else (Xen's log) stays in the log file.
+# lines are milestones, "@@HB" dom0's heartbeat; everything else (Xen's
+# log) stays in the log file. Each line from dom0 renews DIR/alive for
+# _xenhost_watchdog.
 _xenhost_filter() {
-    local rcfile=$1 start=$2 line
+    local dir=$1 start=$2 line
     while IFS= read -r line; do
         line=${line//$'\r'/}
         case $line in
+            "@@"*) : > "$dir/alive" ;;
+        esac
+        case $line in
             "@@ "*) printf '%s\n' "${line#@@ }" ;;
-            "@@XENHOST exit "*) echo "${line#@@XENHOST exit }" > "$rcfile" ;;
+            "@@XENHOST exit "*) echo "${line#@@XENHOST exit }" > "$dir/rc" ;;
             "@@XENHOST "*) progress "${line#@@XENHOST } ($((SECONDS - start)) s)" ;;
         esac
+    done
+}
+
+# _xenhost_watchdog DIR: stops the host's QEMU (DIR/qemu.pid) once dom0
+# has been silent (DIR/alive not renewed) for XENHOST_STALL seconds, and
+# leaves DIR/stalled behind.
+_xenhost_watchdog() {
+    local dir=$1 quiet
+    while sleep 10; do
+        quiet=$(($(date +%s) - $(stat -c %Y "$dir/alive")))
+        if ((quiet >= XENHOST_STALL)); then
+            : > "$dir/stalled"
+            [[ -s $dir/qemu.pid ]] && kill "$(cat "$dir/qemu.pid")" 2>/dev/null
+            return
+        fi
     done
 }
