@@ -43,8 +43,8 @@ impl Gntdev {
             return Vec::new();
         }
         let c = &self.counters;
-        add(&c.unmap_hypercalls, 1);
-        let res = self.svc.grants.unmap(hole, reqs);
+        let (res, calls) = self.svc.grants.unmap_costed(hole, reqs);
+        add(&c.unmap_hypercalls, calls);
         let failed: Vec<UnmapRequest> = reqs
             .iter()
             .zip(&res)

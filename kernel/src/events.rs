@@ -144,13 +144,16 @@ fn halt(deadline: u64) {
     }
     let upcalls = &COUNTS[percpu::id()].upcalls;
     let seen = upcalls.load(Ordering::Relaxed);
+    // An event Xen flagged but whose vector never came ends the spin too:
+    // the caller's next `poll_upcall` takes it.
+    let flagged = &vcpu_info(percpu::id()).evtchn_upcall_pending;
     interrupts::enable();
     // The clock is read once per `POLL_SPINS` spins only: under Xen a
     // guest's rdtsc may be emulated, a VM exit each, and the emulated host
     // corrupts a vCPU now and then at a VM exit (a guest at `idle=poll`
     // reading its clock every spin triple-faulted in both tries of a case).
     let mut spins = 0u32;
-    while upcalls.load(Ordering::Relaxed) == seen {
+    while upcalls.load(Ordering::Relaxed) == seen && flagged.load(Ordering::Acquire) == 0 {
         spins = spins.wrapping_add(1);
         if spins.is_multiple_of(POLL_SPINS) && now_ns() >= deadline {
             break;

@@ -9,11 +9,16 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 
 use spin::Once;
+use xen::abi::DomId;
+use xen::abi::grant_table::{GNTMAP_contains_pte, GNTMAP_host_map, GrantHandle, GrantRef};
 use xen::abi::grant_table::{
     GnttabCopy, GnttabMapGrantRef, GnttabQuerySize, GnttabUnmapGrantRef, GrantFrame,
 };
 use xen::gnttab::QuerySizeError;
-use xen::grant::{GrantHypercalls, GrantOps, GrantStats, GrantTable, LinearFrames, Reaped};
+use xen::grant::{
+    CopyOp, EndAccess, GrantError, GrantHypercalls, GrantOps, GrantStats, GrantTable, Hole,
+    LinearFrames, MapCost, MapRequest, Reaped, TableSize, UnmapRequest,
+};
 use xen::hypercall::XenErrno;
 
 use crate::layout::{self, PAGE_SIZE};
@@ -55,6 +60,16 @@ fn timed<T>(total: &AtomicU64, f: impl FnOnce() -> T) -> T {
 // SAFETY: every call goes to `xen::grant::Xen`, Xen's own hypercalls.
 unsafe impl GrantHypercalls for TimedXen {
     unsafe fn map_grant_ref(&self, ops: &mut [GnttabMapGrantRef]) -> Result<(), XenErrno> {
+        if crate::arch::is_pv() {
+            // A PV kernel's `host_addr` is a virtual address (the hole
+            // frame's, in the direct map) whose entry Xen writes: its
+            // table must exist. Without one, Xen refuses that op.
+            for op in ops.iter() {
+                if op.flags & (GNTMAP_host_map | GNTMAP_contains_pte) == GNTMAP_host_map {
+                    let _ = crate::arch::pv::ensure_table(op.host_addr);
+                }
+            }
+        }
         // SAFETY: forwarded to the caller's contract.
         timed(&MAP_NS, || unsafe { xen::grant::Xen.map_grant_ref(ops) })
     }
@@ -171,6 +186,93 @@ pub fn stats() -> GrantStats {
 /// (gntdev); [`init`] must have run.
 pub fn shared() -> Arc<Table> {
     TABLE.get().expect("grants::init ran").clone()
+}
+
+/// The grant operations for gntdev: the table's, except that under PV a
+/// foreign grant "mapped" into a hole frame is bound to it
+/// ([`PvGrants`]).
+pub fn ops() -> Arc<dyn GrantOps + Send + Sync> {
+    if crate::arch::is_pv() {
+        Arc::new(PvGrants(shared()))
+    } else {
+        shared()
+    }
+}
+
+/// PV: the table's grant operations, but a map into a hole binds each
+/// frame to its grant (`arch::pv_grant::bind`, no hypercall) and an
+/// unmap ends the binding: a PV kernel's foreign grants live in the
+/// page-table entries that map them, which the pmap makes and removes
+/// with Xen, all of a mapping in one call each. A bad reference is
+/// therefore refused at the first fault, by Xen, not here.
+pub struct PvGrants(Arc<Table>);
+
+impl GrantOps for PvGrants {
+    fn grant_access(&self, peer: DomId, gfn: u64, readonly: bool) -> Result<GrantRef, GrantError> {
+        self.0.grant_access(peer, gfn, readonly)
+    }
+
+    fn end_access(&self, gref: GrantRef) -> Result<EndAccess, GrantError> {
+        self.0.end_access(gref)
+    }
+
+    fn in_use(&self, gref: GrantRef) -> bool {
+        self.0.in_use(gref)
+    }
+
+    fn reap(&self) -> Vec<Reaped> {
+        self.0.reap()
+    }
+
+    /// Binds each request's hole frame to its grant; no hypercall.
+    fn map_costed(
+        &self,
+        hole: &Hole,
+        reqs: &[MapRequest],
+    ) -> (Vec<Result<GrantHandle, GrantError>>, MapCost) {
+        let res = reqs
+            .iter()
+            .map(|r| {
+                let gfn = hole.gfn(r.slot).ok_or(GrantError::BadVirtAddr)?;
+                crate::arch::pv_grant::bind(gfn, r.dom, r.gref, r.readonly);
+                Ok(r.slot as GrantHandle)
+            })
+            .collect();
+        (res, MapCost::default())
+    }
+
+    /// Ends the bindings: the page-table entries that mapped the frames
+    /// went (with one unmap call each operation) before the mapping did.
+    fn unmap(&self, hole: &Hole, reqs: &[UnmapRequest]) -> Vec<Result<(), GrantError>> {
+        reqs.iter()
+            .map(|r| {
+                let gfn = hole.gfn(r.slot).ok_or(GrantError::BadVirtAddr)?;
+                crate::arch::pv_grant::unbind(gfn);
+                Ok(())
+            })
+            .collect()
+    }
+
+    fn unmap_costed(
+        &self,
+        hole: &Hole,
+        reqs: &[UnmapRequest],
+    ) -> (Vec<Result<(), GrantError>>, u64) {
+        (self.unmap(hole, reqs), 0)
+    }
+
+    unsafe fn copy(&self, ops: &[CopyOp]) -> Vec<Result<(), GrantError>> {
+        // SAFETY: forwarded to the caller's contract.
+        unsafe { self.0.copy(ops) }
+    }
+
+    fn query_size(&self) -> Result<TableSize, GrantError> {
+        self.0.query_size()
+    }
+
+    fn stats(&self) -> GrantStats {
+        self.0.stats()
+    }
 }
 
 /// Hands deferred grants that a reap completed to their owners: kept

@@ -50,10 +50,21 @@ impl PhysAccess for DirectMap {
     }
 
     fn copy_page(&self, src: u64, dst: u64) {
-        // SAFETY: as for `zero_page`; two distinct whole pages.
-        unsafe {
-            core::ptr::copy_nonoverlapping(src as *const u8, dst as *mut u8, PAGE_SIZE as usize)
+        let copy = |src: *const u8| {
+            // SAFETY: as for `zero_page`; two distinct whole pages.
+            unsafe { core::ptr::copy_nonoverlapping(src, dst as *mut u8, PAGE_SIZE as usize) };
         };
+        // PV: the source of a private mapping's copy may be a hole frame
+        // bound to a foreign grant, which no kernel mapping holds: that
+        // grant is mapped for the copy.
+        if crate::arch::is_pv() && crate::arch::pv_grant::bound(src).is_some() {
+            if crate::arch::pv_grant::with_frame(src, |p| copy(p)).is_err() {
+                // The peer took its grant back: the copy reads as zeros.
+                self.zero_page(dst);
+            }
+            return;
+        }
+        copy(src as *const u8);
     }
 }
 

@@ -11,8 +11,8 @@
 #                (scenario=gntdev-map) maps and exits with its unmap notify;
 #   gntdev-dom0-maps: the guest's gnt-share (scenario=gntdev-share) shares,
 #                dom0 maps with xengnttab and notifies as it unmaps.
-# pv-interop-dom0-maps and pv-interop-gntdev-dom0-maps: the same two
-# with the guest in PV (INTEROP_TYPE, xl's type=).
+# pv-interop-*: the same four with the guest in PV (INTEROP_TYPE, xl's
+# type=).
 # Each case passes when both dom0's tool and the guest report PASS.
 # Run from the project root on a Xen host (or via scripts/test).
 . scripts/lib/xl.sh
@@ -83,11 +83,15 @@ run_case interop_case interop-dom0-shares share-mapper "" share DOMID "$PAGES" "
 run_case interop_case interop-dom0-maps share-sharer "pages=$PAGES seed=$SEED" map DOMID
 run_case interop_case interop-gntdev-dom0-shares gntdev-map "" -g share DOMID "$PAGES" "$GNTDEV_SEED"
 run_case interop_case interop-gntdev-dom0-maps gntdev-share "pages=$PAGES" -g map DOMID
-# The guest in PV (kernel/src/arch/pv.rs), where it shares: its grant
-# entries name machine frames. (Its mapping of dom0's grants waits for
-# gntdev's PV mapping at the PTEs.)
+# The guest in PV (kernel/src/arch/pv.rs): where it shares, its grant
+# entries name machine frames; where it maps, the kernel's mapper maps
+# each grant at its hole frame's address in the kernel's page table, and
+# gnt-map's populate maps them straight into the process's page table
+# (kernel/src/arch/pv_grant.rs).
 INTEROP_TYPE=pv
+run_case interop_case pv-interop-dom0-shares share-mapper "" share DOMID "$PAGES" "$SEED"
 run_case interop_case pv-interop-dom0-maps share-sharer "pages=$PAGES seed=$SEED" map DOMID
+run_case interop_case pv-interop-gntdev-dom0-shares gntdev-map "" -g share DOMID "$PAGES" "$GNTDEV_SEED"
 run_case interop_case pv-interop-gntdev-dom0-maps gntdev-share "pages=$PAGES" -g map DOMID
 INTEROP_TYPE=
 finish

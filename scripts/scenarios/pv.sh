@@ -20,7 +20,13 @@
 # pv-pvh-gntdev-1024: domain A in PV shares 1024 pages through gntdev
 # (ALLOC_GREF: grant entries name machine frames), domain B in PVH maps
 # them (one map hypercall, one fault), as gntdev-1024 does between two
-# PVH domains.
+# PVH domains. pv-gntdev-1, -1024, -65536: both domains in PV; B's
+# populate maps every grant into its process's page table with one
+# GNTTABOP_map_grant_ref (GNTMAP_contains_pte at each entry), its exit
+# unmaps them by entry with one unmap (kernel/src/arch/pv_grant.rs).
+# pvh-pv-gntdev-1024: a PVH sharer, a PV mapper. Each also fails on
+# Xen's page-table or grant complaints about either domain, and unless
+# B's exit took one unmap hypercall per mapping.
 . scripts/lib/xl.sh
 . scripts/lib/share.sh
 
@@ -113,6 +119,40 @@ pv_user() {
     xl dmesg 2>/dev/null | tr -d '\r' | grep "d${_id}[v: ]" | tail -n 40 | sed 's/^/  xen | /'
 }
 
+# pv_gntdev_pair CASE PAGES [XL OVERRIDE...]: gntdev_pair (scripts/lib/
+# share.sh) with the domain types PAIR_A_TYPE and PAIR_B_TYPE name: gnt-map
+# in B fails unless its mapping took one fault and one map hypercall; the
+# case also fails unless B's exit took one unmap hypercall per mapping
+# and Xen logged no page-table or grant error for either domain.
+pv_gntdev_pair() {
+    local _case _pages _maps _calls _faults _unmaps _err _d
+    _case=$1 _pages=$2
+    shift 2
+    pair_run "$_case" gntdev-map "scenario=gntdev-share pages=$_pages" "$@" || return
+    show_lines xenguest-a xenguest-b
+    _maps=$(counter xenguest-b mapper mappings)
+    _calls=$(counter xenguest-b gnt-map map_hypercalls)
+    _faults=$(counter xenguest-b gnt-map faults)
+    _unmaps=$(counter xenguest-b mapper unmap_hypercalls)
+    _err=
+    for _d in "$PAIR_A_ID" "$PAIR_B_ID"; do
+        _err="$_err$(pv_xen_errors "$_d")"
+    done
+    if guest_result xenguest-a gntdev-share >/dev/null && guest_result xenguest-b gntdev-map >/dev/null; then
+        if [ -n "$_err" ]; then
+            echo "$_err" | head -n 20 | sed 's/^/  xen | /'
+            fail "$_case" "Xen logged page-table or grant errors"
+            return
+        elif [ "${_unmaps:-x}" != "${_maps:-y}" ]; then
+            fail "$_case" "${_unmaps:-no} unmap hypercall(s) for ${_maps:-no} mapping(s)"
+            show_log xenguest-b
+            return
+        fi
+    fi
+    pair_judge "$_case" gntdev-share gntdev-map \
+        "$_pages pages: $_maps mapping(s), $_calls map hypercall(s), $_faults fault(s), $_unmaps unmap hypercall(s)"
+}
+
 run_case pv_banner pv-banner
 for c in pmap user-hello user-anon user-cow user-munmap user-mprotect user-efault user-populate; do
     run_case pv_user "pv-$c" "$c"
@@ -128,6 +168,22 @@ run_case pv_user pv-smp-threads smp-threads 'vcpus=4' 'memory=64'
 # A PV sharer, a PVH mapper: A's gnt-share grants 1024 pages (their
 # machine frames in its grant entries), B maps them with one populate.
 PAIR_A_TYPE=pv
-run_case gntdev_pair pv-pvh-gntdev-1024 1024
+run_case pv_gntdev_pair pv-pvh-gntdev-1024 1024
+# Both in PV: B's populate maps every grant straight into its process's
+# page table (GNTMAP_contains_pte at each entry's machine address) with
+# one map hypercall, and its exit unmaps them by entry with one unmap
+# hypercall (kernel/src/arch/pv_grant.rs).
+PAIR_B_TYPE=pv
+run_case pv_gntdev_pair pv-gntdev-1 1
+run_case pv_gntdev_pair pv-gntdev-1024 1024
+# 65536 pages (256 MiB): as gntdev-65536 (scripts/scenarios/gntdev.sh).
+(
+    GUEST_TIMEOUT=300
+    CASE_BUDGET=660
+    run_case pv_gntdev_pair pv-gntdev-65536 65536 memory=300 max_grant_frames=256
+)
+# A PVH sharer, a PV mapper.
 PAIR_A_TYPE=
+run_case pv_gntdev_pair pvh-pv-gntdev-1024 1024
+PAIR_B_TYPE=
 finish

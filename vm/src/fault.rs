@@ -139,6 +139,55 @@ pub fn vm_fault(
     }
 }
 
+/// Enters the resident, fully valid pages that `map` maps in the ranges
+/// `[start, end)` of `ranges` into `pmap` ahead of any fault, all in one
+/// [`Pmap::batch`] (FreeBSD's `vm_map_pmap_enter`, its exec's prefault of
+/// the image): one page-table hand-over for what would be a fault each.
+/// Pages are entered as the fast path would (the entry's rights, less
+/// write for a lent page) and stay shared-busy until the batch has
+/// ended; a page busy, invalid or not resident is left for a fault.
+/// For an address space no thread runs in yet: the map must not change
+/// meanwhile. Returns how many pages it entered.
+pub fn prefault(map: &VmMap, pmap: &dyn Pmap, ranges: &[(u64, u64)]) -> u64 {
+    let f = Fault {
+        map,
+        pmap,
+        fault_type: Prot::READ,
+        wire: false,
+    };
+    let mut held: Vec<(Arc<VmObject>, PageId)> = Vec::new();
+    let _ = pmap.batch(&mut || {
+        let pages = ranges
+            .iter()
+            .flat_map(|&(start, end)| start / PAGE_SIZE..end.div_ceil(PAGE_SIZE));
+        for va in pages.map(|p| p * PAGE_SIZE) {
+            let Ok((guard, l)) = map.lookup(va, Prot::READ) else {
+                continue;
+            };
+            let d = l.object.domain();
+            let id = l.object.lock().lookup(l.pindex);
+            if let Some(id) = id.filter(|&id| d.page(id).try_sbusy()) {
+                let m = d.page(id);
+                let loaned = m.is_loaned();
+                if m.all_valid()
+                    && f.enter(d, va, id, loan_prot(l.prot, loaned), managed(&l.object))
+                        .is_ok()
+                {
+                    held.push((l.object.clone(), id));
+                } else {
+                    m.sunbusy(d.wait());
+                }
+            }
+            map.lookup_done(guard);
+        }
+    });
+    for (obj, id) in &held {
+        let d = obj.domain();
+        d.page(*id).sunbusy(d.wait());
+    }
+    held.len() as u64
+}
+
 /// One attempt: `Ok(None)` means restart (the map changed, or a copy-on-write
 /// copy appeared while a backing page was being mapped).
 fn fault_once(
@@ -360,7 +409,7 @@ impl Fault<'_> {
         let mut i = 0;
         // One batch for the run (`Pmap::batch`): the pages stay busy, and
         // the map read-locked, until every entry is in the tables.
-        self.pmap.batch(&mut || {
+        let handed = self.pmap.batch(&mut || {
             while i < pages.len() {
                 let (p, id) = pages[i];
                 let va = l.va_of(p);
@@ -389,6 +438,9 @@ impl Fault<'_> {
                 i += n;
             }
         });
+        if let Err(e) = handed {
+            err.get_or_insert(e);
+        }
         for &(_, id) in &pages {
             d.page(id).xunbusy(d.wait());
         }

@@ -133,10 +133,14 @@ pub trait Pmap: Send + Sync {
     /// (NetBSD's `pmap_update`: a pmap whose changes cost a hypercall each,
     /// as a Xen PV one, gathers them). Until then the new mappings may be
     /// missing from the tables; the caller keeps them from being needed or
-    /// changed meanwhile: their pages busy, the map read-locked. The
-    /// default runs `f` alone.
-    fn batch(&self, f: &mut dyn FnMut()) {
+    /// changed meanwhile: their pages busy, the map read-locked. An
+    /// entry the tables refused when they were handed over (a Xen PV
+    /// pmap's grant entries, which Xen validates then) is not made, and
+    /// the batch fails with `Failure`: the fault fails as a pager's
+    /// failure does. The default runs `f` alone.
+    fn batch(&self, f: &mut dyn FnMut()) -> Result<(), KernResult> {
         f();
+        Ok(())
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use vm::domain::{PageMappings, PhysAccess, VmDomain};
-use vm::fault::{FaultFlags, FaultPath, vm_fault};
+use vm::fault::{FaultFlags, FaultPath, prefault, vm_fault};
 use vm::map::{EntryFlags, Inheritance, KernResult, MapEntry, VmMap};
 use vm::object::{ObjectFlags, ObjectType, VmObject};
 use vm::page::{MemAttr, PageId, SpinWait, VPRC_OBJREF};
@@ -748,6 +748,54 @@ fn insert_rejects_bad_entries() {
     assert_eq!(KernResult::NoSpace.to_errno(), Err(Errno::ENOMEM));
     assert_eq!(KernResult::ProtectionFailure.to_errno(), Err(Errno(13)));
     assert_eq!(KernResult::Success.to_errno(), Ok(()));
+}
+
+#[test]
+fn prefault_enters_the_resident_pages_without_faults() {
+    let e = env(32);
+    e.map.insert(entry(BASE, 8, None, 0, RW)).unwrap();
+    // Page 3 never touched (not resident); page 6 busy at the prefault.
+    for i in [0, 1, 2, 4, 5, 6, 7] {
+        vm_fault(
+            &e.map,
+            &e.pmap,
+            BASE + i * PG,
+            Prot::WRITE,
+            FaultFlags::empty(),
+        )
+        .unwrap();
+    }
+    let busy = e.pmap.pte(BASE + 6 * PG).unwrap().page;
+    e.pmap.remove(BASE, BASE + 8 * PG);
+    assert!(e.d.page(busy).try_xbusy());
+    let (faults, enters) = (e.d.counters.faults.get(), e.pmap.enters.get());
+    let entered = prefault(
+        &e.map,
+        &e.pmap,
+        &[(BASE, BASE + 3 * PG), (BASE + 3 * PG, BASE + 8 * PG)],
+    );
+    e.d.page(busy).xunbusy(e.d.wait());
+    assert_eq!(entered, 6);
+    assert_eq!(e.d.counters.faults.get(), faults, "no fault counted");
+    assert_eq!(e.pmap.enters.get(), enters + 6);
+    for i in 0..8 {
+        let pte = e.pmap.pte(BASE + i * PG);
+        assert_eq!(pte.is_some(), i != 3 && i != 6, "page {i}");
+        if let Some(pte) = pte {
+            assert_eq!(pte.prot, RW);
+            assert!(!e.d.page(pte.page).is_busied(), "page {i} left busy");
+        }
+    }
+    // The pages left out fault in as before.
+    vm_fault(
+        &e.map,
+        &e.pmap,
+        BASE + 6 * PG,
+        Prot::READ,
+        FaultFlags::empty(),
+    )
+    .unwrap();
+    assert_eq!(e.pmap.pte(BASE + 6 * PG).unwrap().page, busy);
 }
 
 #[test]

@@ -11,6 +11,7 @@ pub mod interrupts;
 pub mod percpu;
 pub mod pmap;
 pub mod pv;
+pub mod pv_grant;
 pub mod syscall;
 pub mod trap;
 

@@ -53,7 +53,15 @@
 //! them with `MMUEXT_NEW_BASEPTR` and `MMUEXT_NEW_USER_BASEPTR`; TLB
 //! entries go by `mmuext_op`. Without Xen's superpage support there are
 //! no 2 MiB entries: `enter_large` enters 512 pages and nothing is
-//! promoted.
+//! promoted. A hole frame bound to a foreign grant (gntdev's mappings,
+//! `super::pv_grant`) is mapped by Xen: its entries are made with one
+//! `GNTTABOP_map_grant_ref` per operation or batch (after the
+//! operation's `mmu_update`s, with the lock held outside a batch; the
+//! entries Xen refuses leave the counts and fail the `enter` or the
+//! batch) and removed with one `GNTTABOP_unmap_grant_ref` (before the
+//! `mmu_update`s); they read as the hole frame with the software bit
+//! `PTE_GRANT`, and never go through `mmu_update`. New rights for one
+//! are an unmap and a map.
 //!
 //! # Locking
 //!
@@ -130,6 +138,10 @@ const PTE_PS: u64 = 1 << 7;
 /// Software bit (available to the OS): the mapping holds one wiring of
 /// its page (`PG_W`).
 const PTE_WIRED: u64 = 1 << 9;
+/// Software bit of the values the pmap reads and writes (never in a
+/// table): PV, a grant entry, which Xen writes and removes
+/// (`super::pv_grant`) and `mmu_update` must never touch.
+const PTE_GRANT: u64 = 1 << 10;
 const PTE_NX: u64 = 1 << 63;
 const PTE_ADDR: u64 = 0x000f_ffff_ffff_f000;
 const PDE_LARGE_ADDR: u64 = 0x000f_ffff_ffe0_0000;
@@ -427,9 +439,18 @@ fn entry(table: u64, index: u64) -> *mut u64 {
 }
 
 /// The entry at `p`, its frame pseudo-physical (PV tables hold machine
-/// frames).
+/// frames; a grant entry reads as its bound hole frame, with
+/// [`PTE_GRANT`]).
 fn read(p: *mut u64) -> u64 {
     if super::is_pv() {
+        match super::pv_grant::lookup(p as u64) {
+            Some(Some(g)) => return grant_bits(g),
+            // Its unmap is queued, maybe a plain entry after it.
+            Some(None) => {
+                return super::pv::queued_entry(p as u64).map_or(0, super::pv::entry_to_pseudo);
+            }
+            None => {}
+        }
         // A write still queued is the entry's value.
         let raw = super::pv::queued_entry(p as u64).unwrap_or_else(|| {
             // SAFETY: as below.
@@ -442,12 +463,61 @@ fn read(p: *mut u64) -> u64 {
     unsafe { p.read_volatile() }
 }
 
+/// PV: the grant entry a value with [`PTE_GRANT`] asks for (writable
+/// only if the grant is).
+fn grant_entry(v: u64) -> super::pv_grant::GrantEntry {
+    let pa = v & PTE_ADDR;
+    super::pv_grant::GrantEntry {
+        pa,
+        writable: v & PTE_W != 0 && super::pv_grant::bound(pa) == Some(false),
+        wired: v & PTE_WIRED != 0,
+    }
+}
+
+/// PV: whether value `v` ([`PTE_GRANT`]) maps what grant entry `old` does,
+/// with the same rights: then only the wired bit may change.
+fn same_grant(v: u64, old: super::pv_grant::GrantEntry) -> bool {
+    let new = grant_entry(v);
+    new.pa == old.pa && new.writable == old.writable
+}
+
+/// PV: queues a grant entry for value `v` ([`PTE_GRANT`]) at the empty
+/// slot `p` of `pmap`, for user address `va`; Xen makes it when the
+/// operation's maps are handed over ([`Pmap::settle`]).
+fn write_grant(p: *mut u64, v: u64, va: u64, pmap: &Weak<Pmap>) -> Result<(), KernResult> {
+    super::pv_grant::queue_map(p as u64, grant_entry(v), va, pmap.clone())
+        .map_err(|_| KernResult::Failure)
+}
+
+/// The value a grant entry reads as.
+fn grant_bits(g: super::pv_grant::GrantEntry) -> u64 {
+    let mut v = g.pa | PTE_P | PTE_U | PTE_NX | PTE_AD | PTE_GRANT;
+    if g.writable {
+        v |= PTE_W;
+    }
+    if g.wired {
+        v |= PTE_WIRED;
+    }
+    v
+}
+
 /// Sets the entry at `p` to `v` (a pseudo-physical frame): a store, or
 /// under PV a write queued for one `mmu_update` per operation (the tables
 /// are read-only to us), which [`Shootdown`] flushes before it
-/// invalidates and when it goes.
+/// invalidates and when it goes. A grant entry (PV, [`PTE_GRANT`]) is
+/// only ever removed here (`v` 0), by an unmap queued in its stead; the
+/// pmap makes one with [`write_grant`].
 fn write(p: *mut u64, v: u64) {
     if super::is_pv() {
+        if let Some(Some(old)) = super::pv_grant::lookup(p as u64) {
+            if v & PTE_GRANT != 0 && same_grant(v, old) {
+                super::pv_grant::set_wired(p as u64, v & PTE_WIRED != 0);
+                return;
+            }
+            debug_assert_eq!(v, 0, "a grant entry changed in place");
+            super::pv_grant::queue_unmap(p as u64);
+            return;
+        }
         // SAFETY: as for `read`; Xen checks the entry when it is flushed.
         unsafe { super::pv::queue_entry(p as u64, v) };
         return;
@@ -794,6 +864,15 @@ impl Pmap {
             if pte & PTE_P != 0 {
                 match f(pte, va, false) {
                     Some(v) if same_for_tlb(v, pte) => write(slot, v),
+                    Some(v) if pte & PTE_GRANT != 0 && !same_grant(v, grant_entry(pte)) => {
+                        // Xen's entry: new rights by an unmap and a map.
+                        write(slot, 0);
+                        if write_grant(slot, v, va, &self.this).is_err() {
+                            g.resident -= 1;
+                            pv_remove(pte & PTE_ADDR, &self.this, va);
+                        }
+                        sd.add(va, 1);
+                    }
                     Some(v) => {
                         write(slot, v);
                         sd.add(va, 1);
@@ -809,6 +888,26 @@ impl Pmap {
             va += PAGE;
         }
         sd.finish();
+        self.settle(&mut g);
+    }
+
+    /// PV: unless a batch runs ([`VmPmap::batch`] does it at its end),
+    /// hands this CPU's queued grant maps to Xen and takes those it
+    /// refused out of this pmap's counts and mapping lists (the refused
+    /// entries stay empty); returns whether it refused any. Called with
+    /// the lock held, after the operation's other changes: no other CPU
+    /// sees the slots meanwhile.
+    fn settle(&self, g: &mut PmapInner) -> bool {
+        if !super::is_pv() || super::pv::deferring() {
+            return false;
+        }
+        let refused = super::pv_grant::flush_maps();
+        for r in &refused {
+            debug_assert!(Weak::ptr_eq(&r.pmap, &self.this));
+            g.resident -= 1;
+            pv_remove(r.pa, &self.this, r.va);
+        }
+        !refused.is_empty()
     }
 }
 
@@ -827,7 +926,12 @@ impl VmPmap for Pmap {
         flags: EnterFlags,
     ) -> Result<(), KernResult> {
         debug_assert!((USER_MIN..USER_END).contains(&va) && va.is_multiple_of(PAGE));
-        let bits = enter_bits(page, prot, flags)?;
+        let mut bits = enter_bits(page, prot, flags)?;
+        // PV: a hole frame bound to a grant is mapped by Xen.
+        let grant = super::is_pv() && super::pv_grant::bound(pa).is_some();
+        if grant {
+            bits |= PTE_GRANT;
+        }
         let mut g = self.inner.lock();
         let mut sd = Shootdown::new(self);
         let slot = match g
@@ -841,13 +945,27 @@ impl VmPmap for Pmap {
         if old & PTE_P != 0 {
             if old & PTE_ADDR == pa {
                 // Same page: only the rights change; a wiring stays.
-                write(slot, pa | bits | (old & PTE_WIRED));
+                let new = pa | bits | (old & PTE_WIRED);
+                if grant && !same_grant(new, grant_entry(old)) {
+                    write(slot, 0);
+                    if write_grant(slot, new, va, &self.this).is_err() {
+                        g.resident -= 1;
+                        pv_remove(pa, &self.this, va);
+                    }
+                } else {
+                    write(slot, new);
+                }
                 sd.add(va, 1);
                 let dead = g.promote(va, &mut sd);
                 sd.finish();
+                let refused = self.settle(&mut g);
                 drop(g);
                 free_table(dead);
-                return Ok(());
+                return if refused {
+                    Err(KernResult::Failure)
+                } else {
+                    Ok(())
+                };
             }
             debug_assert!(old & PTE_WIRED == 0, "replacing a wired mapping");
             write(slot, 0);
@@ -855,15 +973,23 @@ impl VmPmap for Pmap {
             pv_remove(old & PTE_ADDR, &self.this, va);
             sd.add(va, 1);
         }
-        write(slot, pa | bits);
+        if grant {
+            write_grant(slot, pa | bits, va, &self.this)?;
+        } else {
+            write(slot, pa | bits);
+        }
         g.resident += 1;
         if flags.contains(EnterFlags::MANAGED) {
             pv_insert(page, &self.this, va);
         }
         let dead = g.promote(va, &mut sd);
         sd.finish();
+        let refused = self.settle(&mut g);
         drop(g);
         free_table(dead);
+        if refused {
+            return Err(KernResult::Failure);
+        }
         Ok(())
     }
 
@@ -994,13 +1120,29 @@ impl VmPmap for Pmap {
 
     /// Under PV the batch's leaf writes go to Xen together, in calls of
     /// up to 512 entries (`arch::pv`'s queue), when `f` returns.
-    fn batch(&self, f: &mut dyn FnMut()) {
+    fn batch(&self, f: &mut dyn FnMut()) -> Result<(), KernResult> {
         if !super::is_pv() {
-            return f();
+            f();
+            return Ok(());
         }
         super::pv::set_deferring(true);
         f();
         super::pv::set_deferring(false);
+        // The grant entries of the batch, in one map call: those refused
+        // come out of their pmaps' counts (this pmap's: the batch held no
+        // lock of it).
+        let refused = super::pv_grant::flush_maps();
+        for r in &refused {
+            if let Some(p) = r.pmap.upgrade() {
+                p.inner.lock().resident -= 1;
+                pv_remove(r.pa, &r.pmap, r.va);
+            }
+        }
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(KernResult::Failure)
+        }
     }
 
     fn extract_and_hold(&self, va: u64, prot: Prot) -> Option<PageId> {

@@ -342,6 +342,15 @@ unsafe fn set_entries(va: u64, pages: u64, pte: impl Fn(u64) -> u64) -> Result<(
     })
 }
 
+/// Makes sure an L1 table covers kernel address `va` (above RAM in the
+/// direct map), for an entry Xen itself writes there (a grant map).
+pub fn ensure_table(va: u64) -> Result<(), MapError> {
+    interrupts::without_interrupts(|| {
+        let _k = KERNEL_MAPS.lock();
+        ensure_l1(va).map(|_| ())
+    })
+}
+
 /// (k) Serialises changes to the kernel's own tables above the direct map.
 static KERNEL_MAPS: Mutex<()> = Mutex::new(());
 
@@ -559,7 +568,9 @@ pub unsafe fn queue_entry(slot: u64, val: u64) {
     };
     let mut q = QUEUES[super::percpu::id()].lock();
     if q.len == QUEUE {
-        flush_queue(&mut q);
+        drop(q);
+        flush_entries();
+        q = QUEUES[super::percpu::id()].lock();
     }
     let n = q.len;
     q.reqs[n] = xen::abi::pv::MmuUpdate { ptr, val };
@@ -600,8 +611,11 @@ pub fn deferring() -> bool {
     DEFER[super::percpu::id()].load(core::sync::atomic::Ordering::Relaxed)
 }
 
-/// Writes every entry queued on this CPU.
+/// Writes every entry queued on this CPU, after the grant entries queued
+/// for removal went (`super::pv_grant`: a slot may get a plain entry
+/// next).
 pub fn flush_entries() {
+    super::pv_grant::flush_unmaps();
     let mut q = QUEUES[super::percpu::id()].lock();
     if q.len != 0 {
         flush_queue(&mut q);

@@ -71,28 +71,39 @@ fn one_page(gpa: u64, len: usize) -> Result<(), Errno> {
     Ok(())
 }
 
+/// Runs `f` on `gpa` as a kernel address: the identity map, or under PV
+/// for a hole frame bound to a foreign grant, which no kernel mapping
+/// holds, that grant mapped for the moment (`arch::pv_grant::with_frame`).
+fn at<R>(gpa: u64, f: impl FnOnce(*mut u8) -> R) -> Result<R, Errno> {
+    if crate::arch::is_pv() && crate::arch::pv_grant::bound(gpa).is_some() {
+        let off = (gpa % PAGE_SIZE) as usize;
+        return crate::arch::pv_grant::with_frame(gpa, |page| f(page.wrapping_add(off)));
+    }
+    Ok(f(gpa as *mut u8))
+}
+
 impl PhysMemory for Phys {
     fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), Errno> {
         one_page(gpa, buf.len())?;
-        let src = gpa as *const u8;
-        for (i, b) in buf.iter_mut().enumerate() {
-            // SAFETY: the range is inside one identity-mapped page below
-            // 4 GiB that gntdev owns (a granted page or a mapped hole
-            // frame); the peer may write it concurrently, so it is read
-            // with volatile loads, never through a reference.
-            *b = unsafe { src.add(i).read_volatile() };
-        }
-        Ok(())
+        at(gpa, |src| {
+            for (i, b) in buf.iter_mut().enumerate() {
+                // SAFETY: the range is inside one page that gntdev owns (a
+                // granted page or a mapped hole frame), mapped at `src`;
+                // the peer may write it concurrently, so it is read with
+                // volatile loads, never through a reference.
+                *b = unsafe { src.add(i).read_volatile() };
+            }
+        })
     }
 
     fn write(&self, gpa: u64, bytes: &[u8]) -> Result<(), Errno> {
         one_page(gpa, bytes.len())?;
-        let dst = gpa as *mut u8;
-        for (i, &b) in bytes.iter().enumerate() {
-            // SAFETY: as in `read`, with volatile stores.
-            unsafe { dst.add(i).write_volatile(b) };
-        }
-        Ok(())
+        at(gpa, |dst| {
+            for (i, &b) in bytes.iter().enumerate() {
+                // SAFETY: as in `read`, with volatile stores.
+                unsafe { dst.add(i).write_volatile(b) };
+            }
+        })
     }
 }
 
@@ -188,7 +199,7 @@ fn device() -> &'static Arc<Gntdev> {
         sched::spawn_kernel(reaper, 0, None);
         Gntdev::new(Services {
             vm: mem::domain().clone(),
-            grants: grants::shared(),
+            grants: grants::ops(),
             events: Arc::new(xen::event_channel::Xen),
             pages: Arc::new(Pages),
             holes: Arc::new(Holes),
@@ -227,9 +238,15 @@ extern "C" fn reaper(_: usize) -> ! {
     }
 }
 
-/// The device's counters (zero before its first open).
+/// The device's counters (zero before its first open). Under PV its map
+/// and unmap hypercalls include the pmap's: a PV kernel maps gntdev's
+/// grants in the page-table entries that map them (`arch::pv_grant`).
 pub fn stats() -> GntdevStats {
-    DEVICE.get().map(|d| d.stats()).unwrap_or_default()
+    let mut s = DEVICE.get().map(|d| d.stats()).unwrap_or_default();
+    let pv = crate::arch::pv_grant::stats();
+    s.map_hypercalls += pv.map_calls;
+    s.unmap_hypercalls += pv.unmap_calls;
+    s
 }
 
 /// One open.

@@ -118,6 +118,14 @@ impl VmSpace {
         Ok(start)
     }
 
+    /// Enters the resident pages of the `[start, end)` ranges ahead of
+    /// any fault, in one pmap batch (`vm::fault::prefault`, FreeBSD's
+    /// `vm_map_pmap_enter`): exec's image, before any thread runs in the
+    /// address space. Returns how many pages it entered.
+    pub fn prefault(&self, ranges: &[(u64, u64)]) -> u64 {
+        vm::fault::prefault(&self.map, &*self.pmap, ranges)
+    }
+
     /// Maps `[start, start + size)` (page-aligned), which must be free:
     /// `NoSpace` if it overlaps a mapping.
     pub fn insert(&self, start: u64, size: u64, m: Mapping) -> Result<(), KernResult> {

@@ -21,6 +21,9 @@ pub fn run_program(name: &str, want: i32) -> Outcome {
         log::error!("spawn {name}: {e}");
         "cannot start the program"
     })?;
+    // The exec's own page-table writes (the image, prefaulted).
+    let (exec_updates, exec_calls) = xen::pv::update_counts();
+    let (exec_updates, exec_calls) = (exec_updates - updates0, exec_calls - calls0);
     let status = proc::wait(&p);
     let pid = p.pid;
     drop(p);
@@ -34,7 +37,7 @@ pub fn run_program(name: &str, want: i32) -> Outcome {
         let (updates, calls) = xen::pv::update_counts();
         let (updates, calls) = (updates - updates0, calls - calls0);
         kprintln!(
-            "COUNTERS pv-{name} mmu_updates={updates} mmu_update_calls={calls} per_call={}",
+            "COUNTERS pv-{name} mmu_updates={updates} mmu_update_calls={calls} per_call={} exec_updates={exec_updates} exec_calls={exec_calls}",
             updates.checked_div(calls).unwrap_or(0)
         );
     }

@@ -38,8 +38,8 @@ use uapi::ioc::{IOC_IN, IOC_OUT, iocparm_len};
 use uapi::{fcntl, mman, nr, sysctl};
 use vm::{Errno, Prot};
 
-use crate::arch::pmap;
 use crate::arch::trap::TrapFrame;
+use crate::arch::{pmap, pv_grant};
 use crate::dev::{self, File};
 use crate::proc::{self, MAX_FILES, Process, vmspace};
 use crate::{events, mem, sched, usercopy};
@@ -257,6 +257,8 @@ fn gntdev_stat(key: u64) -> u64 {
     dev::reap_gntdev();
     let g = dev::gntdev_stats();
     let (live, pending) = dev::grant_refs();
+    // PV: the pmap's grant calls (`arch::pv_grant`).
+    let pv = pv_grant::stats();
     match key {
         sysctl::GNTDEV_MAPPINGS => g.mappings,
         sysctl::GNTDEV_MAP_HYPERCALLS => g.map_hypercalls,
@@ -269,7 +271,12 @@ fn gntdev_stat(key: u64) -> u64 {
         sysctl::GNTDEV_PENDING => g.pending_grants,
         sysctl::GNTDEV_EVENTS_SENT => g.events_sent,
         sysctl::GNTDEV_BYTES_CLEARED => g.bytes_cleared,
-        sysctl::GRANT_HYPERCALLS => crate::grants::stats().hypercalls,
+        sysctl::GRANT_HYPERCALLS => {
+            crate::grants::stats().hypercalls
+                + pv.map_calls
+                + pv.unmap_calls
+                + 2 * pv.frame_accesses
+        }
         _ => crate::grants::stats().copy_ops,
     }
 }
@@ -304,6 +311,9 @@ fn sysctl(p: &Process, key: u64, new: u64) -> Result<u64, Errno> {
         sysctl::VM_LOANS_BROKEN => mem::domain().loans.counters.broken.get(),
         sysctl::PV_MMU_UPDATES => xen::pv::update_counts().0,
         sysctl::PV_MMU_CALLS => xen::pv::update_counts().1,
+        sysctl::PV_GRANT_ENTRIES => pv_grant::stats().maps,
+        sysctl::PV_GRANT_REFUSED => pv_grant::stats().map_failures,
+        sysctl::PV_GRANT_KERNEL_ACCESSES => pv_grant::stats().frame_accesses,
         sysctl::GNTDEV_MAPPINGS..=sysctl::GRANT_COPY_OPS => gntdev_stat(key),
         _ => return Err(Errno::ENOENT),
     };

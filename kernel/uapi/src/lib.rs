@@ -203,6 +203,18 @@ pub mod sysctl {
     pub const PV_MMU_UPDATES: u64 = 40;
     /// PV: the hypercalls that wrote them; 0 under PVH.
     pub const PV_MMU_CALLS: u64 = 41;
+    /// PV: page-table entries Xen made for foreign grants (a PV kernel
+    /// maps a grant straight into each entry that maps it) since boot;
+    /// 0 under PVH. Their map and unmap calls count in
+    /// `GNTDEV_MAP_HYPERCALLS` and `GNTDEV_UNMAP_HYPERCALLS`.
+    pub const PV_GRANT_ENTRIES: u64 = 42;
+    /// PV: grant entries Xen refused to make (a bad reference: the fault
+    /// fails) since boot.
+    pub const PV_GRANT_REFUSED: u64 = 43;
+    /// PV: times the kernel itself mapped a foreign grant for a moment
+    /// (an unmap notify's byte, a private mapping's copy): one map and
+    /// one unmap hypercall each, counted in `GRANT_HYPERCALLS` only.
+    pub const PV_GRANT_KERNEL_ACCESSES: u64 = 44;
     /// The `new` value that leaves the key unchanged.
     pub const READ_ONLY: u64 = u64::MAX;
 }

@@ -220,6 +220,18 @@ pub trait GrantOps {
     /// frames are holes again afterwards.
     fn unmap(&self, hole: &Hole, reqs: &[UnmapRequest]) -> Vec<Result<(), GrantError>>;
 
+    /// [`unmap`](Self::unmap), with the unmap hypercalls this call alone
+    /// issued: one, unless the implementation unmaps elsewhere (a Xen PV
+    /// kernel's grants live in the page tables that map them, and go with
+    /// those entries).
+    fn unmap_costed(
+        &self,
+        hole: &Hole,
+        reqs: &[UnmapRequest],
+    ) -> (Vec<Result<(), GrantError>>, u64) {
+        (self.unmap(hole, reqs), 1)
+    }
+
     /// Copies a batch with one hypercall (plus `GNTST_eagain` retries).
     ///
     /// # Safety
