@@ -1236,6 +1236,19 @@ impl PmapInner {
     /// creating missing ones if `create`. `None` when missing, or when a
     /// large entry stands in the way.
     fn table_at(&mut self, va: u64, level: u32, create: bool) -> Result<Option<u64>, Errno> {
+        self.table_at_for(va, level, create, true)
+    }
+
+    /// [`table_at`](Self::table_at); `ran`: whether a thread may run in
+    /// this address space (a CPU loaded it), so another CPU may walk it
+    /// meanwhile.
+    fn table_at_for(
+        &mut self,
+        va: u64,
+        level: u32,
+        create: bool,
+        ran: bool,
+    ) -> Result<Option<u64>, Errno> {
         let mut table = self.pml4;
         for l in (level..4).rev() {
             let slot = entry(table, index(va, l));
@@ -1255,10 +1268,13 @@ impl PmapInner {
                         pa | PTE_P | PTE_W | PTE_U,
                     );
                 }
-                if super::is_pv() {
-                    // A link is written at once, batch or not: another
-                    // CPU's walk must find the table rather than make a
-                    // second one.
+                if super::is_pv() && super::pv::deferring() && ran {
+                    // Within a batch (which holds the lock only entry by
+                    // entry) a link is written at once: another CPU's walk
+                    // must find the table rather than make a second one.
+                    // Else the operation's end writes it, lock held; and
+                    // an address space no CPU loaded yet (exec's
+                    // prefault) has no other walker that makes tables.
                     super::pv::flush_entries();
                 }
             } else if e & PTE_PS != 0 {
@@ -1272,7 +1288,8 @@ impl PmapInner {
     /// The leaf slot for `va`: a page-table entry, or a large entry (which
     /// a creating walk demotes).
     fn walk(&mut self, va: u64, create: bool, sd: &mut Shootdown) -> Result<Option<Slot>, Errno> {
-        let Some(pd) = self.table_at(va, 2, create)? else {
+        let ran = sd.pmap.active.load(Ordering::SeqCst) != 0;
+        let Some(pd) = self.table_at_for(va, 2, create, ran)? else {
             return Ok(None);
         };
         let pde_slot = entry(pd, index(va, 1));
@@ -1283,7 +1300,7 @@ impl PmapInner {
             }
             self.demote(pde_slot, sd)?;
         }
-        let Some(pt) = self.table_at(va, 1, create)? else {
+        let Some(pt) = self.table_at_for(va, 1, create, ran)? else {
             return Ok(None);
         };
         Ok(Some(Slot::Small(entry(pt, index(va, 0)))))
@@ -1355,7 +1372,8 @@ fn free_table(table: Option<PageId>) {
 /// view made read-only, as Xen wants of a table).
 fn alloc_table() -> Result<(PageId, u64), Errno> {
     let (id, pa) = alloc_zeroed_page()?;
-    if super::is_pv() && super::pv::set_table_view(pa, true).is_err() {
+    // PV: read-only in the same `mmu_update` as its link, queued next.
+    if super::is_pv() && super::pv::queue_table_view(pa).is_err() {
         mem::phys().free_page(id);
         return Err(Errno::ENOMEM);
     }

@@ -566,6 +566,12 @@ pub unsafe fn queue_entry(slot: u64, val: u64) {
     } else {
         val
     };
+    push(ptr, val);
+}
+
+/// Appends the raw write `ptr` (a machine address) = `val` to this CPU's
+/// queue, flushing it first if full.
+fn push(ptr: u64, val: u64) {
     let mut q = QUEUES[super::percpu::id()].lock();
     if q.len == QUEUE {
         drop(q);
@@ -575,6 +581,21 @@ pub unsafe fn queue_entry(slot: u64, val: u64) {
     let n = q.len;
     q.reqs[n] = xen::abi::pv::MmuUpdate { ptr, val };
     q.len += 1;
+}
+
+/// Queues making the direct map's view of the fresh page at `pa`
+/// read-only, as the page becomes a page table: it goes to Xen in the
+/// same `mmu_update` as the write that links the table, which comes after
+/// it (Xen applies a call's entries in order, and on the page's change
+/// of type flushes the TLBs that may still hold it writable), rather than
+/// in an `update_va_mapping` of its own.
+pub fn queue_table_view(pa: u64) -> Result<(), MapError> {
+    let root = *ROOT.get().expect("pv::start_of_day ran");
+    let mut frames = Frames;
+    let mut b = TableBuilder::new(&mut frames, xen::pv::Xen, root, 0..0);
+    let at = b.entry_address(pa)?.ok_or(MapError::NoTableFrame)?;
+    push(at, (mfn(pa / PAGE) << 12) | xen::pv::TABLE_VIEW_FLAGS);
+    Ok(())
 }
 
 /// The value last queued for the entry at direct-map address `slot`, raw

@@ -93,25 +93,25 @@ static ENTRIES: Mutex<BTreeMap<u64, Standing>> = Mutex::new(BTreeMap::new());
 /// while there is none.
 static LIVE: AtomicU64 = AtomicU64::new(0);
 
-/// A map op waiting for its CPU's [`flush_maps`].
+/// A map op waiting for its CPU's [`flush_maps`] (keyed by its slot).
 struct PendingMap {
-    slot: u64,
     entry: GrantEntry,
     binding: Binding,
     va: u64,
     pmap: Weak<Pmap>,
 }
 
-/// (c) One CPU's queued grant ops.
+/// (c) One CPU's queued grant ops, by slot: a populate or `munmap` of
+/// 65536 pages queues that many, and each of its reads looks here.
 struct Queue {
-    unmaps: Vec<(u64, GrantHandle)>,
-    maps: Vec<PendingMap>,
+    unmaps: BTreeMap<u64, GrantHandle>,
+    maps: BTreeMap<u64, PendingMap>,
 }
 
 static QUEUES: [Mutex<Queue>; super::percpu::MAX_CPUS] = [const {
     Mutex::new(Queue {
-        unmaps: Vec::new(),
-        maps: Vec::new(),
+        unmaps: BTreeMap::new(),
+        maps: BTreeMap::new(),
     })
 }; super::percpu::MAX_CPUS];
 
@@ -193,10 +193,10 @@ pub fn lookup(slot: u64) -> Option<Option<GrantEntry>> {
     }
     {
         let q = QUEUES[super::percpu::id()].lock();
-        if let Some(m) = q.maps.iter().rev().find(|m| m.slot == slot) {
+        if let Some(m) = q.maps.get(&slot) {
             return Some(Some(m.entry));
         }
-        if q.unmaps.iter().any(|&(s, _)| s == slot) {
+        if q.unmaps.contains_key(&slot) {
             return Some(None);
         }
     }
@@ -212,29 +212,35 @@ pub fn queue_map(slot: u64, entry: GrantEntry, va: u64, pmap: Weak<Pmap>) -> Res
         writable: entry.writable && !binding.readonly,
         ..entry
     };
-    LIVE.fetch_add(1, Ordering::Relaxed);
-    QUEUES[super::percpu::id()].lock().maps.push(PendingMap {
+    let old = QUEUES[super::percpu::id()].lock().maps.insert(
         slot,
-        entry,
-        binding,
-        va,
-        pmap,
-    });
+        PendingMap {
+            entry,
+            binding,
+            va,
+            pmap,
+        },
+    );
+    debug_assert!(old.is_none(), "two maps queued for one slot");
+    if old.is_none() {
+        LIVE.fetch_add(1, Ordering::Relaxed);
+    }
     Ok(())
 }
 
 /// Queues removing the grant entry at `slot`, standing or queued.
 pub fn queue_unmap(slot: u64) {
     let mut q = QUEUES[super::percpu::id()].lock();
-    if let Some(i) = q.maps.iter().position(|m| m.slot == slot) {
+    if q.maps.remove(&slot).is_some() {
         // Never handed to Xen: dropped.
-        q.maps.remove(i);
         LIVE.fetch_sub(1, Ordering::Relaxed);
         return;
     }
     let handle = ENTRIES.lock().get(&slot).map(|s| s.handle);
     match handle {
-        Some(h) => q.unmaps.push((slot, h)),
+        Some(h) => {
+            q.unmaps.insert(slot, h);
+        }
         None => panic!("pv_grant: unmap of slot {slot:#x}, which holds no grant"),
     }
 }
@@ -243,7 +249,7 @@ pub fn queue_unmap(slot: u64) {
 /// pmap's record has it).
 pub fn set_wired(slot: u64, wired: bool) {
     let mut q = QUEUES[super::percpu::id()].lock();
-    if let Some(m) = q.maps.iter_mut().rev().find(|m| m.slot == slot) {
+    if let Some(m) = q.maps.get_mut(&slot) {
         m.entry.wired = wired;
         return;
     }
@@ -262,7 +268,7 @@ pub fn flush_unmaps() {
     }
     let mut ops: Vec<GnttabUnmapGrantRef> = unmaps
         .iter()
-        .map(|&(slot, handle)| GnttabUnmapGrantRef {
+        .map(|(&slot, &handle)| GnttabUnmapGrantRef {
             host_addr: slot_ma(slot),
             dev_bus_addr: 0,
             handle,
@@ -273,7 +279,7 @@ pub fn flush_unmaps() {
     // SAFETY: each op removes an entry Xen made for us at that slot, which
     // the pmap no longer uses (its mapping is being removed, and the TLB
     // is invalidated after this call).
-    let r = unsafe { xen::gnttab::unmap_grant_ref(&mut ops) };
+    let r = long_call(|| unsafe { xen::gnttab::unmap_grant_ref(&mut ops) });
     if let Some(op) = ops.iter().find(|o| r.is_err() || o.status != GNTST_okay) {
         panic!(
             "pv_grant: unmap of {} grant entries failed (slot {:#x}: {:?}, status {})",
@@ -284,10 +290,22 @@ pub fn flush_unmaps() {
         );
     }
     let mut e = ENTRIES.lock();
-    for (slot, _) in &unmaps {
+    for slot in unmaps.keys() {
         e.remove(slot);
     }
     LIVE.fetch_sub(unmaps.len() as u64, Ordering::Relaxed);
+}
+
+/// Runs a grant hypercall of many ops with events masked. Xen preempts a
+/// long one and has the guest issue it again (a continuation); a PV
+/// guest may take its pending events at each such return, on the kernel
+/// stack the call runs on. With events unmasked, a mapper's 32 KiB kernel
+/// stack overflowed once during a 65536-op populate (Xen's crash dump:
+/// the fault address in its guard page); that cause is the likeliest
+/// one, not a proven one. A PVH guest takes no event inside a hypercall
+/// either.
+fn long_call<R>(f: impl FnOnce() -> R) -> R {
+    super::interrupts::without_interrupts(f)
 }
 
 /// An entry Xen refused to make: not in the tables, to be taken out of
@@ -312,8 +330,8 @@ pub fn flush_maps() -> Vec<Refused> {
     }
     let mut ops: Vec<GnttabMapGrantRef> = maps
         .iter()
-        .map(|m| GnttabMapGrantRef {
-            host_addr: slot_ma(m.slot),
+        .map(|(&slot, m)| GnttabMapGrantRef {
+            host_addr: slot_ma(slot),
             flags: GNTMAP_host_map
                 | GNTMAP_contains_pte
                 | GNTMAP_application_map
@@ -326,13 +344,13 @@ pub fn flush_maps() -> Vec<Refused> {
     MAP_CALLS.fetch_add(1, Ordering::Relaxed);
     // SAFETY: each slot is an empty entry of a user L1 table of ours
     // (queued so by the pmap under its lock), where Xen puts the grant.
-    let r = unsafe { xen::gnttab::map_grant_ref(&mut ops) };
+    let r = long_call(|| unsafe { xen::gnttab::map_grant_ref(&mut ops) });
     let mut refused = Vec::new();
     let mut e = ENTRIES.lock();
-    for (m, op) in maps.into_iter().zip(&ops) {
+    for ((slot, m), op) in maps.into_iter().zip(&ops) {
         if r.is_ok() && op.status == GNTST_okay {
             e.insert(
-                m.slot,
+                slot,
                 Standing {
                     entry: m.entry,
                     handle: op.handle,
