@@ -1404,17 +1404,19 @@ fn new_pv_roots(slot0: u64) -> Result<(Vec<PageId>, u64, u64), Errno> {
     };
     // SAFETY: a fresh page, not yet a table: written plainly.
     unsafe { (pml4 as *mut u64).write_volatile(slot0) };
-    let pinned = super::pv::set_table_view(pml4, true)
-        .and_then(|()| super::pv::set_table_view(upml4, true))
-        .and_then(|()| {
-            let ops = [
-                super::pv::ext(MMUEXT_PIN_L4_TABLE, super::pv::mfn(pml4 / PAGE)),
-                super::pv::ext(MMUEXT_PIN_L4_TABLE, super::pv::mfn(upml4 / PAGE)),
-            ];
-            // SAFETY: two L4s with the kernel half or nothing: pinning
-            // only has Xen validate them.
-            unsafe { xen::pv::mmuext_op(&ops) }
-        });
+    // Both views read-only in one `mmu_update`, then both pinned.
+    let viewed = super::pv::queue_table_view(pml4).and(super::pv::queue_table_view(upml4));
+    super::pv::flush_entries();
+    let viewed = viewed.map_err(|_| xen::hypercall::XenErrno::ENOMEM);
+    let pinned = viewed.and_then(|()| {
+        let ops = [
+            super::pv::ext(MMUEXT_PIN_L4_TABLE, super::pv::mfn(pml4 / PAGE)),
+            super::pv::ext(MMUEXT_PIN_L4_TABLE, super::pv::mfn(upml4 / PAGE)),
+        ];
+        // SAFETY: two L4s with the kernel half or nothing: pinning
+        // only has Xen validate them.
+        unsafe { xen::pv::mmuext_op(&ops) }
+    });
     if let Err(e) = pinned {
         log::warn!("PV L4 not pinned: Xen error {}", e.0);
         for pa in [pml4, upml4] {
