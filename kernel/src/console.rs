@@ -53,13 +53,26 @@ pub fn resume() -> Result<u32, xen::hypercall::XenErrno> {
     Ok(PORT.load(Ordering::Acquire))
 }
 
+/// Writes to Xen's own console without the ring: port 0xE9 under PVH;
+/// under PV, where the kernel runs in ring 3 and an `out` would fault
+/// (a fatal message's `out` faulted, and its report faulted again,
+/// until the kernel stack overflowed with nothing printed), the
+/// `console_io` hypercall, which a release Xen ignores for a domU.
+fn early_write(bytes: &[u8]) {
+    if crate::arch::is_pv() {
+        xen::console::hypervisor_write(bytes);
+    } else {
+        debug_port_write(bytes);
+    }
+}
+
 struct RingWriter<'a>(&'a mut Option<ConsoleRing>);
 
 impl Write for RingWriter<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         match self.0 {
             Some(ring) => ring.write(s.as_bytes()),
-            None => debug_port_write(s.as_bytes()),
+            None => early_write(s.as_bytes()),
         }
         Ok(())
     }
@@ -118,14 +131,15 @@ pub fn print(args: fmt::Arguments<'_>) {
     line.flush();
 }
 
-/// Writes a fatal message to both the ring and port 0xE9, even if the
+/// Writes a fatal message to both the ring and Xen's console (port 0xE9
+/// or, under PV, `console_io`: [`early_write`]), even if the
 /// ring's lock is held by the code that crashed, then waits for the ring
 /// to drain so the message reaches the log before the domain goes away.
 pub fn print_fatal(args: fmt::Arguments<'_>) {
     struct Port;
     impl Write for Port {
         fn write_str(&mut self, s: &str) -> fmt::Result {
-            debug_port_write(s.as_bytes());
+            early_write(s.as_bytes());
             Ok(())
         }
     }

@@ -1,7 +1,7 @@
 #!/bin/sh
 # shellcheck shell=dash  # sh with `local` (scripts/lib/xl.sh)
 # Harness self-test: our kernel faults (scenario=fault), panics
-# (scenario=panic) and overflows a kernel stack into its guard page
+# (scenario=panic, under PVH and under PV) and overflows a kernel stack into its guard page
 # (scenario=guard-overflow) or triple-faults (scenario=triple-fault) on
 # purpose, prints a PASS line and then crashes
 # (pass-then-crash) or hangs (pass-then-hang), and one case overruns its
@@ -12,20 +12,23 @@
 # Not part of the normal suite (scripts/test skips selftest-*).
 . scripts/lib/xl.sh
 
-# crash_case CASE SCENARIO: a guest that must crash; CASE must FAIL.
+# crash_case CASE SCENARIO [XL OVERRIDE...]: a guest that must crash;
+# CASE must FAIL.
 crash_case() {
-    local _name _why
-    _name=xenguest-$2
-    if ! guest_create "$_name" configs/xenguest-a.cfg "cmdline=\"scenario=$2 loglevel=info\""; then
-        fail "$1" "xl create failed"
+    local _name _why _case _scn
+    _case=$1 _scn=$2
+    shift 2
+    _name=xenguest-$_scn
+    if ! guest_create "$_name" configs/xenguest-a.cfg "cmdline=\"scenario=$_scn loglevel=info\"" "$@"; then
+        fail "$_case" "xl create failed"
         return
     fi
     guest_unpause "$_name"
     guest_wait "$_name"
-    if _why=$(guest_result "$_name" "$2"); then
-        pass "$1"
+    if _why=$(guest_result "$_name" "$_scn"); then
+        pass "$_case"
     else
-        fail "$1" "$_why"
+        fail "$_case" "$_why"
         show_log "$_name"
     fi
 }
@@ -42,6 +45,8 @@ stuck_case() {
 
 run_case crash_case crash-fault fault
 run_case crash_case crash-panic panic
+# The same panic in a PV domain: its message too reaches the console.
+run_case crash_case crash-pv-panic panic 'type="pv"'
 run_case crash_case crash-guard-overflow guard-overflow
 run_case crash_case crash-triple-fault triple-fault
 run_case crash_case crash-pass-then-crash pass-then-crash

@@ -279,7 +279,7 @@ pub fn flush_unmaps() {
     // SAFETY: each op removes an entry Xen made for us at that slot, which
     // the pmap no longer uses (its mapping is being removed, and the TLB
     // is invalidated after this call).
-    let r = long_call(|| unsafe { xen::gnttab::unmap_grant_ref(&mut ops) });
+    let r = unsafe { xen::gnttab::unmap_grant_ref(&mut ops) };
     if let Some(op) = ops.iter().find(|o| r.is_err() || o.status != GNTST_okay) {
         panic!(
             "pv_grant: unmap of {} grant entries failed (slot {:#x}: {:?}, status {})",
@@ -294,18 +294,6 @@ pub fn flush_unmaps() {
         e.remove(slot);
     }
     LIVE.fetch_sub(unmaps.len() as u64, Ordering::Relaxed);
-}
-
-/// Runs a grant hypercall of many ops with events masked. Xen preempts a
-/// long one and has the guest issue it again (a continuation); a PV
-/// guest may take its pending events at each such return, on the kernel
-/// stack the call runs on. With events unmasked, a mapper's 32 KiB kernel
-/// stack overflowed once during a 65536-op populate (Xen's crash dump:
-/// the fault address in its guard page); that cause is the likeliest
-/// one, not a proven one. A PVH guest takes no event inside a hypercall
-/// either.
-fn long_call<R>(f: impl FnOnce() -> R) -> R {
-    super::interrupts::without_interrupts(f)
 }
 
 /// An entry Xen refused to make: not in the tables, to be taken out of
@@ -344,7 +332,7 @@ pub fn flush_maps() -> Vec<Refused> {
     MAP_CALLS.fetch_add(1, Ordering::Relaxed);
     // SAFETY: each slot is an empty entry of a user L1 table of ours
     // (queued so by the pmap under its lock), where Xen puts the grant.
-    let r = long_call(|| unsafe { xen::gnttab::map_grant_ref(&mut ops) });
+    let r = unsafe { xen::gnttab::map_grant_ref(&mut ops) };
     let mut refused = Vec::new();
     let mut e = ENTRIES.lock();
     for ((slot, m), op) in maps.into_iter().zip(&ops) {
