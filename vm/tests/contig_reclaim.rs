@@ -487,9 +487,16 @@ fn readers_never_see_a_moved_page() {
                 0,
             )
             .unwrap();
-            // Pages busy under a reader may fail a pass or three; ask again.
-            let first = (0..100)
-                .find_map(|_| alloc_contig(&d, &req))
+            // Pages busy or held under a reader may fail a pass or three
+            // (on a loaded host, many more in a row): ask again, letting
+            // the readers run between passes.
+            let first = (0..2000)
+                .find_map(|_| {
+                    alloc_contig(&d, &req).or_else(|| {
+                        std::thread::sleep(std::time::Duration::from_micros(100));
+                        None
+                    })
+                })
                 .expect("a run in every window");
             for id in first..first + 16 {
                 assert!(pmap.mappings_of(id).is_empty());
