@@ -10,9 +10,9 @@ use spin::Mutex;
 
 use spin::Once;
 use xen::abi::DomId;
-use xen::abi::grant_table::{GNTMAP_contains_pte, GNTMAP_host_map, GrantHandle, GrantRef};
 use xen::abi::grant_table::{
-    GnttabCopy, GnttabMapGrantRef, GnttabQuerySize, GnttabUnmapGrantRef, GrantFrame,
+    GNTMAP_contains_pte, GNTMAP_host_map, GnttabCopy, GnttabMapGrantRef, GnttabQuerySize,
+    GnttabUnmapGrantRef, GrantFrame, GrantHandle, GrantRef,
 };
 use xen::gnttab::QuerySizeError;
 use xen::grant::{

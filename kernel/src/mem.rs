@@ -57,14 +57,10 @@ impl PhysAccess for DirectMap {
         // PV: the source of a private mapping's copy may be a hole frame
         // bound to a foreign grant, which no kernel mapping holds: that
         // grant is mapped for the copy.
-        if crate::arch::is_pv() && crate::arch::pv_grant::bound(src).is_some() {
-            if crate::arch::pv_grant::with_frame(src, |p| copy(p)).is_err() {
-                // The peer took its grant back: the copy reads as zeros.
-                self.zero_page(dst);
-            }
-            return;
+        if crate::arch::pv_grant::access(src, |p| copy(p)).is_err() {
+            // The peer took its grant back: the copy reads as zeros.
+            self.zero_page(dst);
         }
-        copy(src as *const u8);
     }
 }
 

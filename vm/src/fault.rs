@@ -164,19 +164,8 @@ pub fn prefault(map: &VmMap, pmap: &dyn Pmap, ranges: &[(u64, u64)]) -> u64 {
             let Ok((guard, l)) = map.lookup(va, Prot::READ) else {
                 continue;
             };
-            let d = l.object.domain();
-            let id = l.object.lock().lookup(l.pindex);
-            if let Some(id) = id.filter(|&id| d.page(id).try_sbusy()) {
-                let m = d.page(id);
-                let loaned = m.is_loaned();
-                if m.all_valid()
-                    && f.enter(d, va, id, loan_prot(l.prot, loaned), managed(&l.object))
-                        .is_ok()
-                {
-                    held.push((l.object.clone(), id));
-                } else {
-                    m.sunbusy(d.wait());
-                }
+            if let Some(id) = f.enter_resident(&l, va) {
+                held.push((l.object.clone(), id));
             }
             map.lookup_done(guard);
         }
@@ -342,14 +331,25 @@ impl Fault<'_> {
     /// enter a resident, fully valid page of the first object under a
     /// shared busy.
     fn fast(&self, l: &LookupResult, va: u64) -> bool {
-        let d = l.object.domain();
-        let id = {
-            let g = l.object.lock();
-            match g.lookup(l.pindex) {
-                Some(id) if d.page(id).try_sbusy() => id,
-                _ => return false,
-            }
+        let Some(id) = self.enter_resident(l, va) else {
+            return false;
         };
+        let d = l.object.domain();
+        d.page(id).sunbusy(d.wait());
+        true
+    }
+
+    /// Enters the resident, fully valid page of the first object at `va`
+    /// under a shared busy, which the caller then drops: `Some(page)`,
+    /// still shared-busy; `None` when the page is missing, busy, invalid
+    /// or loaned to a write, and nothing is held.
+    fn enter_resident(&self, l: &LookupResult, va: u64) -> Option<PageId> {
+        let d = l.object.domain();
+        let id = l
+            .object
+            .lock()
+            .lookup(l.pindex)
+            .filter(|&id| d.page(id).try_sbusy())?;
         let m = d.page(id);
         // A write to a loaned page breaks the loan: the full path's work.
         let loaned = m.is_loaned();
@@ -358,8 +358,10 @@ impl Fault<'_> {
             && self
                 .enter(d, va, id, loan_prot(l.prot, loaned), managed(&l.object))
                 .is_ok();
-        m.sunbusy(d.wait());
-        ok
+        if !ok {
+            m.sunbusy(d.wait());
+        }
+        ok.then_some(id)
     }
 
     /// The populate path (`vm_fault_populate`). `Ok(None)`: the pager

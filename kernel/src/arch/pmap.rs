@@ -868,8 +868,7 @@ impl Pmap {
                         // Xen's entry: new rights by an unmap and a map.
                         write(slot, 0);
                         if write_grant(slot, v, va, &self.this).is_err() {
-                            g.resident -= 1;
-                            pv_remove(pte & PTE_ADDR, &self.this, va);
+                            g.forget(&self.this, pte & PTE_ADDR, va);
                         }
                         sd.add(va, 1);
                     }
@@ -904,8 +903,7 @@ impl Pmap {
         let refused = super::pv_grant::flush_maps();
         for r in &refused {
             debug_assert!(Weak::ptr_eq(&r.pmap, &self.this));
-            g.resident -= 1;
-            pv_remove(r.pa, &self.this, r.va);
+            g.forget(&self.this, r.pa, r.va);
         }
         !refused.is_empty()
     }
@@ -949,8 +947,7 @@ impl VmPmap for Pmap {
                 if grant && !same_grant(new, grant_entry(old)) {
                     write(slot, 0);
                     if write_grant(slot, new, va, &self.this).is_err() {
-                        g.resident -= 1;
-                        pv_remove(pa, &self.this, va);
+                        g.forget(&self.this, pa, va);
                     }
                 } else {
                     write(slot, new);
@@ -1134,8 +1131,7 @@ impl VmPmap for Pmap {
         let refused = super::pv_grant::flush_maps();
         for r in &refused {
             if let Some(p) = r.pmap.upgrade() {
-                p.inner.lock().resident -= 1;
-                pv_remove(r.pa, &r.pmap, r.va);
+                p.inner.lock().forget(&r.pmap, r.pa, r.va);
             }
         }
         if refused.is_empty() {
@@ -1190,6 +1186,14 @@ impl VmPmap for Pmap {
 }
 
 impl PmapInner {
+    /// Takes a mapping of `pa` at `va` that the tables do not hold (a
+    /// grant entry Xen refused or was never asked for) out of this
+    /// pmap's count and `pmap`'s mapping lists.
+    fn forget(&mut self, pmap: &Weak<Pmap>, pa: u64, va: u64) {
+        self.resident -= 1;
+        pv_remove(pa, pmap, va);
+    }
+
     /// Replaces the page table covering `va` with one 2 MiB entry when its
     /// 512 entries map an aligned, physically contiguous run with the same
     /// bits, none wired (`pmap_promote_pde`); returns the table, which
@@ -1348,7 +1352,7 @@ impl Drop for Pmap {
         }
         for id in self.inner.get_mut().tables.drain(..) {
             if super::is_pv()
-                && let Err(e) = super::pv::set_table_view(phys.page(id).phys_addr(), false)
+                && let Err(e) = super::pv::set_data_view(phys.page(id).phys_addr())
             {
                 // Still a table to Xen: kept rather than reused.
                 log::warn!("page table page kept: Xen error {}", e.0);
@@ -1420,7 +1424,7 @@ fn new_pv_roots(slot0: u64) -> Result<(Vec<PageId>, u64, u64), Errno> {
     if let Err(e) = pinned {
         log::warn!("PV L4 not pinned: Xen error {}", e.0);
         for pa in [pml4, upml4] {
-            if super::pv::set_table_view(pa, false).is_ok() {
+            if super::pv::set_data_view(pa).is_ok() {
                 mem::phys().free_page(mem::phys().phys_to_page(pa).expect("RAM"));
             }
         }

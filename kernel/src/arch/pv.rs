@@ -8,9 +8,9 @@
 //! PVH, by batched `mmu_update` ([`xen::pv::TableBuilder`]). Then, for the
 //! rest of the kernel: the p2m and m2p ([`mfn`], [`pfn`]), the pmap's
 //! per-CPU queue of page-table writes ([`queue_entry`], [`flush_entries`],
-//! batches: [`set_deferring`]), table views ([`set_table_view`]), the
-//! kernel's own mappings above the direct map, and a secondary vCPU's
-//! first state ([`ap_context`]).
+//! batches: [`set_deferring`]), table views ([`queue_table_view`],
+//! [`set_data_view`]), the kernel's own mappings above the direct map,
+//! and a secondary vCPU's first state ([`ap_context`]).
 //!
 //! # Events
 //! Xen masks events when it enters a callback or a trap gate, and the
@@ -653,21 +653,16 @@ pub fn entry_to_pseudo(raw: u64) -> u64 {
     (raw & !xen::pv::PTE_FRAME) | (f << 12)
 }
 
-/// Remaps the direct map's view of the page at `pa` read-only (`table`)
-/// or writable: a page becomes a page table only read-only, and may be
-/// written again once it is no table any more.
-pub fn set_table_view(pa: u64, table: bool) -> Result<(), XenErrno> {
-    let flags = if table {
-        xen::pv::TABLE_VIEW_FLAGS
-    } else {
-        DATA_FLAGS
-    };
+/// Makes the direct map's view of the page at `pa` writable again, once
+/// Xen no longer types it as a table (a page becomes a table read-only:
+/// [`queue_table_view`]).
+pub fn set_data_view(pa: u64) -> Result<(), XenErrno> {
     // SAFETY: the direct map's entry of a page the caller owns; only its
     // rights change.
     unsafe {
         xen::pv::update_va_mapping(
             pa,
-            (mfn(pa / PAGE) << 12) | flags,
+            (mfn(pa / PAGE) << 12) | DATA_FLAGS,
             xen::abi::pv::UVMF_INVLPG,
         )
     }

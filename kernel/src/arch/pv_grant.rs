@@ -367,6 +367,17 @@ pub fn flush_maps() -> Vec<Refused> {
     refused
 }
 
+/// Runs `f` on `pa` as a kernel address: the direct map's, or for a
+/// frame bound to a grant (PV), that grant mapped for the moment
+/// ([`with_frame`]), with `pa`'s offset in its page kept.
+pub fn access<R>(pa: u64, f: impl FnOnce(*mut u8) -> R) -> Result<R, Errno> {
+    if super::is_pv() && bound(pa).is_some() {
+        let off = (pa % PAGE) as usize;
+        return with_frame(pa, |page| f(page.wrapping_add(off)));
+    }
+    Ok(f(pa as *mut u8))
+}
+
 /// Runs `f` on the bound frame at `pa` (the page's address), mapped for
 /// that moment at its own address in the direct map (read-only if the
 /// grant is). `EFAULT` if the frame is not bound or Xen refuses the map.

@@ -34,6 +34,7 @@ use xen::abi::DomId;
 use xen::grant::{CopyOp, GrantError, GrantOps, Hole};
 
 use super::{DevFile, DevMapping};
+use crate::arch::pv_grant;
 use crate::layout::{self, HoleRun, PAGE_SIZE};
 use crate::{events, grants, mem, sched, usercopy};
 
@@ -71,21 +72,10 @@ fn one_page(gpa: u64, len: usize) -> Result<(), Errno> {
     Ok(())
 }
 
-/// Runs `f` on `gpa` as a kernel address: the identity map, or under PV
-/// for a hole frame bound to a foreign grant, which no kernel mapping
-/// holds, that grant mapped for the moment (`arch::pv_grant::with_frame`).
-fn at<R>(gpa: u64, f: impl FnOnce(*mut u8) -> R) -> Result<R, Errno> {
-    if crate::arch::is_pv() && crate::arch::pv_grant::bound(gpa).is_some() {
-        let off = (gpa % PAGE_SIZE) as usize;
-        return crate::arch::pv_grant::with_frame(gpa, |page| f(page.wrapping_add(off)));
-    }
-    Ok(f(gpa as *mut u8))
-}
-
 impl PhysMemory for Phys {
     fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), Errno> {
         one_page(gpa, buf.len())?;
-        at(gpa, |src| {
+        pv_grant::access(gpa, |src| {
             for (i, b) in buf.iter_mut().enumerate() {
                 // SAFETY: the range is inside one page that gntdev owns (a
                 // granted page or a mapped hole frame), mapped at `src`;
@@ -98,7 +88,7 @@ impl PhysMemory for Phys {
 
     fn write(&self, gpa: u64, bytes: &[u8]) -> Result<(), Errno> {
         one_page(gpa, bytes.len())?;
-        at(gpa, |dst| {
+        pv_grant::access(gpa, |dst| {
             for (i, &b) in bytes.iter().enumerate() {
                 // SAFETY: as in `read`, with volatile stores.
                 unsafe { dst.add(i).write_volatile(b) };
