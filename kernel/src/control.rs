@@ -268,14 +268,23 @@ pub fn report() {
                     (d as i128 - now as i128) / 1_000_000
                 )
             });
+        let what = t.wait.map_or(alloc::string::String::new(), |w| {
+            alloc::format!(" ({})", w.what)
+        });
         kprintln!(
-            "  thread {} ({owner}): {}{port}{deadline}, vCPU {}",
+            "  thread {} ({owner}): {}{what}{port}{deadline}, vCPU {}",
             t.tid,
             t.state,
             t.cpu
         );
+        if !t.stack.is_empty() {
+            let frames: alloc::vec::Vec<alloc::string::String> =
+                t.stack.iter().map(|a| alloc::format!("{a:#x}")).collect();
+            kprintln!("    return addresses: {}", frames.join(" "));
+        }
     }
     let sc = sched::stats();
+    let sleepers = crate::sleepq::sleepers();
     kprintln!(
         "  scheduler: {} live thread(s), {} switches, {} preemptions, {} steals on {} vCPU(s); {} asleep on a sleep queue (busy pages)",
         sc.live_threads,
@@ -283,8 +292,27 @@ pub fn report() {
         sc.preemptions,
         sc.steals,
         smp::online(),
-        crate::sleepq::sleepers()
+        sleepers.len()
     );
+    // What each sleeper waits for: a page still busy is held by someone
+    // (a busy never released); an unbusied one lost its wake-up.
+    let d = mem::domain();
+    for &(key, tid) in &sleepers {
+        match d.phys.page_at(key) {
+            Some(id) => {
+                let m = d.page(id);
+                kprintln!(
+                    "  thread {tid} asleep on page {id} (pa {:#x}, pindex {}): busy word {:#x}, ref_count {:#x}, queue {:?}",
+                    m.phys_addr(),
+                    m.pindex(),
+                    m.busy_word(),
+                    m.ref_count(),
+                    m.queue()
+                );
+            }
+            None => kprintln!("  thread {tid} asleep on key {key:#x}"),
+        }
+    }
     kprintln!(
         "  events: {} upcall(s), {} delivered with interrupts masked and put off, {} run by a poll before a halt",
         events::stats().upcalls,
@@ -296,9 +324,10 @@ pub fn report() {
         let t = events::timer_state(cpu);
         let (pending, mask, sel) = t.flags;
         kprintln!(
-            "  vCPU {cpu}: timer last armed for {} ms ahead, {} timer event(s), {} arm(s) refused, {} halt(s) over a second past their deadline (at most {} ms past); upcall pending {pending}, mask {mask}, selector {sel:#x}",
+            "  vCPU {cpu}: timer last armed for {} ms ahead, {} timer event(s), {} deadline(s) due at their arming, {} arm(s) refused, {} halt(s) over a second past their deadline (at most {} ms past); upcall pending {pending}, mask {mask}, selector {sel:#x}",
             (t.armed as i128 - now as i128) / 1_000_000,
             t.timer_events,
+            t.fired_here,
             t.arm_errors,
             t.late,
             t.late_max / 1_000_000,

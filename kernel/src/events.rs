@@ -43,6 +43,7 @@ use xen::abi::hvm::PARAM_CALLBACK_IRQ;
 use xen::abi::shared_info::{
     BITS_PER_EVTCHN_WORD, EVTCHN_2L_NR_CHANNELS, EVTCHN_WORDS, SharedInfo, VcpuInfo,
 };
+use xen::abi::vcpu::VCPU_SSHOTTMR_future;
 use xen::event_channel::{EventStats, Handler, ScanCursor};
 use xen::hypercall::XenErrno;
 
@@ -84,6 +85,8 @@ struct CpuCounts {
     armed: AtomicU64,
     /// Arms Xen refused.
     arm_errors: AtomicU64,
+    /// Deadlines taken as come without Xen ([`arm_timer`]).
+    fired_here: AtomicU64,
     /// Halts that ended more than [`LATE_NS`] after the deadline the
     /// timer was armed for, and the most any ended after it (ns).
     late: AtomicU64,
@@ -95,6 +98,7 @@ static COUNTS: [CpuCounts; MAX_CPUS] = [const {
         timer_events: AtomicU64::new(0),
         armed: AtomicU64::new(0),
         arm_errors: AtomicU64::new(0),
+        fired_here: AtomicU64::new(0),
         late: AtomicU64::new(0),
         late_max: AtomicU64::new(0),
     }
@@ -433,15 +437,40 @@ fn timer_port() -> Port {
     TIMER_PORT[percpu::id()].load(Ordering::Acquire)
 }
 
-/// Arms the running vCPU's one-shot timer for `deadline`.
+/// A deadline this close is not handed to Xen but taken as come
+/// ([`arm_timer`]): Xen fires a timer that is due within its slop (50 us
+/// by default) at once.
+const ARM_MARGIN_NS: u64 = 100_000;
+
+/// Arms the running vCPU's one-shot timer for `deadline`. A deadline that
+/// has passed, or is due within [`ARM_MARGIN_NS`], marks the timer's port
+/// fired here instead (counted: [`TimerState::fired_here`]), and a
+/// deadline that passes on the way to Xen comes back as `ETIME`
+/// (`VCPU_SSHOTTMR_future`) and is marked so too. Xen would fire either
+/// at once, and inject its event in the world switch that ends this very
+/// hypercall: under the emulated host's SVM that switch, with an event to
+/// inject, is where guests were seen to triple-fault at the hypercall's
+/// return or to resume with Xen's own `rip`. Callers re-check the time,
+/// so a deadline taken as come up to the margin early costs them a spin
+/// of at most that long.
 fn arm_timer(deadline: u64) {
     let cpu = percpu::id();
     let c = &COUNTS[cpu];
-    match xen::vcpu::set_singleshot_timer(cpu as u32, deadline, 0) {
-        Ok(()) => c.armed.store(deadline, Ordering::Relaxed),
-        Err(_) => {
-            c.arm_errors.fetch_add(1, Ordering::Relaxed);
-        }
+    let due = deadline <= now_ns().saturating_add(ARM_MARGIN_NS)
+        || match xen::vcpu::set_singleshot_timer(cpu as u32, deadline, VCPU_SSHOTTMR_future) {
+            Ok(()) => {
+                c.armed.store(deadline, Ordering::Relaxed);
+                false
+            }
+            Err(XenErrno::ETIME) => true,
+            Err(_) => {
+                c.arm_errors.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        };
+    if due {
+        c.fired_here.fetch_add(1, Ordering::Relaxed);
+        mark(timer_port(), 0);
     }
 }
 
@@ -577,6 +606,8 @@ pub struct TimerState {
     pub armed: u64,
     /// Arms Xen refused.
     pub arm_errors: u64,
+    /// Deadlines taken as come without Xen, being due already.
+    pub fired_here: u64,
     /// Timer events taken.
     pub timer_events: u64,
     /// Halts that ended more than a second after their timer's deadline.
@@ -595,6 +626,7 @@ pub fn timer_state(cpu: usize) -> TimerState {
     TimerState {
         armed: c.armed.load(Ordering::Relaxed),
         arm_errors: c.arm_errors.load(Ordering::Relaxed),
+        fired_here: c.fired_here.load(Ordering::Relaxed),
         timer_events: c.timer_events.load(Ordering::Relaxed),
         late: c.late.load(Ordering::Relaxed),
         late_max: c.late_max.load(Ordering::Relaxed),

@@ -23,6 +23,7 @@
 
 use alloc::alloc::{Layout, alloc_zeroed, dealloc};
 use alloc::vec::Vec;
+use core::ops::Range;
 
 use spin::Mutex;
 use vm::Errno;
@@ -114,6 +115,29 @@ impl KernelStack {
     /// pointer (16-byte aligned).
     pub fn top(&self) -> u64 {
         self.bottom() + STACK_SIZE
+    }
+
+    /// The first `max` words from `rsp` up to the top that lie in `text`:
+    /// the return addresses, most recent first, of a thread switched away
+    /// at `rsp` (with the odd stale word), for the reports of a hang.
+    /// Nothing when `rsp` is not inside the stack.
+    pub fn return_addresses(&self, rsp: u64, text: &Range<u64>, max: usize) -> Vec<u64> {
+        if !(self.bottom()..self.top()).contains(&rsp) || !rsp.is_multiple_of(8) {
+            return Vec::new();
+        }
+        (rsp..self.top())
+            .step_by(8)
+            .map(|a| {
+                let word = self.block.wrapping_add((a - self.bottom()) as usize);
+                // SAFETY: `word` is an aligned word of the block behind
+                // this stack (`a` lies in the stack), which lives as long
+                // as `self`; a volatile read, since the block's thread
+                // may run meanwhile (the words are then only stale).
+                unsafe { word.cast::<u64>().read_volatile() }
+            })
+            .filter(|w| text.contains(w))
+            .take(max)
+            .collect()
     }
 }
 

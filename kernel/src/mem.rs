@@ -27,6 +27,7 @@ use crate::shared_page::{SharedPage, WORDS};
 
 unsafe extern "C" {
     static __image_start: u8;
+    static __text_end: u8;
     static __image_end: u8;
 }
 
@@ -105,6 +106,12 @@ fn image(boot: &BootInfo) -> Range<u64> {
     // Linker-script symbols: only their addresses are used.
     let end = ((&raw const __image_end) as u64).max(boot.boot_region_end());
     (&raw const __image_start) as u64..end
+}
+
+/// The kernel's code: its text section's addresses.
+pub fn text() -> Range<u64> {
+    // Linker-script symbols: only their addresses are used.
+    (&raw const __image_start) as u64..(&raw const __text_end) as u64
 }
 
 /// The pages of a boot module.

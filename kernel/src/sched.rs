@@ -106,6 +106,8 @@ pub struct Wait {
     pub port: Option<Port>,
     /// A deadline in Xen system time (ns).
     pub deadline: Option<u64>,
+    /// What the thread waits for, in a word or two (for reports).
+    pub what: &'static str,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -381,6 +383,7 @@ pub fn sleep_until(deadline: u64) {
         block(Wait {
             port: None,
             deadline: Some(deadline),
+            what: "sleep",
         });
     }
 }
@@ -417,6 +420,7 @@ pub fn block_step(
     Ok(block(Wait {
         port,
         deadline: Some(deadline.map_or(slice, |d| d.min(slice))),
+        what: "event",
     }))
 }
 
@@ -787,7 +791,13 @@ pub struct ThreadInfo {
     pub wait: Option<Wait>,
     /// The CPU it last ran on.
     pub cpu: usize,
+    /// For a thread switched away, the return addresses on its kernel
+    /// stack, most recent first ([`KernelStack::return_addresses`]).
+    pub stack: Vec<u64>,
 }
+
+/// Return addresses shown per thread in a report.
+const REPORT_FRAMES: usize = 12;
 
 /// Every thread, by id.
 pub fn threads() -> Vec<ThreadInfo> {
@@ -802,12 +812,23 @@ pub fn threads() -> Vec<ThreadInfo> {
                     State::Dead => ("dead", None),
                     State::Idle => ("idle", None),
                 };
+                let switched_away = matches!(t.state, State::Ready | State::Blocked(_))
+                    && !t.ctx.switching.load(Ordering::Acquire);
+                let stack = match &t.ctx.stack {
+                    Some(k) if switched_away => k.return_addresses(
+                        t.ctx.rsp.load(Ordering::Acquire),
+                        &crate::mem::text(),
+                        REPORT_FRAMES,
+                    ),
+                    _ => Vec::new(),
+                };
                 ThreadInfo {
                     tid,
                     pid: t.ctx.process.as_ref().map(|p| p.pid()),
                     state,
                     wait,
                     cpu: t.last_cpu,
+                    stack,
                 }
             })
             .collect()

@@ -54,7 +54,10 @@ pub fn sleep_if(key: usize, cond: &mut dyn FnMut() -> bool) -> bool {
         q.push((key, me));
     }
     while b.lock().contains(&(key, me)) {
-        sched::block(sched::Wait::default());
+        sched::block(sched::Wait {
+            what: "sleep queue",
+            ..Default::default()
+        });
     }
     true
 }
@@ -88,9 +91,9 @@ pub fn wakeup(key: usize) -> usize {
     }
 }
 
-/// Threads sleeping on any key now (for the sysrq report).
-pub fn sleepers() -> usize {
-    BUCKETS.iter().map(|b| b.lock().len()).sum()
+/// The threads sleeping now, as `(key, thread)` (for the sysrq report).
+pub fn sleepers() -> Vec<(usize, Tid)> {
+    BUCKETS.iter().flat_map(|b| b.lock().clone()).collect()
 }
 
 /// Waiting for a busy page (`vm_page_sleep_if_busy`): on the page's sleep

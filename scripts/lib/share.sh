@@ -53,8 +53,7 @@ pair_start() {
 # then runs both domains to the end.
 pair_run() {
     pair_start "$@" || return
-    guest_wait xenguest-a
-    guest_wait xenguest-b
+    guests_wait xenguest-a xenguest-b
 }
 
 # pair_wait_state SECONDS VALUE: waits until B's map/state node (the

@@ -102,7 +102,7 @@ dom0_case() {
         timeout 300 "$PROXY" -m "$_mode" "$_id" "$_path" - >"$D/out.bin" 2>"$D/proxy.err" &
     _pid=$!
     guest_unpause xenguest-a
-    wait "$_pid"
+    wait_peer "$_pid" xenguest-a
     _prc=$?
     guest_wait xenguest-a
     _line=$(cat_line xenguest-a)
@@ -134,8 +134,7 @@ vchan_pair() {
     # guest_wait takes dom0 CPU time the guests' wake-ups wait for.
     wait_line xenguest-b '^RESULT ' "$PAIR_TIMEOUT"
     wait_line xenguest-a '^RESULT ' 30
-    guest_wait xenguest-a
-    guest_wait xenguest-b
+    guests_wait xenguest-a xenguest-b
     _a=$(cat_line xenguest-a) _b=$(cat_line xenguest-b)
     echo "  A | $_a"
     echo "  B | $_b"
@@ -258,7 +257,7 @@ lib_role() {
     fi
     _pid=$!
     guest_unpause xenguest-a
-    wait "$_pid"
+    wait_peer "$_pid" xenguest-a
     _trc=$?
     guest_wait xenguest-a
     _g=$(cat_line xenguest-a)

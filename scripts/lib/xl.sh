@@ -139,6 +139,59 @@ guest_wait() {
     done
 }
 
+# guests_wait NAME...: guest_wait for each NAME, all waited for at once:
+# once one has ended by a crash or a reboot (a PVH guest's triple fault),
+# the others get PEER_GRACE seconds (20) to see it and end, not a whole
+# GUEST_TIMEOUT each (a peer waiting for a dead domain held a soak case
+# for 600 s). Returns 1 if any hung.
+guests_wait() {
+    local _end _n _first _rc
+    _end=$(($(date +%s) + GUEST_TIMEOUT))
+    _first=
+    while [ -z "$_first" ] && [ "$(date +%s)" -le "$_end" ]; do
+        for _n in "$@"; do
+            case $(guest_state "$_n") in
+                "" | *s*)
+                    _first=$_n
+                    break
+                    ;;
+            esac
+        done
+        [ -n "$_first" ] || sleep 0.2
+    done
+    _rc=0
+    [ -z "$_first" ] || guest_wait "$_first" || _rc=1
+    for _n in "$@"; do
+        [ "$_n" = "$_first" ] && continue
+        case $(guest_end "$_first") in
+            crash | reboot) guest_wait "$_n" "${PEER_GRACE:-20}" || _rc=1 ;;
+            *) guest_wait "$_n" $((_end - $(date +%s))) || _rc=1 ;;
+        esac
+    done
+    return "$_rc"
+}
+
+# wait_peer PID NAME: waits for dom0's process PID, the peer of guest NAME,
+# and returns its status; once NAME has shut down (or is gone), PID gets
+# PEER_GRACE seconds (20) before it is killed: a dom0 tool waiting for a
+# domain that crashed would otherwise hold its case to its own time limit.
+wait_peer() {
+    local _t
+    _t=
+    while kill -0 "$1" 2>/dev/null; do
+        if [ -z "$_t" ]; then
+            case $(guest_state "$2") in
+                "" | *s*) _t=$(($(date +%s) + ${PEER_GRACE:-20})) ;;
+            esac
+        elif [ "$(date +%s)" -gt "$_t" ]; then
+            echo "  dom0's peer of $2 still running ${PEER_GRACE:-20} s after $2 ended: killed"
+            kill "$1" 2>/dev/null
+        fi
+        sleep 0.5
+    done
+    wait "$1"
+}
+
 # xen_triple_fault DOMID: Xen's report of DOMID's triple fault (the
 # "Triple fault" line and the vCPU state dump after it), if there is one.
 xen_triple_fault() {
@@ -289,10 +342,11 @@ late_timer() {
         END { if (m > 0) print m }'
 }
 
-# run_case FUNCTION CASE [ARG...]: run_case_once, and again (up to 3
+# run_case FUNCTION CASE [ARG...]: run_case_once, and again (up to 4
 # tries) while a try failed by a fault of the emulated host (a final
 # run's vchan-dom0-client met the emulation's fault below in two tries
-# in a row):
+# in a row, a CI run's vchan-dom0-server in three; a faulted try costs
+# about PEER_GRACE seconds since guests_wait and wait_peer):
 # - the emulation's own fault in Xen's log: a guest vCPU whose saved state
 #   is Xen's (a triple fault or dump with RIP e008:ffff82d0..., Xen's code
 #   segment and text, in "hvm guest" context). No guest can load that
@@ -311,12 +365,12 @@ late_timer() {
 run_case() {
     local _lines _out _try _why _late
     _out=$XENGUEST_LOGS/case.out
-    for _try in 1 2 3; do
+    for _try in 1 2 3 4; do
         _lines=$(wc -l <"$RESULTS")
         xl dmesg -c >/dev/null 2>&1
         run_case_once "$@" >"$_out" 2>&1
         _why=
-        if [ "$_try" != 3 ] && grep -q '^FAIL ' "$_out"; then
+        if [ "$_try" != 4 ] && grep -q '^FAIL ' "$_out"; then
             _late=$(late_timer "$_out")
             if emulation_fault; then
                 _why="the emulation loaded Xen's own state into a guest vCPU (RIP e008:ffff82d0... in hvm guest context)"

@@ -54,7 +54,7 @@ interop_case() {
     "$TOOL" -t "$TOOL_TIMEOUT" $_args >"$_out" 2>&1 &
     _pid=$!
     guest_unpause xenguest-a
-    wait "$_pid"
+    wait_peer "$_pid" xenguest-a
     _trc=$?
     guest_wait xenguest-a
     sed 's/^/  dom0 | /' "$_out"

@@ -336,8 +336,7 @@ life_save_mapper() {
     fi
     _ms=$((($(now_cs) - _t0) * 10))
     _id2=$(guest_domid xenguest-b)
-    guest_wait xenguest-a
-    guest_wait xenguest-b
+    guests_wait xenguest-a xenguest-b
     show_lines xenguest-a xenguest-b
     tr -d '\r' <"$(guest_log xenguest-b)" | grep '^suspend: \|^mapper: ' | sed 's/^/  B | /'
     if ! life_a_ended "$1"; then

@@ -632,10 +632,17 @@ impl PhysAllocator {
 
     /// The id of a page of this array.
     pub fn page_id(&self, m: &VmPage) -> PageId {
-        let base = self.pages.as_ptr() as usize;
-        let off = (m as *const VmPage as usize).wrapping_sub(base) / core::mem::size_of::<VmPage>();
-        assert!(off < self.pages.len(), "page not in this array");
-        off as PageId
+        self.page_at(m as *const VmPage as usize)
+            .expect("page not in this array")
+    }
+
+    /// The id of the page structure at address `addr`, if one of this
+    /// array's is there (a sleep queue's key back to its page, for
+    /// reports).
+    pub fn page_at(&self, addr: usize) -> Option<PageId> {
+        let size = core::mem::size_of::<VmPage>();
+        let off = addr.wrapping_sub(self.pages.as_ptr() as usize);
+        (off.is_multiple_of(size) && off / size < self.pages.len()).then(|| (off / size) as PageId)
     }
 
     /// Number of real (non-fictitious) pages.
@@ -1097,6 +1104,20 @@ mod tests {
     use std::collections::BTreeSet;
 
     const MB: u64 = 1 << 20;
+
+    #[test]
+    fn page_at_finds_only_page_structures() {
+        let p = PhysAllocator::new(&[(0, 16 * PAGE_SIZE)], 0).unwrap();
+        for id in [0, 7, 15] {
+            let addr = p.page(id) as *const VmPage as usize;
+            assert_eq!(p.page_at(addr), Some(id));
+            assert_eq!(p.page_id(p.page(id)), id);
+            assert_eq!(p.page_at(addr + 1), None, "inside a structure");
+        }
+        let last = p.page(15) as *const VmPage as usize;
+        assert_eq!(p.page_at(last + core::mem::size_of::<VmPage>()), None);
+        assert_eq!(p.page_at(0), None);
+    }
 
     #[test]
     fn initial_blocks_are_maximal_and_aligned() {

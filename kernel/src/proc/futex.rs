@@ -82,6 +82,7 @@ pub fn wait(p: &Process, addr: u64, expected: u64, timeout_ns: u64) -> Result<()
         sched::block(sched::Wait {
             port: None,
             deadline,
+            what: "futex",
         });
     }
 }

@@ -344,7 +344,10 @@ pub fn wait(p: &Process) -> i32 {
             sched::reap();
             return s;
         }
-        sched::block(sched::Wait::default());
+        sched::block(sched::Wait {
+            what: "process exit",
+            ..Default::default()
+        });
     }
 }
 
