@@ -19,6 +19,9 @@
 : "${GUEST_TIMEOUT:=120}"
 XENCONSOLED_LOG_DIR=${XENCONSOLED_LOG_DIR:-/var/log/xen/console}
 XENGUEST_LOGS=${XENGUEST_LOGS:-/tmp/xenguest-logs}
+# Each case that passed as "CASE CENTISECONDS", the time of its last try
+# (run_case), for the end of the suite (scripts/lib/suite.sh).
+CASE_TIMES=$XENGUEST_LOGS/case-times
 mkdir -p "$XENGUEST_LOGS"
 # The result lines of this script's cases, one word each, for finish: a
 # case that run_case runs is a subshell, whose variables do not return.
@@ -353,6 +356,8 @@ late_timer() {
 #   state; QEMU's multi-threaded TCG emulation of SVM does, now and then,
 #   under many VM exits;
 # - a guest vCPU's triple fault (guest_triple_fault);
+# - a hang, in a case run with RETRY_HANG set to the reason (smp-threads:
+#   scripts/scenarios/smp.sh);
 # - a late timer: a guest's sysrq report (taken when the case hung) says
 #   one of its vCPUs armed its one-shot timer, halted, and was woken only
 #   LATE_TIMER_MS (10 s) or more after that deadline, by the report's own
@@ -363,12 +368,14 @@ late_timer() {
 # The discarded try's lines are shown (prefixed "try N |"), so the
 # retry is never silent.
 run_case() {
-    local _lines _out _try _why _late
+    local _lines _out _try _why _late _t0
     _out=$XENGUEST_LOGS/case.out
     for _try in 1 2 3 4; do
         _lines=$(wc -l <"$RESULTS")
         xl dmesg -c >/dev/null 2>&1
+        _t0=$(now_cs)
         run_case_once "$@" >"$_out" 2>&1
+        _t0=$(($(now_cs) - _t0))
         _why=
         if [ "$_try" != 4 ] && grep -q '^FAIL ' "$_out"; then
             _late=$(late_timer "$_out")
@@ -378,6 +385,8 @@ run_case() {
                 _why="a guest vCPU triple-faulted with its own state sane (taken for the emulation's fault; Xen's dump is above)"
             elif [ "${_late:-0}" -ge "${LATE_TIMER_MS:-10000}" ]; then
                 _why="a guest vCPU halted with its timer armed was woken $_late ms past the deadline (the emulated host lost the timer)"
+            elif [ -n "${RETRY_HANG:-}" ] && grep -q 'ended: hang' "$_out"; then
+                _why="the guest hung, in a case that meets the emulated host's stale memory (RETRY_HANG: $RETRY_HANG)"
             fi
         fi
         if [ -n "$_why" ]; then
@@ -389,6 +398,9 @@ run_case() {
             continue
         fi
         cat "$_out"
+        # The time of a case that passed, for the PV/PVH ratio
+        # (scripts/lib/suite.sh).
+        grep -q '^FAIL ' "$_out" || echo "$2 $_t0" >>"$CASE_TIMES"
         return
     done
 }
