@@ -19,7 +19,12 @@
 # soak_rounds CASE ROUNDS PAGES: the rounds run and its one result line.
 soak_rounds() {
     local _k="counter xenguest-b mapper" _verified
-    pair_run "$1" "gntdev-map rounds=$2" "scenario=gntdev-share rounds=$2 pages=$3" || return
+    pair_start "$1" "gntdev-map rounds=$2" "scenario=gntdev-share rounds=$2 pages=$3" || return
+    if ! guests_wait xenguest-a xenguest-b; then
+        fail "$1" "the pair did not end: A $(guest_end xenguest-a), B $(guest_end xenguest-b)"
+        show_log xenguest-b
+        return
+    fi
     _verified=$(tr -d '\r' <"$(guest_log xenguest-b)" | grep -c '^gnt-map: mapped .* 0 wrong words')
     if [ "$_verified" -ne "$2" ]; then
         fail "$1" "B verified $_verified of $2 rounds"
