@@ -28,8 +28,12 @@ const FLUSH_YIELDS: u32 = 200_000;
 /// Finds the PV console ring. Its page lies inside the boot identity map.
 pub fn init() -> Result<(), xen::hypercall::XenErrno> {
     let (pfn, port) = match crate::arch::pv::start_info() {
-        // PV: the ring is a page of the boot region, mapped at its pfn.
-        Some(s) => (s.console_pfn, u64::from(s.console_evtchn)),
+        // PV: the ring is a page of the boot region, mapped at its pfn;
+        // the port is the start info's (new after a move).
+        Some(s) => (
+            s.console_pfn,
+            u64::from(crate::arch::pv_suspend::start_info_now().console_evtchn),
+        ),
         None => (
             xen::hvm::get_param(PARAM_CONSOLE_PFN)?,
             xen::hvm::get_param(PARAM_CONSOLE_EVTCHN)?,
@@ -45,9 +49,10 @@ pub fn init() -> Result<(), xen::hypercall::XenErrno> {
     Ok(())
 }
 
-/// After a resume into a new domain: the console page is the same frame,
-/// cleared, and the port is new. Starts the ring over on it and returns
-/// the new port (for the caller to bind).
+/// After a resume into a new domain: the console page is the same frame
+/// (cleared under PVH; under PV as saved, its indices going on), and the
+/// port is new. Takes the ring on and returns the new port (for the
+/// caller to bind).
 pub fn resume() -> Result<u32, xen::hypercall::XenErrno> {
     init()?;
     Ok(PORT.load(Ordering::Acquire))

@@ -178,6 +178,8 @@ pub enum InitError {
     NoHoleFrame,
     /// PV: no page-table room to map the shared info page.
     MapSharedInfo,
+    /// PV: the p2m tree could not be published.
+    P2m,
     /// A hypercall failed.
     Xen(&'static str, XenErrno),
 }
@@ -187,6 +189,7 @@ impl core::fmt::Display for InitError {
         match self {
             Self::NoHoleFrame => f.write_str("no hole frame for the shared info page"),
             Self::MapSharedInfo => f.write_str("no L1 table to map the shared info page"),
+            Self::P2m => f.write_str("the p2m tree could not be published"),
             Self::Xen(what, e) => write!(f, "{what}: Xen error {}", e.0),
         }
     }
@@ -212,6 +215,11 @@ pub fn init() -> Result<(), InitError> {
     // all atomics, so shared access with Xen is sound.
     let shared: &'static SharedInfo = unsafe { &*((run.gfn * PAGE_SIZE) as *const SharedInfo) };
     SHARED.call_once(|| shared);
+    if crate::arch::is_pv()
+        && let Err(e) = crate::arch::pv_suspend::publish_p2m(&shared.arch)
+    {
+        log::warn!("p2m tree not published ({e}): the toolstack cannot save this domain");
+    }
     register_vcpu_info(0);
     // PV: the event callback is registered with the traps (`arch::pv`).
     if !crate::arch::is_pv() {
@@ -236,7 +244,9 @@ pub fn generation() -> u64 {
 /// On vCPU 0, interrupts off, the other vCPUs parked, right after a
 /// resume into a new domain (`shared/notes/lifecycle.md` §3): every port
 /// is gone, so forget every handler, owner and fired flag; place the
-/// shared info page at its old frame again and mask every port in it;
+/// shared info page at its old frame again (PV: map the new domain's at
+/// the old address, and publish the p2m tree there) and mask every port
+/// in it;
 /// register vCPU 0's `vcpu_info` and the callback vector again, and bind
 /// its timer. Each other vCPU then calls [`rejoin`]; the caller binds
 /// their timers and IPIs, and the console's and xenstore's new ports.
@@ -245,10 +255,20 @@ pub fn generation() -> u64 {
 pub fn resume_new_domain() -> Result<(), InitError> {
     let shared = *SHARED.get().expect("events::init ran");
     let gfn = shared as *const SharedInfo as u64 / PAGE_SIZE;
-    // SAFETY: the frame is the one `init` took from the hole for the
-    // shared info page; in the new domain it is a hole again.
-    unsafe { xen::memory::map_shared_info(gfn) }
-        .map_err(|e| InitError::Xen("map shared info", e))?;
+    if crate::arch::is_pv() {
+        let mfn = crate::arch::pv_suspend::start_info_now().shared_info_mfn;
+        // SAFETY: the address is the one `init` mapped the shared info
+        // page at, unmapped for the suspend; the machine frame is the new
+        // domain's shared info page.
+        unsafe { crate::arch::pv::map_frame(gfn * PAGE_SIZE, mfn) }
+            .map_err(|_| InitError::MapSharedInfo)?;
+        crate::arch::pv_suspend::publish_p2m(&shared.arch).map_err(|_| InitError::P2m)?;
+    } else {
+        // SAFETY: the frame is the one `init` took from the hole for the
+        // shared info page; in the new domain it is a hole again.
+        unsafe { xen::memory::map_shared_info(gfn) }
+            .map_err(|e| InitError::Xen("map shared info", e))?;
+    }
     for w in &shared.evtchn_mask {
         w.store(!0, Ordering::Release);
     }
@@ -266,19 +286,41 @@ pub fn resume_new_domain() -> Result<(), InitError> {
     }
     GENERATION.fetch_add(1, Ordering::AcqRel);
     rejoin(0);
-    xen::hvm::set_param(PARAM_CALLBACK_IRQ, xen::hvm::callback_vector(UPCALL_VECTOR))
-        .map_err(|e| InitError::Xen("set callback vector", e))?;
+    // PV: the callbacks are part of each vCPU's saved state.
+    if !crate::arch::is_pv() {
+        xen::hvm::set_param(PARAM_CALLBACK_IRQ, xen::hvm::callback_vector(UPCALL_VECTOR))
+            .map_err(|e| InitError::Xen("set callback vector", e))?;
+    }
     bind_timer(0).map_err(|e| InitError::Xen("bind VIRQ_TIMER", e))
 }
 
 /// On vCPU `cpu` itself, interrupts off, after a resume into a new
 /// domain: registers its `vcpu_info` again (Xen accepts that only from
-/// the vCPU itself while it is up) and lets upcalls in.
+/// the vCPU itself while it is up) and lets upcalls in (PVH: the mask in
+/// the `vcpu_info`; interrupts stay off by RFLAGS.IF). Under PV the mask
+/// is the interrupt flag itself: it stays set, in the legacy slot Xen
+/// copies from and in ours, and the caller's return (from its
+/// `without_interrupts`, or the parked vCPU's upcall) clears it. A vCPU
+/// parked inside an upcall holds its event cursor, and an upcall let in
+/// there would wait for it for ever.
 pub fn rejoin(cpu: usize) {
     REGISTERED[cpu].store(false, Ordering::Release);
+    let pv = crate::arch::is_pv();
+    if pv {
+        SHARED.get().expect("events::init ran").vcpu_info[cpu]
+            .evtchn_upcall_mask
+            .store(1, Ordering::Release);
+    }
     // Refused, the vCPU keeps its legacy slot, as at boot.
     let _ = register_vcpu_info_quiet(cpu);
-    unmask_upcalls(cpu);
+    if pv {
+        percpu::set_vcpu_info(cpu, vcpu_info(cpu));
+        vcpu_info(cpu)
+            .evtchn_upcall_mask
+            .store(1, Ordering::Release);
+    } else {
+        unmask_upcalls(cpu);
+    }
 }
 
 /// Moves vCPU `cpu`'s `vcpu_info` into [`VCPU_INFO`]; the boot vCPU calls

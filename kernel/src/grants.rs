@@ -111,18 +111,29 @@ unsafe impl GrantHypercalls for TimedXen {
             gfn
         }
     }
+
+    fn guest_frame(&self, frame: u64) -> u64 {
+        if crate::arch::is_pv() {
+            crate::arch::pv::pfn(frame)
+        } else {
+            frame
+        }
+    }
 }
 
 /// PV: asks Xen for the table's first `index + 1` frames
 /// (`GNTTABOP_setup_table`, which grows the table and names its machine
 /// frames) and maps frame `index` at the hole address of `gfn`.
+/// Allocates nothing: a suspend places the frames again with the other
+/// vCPUs parked.
 ///
 /// # Safety
 /// As [`GrantHypercalls::add_grant_frame`]: `gfn`'s address is the
 /// table's, used by nothing else.
 unsafe fn add_grant_frame_pv(index: u32, gfn: u64) -> Result<(), XenErrno> {
-    let mut frames = alloc::vec![0u64; index as usize + 1];
-    xen::gnttab::setup_table(xen::abi::DOMID_SELF, &mut frames).map_err(|e| match e {
+    let mut all = [0u64; TABLE_FRAMES as usize];
+    let frames = all.get_mut(..=index as usize).ok_or(XenErrno::EINVAL)?;
+    xen::gnttab::setup_table(xen::abi::DOMID_SELF, frames).map_err(|e| match e {
         QuerySizeError::Hypercall(e) => e,
         QuerySizeError::Status(_) => XenErrno::EINVAL,
     })?;

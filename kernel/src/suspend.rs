@@ -13,14 +13,19 @@
 //! 2. The xenstore connection is held (no request in flight) and the grant
 //!    table frozen with a copy of its entries ([`xen::grant::Frozen`]).
 //! 3. The other vCPUs are parked ([`smp::with_others_parked`]) and vCPU 0
-//!    calls `SCHEDOP_shutdown(SHUTDOWN_suspend)` with interrupts off.
+//!    calls `SCHEDOP_shutdown(SHUTDOWN_suspend)` with interrupts off. A
+//!    PV domain first unmaps Xen's frames and names its start info
+//!    (`arch::pv_suspend`: the toolstack saves its page tables, which
+//!    must map only its RAM, with their frames made pfns).
 //! 4. Cancelled (`xl save -c`, a failed save or migration): the same
-//!    domain runs on and nothing is redone. A new domain: the shared info
-//!    page, `vcpu_info`s, callback vector, timers and IPIs are set up
-//!    again while the others are still parked, the grant table's frames
-//!    placed again and its entries rewritten (references keep their
-//!    numbers, so peers can map them again), then the console and
-//!    xenstore start over on their cleared rings with their new ports,
+//!    domain runs on and nothing is redone (PV: Xen's frames are mapped
+//!    back). A new domain: the shared info page (PV: and the p2m tree),
+//!    `vcpu_info`s, callback vector, timers and IPIs are set up again
+//!    while the others are still parked, the grant table's frames placed
+//!    again and its entries rewritten (references keep their numbers, so
+//!    peers can map them again; PV: each names its page's new machine
+//!    frame), then the console and xenstore start over on their rings
+//!    (cleared under PVH, as saved under PV) with their new ports,
 //!    every xenstore watch is registered again and the control nodes are
 //!    advertised again.
 //!
@@ -84,9 +89,8 @@ pub enum SuspendError {
     Refused(xen::hypercall::XenErrno),
     /// Resumed in a new domain, but a step of setting it up again failed.
     Resume(&'static str),
-    /// A PV domain: its suspend (the start info's frame canonicalised,
-    /// the page tables' frames renumbered on restore) is not built yet.
-    Pv,
+    /// PV: the Xen frames could not be unmapped (or mapped back).
+    Pv(xen::hypercall::XenErrno),
 }
 
 impl core::fmt::Display for SuspendError {
@@ -94,7 +98,7 @@ impl core::fmt::Display for SuspendError {
         match self {
             Self::Refused(e) => write!(f, "Xen refused the suspend (error {})", e.0),
             Self::Resume(what) => write!(f, "resumed, but {what} could not be set up again"),
-            Self::Pv => f.write_str("suspend of a PV domain is not supported yet"),
+            Self::Pv(e) => write!(f, "PV: mapping Xen's frames: Xen error {}", e.0),
         }
     }
 }
@@ -102,9 +106,6 @@ impl core::fmt::Display for SuspendError {
 /// Suspends the domain and brings it back (module doc). Runs on the
 /// control thread, pinned to vCPU 0.
 pub fn run() -> Result<Resumed, SuspendError> {
-    if crate::arch::is_pv() {
-        return Err(SuspendError::Pv);
-    }
     UNDER_WAY.store(true, Ordering::Release);
     let outcome = suspend();
     UNDER_WAY.store(false, Ordering::Release);
@@ -143,11 +144,10 @@ fn suspend() -> Result<Resumed, SuspendError> {
     let mut frozen = table.freeze();
     let (frames, granted) = (frozen.frames(), frozen.granted());
     let outcome = smp::with_others_parked(|| {
-        let r = match xen::sched::suspend() {
-            Ok(Resumed::NewDomain) => rebuild(&mut frozen).map(|()| Resumed::NewDomain),
-            Ok(Resumed::Cancelled) => Ok(Resumed::Cancelled),
-            Err(e) => Err(SuspendError::Refused(e)),
-        };
+        let r = suspend_here().and_then(|r| match r {
+            Resumed::NewDomain => rebuild(&mut frozen).map(|()| Resumed::NewDomain),
+            Resumed::Cancelled => Ok(Resumed::Cancelled),
+        });
         let new = matches!(r, Ok(Resumed::NewDomain) | Err(SuspendError::Resume(_)));
         (r, new)
     });
@@ -178,6 +178,22 @@ fn suspend() -> Result<Resumed, SuspendError> {
         Err(e) => kprintln!("suspend: failed: {e}"),
     }
     outcome
+}
+
+/// The suspend hypercall, on vCPU 0 with the other vCPUs parked and
+/// interrupts off. A PV domain first hands the toolstack what its save
+/// needs (`arch::pv_suspend`), and takes it back if the same domain runs
+/// on.
+fn suspend_here() -> Result<Resumed, SuspendError> {
+    if !crate::arch::is_pv() {
+        return xen::sched::suspend(0).map_err(SuspendError::Refused);
+    }
+    let start_info = crate::arch::pv_suspend::prepare().map_err(SuspendError::Pv)?;
+    let r = xen::sched::suspend(start_info);
+    if !matches!(r, Ok(Resumed::NewDomain)) {
+        crate::arch::pv_suspend::resume_same().map_err(SuspendError::Pv)?;
+    }
+    r.map_err(SuspendError::Refused)
 }
 
 /// In the new domain, the other vCPUs parked, interrupts off: events,

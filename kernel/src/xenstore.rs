@@ -129,7 +129,10 @@ pub fn port() -> Port {
 pub fn init() -> Result<(), XenErrno> {
     let (pfn, port) = match crate::arch::pv::start_info() {
         // PV: the ring is a page of the boot region, mapped at its pfn.
-        Some(s) => (s.store_pfn, s.store_evtchn),
+        Some(s) => (
+            s.store_pfn,
+            crate::arch::pv_suspend::start_info_now().store_evtchn,
+        ),
         None => (
             xen::hvm::get_param(PARAM_STORE_PFN)?,
             xen::hvm::get_param(PARAM_STORE_EVTCHN)? as Port,
@@ -153,10 +156,15 @@ pub fn hold() -> MutexGuard<'static, Xenstore<Hooks>> {
 
 /// After a resume into a new domain, with the client `held` since before
 /// the suspend: binds the store's new event channel and starts over on
-/// the cleared ring, registering every watch again (the kernel's and
-/// those of user opens). Returns how many watches were registered.
+/// the ring (cleared under PVH; as saved under PV), registering every
+/// watch again (the kernel's and those of user opens). Returns how many
+/// watches were registered.
 pub fn resume(held: &mut Xenstore<Hooks>) -> Result<usize, XenErrno> {
-    let port = xen::hvm::get_param(PARAM_STORE_EVTCHN)? as Port;
+    let port = if crate::arch::is_pv() {
+        crate::arch::pv_suspend::start_info_now().store_evtchn
+    } else {
+        xen::hvm::get_param(PARAM_STORE_EVTCHN)? as Port
+    };
     events::bind(port, events::mark);
     PORT.store(port, Ordering::Release);
     held.reconnect()

@@ -30,6 +30,12 @@
 #       its process (foreign mappings cannot move), whose teardown unmaps
 #       with the notify; A sees it and ends at its baseline, and B resumes
 #       in its new domain and ends at its own.
+#   pv-life-save-cancel, pv-life-save-restore, pv-life-migrate:
+#       life-save-cancel, life-save-restore and life-migrate with the
+#       guest in PV (kernel/src/arch/pv_suspend.rs:
+#       the p2m tree in the shared info, the start info named in rdx, Xen's
+#       frames unmapped for the save; the grants name the new domain's
+#       machine frames after the move).
 # The features B advertises (control/feature-*) are checked too.
 . scripts/lib/xl.sh
 . scripts/lib/share.sh
@@ -195,11 +201,14 @@ life_map() {
     fi
 }
 
-# life_abort CASE [WHY]: a FAIL line (unless life_map printed it) with
-# the sharer's console; no domain is left.
+# life_abort CASE [WHY [NAME]]: a FAIL line (unless life_map printed it)
+# with the console of the sharer NAME (xenguest-a) and, if it still
+# runs, where it is (guest_hang); no domain is left.
 life_abort() {
     [ -n "${2:-}" ] && fail "$1" "$2"
-    show_log xenguest-a
+    show_log "${3:-xenguest-a}"
+    # Where it is, if it still runs (its vCPUs, its kernel's report).
+    guest_hang "${3:-xenguest-a}"
     destroy_all
 }
 
@@ -240,31 +249,32 @@ life_end_share() {
         sed 's/^/  A | /'
 }
 
-# life_save_cancel CASE: xl save -c of a sharing guest.
+# life_save_cancel CASE [NAME]: xl save -c of a sharing guest NAME
+# (xenguest-a; its config is configs/NAME.cfg).
 life_save_cancel() {
     local _n _id _ms _t0
-    _n=xenguest-a
-    guest_create "$_n" configs/xenguest-a.cfg \
+    _n=${2:-xenguest-a}
+    guest_create "$_n" "configs/$_n.cfg" \
         'cmdline="scenario=gntdev-share pages=16 peer=0 loglevel=info"' ||
         { fail "$1" "xl create failed"; return; }
     _id=$(guest_domid "$_n")
     guest_unpause "$_n"
     if ! guest_wait_line "$_n" 60 "gnt-share: shared"; then
-        life_abort "$1" "the guest did not share its pages"
+        life_abort "$1" "the guest did not share its pages" "$_n"
         return
     fi
     _t0=$(now_cs)
     if ! life_xl checkpoint "$_n"; then
-        life_abort "$1" "xl save -c failed: $(life_xl_failure)"
+        life_abort "$1" "xl save -c failed: $(life_xl_failure)" "$_n"
         return
     fi
     _ms=$((($(now_cs) - _t0) * 10))
     if [ "$(guest_domid "$_n")" != "$_id" ] ||
         ! guest_wait_line "$_n" 30 "suspend: cancelled, the same domain runs on"; then
-        life_abort "$1" "the guest did not run on as the same domain after the checkpoint"
+        life_abort "$1" "the guest did not run on as the same domain after the checkpoint" "$_n"
         return
     fi
-    life_map "$1" "$_id" "after the checkpoint" || { life_abort "$1"; return; }
+    life_map "$1" "$_id" "after the checkpoint" || { life_abort "$1" "" "$_n"; return; }
     life_end_share "$_n"
     if ! _why=$(guest_result "$_n" gntdev-share); then
         fail "$1" "guest: $_why"
@@ -274,20 +284,21 @@ life_save_cancel() {
     fi
 }
 
-# life_move CASE HOW: a sharing guest moved by HOW (save-restore or
-# migrate) between two rounds of dom0 mapping its pages.
+# life_move CASE HOW [NAME]: a sharing guest NAME (xenguest-a) moved by
+# HOW (save-restore or migrate) between two rounds of dom0 mapping its
+# pages.
 life_move() {
     local _n _id _id2 _t0 _ms _log _why _rc
-    _n=xenguest-a
+    _n=${3:-xenguest-a}
     _log=$(guest_log "$_n")
-    guest_create "$_n" configs/xenguest-a.cfg \
+    guest_create "$_n" "configs/$_n.cfg" \
         'cmdline="scenario=gntdev-share pages=256 peer=0 moves=1 loglevel=info"' 'vcpus=2' ||
         { fail "$1" "xl create failed"; return; }
     _id=$(guest_domid "$_n")
     guest_unpause "$_n"
-    life_map "$1" "$_id" "before the move" || { life_abort "$1"; return; }
+    life_map "$1" "$_id" "before the move" || { life_abort "$1" "" "$_n"; return; }
     if ! guest_wait_line "$_n" 60 "gnt-share: round done"; then
-        life_abort "$1" "the guest did not end its first round"
+        life_abort "$1" "the guest did not end its first round" "$_n"
         return
     fi
     _t0=$(now_cs)
@@ -302,14 +313,14 @@ life_move() {
     fi
     _id2=$(guest_domid "$_n")
     if [ "$_rc" -ne 0 ] || [ -z "$_id2" ] || [ "$_id2" = "$_id" ]; then
-        life_abort "$1" "'$2' failed (status $_rc, domain ${_id2:-gone}): $(life_xl_failure)"
+        life_abort "$1" "'$2' failed (status $_rc, domain ${_id2:-gone}): $(life_xl_failure)" "$_n"
         return
     fi
     if ! guest_wait_line "$_n" 60 "gnt-share: the domain moved"; then
-        life_abort "$1" "the guest's process did not see the move"
+        life_abort "$1" "the guest's process did not see the move" "$_n"
         return
     fi
-    life_map "$1" "$_id2" "after the move" || { life_abort "$1"; return; }
+    life_map "$1" "$_id2" "after the move" || { life_abort "$1" "" "$_n"; return; }
     life_end_share "$_n"
     if ! _why=$(guest_result "$_n" gntdev-share); then
         fail "$1" "guest: $_why"
@@ -362,6 +373,18 @@ life_migrate() {
     life_move "$1" migrate
 }
 
+life_save_cancel_pv() {
+    life_save_cancel "$1" xenguest-a-pv
+}
+
+life_save_restore_pv() {
+    life_move "$1" save-restore xenguest-a-pv
+}
+
+life_migrate_pv() {
+    life_move "$1" migrate xenguest-a-pv
+}
+
 run_case life_shutdown life-shutdown
 run_case life_reboot life-reboot
 run_case life_sysrq life-sysrq
@@ -370,6 +393,9 @@ if [ -x "$TOOL" ]; then
     run_case life_save_restore life-save-restore
     run_case life_migrate life-migrate
     run_case life_save_mapper life-save-mapper
+    run_case life_save_cancel_pv pv-life-save-cancel
+    run_case life_save_restore_pv pv-life-save-restore
+    run_case life_migrate_pv pv-life-migrate
 else
     fail life-save "no $TOOL (scripts/lib/tools.sh builds it)"
 fi

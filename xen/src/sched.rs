@@ -45,23 +45,27 @@ pub enum Resumed {
 }
 
 /// Suspends this domain for `xl save`/`xl migrate`
-/// (`SCHEDOP_shutdown(SHUTDOWN_suspend)`, no start info for PVH) and
-/// returns when it runs again. The toolstack reports a cancel by setting
-/// the call's return value to 1 (`xc_domain_resume`), which it can only
-/// do while `HVM_PARAM_CALLBACK_IRQ` is set. Call it on vCPU 0 with
-/// interrupts off and the other vCPUs parked. `Err`: Xen refused.
-pub fn suspend() -> Result<Resumed, crate::hypercall::XenErrno> {
+/// (`SCHEDOP_shutdown(SHUTDOWN_suspend)`) and returns when it runs
+/// again. `start_info` is 0 for PVH; a PV guest passes its start info's
+/// machine frame, which the toolstack reads from vCPU 0's `rdx` to find
+/// the page (its ring frames canonicalised to pfns by the guest) and
+/// rewrite it for the new domain. The toolstack reports a cancel by
+/// setting the call's return value to 1 (`xc_domain_resume`), which for
+/// PVH it can only do while `HVM_PARAM_CALLBACK_IRQ` is set. Call it on
+/// vCPU 0 with interrupts off and the other vCPUs parked. `Err`: Xen
+/// refused.
+pub fn suspend(start_info: u64) -> Result<Resumed, crate::hypercall::XenErrno> {
     let mut arg = SchedShutdown {
         reason: ShutdownReason::Suspend as u32,
     };
     // SAFETY: `arg` is a valid `sched_shutdown` for the whole call; the
-    // third argument (a PV guest's start info frame) is 0 for PVH.
+    // third argument is only read by the toolstack.
     let r = unsafe {
         hypercall::raw(
             SCHED_OP,
             u64::from(SCHEDOP_shutdown),
             &raw mut arg as u64,
-            0,
+            start_info,
             0,
             0,
         )

@@ -411,15 +411,20 @@ impl<H: XsHooks> Xenstore<H> {
         Ok(())
     }
 
-    /// Starts over on a ring that the toolstack cleared (a domain resumed
-    /// after a save or a migration: the page is zeroed, xenstored knows
-    /// nothing of us): forgets the message half received and the replies
-    /// nobody waits for, then registers every watch again. Each fires
+    /// Starts over after a move (a domain resumed after a save or a
+    /// migration: xenstored knows nothing of us) on a ring that the
+    /// toolstack cleared (PVH) or left as saved (PV, whose indices go
+    /// on): forgets the message half received, the replies nobody waits
+    /// for and any bytes of the old connection left in the reply ring
+    /// (Linux's `xb_init_comms` does the same), then registers every
+    /// watch again. Each fires
     /// once at registration, so its owner looks at what it watches, which
     /// may have changed meanwhile. Queued watch events are kept. Returns
     /// how many watches were registered again; a watch xenstored refuses
     /// now is dropped.
     pub fn reconnect(&mut self) -> Result<usize, XenErrno> {
+        let stale = self.rsp.used();
+        self.rsp.advance(stale);
         self.rx.clear();
         self.replies.clear();
         self.broken = false;

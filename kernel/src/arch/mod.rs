@@ -12,6 +12,7 @@ pub mod percpu;
 pub mod pmap;
 pub mod pv;
 pub mod pv_grant;
+pub mod pv_suspend;
 pub mod syscall;
 pub mod trap;
 

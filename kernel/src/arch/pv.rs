@@ -40,7 +40,7 @@
 //! | state | protection |
 //! |---|---|
 //! | `START`, `P2M`, `ROOT`, `TRAPS` | (i) set once on the boot CPU before anything reads them |
-//! | the tables above the direct map | (k) `KERNEL_MAPS`, taken with interrupts off (never from the upcall) |
+//! | the tables above the direct map, the Xen frames mapped there | (k) `KERNEL_MAPS`, taken with interrupts off (never from the upcall) |
 //! | `QUEUES`, `DEFER` | (c) each CPU's own, used by the CPU itself under a pmap lock |
 
 use core::arch::global_asm;
@@ -120,12 +120,8 @@ pub struct StartOfDay {
     pub shared_info: u64,
     /// Pfn of the xenstore ring (in the boot region).
     pub store_pfn: u64,
-    /// Port of the xenstore ring.
-    pub store_evtchn: u32,
     /// Pfn of the console ring (in the boot region).
     pub console_pfn: u64,
-    /// Port of the console ring.
-    pub console_evtchn: u32,
     /// The module (xl's `ramdisk=`): pseudo-physical address and length.
     pub module: Option<(u64, u64)>,
     /// End of what the boot took (boot region, tables, pool): the VM
@@ -140,6 +136,11 @@ static P2M: Once<(u64, u64)> = Once::new();
 
 /// The root of the kernel's page tables (Xen's boot L4).
 static ROOT: Once<u64> = Once::new();
+
+/// The start info page's address (in the boot region, kept from the VM):
+/// the toolstack rewrites the page when it restores the domain
+/// (`super::pv_suspend`).
+static START_INFO: Once<u64> = Once::new();
 
 /// The start info, once [`start_of_day`] ran (PV only).
 pub fn start_info() -> Option<&'static StartOfDay> {
@@ -165,6 +166,17 @@ pub fn pfn(mfn: u64) -> u64 {
     // SAFETY: Xen maps the m2p table read-only at `MACH2PHYS_VIRT_START`
     // in every 64-bit PV guest, one word per machine frame.
     unsafe { ((MACH2PHYS_VIRT_START as *const u64).add(mfn as usize)).read_volatile() }
+}
+
+/// The p2m list Xen built (and the toolstack rewrites when it restores
+/// the domain): `(address, entries)`, the address page-aligned.
+pub fn p2m_list() -> (u64, u64) {
+    *P2M.get().expect("pv::start_of_day ran")
+}
+
+/// The start info page's address.
+pub fn start_info_address() -> u64 {
+    *START_INFO.get().expect("pv::start_of_day ran")
 }
 
 /// The kernel's frames as the table builder sees them.
@@ -224,6 +236,7 @@ impl core::fmt::Display for StartError {
 /// `si` must be the address Xen passed in `rsi`, before anything wrote to
 /// the boot region past the image.
 pub unsafe fn start_of_day(si: *const StartInfo) -> Result<StartOfDay, StartError> {
+    let si_at = si;
     // SAFETY: the caller passes Xen's start info, mapped and intact.
     let si = unsafe { si.read() };
     if !si.magic.starts_with(START_MAGIC) {
@@ -242,7 +255,11 @@ pub unsafe fn start_of_day(si: *const StartInfo) -> Result<StartOfDay, StartErro
     if boot_end + si.nr_pages / 512 + 8 > si.nr_pages {
         return Err(StartError::TooSmall(si.nr_pages));
     }
+    if si.mfn_list % PAGE != 0 {
+        return Err(StartError::P2m);
+    }
     P2M.call_once(|| (si.mfn_list, si.nr_pages));
+    START_INFO.call_once(|| si_at as u64);
     let root = si.pt_base / PAGE;
     ROOT.call_once(|| root);
     let mut frames = Frames;
@@ -264,9 +281,7 @@ pub unsafe fn start_of_day(si: *const StartInfo) -> Result<StartOfDay, StartErro
         nr_pages: si.nr_pages,
         shared_info: si.shared_info,
         store_pfn: pfn(si.store_mfn),
-        store_evtchn: si.store_evtchn,
         console_pfn: pfn(si.console_mfn),
-        console_evtchn: si.console_evtchn,
         module,
         boot_end: tables * PAGE,
     };
@@ -351,19 +366,98 @@ pub fn ensure_table(va: u64) -> Result<(), MapError> {
     })
 }
 
-/// (k) Serialises changes to the kernel's own tables above the direct map.
-static KERNEL_MAPS: Mutex<()> = Mutex::new(());
+/// (k) Serialises changes to the kernel's own tables above the direct
+/// map, and holds the Xen frames mapped there.
+static KERNEL_MAPS: Mutex<XenFrames> = Mutex::new(XenFrames {
+    at: [(0, 0); XEN_FRAMES],
+    len: 0,
+});
+
+/// Most Xen frames [`map_frame`] maps: the shared info page and every
+/// grant-table frame.
+const XEN_FRAMES: usize = 1 + crate::grants::TABLE_FRAMES as usize;
+
+/// The frames of Xen's own that the kernel maps ([`map_frame`]): their
+/// entries are not the domain's RAM, so a save refuses tables that hold
+/// them ([`unmap_xen_frames`]). Fixed room: the list changes with the
+/// other vCPUs parked, where nothing may allocate.
+struct XenFrames {
+    /// `(address, machine frame)` of each.
+    at: [(u64, u64); XEN_FRAMES],
+    len: usize,
+}
 
 /// Maps machine frame `mfn` writable at `va`, an address of the hole
-/// (above RAM).
+/// (above RAM), and records it as Xen's ([`unmap_xen_frames`]). Mapping
+/// the same address again replaces the frame. Makes no table (and so
+/// allocates nothing) when one covers `va` already.
 ///
 /// # Safety
-/// `va` must be unused by anything else, and the frame one the kernel may
-/// map (Xen's shared info, a grant-table frame).
+/// `va` must be unused by anything else, or mapped by an earlier call
+/// and unmapped since, and the frame one the kernel may map (Xen's
+/// shared info, a grant-table frame).
 pub unsafe fn map_frame(va: u64, mfn: u64) -> Result<(), MapError> {
-    // SAFETY: forwarded to the caller's contract; the address was unused,
-    // so no TLB holds it.
-    unsafe { set_entries(va, 1, |_| (mfn << 12) | DATA_FLAGS) }
+    // SAFETY: forwarded to the caller's contract; the address was unused
+    // (or unmapped, with the TLBs flushed), so no TLB holds it.
+    unsafe { set_entries(va, 1, |_| (mfn << 12) | DATA_FLAGS) }?;
+    interrupts::without_interrupts(|| {
+        let mut k = KERNEL_MAPS.lock();
+        let len = k.len;
+        match k.at[..len].iter_mut().find(|(a, _)| *a == va) {
+            Some(slot) => slot.1 = mfn,
+            None if len < XEN_FRAMES => {
+                k.at[len] = (va, mfn);
+                k.len += 1;
+            }
+            None => return Err(MapError::NoTableFrame),
+        }
+        Ok(())
+    })
+}
+
+/// Removes every mapping of a Xen frame ([`map_frame`]) in one batch and
+/// flushes every TLB: before a suspend, as the toolstack saves only
+/// tables whose entries map the domain's own RAM. Run with the other
+/// vCPUs parked and nothing reading those pages until
+/// [`remap_xen_frames`] or new [`map_frame`]s.
+pub fn unmap_xen_frames() -> Result<(), XenErrno> {
+    set_xen_frames(false)
+}
+
+/// Maps every Xen frame [`unmap_xen_frames`] removed again, at its
+/// address: after a cancelled suspend, where the frames are the same.
+pub fn remap_xen_frames() -> Result<(), XenErrno> {
+    set_xen_frames(true)
+}
+
+/// [`unmap_xen_frames`] (`present` false) or [`remap_xen_frames`].
+fn set_xen_frames(present: bool) -> Result<(), XenErrno> {
+    interrupts::without_interrupts(|| {
+        let k = KERNEL_MAPS.lock();
+        let root = *ROOT.get().expect("pv::start_of_day ran");
+        let mut frames = Frames;
+        let mut b = TableBuilder::new(&mut frames, xen::pv::Xen, root, 0..0);
+        let mut batch = xen::pv::MmuBatch::new(xen::pv::Xen);
+        for &(va, mfn) in &k.at[..k.len] {
+            let Ok(Some(slot)) = b.entry_address(va) else {
+                continue;
+            };
+            let val = if present { (mfn << 12) | DATA_FLAGS } else { 0 };
+            // SAFETY: the entry maps (or mapped) a Xen frame at an address
+            // of the hole that only `map_frame`'s callers use, and they
+            // do not while the caller holds the other vCPUs.
+            unsafe { batch.push(slot, val) }?;
+        }
+        // SAFETY: as above; then no TLB keeps an entry that went.
+        unsafe { batch.flush() }?;
+        // SAFETY: a flush changes no mapping.
+        unsafe {
+            xen::pv::mmuext_op(&[xen::abi::pv::MmuextOp {
+                cmd: xen::abi::pv::MMUEXT_TLB_FLUSH_ALL,
+                ..Default::default()
+            }])
+        }
+    })
 }
 
 /// Maps `pages` RAM pages from `pa` writable at `va`, kernel addresses

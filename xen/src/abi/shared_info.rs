@@ -89,22 +89,25 @@ impl VcpuInfo {
     }
 }
 
-/// `struct arch_shared_info` (x86_64).
+/// `struct arch_shared_info` (x86_64): a PV guest's p2m as the
+/// toolstack finds it to save the domain. Atomics, as the rest of the
+/// page: the toolstack and Xen read and write it too.
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct ArchSharedInfo {
-    /// PV p2m size.
-    pub max_pfn: u64,
-    /// PV p2m frame list list.
-    pub pfn_to_mfn_frame_list_list: u64,
+    /// PV p2m size: the entries of the p2m list (its highest pfn + 1).
+    pub max_pfn: AtomicU64,
+    /// PV p2m frame list list: the machine frame of a page of machine
+    /// frames of pages of machine frames of the p2m list's pages.
+    pub pfn_to_mfn_frame_list_list: AtomicU64,
     /// NMI reason bits.
-    pub nmi_reason: u64,
-    /// PV p2m root.
-    pub p2m_cr3: u64,
+    pub nmi_reason: AtomicU64,
+    /// PV p2m root (a linear p2m list instead of the tree; 0: none).
+    pub p2m_cr3: AtomicU64,
     /// PV linear p2m address.
-    pub p2m_vaddr: u64,
+    pub p2m_vaddr: AtomicU64,
     /// PV p2m generation count.
-    pub p2m_generation: u64,
+    pub p2m_generation: AtomicU64,
 }
 
 /// `struct shared_info`: the page shared with Xen.

@@ -290,6 +290,13 @@ pub unsafe trait GrantHypercalls {
     fn xen_frame(&self, gfn: u64) -> u64 {
         gfn
     }
+
+    /// The inverse of [`Self::xen_frame`]: our frame that Xen's number
+    /// `frame` names (a PV guest's machine frames change when the domain
+    /// moves; its frames do not).
+    fn guest_frame(&self, frame: u64) -> u64 {
+        frame
+    }
 }
 
 /// Real Xen: the hypercalls of [`crate::gnttab`] and [`crate::memory`].

@@ -168,11 +168,14 @@ impl<H: GrantHypercalls, M: GrantFrameMemory> GrantTable<H, M> {
                 // (`GrantFrameMemory`); entries are atomics.
                 let frame = unsafe { f.as_ref() };
                 frame.entries.iter().map(|e| {
-                    (
-                        e.flags.load(Ordering::Acquire),
-                        e.domid.load(Ordering::Relaxed),
-                        e.frame.load(Ordering::Relaxed),
-                    )
+                    let flags = e.flags.load(Ordering::Acquire);
+                    let mut frame = e.frame.load(Ordering::Relaxed);
+                    if flags & GTF_type_mask != GTF_invalid {
+                        // Kept as our frame: a PV guest's machine frames
+                        // change with the domain.
+                        frame = self.hv.guest_frame(u64::from(frame)) as u32;
+                    }
+                    (flags, e.domid.load(Ordering::Relaxed), frame)
                 })
             })
             .collect();
@@ -425,7 +428,8 @@ impl<H: GrantHypercalls, M: GrantFrameMemory> GrantOps for GrantTable<H, M> {
 }
 
 /// A grant table held still across a suspend ([`GrantTable::freeze`]),
-/// with a copy of its entries (flags, domid, frame).
+/// with a copy of its entries (flags, domid, and the frame as our own
+/// frame number, [`GrantHypercalls::guest_frame`]).
 pub struct Frozen<'a, H, M> {
     table: &'a GrantTable<H, M>,
     st: spin::MutexGuard<'a, State>,
@@ -451,7 +455,8 @@ impl<H: GrantHypercalls, M: GrantFrameMemory> Frozen<'_, H, M> {
     /// (highest index first, so Xen grows the table once), then writes
     /// every entry back as it was, without the `GTF_reading`/`GTF_writing`
     /// status Xen kept for the old domain's peers (their mappings belong
-    /// to the old domain). Allocates nothing: it runs with the other
+    /// to the old domain), each granted frame named as the new domain
+    /// names it ([`GrantHypercalls::xen_frame`]). Allocates nothing: it runs with the other
     /// vCPUs parked. References keep their numbers, so a peer that maps
     /// one again after the move reaches the same page.
     pub fn restore(&mut self) -> Result<(), GrantError> {
@@ -467,6 +472,11 @@ impl<H: GrantHypercalls, M: GrantFrameMemory> Frozen<'_, H, M> {
         }
         for (i, &(flags, domid, frame)) in self.entries.iter().enumerate() {
             let e = GrantTable::<H, M>::entry(&self.st.frames, i as GrantRef);
+            let frame = if flags & GTF_type_mask != GTF_invalid {
+                self.table.hv.xen_frame(u64::from(frame)) as u32
+            } else {
+                frame
+            };
             e.frame.store(frame, Ordering::Relaxed);
             e.domid.store(domid, Ordering::Relaxed);
             // Release, as a grant: the frame and domid before the flags.
@@ -492,9 +502,11 @@ mod tests {
     use crate::abi::grant_table::{GNTST_okay, GTF_permit_access, GTF_readonly, GnttabQuerySize};
     use crate::hypercall::XenErrno;
 
-    /// Xen as far as placing frames goes: records each placement.
+    /// Xen as far as placing frames goes: records each placement. The
+    /// guest names frame `f` to Xen as `f + .1` (0: a PVH guest; a PV
+    /// guest's machine frames, which change when the domain moves).
     #[derive(Default)]
-    struct Placer(RefCell<Vec<(u32, u64)>>);
+    struct Placer(RefCell<Vec<(u32, u64)>>, core::cell::Cell<u64>);
 
     // SAFETY: only frame placement is used, recorded and never acted on;
     // the frames live in `Frames` for the test's life.
@@ -521,6 +533,12 @@ mod tests {
             Ok(())
         }
         fn backoff(&self, _: u32) {}
+        fn xen_frame(&self, gfn: u64) -> u64 {
+            gfn + self.1.get()
+        }
+        fn guest_frame(&self, frame: u64) -> u64 {
+            frame - self.1.get()
+        }
     }
 
     /// Four frames of plain memory at guest frames 100..104.
@@ -585,5 +603,32 @@ mod tests {
         drop(st);
         // The table works on: the mapped grant ends now.
         assert_eq!(t.end_access(refs[6]), Ok(EndAccess::Ended));
+    }
+
+    #[test]
+    fn a_frozen_pv_table_names_the_new_domains_machine_frames() {
+        let t = GrantTable::new(
+            Placer::default(),
+            Frames(Box::new(core::array::from_fn(|_| GrantFrame::default()))),
+        )
+        .unwrap();
+        t.hv.1.set(0x50000);
+        let refs: Vec<GrantRef> = (0..8)
+            .map(|i| t.grant_access(7, 0x1000 + i, false).unwrap())
+            .collect();
+        let entry = |r| {
+            GrantTable::<Placer, Frames>::entry(&t.state.lock().frames, r)
+                .frame
+                .load(Ordering::Relaxed)
+        };
+        assert_eq!(entry(refs[3]), 0x51003);
+        let mut frozen = t.freeze();
+        // Restored elsewhere: every frame has a new machine frame.
+        t.hv.1.set(0x90000);
+        frozen.restore().unwrap();
+        drop(frozen);
+        for (i, &r) in refs.iter().enumerate() {
+            assert_eq!(entry(r), 0x91000 + i as u32, "ref {r}");
+        }
     }
 }

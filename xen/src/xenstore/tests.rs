@@ -424,6 +424,36 @@ fn error_names_map_to_errno() {
 }
 
 #[test]
+fn reconnect_drops_the_old_connections_bytes_on_a_ring_kept_as_saved() {
+    let (mut xs, fake, mut page) = setup(13, 900);
+    xs.watch("/a", "ta").unwrap();
+    while xs.poll_watch().unwrap().is_some() {}
+    // A PV domain resumed: the page as saved, with half a message of the
+    // old xenstored in the reply ring, and a new xenstored that goes on
+    // from the page's indices.
+    let header = [msg::WATCH_EVENT, 0, 0, 40u32];
+    for (i, b) in header
+        .iter()
+        .flat_map(|v| v.to_ne_bytes())
+        .chain(*b"/a\0")
+        .enumerate()
+    {
+        page.rsp[(page.rsp_prod as usize + i) % XENSTORE_RING_SIZE] = b;
+    }
+    page.rsp_prod += 19;
+    let raw: *mut XenstoreDomainInterface = &mut *page;
+    *fake.borrow_mut() = Fake::new(raw, 13);
+    assert_eq!(xs.reconnect().unwrap(), 1);
+    assert_eq!(
+        fake.borrow().watches,
+        [("/a".to_string(), "ta".to_string())]
+    );
+    assert_eq!(xs.wait_watch().unwrap().token, "ta");
+    xs.write(T, "/a/x", b"1").unwrap();
+    assert_eq!(xs.wait_watch().unwrap().path, "/a/x");
+}
+
+#[test]
 fn reconnect_registers_the_watches_again_on_a_cleared_ring() {
     let (mut xs, fake, mut page) = setup(13, 900);
     xs.watch("/a", "ta").unwrap();

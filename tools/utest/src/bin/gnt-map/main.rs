@@ -114,8 +114,16 @@ fn wait_round(xs: &mut Xs, base: &str, round: u64) -> Result<(), &'static str> {
     let mut path = Fmt::new();
     path.push(base.as_bytes()).push(b"/round");
     // The sharer clears its share before it writes the next.
-    utest::round::wait_round(xs, path.as_str(), round, TIMEOUT_NS, Absent::NotYet)
-        .map_err(|_| "the share of this round never came")
+    let t0 = urt::clock_ns();
+    utest::round::wait_round(xs, path.as_str(), round, TIMEOUT_NS, Absent::NotYet).map_err(|e| {
+        // Which failure, and when: a soak run once ended here, its sharer
+        // having written the share.
+        println!(
+            "gnt-map: round {round}'s share: {e:?} after {} ms",
+            (urt::clock_ns() - t0) / 1_000_000
+        );
+        "the share of this round never came"
+    })
 }
 
 /// What to do after the pages are verified (the module's documentation).
