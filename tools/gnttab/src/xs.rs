@@ -273,7 +273,7 @@ impl Xs {
 
 /// How long [`Xs::wait_for`] trusts its watch before it reads the node
 /// again anyway.
-const RECHECK_NS: u64 = 1_000_000_000;
+pub const RECHECK_NS: u64 = 1_000_000_000;
 
 /// What [`Xs::wait_for`] makes of the node it waits on being absent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -269,14 +269,17 @@ fn share_round(
         publish(xs, path.as_str(), val.as_bytes())?;
     }
     utest::refs::publish(xs, base, refs)?;
-    // The mapper's verdict, watched before the share is ready so that no
-    // change of it can come before the watch (`Xs::wait_for`).
-    let mut map_state = Fmt::new();
-    map_state
+    // The mapper's verdict, watched (with the rest of its `map` nodes)
+    // before the share is ready so that no change of it can come before
+    // the watch (`Xs::wait_for`).
+    let mut map_dir = Fmt::new();
+    map_dir
         .push(b"/local/domain/")
         .num(u64::from(peer))
-        .push(b"/data/xenguest/map/state");
-    let mut verdict = Watch::new(map_state.as_str(), "verdict").map_err(|_| "watch map/state")?;
+        .push(b"/data/xenguest/map");
+    let mut map_state = Fmt::new();
+    map_state.push(map_dir.as_bytes()).push(b"/state");
+    let mut verdict = Watch::new(map_dir.as_str(), "verdict").map_err(|_| "watch map")?;
     path.clear().push(base.as_bytes()).push(b"/state");
     publish(xs, path.as_str(), b"ready")?;
     println!(
@@ -285,16 +288,7 @@ fn share_round(
 
     // The verdict, then the reply words.
     let mut st = [0u8; 128];
-    let seen = xs.wait_for(
-        &mut verdict,
-        map_state.as_str(),
-        &[b"verified", b"unmapped"],
-        b"failed",
-        &mut st,
-        TIMEOUT_NS,
-        // The mapper never removes its verdict node while it lives.
-        Absent::MeansGone,
-    );
+    let seen = wait_verdict(xs, &mut verdict, map_dir.as_str(), round, &mut st);
     drop(verdict);
     let round = match seen {
         Ok(len) if st[..len].starts_with(b"failed") => {
@@ -331,6 +325,66 @@ fn check_replies(words: *const u32, n: usize) -> Result<(), &'static str> {
     }
     println!("gnt-share: mapper verified; all {n} reply words correct");
     Ok(())
+}
+
+/// Waits for the mapper's verdict in `map_dir/state` (watched by
+/// `watch`): `verified` or `unmapped`, or `failed...`; its length in
+/// `out`. In round `round` > 0 of a run of rounds, a later round in
+/// `map_dir/round` counts as `verified`: the mapper starts round K+1 only
+/// once it verified round K and its process ended well, and it resets
+/// `state` to `waiting` at once, so a sharer that looks late (a slow
+/// wake-up) would otherwise never see this round's verdict (a soak run
+/// waited so at its round 16 while its mapper waited for round 17).
+/// `Gone` once the mapper's domain is (its nodes removed).
+fn wait_verdict(
+    xs: &mut Xs,
+    watch: &mut Watch,
+    map_dir: &str,
+    round: u64,
+    out: &mut [u8; 128],
+) -> Result<usize, XsError> {
+    if round == 0 {
+        let mut state = Fmt::new();
+        state.push(map_dir.as_bytes()).push(b"/state");
+        // The mapper never removes its verdict node while it lives.
+        return xs.wait_for(
+            watch,
+            state.as_str(),
+            &[b"verified", b"unmapped"],
+            b"failed",
+            out,
+            TIMEOUT_NS,
+            Absent::MeansGone,
+        );
+    }
+    let (mut state, mut later) = (Fmt::new(), Fmt::new());
+    state.push(map_dir.as_bytes()).push(b"/state");
+    later.push(map_dir.as_bytes()).push(b"/round");
+    let deadline = urt::clock_ns().saturating_add(TIMEOUT_NS);
+    loop {
+        match xs.read(state.as_str(), out) {
+            Ok(n) if [&b"verified"[..], b"unmapped"].contains(&&out[..n]) => return Ok(n),
+            Ok(n) if out[..n].starts_with(b"failed") => return Ok(n),
+            Ok(_) => {}
+            // Seen when the round began (`wait_mapper_round`): gone now.
+            Err(_) => return Err(XsError::Gone),
+        }
+        if let Ok(k) = xs.read_u64(later.as_str())
+            && k > round
+        {
+            println!("gnt-share: the mapper went on to round {k}: round {round} verified");
+            out[..8].copy_from_slice(b"verified");
+            return Ok(8);
+        }
+        let now = urt::clock_ns();
+        if now >= deadline {
+            return Err(XsError::Sys(urt::errno::ETIMEDOUT));
+        }
+        match watch.wait((deadline - now).min(gnttab::xs::RECHECK_NS)) {
+            Ok(()) | Err(XsError::Sys(urt::errno::ETIMEDOUT)) => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Waits for the unmap notify of the mapper's process exit (the last byte
