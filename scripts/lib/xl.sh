@@ -360,8 +360,8 @@ late_timer() {
 #   state; QEMU's multi-threaded TCG emulation of SVM does, now and then,
 #   under many VM exits;
 # - a guest vCPU's triple fault (guest_triple_fault);
-# - a hang, in a case run with RETRY_HANG set to the reason (smp-threads:
-#   scripts/scenarios/smp.sh);
+# - a hang, in a case run with RETRY_HANG set to the reason (smp-threads,
+#   smp-preempt: scripts/scenarios/smp.sh);
 # - a late timer: a guest's sysrq report (taken when the case hung) says
 #   one of its vCPUs armed its one-shot timer, halted, and was woken only
 #   LATE_TIMER_MS (10 s) or more after that deadline, by the report's own
@@ -390,7 +390,7 @@ run_case() {
             elif [ "${_late:-0}" -ge "${LATE_TIMER_MS:-10000}" ]; then
                 _why="a guest vCPU halted with its timer armed was woken $_late ms past the deadline (the emulated host lost the timer)"
             elif [ -n "${RETRY_HANG:-}" ] && grep -q 'ended: hang' "$_out"; then
-                _why="the guest hung, in a case that meets the emulated host's stale memory (RETRY_HANG: $RETRY_HANG)"
+                _why="the guest hung, in a case that meets a known fault of the emulated host (RETRY_HANG: $RETRY_HANG)"
             fi
         fi
         if [ -n "$_why" ]; then

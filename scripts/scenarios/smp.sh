@@ -103,6 +103,20 @@ for c in ${SMP_CASES:-${*:-smp-boot smp-preempt smp-threads smp-gntdev}}; do
                 run_case run "$c"
             )
             ;;
+        smp-preempt)
+            # Its spinners keep every vCPU in user mode, where only an
+            # interrupt brings a vCPU back: in one full run all 4 vCPUs
+            # were still in a spinner's loop (xenctx) after the kernel had
+            # killed them and started to power off, with their one-shot
+            # timers due in Xen's queue and nothing pending in the guest
+            # (the emulated host's lost interrupts; the 124 s the workers
+            # waited before are the same). A hang of this case is taken
+            # for that and run again.
+            (
+                RETRY_HANG="vCPUs spinning in user mode that no interrupt reaches"
+                run_case run "$c"
+            )
+            ;;
         *) run_case run "$c" ;;
     esac
 done
