@@ -16,6 +16,12 @@
 . scripts/lib/xl.sh
 . scripts/lib/share.sh
 
+# soak_heap NAME: the bytes NAME's kernel heap grew by after the first
+# rounds of a run of rounds (kernel/src/scenario/gntdev.rs, rounds).
+soak_heap() {
+    tr -d '\r' <"$(guest_log "$1")" | sed -n 's/.*kernel heap \([0-9]*\) byte(s) up since round.*/\1/p' | tail -n 1
+}
+
 # soak_rounds CASE ROUNDS PAGES: the rounds run and its one result line.
 soak_rounds() {
     local _k="counter xenguest-b mapper" _verified
@@ -31,7 +37,7 @@ soak_rounds() {
         show_log xenguest-b
         return
     fi
-    pair_judge "$1" gntdev-share gntdev-map "$2 rounds of $3 pages, each verified; the last: $($_k map_hypercalls) map and $($_k unmap_hypercalls) unmap hypercall; both baselines back after every round"
+    pair_judge "$1" gntdev-share gntdev-map "$2 rounds of $3 pages, each verified; the last: $($_k map_hypercalls) map and $($_k unmap_hypercalls) unmap hypercall; both baselines back after every round; kernel heap since round 2: A +$(soak_heap xenguest-a), B +$(soak_heap xenguest-b) bytes"
 }
 
 run_case share_pair share-1 share 1

@@ -334,12 +334,31 @@ fn rounds(opts: &Options<'_>, who: &str, mut one: impl FnMut(u64) -> Outcome) ->
     if !(1..1 << 16).contains(&rounds) {
         return Err("rounds= out of range");
     }
+    let mut warm = 0;
     for round in 1..=rounds {
         one(round)?;
+        if round == WARM_ROUNDS {
+            warm = heap_net();
+        }
     }
-    kprintln!("{who}: {rounds} rounds, each process back at the baseline");
+    // Each run may leave up to `HEAP_SLACK` behind (caches filled); a
+    // run of rounds must not grow after its first ones.
+    let grown = heap_net().saturating_sub(warm);
+    kprintln!(
+        "{who}: {rounds} rounds, each process back at the baseline; kernel heap {grown} byte(s) up since round {WARM_ROUNDS}"
+    );
+    if rounds >= 4 * WARM_ROUNDS && grown > ROUNDS_HEAP_SLACK {
+        return Err("the kernel heap grew round after round");
+    }
     Ok(())
 }
+
+/// Rounds after which a run of rounds has filled its caches.
+const WARM_ROUNDS: u64 = 2;
+/// Heap a run of rounds may gain after [`WARM_ROUNDS`]: a vector's
+/// growth, not a leak per round (one of 272 bytes a process grew a run
+/// of 100 by 27 KiB).
+const ROUNDS_HEAP_SLACK: usize = 4096;
 
 /// Domain B: `gnt-map` maps the peer's share; `mode=` says what it does
 /// next (the module's documentation); `rounds=R` maps R shares in turn,

@@ -65,7 +65,11 @@ fn dispatch(frame: &mut TrapFrame) {
         frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
     ];
     let r = match frame.rax {
-        nr::EXIT => proc::exit(a[0] as i32),
+        nr::EXIT => {
+            // `exit` does not return: what this frame owns must go first.
+            drop(p);
+            proc::exit(a[0] as i32)
+        }
         nr::WRITE => write(&p, a[0], a[1], a[2]),
         nr::READ => read(&p, a[0], a[1], a[2]),
         nr::OPEN => open(&p, a[0], a[1]),

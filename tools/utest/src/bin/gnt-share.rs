@@ -269,9 +269,9 @@ fn share_round(
         publish(xs, path.as_str(), val.as_bytes())?;
     }
     utest::refs::publish(xs, base, refs)?;
-    // The mapper's verdict, watched (with the rest of its `map` nodes)
-    // before the share is ready so that no change of it can come before
-    // the watch (`Xs::wait_for`).
+    // The mapper's verdict, watched before the share is ready so that no
+    // change of it can come before the watch (`Xs::wait_for`): its node,
+    // or in a run of rounds all its `map` nodes (`wait_verdict`).
     let mut map_dir = Fmt::new();
     map_dir
         .push(b"/local/domain/")
@@ -279,7 +279,8 @@ fn share_round(
         .push(b"/data/xenguest/map");
     let mut map_state = Fmt::new();
     map_state.push(map_dir.as_bytes()).push(b"/state");
-    let mut verdict = Watch::new(map_dir.as_str(), "verdict").map_err(|_| "watch map")?;
+    let watched = if round == 0 { &map_state } else { &map_dir };
+    let mut verdict = Watch::new(watched.as_str(), "verdict").map_err(|_| "watch map")?;
     path.clear().push(base.as_bytes()).push(b"/state");
     publish(xs, path.as_str(), b"ready")?;
     println!(
@@ -328,8 +329,8 @@ fn check_replies(words: *const u32, n: usize) -> Result<(), &'static str> {
 }
 
 /// Waits for the mapper's verdict in `map_dir/state` (watched by
-/// `watch`): `verified` or `unmapped`, or `failed...`; its length in
-/// `out`. In round `round` > 0 of a run of rounds, a later round in
+/// `watch`: that node, or with `round` > 0 the whole directory):
+/// `verified` or `unmapped`, or `failed...`; its length in `out`. In round `round` > 0 of a run of rounds, a later round in
 /// `map_dir/round` counts as `verified`: the mapper starts round K+1 only
 /// once it verified round K and its process ended well, and it resets
 /// `state` to `waiting` at once, so a sharer that looks late (a slow
@@ -346,7 +347,9 @@ fn wait_verdict(
     if round == 0 {
         let mut state = Fmt::new();
         state.push(map_dir.as_bytes()).push(b"/state");
-        // The mapper never removes its verdict node while it lives.
+        // The mapper never removes its verdict node while it lives. (Its
+        // watch must be the node's: `wait_for` counts its events to tell
+        // a node not yet written from one gone.)
         return xs.wait_for(
             watch,
             state.as_str(),
