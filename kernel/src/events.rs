@@ -200,15 +200,17 @@ impl core::fmt::Display for InitError {
 /// timer and enables interrupts.
 pub fn init() -> Result<(), InitError> {
     let run = layout::alloc_hole(1).map_err(|_| InitError::NoHoleFrame)?;
-    match crate::arch::pv::start_info() {
+    if crate::arch::is_pv() {
+        let mfn = crate::arch::pv_suspend::start_info_now().shared_info_mfn;
         // SAFETY: the address is the hole frame's, unused by anything
         // else; the machine frame is Xen's shared info page.
-        Some(s) => unsafe { crate::arch::pv::map_frame(run.gfn * PAGE_SIZE, s.shared_info >> 12) }
-            .map_err(|_| InitError::MapSharedInfo)?,
+        unsafe { crate::arch::pv::map_frame(run.gfn * PAGE_SIZE, mfn) }
+            .map_err(|_| InitError::MapSharedInfo)?;
+    } else {
         // SAFETY: the frame is in the hole, unused by anything else, and
         // identity-mapped; from now on it is Xen's shared info page.
-        None => unsafe { xen::memory::map_shared_info(run.gfn) }
-            .map_err(|e| InitError::Xen("map shared info", e))?,
+        unsafe { xen::memory::map_shared_info(run.gfn) }
+            .map_err(|e| InitError::Xen("map shared info", e))?;
     }
     // SAFETY: Xen placed the shared info page at this identity-mapped
     // address; it stays there for the domain's life, and `SharedInfo` is

@@ -116,8 +116,6 @@ global_asm!(
 pub struct StartOfDay {
     /// Pages of RAM.
     pub nr_pages: u64,
-    /// Machine address of the shared info page.
-    pub shared_info: u64,
     /// Pfn of the xenstore ring (in the boot region).
     pub store_pfn: u64,
     /// Pfn of the console ring (in the boot region).
@@ -279,7 +277,6 @@ pub unsafe fn start_of_day(si: *const StartInfo) -> Result<StartOfDay, StartErro
     });
     let start = StartOfDay {
         nr_pages: si.nr_pages,
-        shared_info: si.shared_info,
         store_pfn: pfn(si.store_mfn),
         console_pfn: pfn(si.console_mfn),
         module,
@@ -450,14 +447,19 @@ fn set_xen_frames(present: bool) -> Result<(), XenErrno> {
         }
         // SAFETY: as above; then no TLB keeps an entry that went.
         unsafe { batch.flush() }?;
-        // SAFETY: a flush changes no mapping.
-        unsafe {
-            xen::pv::mmuext_op(&[xen::abi::pv::MmuextOp {
-                cmd: xen::abi::pv::MMUEXT_TLB_FLUSH_ALL,
-                ..Default::default()
-            }])
-        }
+        flush_all_tlbs()
     })
+}
+
+/// Flushes every vCPU's TLB (`MMUEXT_TLB_FLUSH_ALL`).
+fn flush_all_tlbs() -> Result<(), XenErrno> {
+    // SAFETY: a flush changes no mapping.
+    unsafe {
+        xen::pv::mmuext_op(&[xen::abi::pv::MmuextOp {
+            cmd: xen::abi::pv::MMUEXT_TLB_FLUSH_ALL,
+            ..Default::default()
+        }])
+    }
 }
 
 /// Maps `pages` RAM pages from `pa` writable at `va`, kernel addresses
@@ -494,12 +496,8 @@ pub fn kernel_remove(va: u64, pages: u64) {
                 }
             }
         }
-        let flush = [xen::abi::pv::MmuextOp {
-            cmd: xen::abi::pv::MMUEXT_TLB_FLUSH_ALL,
-            ..Default::default()
-        }];
         // SAFETY: the entries go, then every TLB forgets them.
-        let r = unsafe { batch.flush() }.and_then(|()| unsafe { xen::pv::mmuext_op(&flush) });
+        let r = unsafe { batch.flush() }.and_then(|()| flush_all_tlbs());
         if let Err(e) = r {
             panic!("kernel_remove: Xen error {}", e.0);
         }

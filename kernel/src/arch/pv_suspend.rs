@@ -38,8 +38,9 @@ use super::pmap::PAGE;
 use super::pv;
 
 /// (i) The p2m tree's pages, one run from the kernel heap: the frame
-/// list list's address, then the frame list's pages (their count).
-static TREE: Once<(u64, u64)> = Once::new();
+/// list list's page, then the frame list's pages (as many as the list's
+/// length needs).
+static TREE: Once<u64> = Once::new();
 
 impl core::fmt::Display for P2mError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -74,7 +75,7 @@ pub fn publish_p2m(arch: &ArchSharedInfo) -> Result<(), P2mError> {
     if mids > PER_PAGE {
         return Err(P2mError::TooLarge(entries));
     }
-    let &(top, mid_pages) = TREE.try_call_once(|| {
+    let &top = TREE.try_call_once(|| {
         let layout =
             core::alloc::Layout::from_size_align(((1 + mids) * PAGE) as usize, PAGE as usize)
                 .map_err(|_| P2mError::NoMemory)?;
@@ -83,11 +84,11 @@ pub fn publish_p2m(arch: &ArchSharedInfo) -> Result<(), P2mError> {
         if at.is_null() {
             return Err(P2mError::NoMemory);
         }
-        Ok((at as u64, mids))
+        Ok(at as u64)
     })?;
     let mid = top + PAGE;
     for k in 0..leaves {
-        // SAFETY: the frame list's `mid_pages` pages follow the top page
+        // SAFETY: the frame list's `mids` pages follow the top page
         // in the run `TREE` took for good; `k < leaves <= mids * 512`.
         unsafe {
             (mid as *mut u64)
@@ -95,7 +96,7 @@ pub fn publish_p2m(arch: &ArchSharedInfo) -> Result<(), P2mError> {
                 .write_volatile(pv::mfn(list / PAGE + k))
         };
     }
-    for j in 0..mid_pages {
+    for j in 0..mids {
         // SAFETY: the top page is the run's first; `j < mids <= 512`.
         unsafe {
             (top as *mut u64)

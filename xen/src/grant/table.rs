@@ -557,13 +557,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_frozen_table_comes_back_in_a_new_domain() {
-        let t = GrantTable::new(
+    /// A table over four fresh frames, placed by a [`Placer`].
+    fn table() -> GrantTable<Placer, Frames> {
+        GrantTable::new(
             Placer::default(),
             Frames(Box::new(core::array::from_fn(|_| GrantFrame::default()))),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn a_frozen_table_comes_back_in_a_new_domain() {
+        let t = table();
         // Two frames' worth of grants, one of them ended, one mapped by
         // its peer (Xen's status bit set).
         let refs: Vec<GrantRef> = (0..ENTRIES_PER_FRAME as u64 + 3)
@@ -607,11 +612,7 @@ mod tests {
 
     #[test]
     fn a_frozen_pv_table_names_the_new_domains_machine_frames() {
-        let t = GrantTable::new(
-            Placer::default(),
-            Frames(Box::new(core::array::from_fn(|_| GrantFrame::default()))),
-        )
-        .unwrap();
+        let t = table();
         t.hv.1.set(0x50000);
         let refs: Vec<GrantRef> = (0..8)
             .map(|i| t.grant_access(7, 0x1000 + i, false).unwrap())
